@@ -1,0 +1,79 @@
+using System.Diagnostics;
+
+namespace ZeTT.Bench;
+
+/// <summary>
+/// Benchmark driver: <c>ZeTT.Bench [name ...] [--out DIR]</c>. Each benchmark runs the
+/// production code path, reports medians of repeated runs and writes a JSON result to the
+/// output folder (default bench/results).
+/// </summary>
+internal static class Program
+{
+    private static readonly Dictionary<string, Func<BenchContext, int>> Benchmarks =
+        new(StringComparer.Ordinal)
+        {
+        };
+
+    private static int Main(string[] args)
+    {
+        string outDir = "bench/results";
+        var names = new List<string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--out" && i + 1 < args.Length)
+            {
+                outDir = args[++i];
+            }
+            else
+            {
+                names.Add(args[i]);
+            }
+        }
+        if (names.Count == 0)
+        {
+            Console.WriteLine("benchmarks: " + string.Join(", ", Benchmarks.Keys.Order()));
+            return 0;
+        }
+        Directory.CreateDirectory(outDir);
+        var context = new BenchContext(outDir);
+        int failures = 0;
+        foreach (string name in names)
+        {
+            if (!Benchmarks.TryGetValue(name, out Func<BenchContext, int>? run))
+            {
+                Console.Error.WriteLine($"error: unknown benchmark '{name}'");
+                return 2;
+            }
+            Console.WriteLine($"== {name}");
+            var sw = Stopwatch.StartNew();
+            failures += run(context);
+            Console.WriteLine($"== {name} done in {sw.Elapsed.TotalSeconds:F1} s");
+        }
+        return failures == 0 ? 0 : 1;
+    }
+}
+
+/// <summary>Where results go, and the median helper every benchmark uses.</summary>
+internal sealed class BenchContext(string outputDirectory)
+{
+    public string OutputDirectory { get; } = outputDirectory;
+
+    /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then
+    /// <paramref name="repeats"/> times, and returns the median seconds.</summary>
+    public static double MedianSeconds(Action action, int repeats = 5, int warmup = 1)
+    {
+        for (int i = 0; i < warmup; i++)
+        {
+            action();
+        }
+        var times = new double[repeats];
+        for (int i = 0; i < repeats; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            action();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[repeats / 2];
+    }
+}

@@ -1,0 +1,57 @@
+namespace ZeTT.Runtime.Tensors;
+
+/// <summary>
+/// A dense, row-major fp32 tensor in host memory. This is the currency between the formats
+/// layer (which widens any float dtype on load) and the compute backends.
+/// </summary>
+public sealed class HostTensor
+{
+    /// <summary>Creates a tensor over <paramref name="data"/>, whose length must equal the
+    /// product of <paramref name="shape"/>.</summary>
+    public HostTensor(string name, int[] shape, float[] data)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(data);
+        long count = 1;
+        foreach (int d in shape)
+        {
+            if (d < 0)
+            {
+                throw new ArgumentException($"tensor '{name}': negative dimension in shape "
+                    + $"{ShapeToString(shape)}", nameof(shape));
+            }
+            count *= d;
+        }
+        if (count != data.LongLength)
+        {
+            throw new ArgumentException($"tensor '{name}': shape {ShapeToString(shape)} holds "
+                + $"{count} elements but {data.LongLength} were given", nameof(data));
+        }
+        Name = name;
+        Shape = shape;
+        Data = data;
+    }
+
+    /// <summary>The tensor's name (parameter name in its checkpoint).</summary>
+    public string Name { get; }
+
+    /// <summary>Dimensions, outermost first.</summary>
+    public int[] Shape { get; }
+
+    /// <summary>Elements in row-major order.</summary>
+    public float[] Data { get; }
+
+    /// <summary>Number of dimensions.</summary>
+    public int Rank => Shape.Length;
+
+    /// <summary>Renders a shape as <c>[a, b, c]</c> for error messages.</summary>
+    public static string ShapeToString(IEnumerable<int> shape) => "[" + string.Join(", ", shape) + "]";
+
+    /// <summary>Renders a shape as <c>[a, b, c]</c> for error messages.</summary>
+    public static string ShapeToString(IEnumerable<long> shape) =>
+        "[" + string.Join(", ", shape) + "]";
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} F32 {ShapeToString(Shape)}";
+}
