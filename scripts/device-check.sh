@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs ON THE GPU MACHINE (H200: nvcc 13, python3 + torch + transformers, no .NET, no network),
+# in one `device` call, in well under 8 minutes. Prepare here first with scripts/device-pack.sh;
+# the exact call is in the README ("GPU checks"). Each step is logged and timed; a failing step
+# does not stop the others, and the exit code says whether any failed.
+#
+# Writes:  bench/results/   (benchmarks, device info, GPU test logs)
+#          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/)
+# and packs both into $OUT/device-results.tar.gz to be unpacked and committed here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/.device/out}
+RES=$ROOT/bench/results
+LOG=$RES/device-check.log
+mkdir -p "$OUT" "$RES" tests/fixtures
+: >"$LOG"
+failures=()
+PY=${PYTHON:-python3}
+
+step() {  # step NAME TIMEOUT_S COMMAND...
+    local name=$1 limit=$2; shift 2
+    local start=$SECONDS rc
+    echo "=== $name" | tee -a "$LOG"
+    timeout "$limit" "$@" >>"$LOG" 2>&1; rc=$?
+    echo "=== $name: rc=$rc in $((SECONDS - start)) s" | tee -a "$LOG"
+    [ $rc = 0 ] || failures+=("$name")
+    return 0
+}
+
+step "unpack bundle" 120 bash -c "mkdir -p .device/run && tar -C .device/run -xzf .device/bundle.tar.gz"
+BIN=$ROOT/.device/run
+step "device info" 30 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())'"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
+    >"$RES/device-info.csv" 2>/dev/null
+
+# Kernels: the bundle embeds compute_80 PTX built by nvcc 11.8; also build sm_90 cubins with
+# this machine's nvcc and point the loader at them, so both paths are exercised.
+step "kernels sm_90 cubins" 120 bash -c "mkdir -p build/kernels-sm90 && for f in kernels/*.cu; do nvcc -std=c++17 -O3 -lineinfo -arch=sm_90 -cubin \$f -o build/kernels-sm90/\$(basename \$f .cu).cubin || exit 1; done"
+
+# Golden fixtures from the reference (needs .ref/zett, carried; never committed).
+if [ -d .ref/zett ]; then
+    for gen in scripts/golden_hypernet.py scripts/golden_tokenizers.py; do
+        [ -f "$gen" ] || continue
+        name=$(basename "$gen" .py); area=${name#golden_}
+        step "$name" 120 $PY "$gen" --ref .ref/zett --out "tests/fixtures/$area"
+    done
+else
+    echo "=== golden fixtures skipped: .ref/zett not carried" | tee -a "$LOG"
+fi
+
+# GPU tests (and all others) from the self-contained runners, with the fixtures just made.
+for runner in "$BIN"/ZeTT.*.Tests; do
+    name=$(basename "$runner")
+    step "tests $name" 240 "$runner/$name" -xml "$RES/tests-$name.xml" -noColor
+done
+step "GPU tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
+    "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" -trait Category=GPU -noColor
+if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+        step "compute-sanitizer $tool" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
+            "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" -trait Category=GPU -noColor
+    done
+fi
+
+# Benchmarks: ours, then the PyTorch reference at the same sizes in the same session, over
+# the real surface forms of GPT-2's 50257 tokens spelled by Mistral's tokenizer (L = 7).
+SF=$ROOT/.device/surface-forms-mistral-gpt2.safetensors
+step "surface forms for benchmarks" 60 "$BIN/zett" surface-forms \
+    --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
+step "bench zett" 300 "$BIN/ZeTT.Bench/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
+    --out "$RES"
+if [ -d .ref/zett ] && [ -f scripts/bench_reference_hypernet.py ]; then
+    step "bench pytorch reference" 240 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
+        --surface-forms "$SF" --out "$RES"
+fi
+
+# Hugging Face interop: tiny random models of each family, transferred by zett.
+if [ -d .ref/zett ] && [ -f scripts/interop.sh ]; then
+    step "hf interop" 240 bash scripts/interop.sh "$BIN/zett" "$RES"
+fi
+
+{
+    echo "failed steps: ${failures[*]:-none}"
+} | tee -a "$LOG"
+tar -czf "$OUT/device-results.tar.gz" bench/results tests/fixtures 2>/dev/null
+cp "$LOG" "$OUT/device-check.log"
+[ ${#failures[@]} = 0 ]

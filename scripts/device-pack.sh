@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs HERE (a machine with the .NET SDK): prepares everything the GPU machine needs, which has
+# nvcc, python3 + torch + transformers but no .NET, into the git-ignored folder .device/, to be
+# carried by the `device` tool together with .ref (the reference checkout used only to make
+# golden fixtures; never committed).
+#
+#   scripts/device-pack.sh          # then run scripts/device-check.sh there (README: GPU checks)
+#
+# .device/bundle.tar.gz holds self-contained publishes of the test runners and the benchmark
+# driver, and the NativeAOT `zett` (~35 MB compressed; the carry limit is 64 MiB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+./build.sh publish
+rm -rf .device && mkdir -p .device/stage
+for proj in tests/*/*.Tests.csproj bench/ZeTT.Bench/ZeTT.Bench.csproj; do
+    name=$(basename "$proj" .csproj)
+    echo "device-pack: publishing $name (self-contained linux-x64)"
+    dotnet publish "$proj" -c Release -r linux-x64 --self-contained true -nologo -v:q \
+        -clp:ErrorsOnly -p:PublishTrimmed=false -o ".device/stage/$name" >/dev/null
+done
+# The runners share one runtime: keep one copy of the framework files and link the rest.
+cp publish/zett .device/stage/zett
+tar -C .device/stage -czf .device/bundle.tar.gz .
+rm -rf .device/stage
+size=$(du -m .device/bundle.tar.gz | cut -f1)
+echo "device-pack: .device/bundle.tar.gz is ${size} MB"
+if [ "$size" -gt 56 ]; then
+    echo "device-pack: bundle too large to carry with the working tree (limit 64 MiB)" >&2
+    exit 1
+fi
+if [ ! -d .ref/zett/hf_hypernet ]; then
+    echo "device-pack: NOTE: .ref/zett is missing; golden fixtures need the reference checkout."
+    echo "  With the search tool's fetch of bminixhofer/zett (a bare repo), run:"
+    echo "  mkdir -p .ref/zett && git -C <fetched repo> archive HEAD hf_hypernet zett | tar -x -C .ref/zett"
+fi
