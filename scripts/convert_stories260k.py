@@ -716,12 +716,12 @@ def main():
                  f"same ids on {agree} samples (every line and sentence of the reference text, "
                  f"plus non-ASCII/emoji/multi-space strings that exercise byte fallback); "
                  f"decode(encode(s)) == s for all of them.")
-    story = ref["text"].split("\n")[0]
-    enc = hf_bpe_encode(story, vocab, rank)
-    same_prefix = enc == ref_ids[:len(enc)]
-    lines.append(f"- Encoding the first line of the reference text gives {len(enc)} ids"
-                 + (" identical to the first generated ids." if same_prefix else
-                    " (the model's own greedy ids may tokenize some words differently)."))
+    enc = hf_bpe_encode(ref["text"], vocab, rank)
+    if enc != ref_ids:
+        raise SystemExit("tokenizer.json does not encode the reference text to the reference ids")
+    print(f"tokenizer: the reference text encodes to the {len(enc)} reference ids")
+    lines.append(f"- The same BPE encodes the whole reference `text` to exactly the {len(enc)} "
+                 f"reference `generated_ids`.")
 
     rows = "\n".join(f"| `{n}` | {size:,} | `{h}` |" for n, (size, h) in hashes.items())
     summary = (f"dim {cfg['dim']}, hidden {cfg['hidden_dim']}, {cfg['n_layers']} layers, "
