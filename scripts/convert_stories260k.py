@@ -610,10 +610,19 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(here)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--src", default=os.path.join(repo, "..", "shared", "data", "models",
-                                                  "stories260K"),
+    default_src = None
+    parent = os.path.dirname(repo)
+    while default_src is None:
+        candidate = os.path.join(parent, "shared", "data", "models", "stories260K")
+        if os.path.isfile(os.path.join(candidate, "stories260K.bin")):
+            default_src = candidate
+        elif os.path.dirname(parent) == parent:
+            break
+        parent = os.path.dirname(parent)
+    ap.add_argument("--src", default=default_src, required=default_src is None,
                     help="folder holding stories260K.bin, tok512.bin and "
-                         "reference_greedy_generation.json")
+                         "reference_greedy_generation.json (default: shared/data/models/"
+                         "stories260K in the nearest folder above the repository)")
     ap.add_argument("--sources-md", default=None,
                     help="SOURCES.md listing the expected sha256 (default: <src>/../../SOURCES.md)")
     ap.add_argument("--out", default=os.path.join(repo, "assets", "stories260K"))
