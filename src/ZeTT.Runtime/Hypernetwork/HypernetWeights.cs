@@ -74,7 +74,18 @@ public sealed class HypernetWeights
             : null;
         InputProjection = Lin("input_projection.0", d, h);
         InputBlock = Block("input_projection.1", h, i);
-        int pooled = config.ConcatLastHiddenState ? h * config.SequenceLength : h;
+        // The output heads take width H (the reference builds them as ProjectorBlock(H, H, I)
+        // and Linear(H, ·)), so the flattened state of hn_concat_last_hidden_state fits only
+        // when the encoder sequence has length 1, where it equals h[:, 0].
+        if (config.ConcatLastHiddenState && config.SequenceLength != 1)
+        {
+            throw new ZettException($"{source}: hn_concat_last_hidden_state needs an encoder "
+                + "sequence length of 1 (the output heads take width hn_hidden_size = "
+                + $"{h}, the flattened state would be {config.SequenceLength}·{h}); this config has "
+                + $"hn_surface_maxlen {config.SurfaceMaxLen}"
+                + (config.EmbedLangId ? " plus a language position" : ""));
+        }
+        int pooled = h;
         OutputBlock = Block("output_projection.0", pooled, i);
         int headOut = config.SingleHead ? d : config.NEmbd;
         OutputLinear = Lin("output_projection.1", pooled, headOut);

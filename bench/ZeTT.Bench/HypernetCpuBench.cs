@@ -1,0 +1,211 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using System.Text.Json;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Tensors;
+
+namespace ZeTT.Bench;
+
+/// <summary>
+/// <c>hypernet-cpu</c>: the CPU backend at the xlm-roberta-base hypernetwork's size (H 768,
+/// I 1536, 12 heads, L 7 + language position, 3 layers, rescale and bias on; random weights),
+/// in tokens/s and GFLOP/s against this machine's fp32 peak, plus the blocked SGEMM against a
+/// TensorPrimitives.Dot-per-element GEMM on the model's largest matmul shape.
+/// </summary>
+internal static class HypernetCpuBench
+{
+    private const int Vocab = 20_000;
+    private const int Rows = 1024;
+
+    public static int Run(BenchContext context)
+    {
+        HypernetConfig config = HypernetConfig.Parse("""
+            {"model_type": "zett_hypernetwork", "n_embd": 768, "hn_hidden_size": 768,
+             "hn_intermediate_size": 1536, "hn_n_layers": 3, "hn_num_attention_heads": 12,
+             "hn_surface_maxlen": 7, "hn_rescale_embeddings": true, "hn_predict_bias": true,
+             "hn_embed_lang_id": true, "n_langs": 26, "hn_n_extra_tokens": 161,
+             "original_vocab_size": 20000, "pad_token_id": 1,
+             "hn_embed_using_source_embeddings": true}
+            """, "xlm-roberta-base-sized");
+        var rng = new Random(7);
+        HypernetWeights weights = HypernetWeights.FromTensors(config, RandomTensors(config, rng), "random");
+        var source = new HostTensor("embeddings_in", [Vocab, 768], Fill(Vocab * 768, rng, 0.5f));
+        int l = config.SurfaceMaxLen;
+        var ids = new int[Rows * l];
+        for (int r = 0; r < Rows; r++)
+        {
+            int used = 1 + rng.Next(l);
+            for (int p = 0; p < l; p++)
+            {
+                ids[(r * l) + p] = p < used ? rng.Next(2, Vocab + 161) : config.PadTokenId;
+            }
+        }
+
+        var results = new Dictionary<string, object>();
+        (double PeakGflops, string How) peak = EstimatePeak();
+        foreach (HypernetPrecision precision in new[] { HypernetPrecision.Float32, HypernetPrecision.BFloat16 })
+        {
+            using var backend = new CpuHypernetBackend(weights, source, precision);
+            double seconds = BenchContext.MedianSeconds(
+                () => HypernetBatching.PredictAll(backend, ids, Rows, 3, config), repeats: 3);
+            double tokensPerSecond = Rows / seconds;
+            double gflops = backend.FlopsPerRow * Rows / seconds / 1e9;
+            Console.WriteLine($"{precision,-9} batch {backend.MaxBatchSize}: {tokensPerSecond,8:F0} "
+                + $"tokens/s, {gflops:F1} GFLOP/s = {100 * gflops / peak.PeakGflops:F1}% of "
+                + $"{peak.PeakGflops:F0} GFLOP/s peak ({backend.FlopsPerRow / 1e6:F1} MFLOP/token)");
+            results[precision == HypernetPrecision.Float32 ? "fp32" : "bf16_emulated"] = new
+            {
+                tokens_per_second = Math.Round(tokensPerSecond, 1),
+                gflops = Math.Round(gflops, 2),
+                percent_of_peak = Math.Round(100 * gflops / peak.PeakGflops, 1),
+                mflop_per_token = Math.Round(backend.FlopsPerRow / 1e6, 2),
+                max_batch_size = backend.MaxBatchSize,
+                median_seconds = seconds,
+            };
+        }
+        results["gemm_2048x768x1536"] = CompareGemms(rng, peak.PeakGflops);
+        var json = new
+        {
+            benchmark = "hypernet-cpu",
+            shape = "H 768, I 1536, 12 heads, L 7 + lang position, 3 layers, n_embd 768",
+            rows = Rows,
+            cores = Environment.ProcessorCount,
+            simd = Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "none",
+            peak_gflops = Math.Round(peak.PeakGflops, 1),
+            peak_estimate = peak.How,
+            results,
+        };
+        string path = Path.Combine(context.OutputDirectory, "hypernet-cpu.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"wrote {path}");
+        return 0;
+    }
+
+    /// <summary>Our blocked kernel against one TensorPrimitives.Dot per output element (W rows are
+    /// contiguous in PyTorch layout, so that is the obvious vectorised alternative).</summary>
+    private static unsafe object CompareGemms(Random rng, double peak)
+    {
+        int m = 2048, k = 768, n = 1536;
+        float[] a = Fill(m * k, rng, 1f), w = Fill(n * k, rng, 0.03f), b = Fill(n, rng, 0.1f);
+        var c = new float[m * n];
+        PackedWeight packed = PackedWeight.FromRows([w], n, k, [b], roundToBf16: false);
+        double flops = 2.0 * m * n * k;
+        double blocked = BenchContext.MedianSeconds(() =>
+        {
+            fixed (float* pa = a, pc = c)
+            {
+                CpuMath.Gemm(pa, k, m, packed, pc, n, Activation.GeluErf, roundAToBf16: false);
+            }
+        }, repeats: 3);
+        double dot = BenchContext.MedianSeconds(() =>
+            Parallel.For(0, m, i =>
+            {
+                ReadOnlySpan<float> row = a.AsSpan(i * k, k);
+                for (int j = 0; j < n; j++)
+                {
+                    c[(i * n) + j] = TensorPrimitives.Dot(row, w.AsSpan(j * k, k)) + b[j];
+                }
+            }), repeats: 1);
+        Console.WriteLine($"GEMM {m}x{k}x{n}: blocked {flops / blocked / 1e9:F1} GFLOP/s "
+            + $"({100 * flops / blocked / 1e9 / peak:F1}% of peak), TensorPrimitives.Dot "
+            + $"{flops / dot / 1e9:F1} GFLOP/s");
+        return new
+        {
+            blocked_gflops = Math.Round(flops / blocked / 1e9, 2),
+            tensorprimitives_dot_gflops = Math.Round(flops / dot / 1e9, 2),
+        };
+    }
+
+    /// <summary>Cores × SIMD lanes × 2 FMA pipes × 2 FLOP × clock. The clock is the first
+    /// "cpu MHz" of /proc/cpuinfo (the nominal clock on VMs; turbo may exceed it), 2 FMA pipes
+    /// per core is what AMD Zen 2-4 and Intel server cores since Skylake-SP have.</summary>
+    private static (double, string) EstimatePeak()
+    {
+        double mhz = 0;
+        if (File.Exists("/proc/cpuinfo"))
+        {
+            string? line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(s => s.StartsWith("cpu MHz", StringComparison.Ordinal));
+            if (line is not null)
+            {
+                _ = double.TryParse(line[(line.IndexOf(':') + 1)..].Trim(), System.Globalization.CultureInfo.InvariantCulture, out mhz);
+            }
+        }
+        if (mhz <= 0)
+        {
+            mhz = 2500;
+        }
+        int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+        int cores = Environment.ProcessorCount;
+        double peak = cores * lanes * 2 * 2 * mhz / 1000;
+        return (peak, $"{cores} cores x {lanes} fp32 lanes x 2 FMA pipes x 2 FLOP x {mhz:F0} MHz "
+            + "(/proc/cpuinfo)");
+    }
+
+    private static float[] Fill(int n, Random rng, float scale)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            a[i] = (float)((rng.NextDouble() * 2) - 1) * scale;
+        }
+        return a;
+    }
+
+    private static Dictionary<string, HostTensor> RandomTensors(HypernetConfig c, Random rng)
+    {
+        int h = c.HiddenSize, i = c.IntermediateSize, d = c.SourceWidth;
+        var t = new Dictionary<string, HostTensor>();
+        void Add(string name, float scale, float offset, params int[] shape)
+        {
+            float[] data = Fill(shape.Aggregate(1, (x, y) => x * y), rng, scale);
+            for (int k = 0; k < data.Length; k++)
+            {
+                data[k] += offset;
+            }
+            t[name] = new HostTensor(name, shape, data);
+        }
+        void Lin(string p, int fanIn, int fanOut)
+        {
+            Add(p + ".weight", 1.7f / MathF.Sqrt(fanIn), 0, fanOut, fanIn);
+            Add(p + ".bias", 0.1f, 0, fanOut);
+        }
+        void Ln(string p, int dim)
+        {
+            Add(p + ".weight", 0.1f, 1, dim);
+            Add(p + ".bias", 0.1f, 0, dim);
+        }
+        void Block(string p)
+        {
+            Lin(p + ".dense1", h, i);
+            Lin(p + ".dense2", i, h);
+            Ln(p + ".ln", h);
+        }
+        Add("model.embeddings.position_embeddings.weight", 0.5f, 0, 514, h);
+        Add("model.embeddings.token_type_embeddings.weight", 0.5f, 0, 1, h);
+        Ln("model.embeddings.LayerNorm", h);
+        for (int layer = 0; layer < c.NumLayers; layer++)
+        {
+            string p = $"model.encoder.layer.{layer}.";
+            Lin(p + "attention.self.query", h, h);
+            Lin(p + "attention.self.key", h, h);
+            Lin(p + "attention.self.value", h, h);
+            Lin(p + "attention.output.dense", h, h);
+            Ln(p + "attention.output.LayerNorm", h);
+            Lin(p + "intermediate.dense", h, i);
+            Lin(p + "output.dense", i, h);
+            Ln(p + "output.LayerNorm", h);
+        }
+        Add("fallback_embeddings.weight", 0.5f, 0, c.NumExtraTokens, d);
+        Add("lang_embeddings.weight", 0.5f, 0, c.NumLangs, h);
+        Lin("input_projection.0", d, h);
+        Block("input_projection.1");
+        Block("output_projection.0");
+        Lin("output_projection.1", h, c.NEmbd);
+        Add("in_scaler.w", 0.2f, 1, 1, d);
+        Add("in_scaler.b", 0.1f, 0, 1, d);
+        Add("scaler.w", 0.2f, 1, 1, c.NEmbd);
+        Add("scaler.b", 0.1f, 0, 1, c.NEmbd);
+        Lin("bias_projection", h, 1);
+        return t;
+    }
+}
