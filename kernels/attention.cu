@@ -84,7 +84,7 @@ extern "C" __global__ void zett_attention(const AttentionArgs a) {
     for (int i = warp; i < seq; i += warps) {
         const float s = lane < seq ? p[i * seq + lane] : -INFINITY;
         const float m = zett_warp_max(s);
-        const float e = lane < seq ? __expf(s - m) : 0.0f;
+        const float e = lane < seq ? expf(s - m) : 0.0f;
         const float sum = zett_warp_sum(e);
         if (lane < seq) p[i * seq + lane] = e / sum;
     }
