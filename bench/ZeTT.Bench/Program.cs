@@ -12,7 +12,8 @@ internal static class Program
     private static readonly Dictionary<string, Func<BenchContext, int>> Benchmarks =
         new(StringComparer.Ordinal)
         {
-            ["gemm-gpu"] = GpuBenchmarks.Gemm, ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["gemm-gpu"] = GpuBenchmarks.Gemm,
+            ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
         };
 
     private static int Main(string[] args)
