@@ -13,6 +13,8 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["hypernet-cpu"] = HypernetCpuBench.Run,
+            ["gemm-gpu"] = GpuBenchmarks.Gemm,
+            ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
         };
 
     private static int Main(string[] args)
