@@ -52,14 +52,19 @@ fi
 # GPU tests (and all others) from the self-contained runners, with the fixtures just made.
 for runner in "$BIN"/ZeTT.*.Tests; do
     name=$(basename "$runner")
-    step "tests $name" 240 "$runner/$name" -xml "$RES/tests-$name.xml" -noColor
+    step "tests $name" 240 env ZETT_REPO_ROOT="$ROOT" "$runner/$name" \
+        -xml "$RES/tests-$name.xml" -noColor
 done
+GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
 step "GPU tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-    "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" -trait Category=GPU -noColor
+    "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
+step "CUDA backend tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
+    "$BIN/ZeTT.Runtime.Tests/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
+    -class "*BackendParityTests" -noColor
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         step "compute-sanitizer $tool" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
-            "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" -trait Category=GPU -noColor
+            "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     done
 fi
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Kernels;
 using ZeTT.Kernels.Blas;
+using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 
@@ -135,22 +136,25 @@ internal static class GpuBenchmarks
         foreach (Size s in Sizes)
         {
             var (weights, source) = RandomHypernet(s);
-            int[] forms = SurfaceForms(s, weights.Config);
+            int[] forms = context.SurfaceFormsPath is { } file
+                ? RealSurfaceForms(file, s, weights.Config)
+                : SurfaceForms(s, weights.Config);
+            int targetVocab = forms.Length / MaxLen;
             using var backend = new CudaHypernetBackend(weights, source,
                 HypernetPrecision.BFloat16, log: m => Console.WriteLine("  " + m));
             int lang = s.Lang ? 0 : -1;
             void RunAll()
             {
                 int b = backend.MaxBatchSize;
-                for (int start = 0; start < TargetVocab; start += b)
+                for (int start = 0; start < targetVocab; start += b)
                 {
-                    int n = Math.Min(b, TargetVocab - start);
+                    int n = Math.Min(b, targetVocab - start);
                     backend.Predict(forms.AsSpan(start * MaxLen, n * MaxLen), n, lang);
                 }
             }
             double seconds = BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
-            double tokensPerSecond = TargetVocab / seconds;
-            double useful = FlopsPerSurfaceForm(weights.Config) * TargetVocab / seconds / 1e12;
+            double tokensPerSecond = targetVocab / seconds;
+            double useful = FlopsPerSurfaceForm(weights.Config) * targetVocab / seconds / 1e12;
             Console.WriteLine($"{s.Name,-18} H {s.Hidden}: {tokensPerSecond,10:F0} tokens/s, "
                 + $"{useful:F1} TFLOP/s ({100 * useful / peak:F0} % of the measured bf16 peak "
                 + $"{peak:F0}), batch {backend.MaxBatchSize}");
@@ -158,7 +162,8 @@ internal static class GpuBenchmarks
             {
                 ["name"] = s.Name,
                 ["hidden"] = s.Hidden,
-                ["vocab"] = TargetVocab,
+                ["vocab"] = targetVocab,
+                ["surface_forms"] = context.SurfaceFormsPath ?? "synthetic",
                 ["zett_tokens_per_s"] = Math.Round(tokensPerSecond),
                 ["pytorch_tokens_per_s"] = null,
                 ["useful_tflops"] = Math.Round(useful, 1),
@@ -229,6 +234,27 @@ internal static class GpuBenchmarks
             {
                 ids[r * MaxLen + p] = p < len ? 3 + rng.Next(s.Vocab - 3) : c.PadTokenId;
             }
+        }
+        return ids;
+    }
+
+    /// <summary>A real surface-form matrix (I32 [V, 7], as `zett surface-forms` writes it with
+    /// the Mistral hn tokenizer, whose pad is its eos id 2), mapped onto this size's random
+    /// hypernetwork: pads to its pad id, other ids into its source vocabulary. The lengths, and
+    /// so the work a packing backend would do, are the real ones.</summary>
+    private static int[] RealSurfaceForms(string file, Size s, HypernetConfig c)
+    {
+        const int SourcePad = 2;
+        using SafetensorsFile f = SafetensorsFile.Open(file);
+        int[] ids = f.ReadInt32("surface_forms", out int[] shape);
+        if (shape.Length != 2 || shape[1] != MaxLen)
+        {
+            throw new InvalidOperationException(
+                $"{file}: surface_forms must be [V, {MaxLen}], found [{string.Join(", ", shape)}]");
+        }
+        for (int i = 0; i < ids.Length; i++)
+        {
+            ids[i] = ids[i] == SourcePad ? c.PadTokenId : 3 + ids[i] % (s.Vocab - 3);
         }
         return ids;
     }

@@ -94,7 +94,7 @@ internal static class HypernetCpuBench
         {
             fixed (float* pa = a, pc = c)
             {
-                CpuMath.Gemm(pa, k, m, packed, pc, n, Activation.GeluErf, roundAToBf16: false);
+                CpuMath.Gemm(pa, k, m, packed, pc, n, CpuActivation.GeluErf, roundAToBf16: false);
             }
         }, repeats: 3);
         double dot = BenchContext.MedianSeconds(() =>

@@ -20,12 +20,17 @@ internal static class Program
     private static int Main(string[] args)
     {
         string outDir = "bench/results";
+        string? surfaceForms = null;
         var names = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
             if (args[i] == "--out" && i + 1 < args.Length)
             {
                 outDir = args[++i];
+            }
+            else if (args[i] == "--surface-forms" && i + 1 < args.Length)
+            {
+                surfaceForms = args[++i];
             }
             else
             {
@@ -38,7 +43,7 @@ internal static class Program
             return 0;
         }
         Directory.CreateDirectory(outDir);
-        var context = new BenchContext(outDir);
+        var context = new BenchContext(outDir) { SurfaceFormsPath = surfaceForms };
         int failures = 0;
         foreach (string name in names)
         {
@@ -60,6 +65,10 @@ internal static class Program
 internal sealed class BenchContext(string outputDirectory)
 {
     public string OutputDirectory { get; } = outputDirectory;
+
+    /// <summary>A real surface-form matrix (`zett surface-forms` output) to benchmark over,
+    /// instead of a synthetic one; null when not given.</summary>
+    public string? SurfaceFormsPath { get; init; }
 
     /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then
     /// <paramref name="repeats"/> times, and returns the median seconds.</summary>

@@ -35,7 +35,8 @@ public sealed class CudaModule : IDisposable
     {
         ArgumentNullException.ThrowIfNull(context);
         context.MakeCurrent();
-        byte[]? cubin = context.ComputeCapability == (9, 0) ? KernelImages.Cubin(name) : null;
+        byte[]? cubin = context.ComputeCapability == (9, 0) ? OverrideCubin(name) : null;
+        cubin ??= context.ComputeCapability == (9, 0) ? KernelImages.Cubin(name) : null;
         byte[] image = cubin ?? NullTerminated(KernelImages.Ptx(name));
         const int logSize = 16 * 1024;
         byte* log = stackalloc byte[logSize];
@@ -60,6 +61,25 @@ public sealed class CudaModule : IDisposable
                 jitLog.Length > 0 ? "JIT log: " + jitLog : CudaDriver.ErrorString(r));
         }
         return new CudaModule(context, handle, name, cubin is null ? "ptx" : "cubin sm_90");
+    }
+
+    /// <summary>The environment variable naming a folder of <c>&lt;module&gt;.cubin</c> files
+    /// that replace the embedded images on sm_90 (the GPU check builds them there with the
+    /// machine's own nvcc to exercise both paths).</summary>
+    public const string KernelsDirVariable = "ZETT_KERNELS_DIR";
+
+    private static byte[]? OverrideCubin(string name)
+    {
+        string? dir = Environment.GetEnvironmentVariable(KernelsDirVariable);
+        if (string.IsNullOrEmpty(dir))
+        {
+            return null;
+        }
+        string path = Path.Combine(dir, name + ".cubin");
+        return File.Exists(path)
+            ? File.ReadAllBytes(path)
+            : throw new FileNotFoundException(
+                $"{KernelsDirVariable}={dir} has no {name}.cubin", path);
     }
 
     private static byte[] NullTerminated(string text)

@@ -254,7 +254,7 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         }
 
         // Input projection and projector block on every surface-form position.
-        CpuMath.Gemm(gathered, _d, tokens, _inputProjection, projected, h, Activation.None, _bf16);
+        CpuMath.Gemm(gathered, _d, tokens, _inputProjection, projected, h, CpuActivation.None, _bf16);
         RunBlock(_inputBlock, projected, h, tokens, wide, narrow, projected, h);
 
         Embed(projected, rows, langIndex, hidden);
@@ -272,21 +272,21 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
             // In the last layer only position 0 is needed downstream: its queries are the rows
             // of `hidden` s·h apart.
             int qRows = last ? rows : seq, qStride = last ? s * h : h;
-            CpuMath.Gemm(hidden, qStride, qRows, layer.Query, query, h, Activation.None, _bf16);
-            CpuMath.Gemm(hidden, h, seq, layer.KeyValue, wide, 2 * h, Activation.None, _bf16);
+            CpuMath.Gemm(hidden, qStride, qRows, layer.Query, query, h, CpuActivation.None, _bf16);
+            CpuMath.Gemm(hidden, h, seq, layer.KeyValue, wide, 2 * h, CpuActivation.None, _bf16);
             if (_bf16)
             {
                 CpuMath.RoundToBf16(query, (long)qRows * h);
                 CpuMath.RoundToBf16(wide, (long)seq * 2 * h);
             }
             Attention(query, wide, rows, last ? 1 : s, context);
-            CpuMath.Gemm(context, h, qRows, layer.AttentionOutput, narrow, h, Activation.None,
+            CpuMath.Gemm(context, h, qRows, layer.AttentionOutput, narrow, h, CpuActivation.None,
                 _bf16);
             float* attended = last ? pooled : hidden;
             CpuMath.AddLayerNorm(narrow, h, hidden, qStride, qRows, h, P(layer.AttentionLnGamma),
                 P(layer.AttentionLnBeta), _config.EncoderLayerNormEps, attended, h);
-            CpuMath.Gemm(attended, h, qRows, layer.Intermediate, wide, _i, Activation.GeluErf, _bf16);
-            CpuMath.Gemm(wide, _i, qRows, layer.Output, narrow, h, Activation.None, _bf16);
+            CpuMath.Gemm(attended, h, qRows, layer.Intermediate, wide, _i, CpuActivation.GeluErf, _bf16);
+            CpuMath.Gemm(wide, _i, qRows, layer.Output, narrow, h, CpuActivation.None, _bf16);
             CpuMath.AddLayerNorm(narrow, h, attended, h, qRows, h, P(layer.OutputLnGamma),
                 P(layer.OutputLnBeta), _config.EncoderLayerNormEps, attended, h);
         }
@@ -296,14 +296,14 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         int nEmbd = _config.NEmbd;
         RunBlock(_outputBlock, pooled, h, rows, wide, narrow, narrow, h);
         int nOut = _outputLinear.N;
-        CpuMath.Gemm(narrow, h, rows, _outputLinear, headOut, nOut, Activation.None, _bf16);
+        CpuMath.Gemm(narrow, h, rows, _outputLinear, headOut, nOut, CpuActivation.None, _bf16);
         CopyColumns(headOut, nOut, 0, rows, nEmbd, eIn);
         if (eOut is not null)
         {
             if (_outputOutBlock is not null && _outputOutLinear is not null)
             {
                 RunBlock(_outputOutBlock, pooled, h, rows, wide, narrow, narrow, h);
-                CpuMath.Gemm(narrow, h, rows, _outputOutLinear, headOut, nEmbd, Activation.None,
+                CpuMath.Gemm(narrow, h, rows, _outputOutLinear, headOut, nEmbd, CpuActivation.None,
                     _bf16);
                 CopyColumns(headOut, nEmbd, 0, rows, nEmbd, eOut);
             }
@@ -322,7 +322,7 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         }
         if (bias is not null && _biasProjection is not null)
         {
-            CpuMath.Gemm(pooled, h, rows, _biasProjection, headOut, 1, Activation.None, _bf16);
+            CpuMath.Gemm(pooled, h, rows, _biasProjection, headOut, 1, CpuActivation.None, _bf16);
             new ReadOnlySpan<float>(headOut, rows).CopyTo(bias);
         }
     }
@@ -453,9 +453,9 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     private void RunBlock(PackedBlock block, float* x, int ldx, int rows, float* wide,
         float* narrow, float* dst, int ldd)
     {
-        CpuMath.Gemm(x, ldx, rows, block.Dense1, wide, block.Dense1.N, Activation.GeluTanh, _bf16);
+        CpuMath.Gemm(x, ldx, rows, block.Dense1, wide, block.Dense1.N, CpuActivation.GeluTanh, _bf16);
         CpuMath.Gemm(wide, block.Dense1.N, rows, block.Dense2, narrow, block.Dense2.N,
-            Activation.GeluTanh, _bf16);
+            CpuActivation.GeluTanh, _bf16);
         CpuMath.AddLayerNorm(narrow, block.Dense2.N, x, ldx, rows, block.Dense2.N, P(block.LnGamma),
             P(block.LnBeta), _config.ProjectorLayerNormEps, dst, ldd);
     }

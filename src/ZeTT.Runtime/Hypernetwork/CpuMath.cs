@@ -7,7 +7,7 @@ using ZeTT.Runtime.Tensors;
 namespace ZeTT.Runtime.Hypernetwork;
 
 /// <summary>Elementwise function applied in a GEMM's epilogue, after the bias.</summary>
-internal enum Activation
+internal enum CpuActivation
 {
     /// <summary>Identity.</summary>
     None,
@@ -149,7 +149,7 @@ internal static unsafe class CpuMath
     /// packed (the weight was rounded when packed).
     /// </summary>
     public static void Gemm(float* a, int lda, int m, PackedWeight w, float* c, int ldc,
-        Activation act, bool roundAToBf16)
+        CpuActivation act, bool roundAToBf16)
     {
         if (m <= 0 || w.N == 0)
         {
@@ -183,7 +183,7 @@ internal static unsafe class CpuMath
     }
 
     private static void GemmTask(int task, int colGroups, int mc, float* a, int lda, int m,
-        PackedWeight w, float* c, int ldc, Activation act, bool roundA)
+        PackedWeight w, float* c, int ldc, CpuActivation act, bool roundA)
     {
         int rb = task / colGroups, cg = task % colGroups;
         int row0 = rb * mc, rows = Math.Min(mc, m - row0);
@@ -262,7 +262,7 @@ internal static unsafe class CpuMath
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : (a * b) + c;
 
     private static void Kernel6x16(int kc, float* ap, float* bp, float* tile, float* c, int ldc,
-        int rows, int cols, bool accumulate, float* bias, Activation act)
+        int rows, int cols, bool accumulate, float* bias, CpuActivation act)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -303,7 +303,7 @@ internal static unsafe class CpuMath
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void StoreTile(float* tile, float* c, int ldc, int rows, int cols,
-        bool accumulate, float* bias, Activation act)
+        bool accumulate, float* bias, CpuActivation act)
     {
         for (int i = 0; i < rows; i++)
         {
@@ -332,7 +332,7 @@ internal static unsafe class CpuMath
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreRow(Vector256<float> v0, Vector256<float> v1, float* dst,
-        bool accumulate, float* bias, Activation act)
+        bool accumulate, float* bias, CpuActivation act)
     {
         if (accumulate)
         {
@@ -350,18 +350,18 @@ internal static unsafe class CpuMath
 
     /// <summary>The activation on one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Apply(Activation act, Vector256<float> x) => act switch
+    public static Vector256<float> Apply(CpuActivation act, Vector256<float> x) => act switch
     {
-        Activation.GeluTanh => GeluTanh(x),
-        Activation.GeluErf => GeluErf(x),
+        CpuActivation.GeluTanh => GeluTanh(x),
+        CpuActivation.GeluErf => GeluErf(x),
         _ => x,
     };
 
     /// <summary>The activation on one value (same formulas as the vector forms).</summary>
-    public static float Apply(Activation act, float x) => act switch
+    public static float Apply(CpuActivation act, float x) => act switch
     {
-        Activation.GeluTanh => GeluTanh(x),
-        Activation.GeluErf => GeluErf(x),
+        CpuActivation.GeluTanh => GeluTanh(x),
+        CpuActivation.GeluErf => GeluErf(x),
         _ => x,
     };
 
@@ -583,7 +583,7 @@ internal static unsafe class CpuMath
     /// <summary>Plain scalar <c>C = act(A·Wᵀ + b)</c> (W [n, k] row-major), the reference the
     /// blocked kernel is tested against.</summary>
     public static void GemmReference(ReadOnlySpan<float> a, int m, int k, ReadOnlySpan<float> w,
-        int n, ReadOnlySpan<float> bias, Activation act, Span<float> c)
+        int n, ReadOnlySpan<float> bias, CpuActivation act, Span<float> c)
     {
         for (int i = 0; i < m; i++)
         {
@@ -601,7 +601,7 @@ internal static unsafe class CpuMath
 
     /// <summary>Fallback when there is no 256-bit SIMD: same packed weight, scalar loops.</summary>
     private static void GemmScalarPacked(float* a, int lda, int m, PackedWeight w, float* c,
-        int ldc, Activation act, bool roundA)
+        int ldc, CpuActivation act, bool roundA)
     {
         int k = w.K;
         for (int i = 0; i < m; i++)

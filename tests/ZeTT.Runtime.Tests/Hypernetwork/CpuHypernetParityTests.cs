@@ -12,7 +12,7 @@ public sealed class CpuHypernetParityTests
     /// <summary>fp32: |ours − ref| ≤ 1e-4·(1 + |ref|) elementwise (the bound). Both sides
     /// compute in fp32 but sum in different orders and use different exp/erf, a few ulp per op
     /// through ~20 ops of width ≤ 96.</summary>
-    private const float Fp32Tolerance = 1e-4f;
+    internal const float Fp32Tolerance = 1e-4f;
 
     /// <summary>bf16 emulation against the fp32 reference: |ours − ref| ≤ 0.06·(1 + |ref|).
     /// Each bf16 GEMM input has relative error ≤ 2⁻⁹ (two operands: ≤ 2⁻⁸ per product), and a
@@ -21,7 +21,7 @@ public sealed class CpuHypernetParityTests
     /// so we see at most ~0.02 on these fixtures (measured, see docs/hypernet-cpu.md); 0.06 leaves
     /// room without hiding a wrong formula (a missing bias, scaler or mask moves outputs by
     /// O(1) on these weights).</summary>
-    private const float Bf16Tolerance = 0.06f;
+    internal const float Bf16Tolerance = 0.06f;
 
     public static TheoryData<string, string> Cases()
     {
@@ -82,7 +82,7 @@ public sealed class CpuHypernetParityTests
         Assert.Equal((f.Rows + 4) / 5, progress.Count);
     }
 
-    private static void AssertClose(HypernetFixture f, HypernetOutput o, float tolerance)
+    internal static void AssertClose(HypernetFixture f, HypernetOutput o, float tolerance)
     {
         Compare("embeddings_in", f.EmbeddingsIn, o.EmbeddingsIn, tolerance);
         Assert.Equal(f.Config.SeparateOutEmbeddings, o.EmbeddingsOut is not null);

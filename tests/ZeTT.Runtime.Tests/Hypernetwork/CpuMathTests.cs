@@ -24,7 +24,7 @@ public sealed unsafe class CpuMathTests
     [InlineData(0, 8, 8)]
     public void Blocked_gemm_matches_scalar_reference(int m, int n, int k)
     {
-        foreach (Activation act in Enum.GetValues<Activation>())
+        foreach (CpuActivation act in Enum.GetValues<CpuActivation>())
         {
             float[] a = Random(m * k, 1), w = Random(n * k, 2, 1f / MathF.Sqrt(k)), b = Random(n, 3);
             var expected = new float[m * n];
@@ -66,12 +66,12 @@ public sealed unsafe class CpuMathTests
         float[] ar = a.Select(BFloat16.Round).ToArray(), wr = w.Select(BFloat16.Round).ToArray();
         float[] br = b.Select(BFloat16.Round).ToArray();
         var expected = new float[m * n];
-        CpuMath.GemmReference(ar, m, k, wr, n, br, Activation.None, expected);
+        CpuMath.GemmReference(ar, m, k, wr, n, br, CpuActivation.None, expected);
         var c = new float[m * n];
         fixed (float* pa = a, pc = c)
         {
             CpuMath.Gemm(pa, k, m, PackedWeight.FromRows([w], n, k, [b], roundToBf16: true), pc, n,
-                Activation.None, roundAToBf16: true);
+                CpuActivation.None, roundAToBf16: true);
         }
         for (int i = 0; i < c.Length; i++)
         {
@@ -89,8 +89,8 @@ public sealed unsafe class CpuMathTests
             double tanhRef = 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x))));
             double erfRef = 0.5 * x * (1 + Erf(x / Math.Sqrt(2)));
             var v = System.Runtime.Intrinsics.Vector256.Create((float)x);
-            float vt = CpuMath.Apply(Activation.GeluTanh, v)[3];
-            float ve = CpuMath.Apply(Activation.GeluErf, v)[5];
+            float vt = CpuMath.Apply(CpuActivation.GeluTanh, v)[3];
+            float ve = CpuMath.Apply(CpuActivation.GeluErf, v)[5];
             Assert.True(Math.Abs(vt - tanhRef) <= 2e-6 * (1 + Math.Abs(tanhRef)), $"tanh gelu({x}): {vt} vs {tanhRef}");
             Assert.True(Math.Abs(ve - erfRef) <= 2e-6 * (1 + Math.Abs(erfRef)), $"erf gelu({x}): {ve} vs {erfRef}");
             Assert.True(Math.Abs(CpuMath.GeluTanh((float)x) - tanhRef) <= 2e-6 * (1 + Math.Abs(tanhRef)));
