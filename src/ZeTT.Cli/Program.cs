@@ -10,6 +10,8 @@ public static class Program
     internal static IReadOnlyList<ICommand> Commands { get; } =
     [
         new VersionCommand(),
+        new ConvertTokenizerCommand(),
+        new SurfaceFormsCommand(),
     ];
 
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>

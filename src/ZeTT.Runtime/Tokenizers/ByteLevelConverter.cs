@@ -349,7 +349,11 @@ public static class ByteLevelConverter
         allMerges.AddRange(postMerges);
 
         return new BpeModel(Vocabulary(forms), allMerges, WithPrefixCleared(model.Options, toBytes),
-            file);
+            file)
+        {
+            LeadingExtraMerges = preMerges.Count,
+            TrailingExtraMerges = postMerges.Count,
+        };
     }
 
     private static HashSet<string> Leaves(string token,
