@@ -12,6 +12,7 @@ internal static class Program
     private static readonly Dictionary<string, Func<BenchContext, int>> Benchmarks =
         new(StringComparer.Ordinal)
         {
+            ["surface-forms"] = SurfaceFormsBenchmark.Run,
         };
 
     private static int Main(string[] args)
