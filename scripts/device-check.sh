@@ -28,8 +28,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...
     return 0
 }
 
-step "unpack bundle" 120 bash -c "mkdir -p .device/run && tar -C .device/run -xzf .device/bundle.tar.gz"
-BIN=$ROOT/.device/run
+step "unpack bundle" 120 bash -c "mkdir -p .device/run && xz -dc .device/bundle.tar.xz | tar -C .device/run -xf -"
+BIN=$ROOT/.device/run/app
+ZETT=$ROOT/.device/run/zett
 step "device info" 30 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())'"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
     >"$RES/device-info.csv" 2>/dev/null
@@ -50,30 +51,29 @@ else
 fi
 
 # GPU tests (and all others) from the self-contained runners, with the fixtures just made.
-for runner in "$BIN"/ZeTT.*.Tests; do
-    name=$(basename "$runner")
-    step "tests $name" 240 env ZETT_REPO_ROOT="$ROOT" "$runner/$name" \
+for name in ZeTT.Kernels.Tests ZeTT.Runtime.Tests; do
+    step "tests $name" 240 env ZETT_REPO_ROOT="$ROOT" "$BIN/$name" \
         -xml "$RES/tests-$name.xml" -noColor
 done
 GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
 step "GPU tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-    "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
+    "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
 step "CUDA backend tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-    "$BIN/ZeTT.Runtime.Tests/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
+    "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
     -class "*BackendParityTests" -noColor
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         step "compute-sanitizer $tool" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
-            "$BIN/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
+            "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     done
 fi
 
 # Benchmarks: ours, then the PyTorch reference at the same sizes in the same session, over
 # the real surface forms of GPT-2's 50257 tokens spelled by Mistral's tokenizer (L = 7).
 SF=$ROOT/.device/surface-forms-mistral-gpt2.safetensors
-step "surface forms for benchmarks" 60 "$BIN/zett" surface-forms \
+step "surface forms for benchmarks" 60 "$ZETT" surface-forms \
     --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
-step "bench zett" 300 "$BIN/ZeTT.Bench/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
+step "bench zett" 300 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
     --out "$RES"
 if [ -d .ref/zett ] && [ -f scripts/bench_reference_hypernet.py ]; then
     step "bench pytorch reference" 240 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
@@ -82,7 +82,7 @@ fi
 
 # Hugging Face interop: tiny random models of each family, transferred by zett.
 if [ -d .ref/zett ] && [ -f scripts/interop.sh ]; then
-    step "hf interop" 240 bash scripts/interop.sh "$BIN/zett" "$RES"
+    step "hf interop" 240 bash scripts/interop.sh "$ZETT" "$RES"
 fi
 
 {
