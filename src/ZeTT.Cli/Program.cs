@@ -10,6 +10,8 @@ public static class Program
     internal static IReadOnlyList<ICommand> Commands { get; } =
     [
         new VersionCommand(),
+        new InspectCommand(),
+        new ApplyToFtCommand(),
     ];
 
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>

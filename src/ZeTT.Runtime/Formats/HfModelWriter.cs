@@ -1,0 +1,332 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ZeTT.Runtime.Tensors;
+
+namespace ZeTT.Runtime.Formats;
+
+/// <summary>What to change when writing a model directory with <see cref="HfModelWriter"/>.
+/// Everything not named here is copied unchanged.</summary>
+public sealed class HfModelEdit
+{
+    /// <summary>New input embeddings [vocab', hidden] (null keeps the model's). Stored in the
+    /// model's embedding dtype; tied copies get the same matrix; config.json's vocab_size
+    /// becomes vocab'.</summary>
+    public HostTensor? InputEmbeddings { get; init; }
+
+    /// <summary>New output embeddings [vocab', hidden] of an untied model; required when an
+    /// untied model's vocabulary changes.</summary>
+    public HostTensor? OutputEmbeddings { get; init; }
+
+    /// <summary>New output bias [vocab'] of a model that has one (masked LMs); required when
+    /// such a model's vocabulary changes.</summary>
+    public HostTensor? OutputBias { get; init; }
+
+    /// <summary>config.json keys to set (a null value removes the key), applied after
+    /// vocab_size.</summary>
+    public IReadOnlyDictionary<string, JsonNode?> ConfigUpdates { get; init; } =
+        new Dictionary<string, JsonNode?>();
+
+    /// <summary>Files of the output directory to replace: plain file name → path of the file
+    /// to copy there, or null to leave the model's file out.</summary>
+    public IReadOnlyDictionary<string, string?> Files { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>Optional replacement of non-embedding tensors: called once per tensor with its
+    /// file; returns the entry to write (same name) or null to copy it bit for bit.</summary>
+    public Func<SafetensorsFile, SafetensorsTensorInfo, SafetensorsEntry?>? TransformTensor { get; init; }
+}
+
+/// <summary>
+/// Writes a modified copy of a <see cref="HfModelDirectory"/>: new embeddings (and bias) in the
+/// original dtype, config.json updated, every other tensor copied bit for bit and streamed (a
+/// shard without changes is copied as a file, one with changes is rewritten tensor by tensor
+/// from the memory map), the shard index rewritten, and the other files carried over (weights
+/// in other formats — pytorch_model*.bin, tf_model.h5, flax_model.msgpack — are left out, as
+/// they would hold the old embeddings). Host memory stays at the new embedding matrices plus
+/// I/O buffers. The whole directory is written to <c>&lt;out&gt;.tmp-&lt;pid&gt;</c> and
+/// renamed at the end: a failure leaves no output directory.
+/// </summary>
+public static class HfModelWriter
+{
+    private static readonly string[] SkippedPatterns =
+    [
+        "pytorch_model*.bin", "*.bin.index.json", "tf_model.h5", "*.h5.index.json",
+        "flax_model.msgpack", "*.msgpack.index.json", "*.safetensors", "*.safetensors.index.json",
+        "model.ckpt*", "*.tmp-*",
+    ];
+
+    /// <summary>JSON output settings used for config files (2-space indent, non-ASCII kept).</summary>
+    public static JsonWriterOptions JsonOptions { get; } = new()
+    {
+        Indented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    /// <summary>Writes <paramref name="model"/> with <paramref name="edit"/> applied to
+    /// <paramref name="outputDirectory"/>, which must not exist (or be empty) unless
+    /// <paramref name="overwrite"/>.</summary>
+    public static void Write(HfModelDirectory model, string outputDirectory, HfModelEdit edit,
+        bool overwrite = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(outputDirectory);
+        ArgumentNullException.ThrowIfNull(edit);
+        string output = Path.GetFullPath(outputDirectory.TrimEnd('/', '\\'));
+        if (string.Equals(output, Path.GetFullPath(model.Directory).TrimEnd('/'), StringComparison.Ordinal))
+        {
+            throw new ZettException($"{outputDirectory}: the output directory is the input model");
+        }
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any() && !overwrite)
+        {
+            throw new ZettException($"{outputDirectory}: output directory exists and is not empty");
+        }
+        Dictionary<string, Func<SafetensorsEntry>> replacements = PlanReplacements(model, edit, out int? newVocab);
+        foreach (KeyValuePair<string, string?> f in edit.Files)
+        {
+            if (f.Key.Length == 0 || f.Key != Path.GetFileName(f.Key))
+            {
+                throw new ArgumentException($"'{f.Key}' is not a plain file name", nameof(edit));
+            }
+            if (f.Value is not null && !File.Exists(f.Value))
+            {
+                throw new ZettException($"{f.Value}: file not found (to be written as {f.Key})");
+            }
+        }
+
+        string temp = output + ".tmp-" + Environment.ProcessId;
+        if (Directory.Exists(temp))
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+        Directory.CreateDirectory(temp);
+        try
+        {
+            WriteWeights(model, temp, replacements, edit.TransformTensor);
+            WriteConfig(model, temp, newVocab, edit.ConfigUpdates);
+            CopyOtherFiles(model.Directory, temp, edit.Files);
+            Publish(temp, output);
+        }
+        catch
+        {
+            if (Directory.Exists(temp))
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+            throw;
+        }
+    }
+
+    /// <summary>Renames a finished temporary directory to <paramref name="output"/>, replacing
+    /// an existing one only once the new one is complete.</summary>
+    internal static void Publish(string temp, string output)
+    {
+        string? parent = Path.GetDirectoryName(output);
+        if (parent is not null)
+        {
+            Directory.CreateDirectory(parent);
+        }
+        if (!Directory.Exists(output))
+        {
+            Directory.Move(temp, output);
+            return;
+        }
+        string old = output + ".old-" + Environment.ProcessId;
+        Directory.Move(output, old);
+        Directory.Move(temp, output);
+        Directory.Delete(old, recursive: true);
+    }
+
+    private static Dictionary<string, Func<SafetensorsEntry>> PlanReplacements(HfModelDirectory model,
+        HfModelEdit edit, out int? newVocab)
+    {
+        var plan = new Dictionary<string, Func<SafetensorsEntry>>(StringComparer.Ordinal);
+        newVocab = null;
+        int vocab = model.VocabSize;
+        if (edit.InputEmbeddings is { } input)
+        {
+            CheckMatrix(input, model.HiddenSize, "input embeddings");
+            vocab = input.Shape[0];
+            newVocab = vocab;
+            DType dtype = StorableDType(model, model.InputEmbeddingName);
+            foreach (string name in model.InputEmbeddingCopies.Prepend(model.InputEmbeddingName))
+            {
+                string n = name;
+                plan[n] = () => SafetensorsEntry.FromTensor(n, input, dtype);
+            }
+        }
+        bool vocabChanged = vocab != model.VocabSize;
+        if (edit.OutputEmbeddings is { } output)
+        {
+            if (model.OutputEmbeddingName is null)
+            {
+                throw new ZettException($"{model.Directory}: output embeddings were given but the "
+                    + "model has no separate output embedding (tied or base model)");
+            }
+            CheckMatrix(output, model.HiddenSize, "output embeddings");
+            if (output.Shape[0] != vocab)
+            {
+                throw new ZettException($"output embeddings have {output.Shape[0]} rows but the input "
+                    + $"embeddings have {vocab}");
+            }
+            DType dtype = StorableDType(model, model.OutputEmbeddingName);
+            string n = model.OutputEmbeddingName;
+            plan[n] = () => SafetensorsEntry.FromTensor(n, output, dtype);
+        }
+        else if (vocabChanged && model.OutputEmbeddingName is not null)
+        {
+            throw new ZettException($"{model.Directory}: the vocabulary changes to {vocab} but no new "
+                + $"output embeddings were given for '{model.OutputEmbeddingName}' (untied model)");
+        }
+        if (edit.OutputBias is { } bias)
+        {
+            if (model.OutputBiasName is null)
+            {
+                throw new ZettException($"{model.Directory}: an output bias was given but the model "
+                    + "has none (save it beside the model instead)");
+            }
+            if (bias.Rank != 1 || bias.Shape[0] != vocab)
+            {
+                throw new ZettException($"output bias has shape {HostTensor.ShapeToString(bias.Shape)}, "
+                    + $"expected [{vocab}]");
+            }
+            DType dtype = StorableDType(model, model.OutputBiasName);
+            foreach (string name in model.OutputBiasCopies.Prepend(model.OutputBiasName))
+            {
+                string n = name;
+                plan[n] = () => SafetensorsEntry.FromTensor(n, bias, dtype);
+            }
+        }
+        else if (vocabChanged && model.OutputBiasName is not null)
+        {
+            throw new ZettException($"{model.Directory}: the vocabulary changes to {vocab} but no new "
+                + $"output bias was given for '{model.OutputBiasName}'");
+        }
+        return plan;
+    }
+
+    private static void CheckMatrix(HostTensor t, int hidden, string what)
+    {
+        if (t.Rank != 2 || t.Shape[1] != hidden)
+        {
+            throw new ZettException($"{what} have shape {HostTensor.ShapeToString(t.Shape)}, expected "
+                + $"[vocab, {hidden}]");
+        }
+    }
+
+    private static DType StorableDType(HfModelDirectory model, string tensor)
+    {
+        DType d = model.Weights.GetInfo(tensor).DType;
+        return DTypeConverter.IsStorableFloat(d)
+            ? d
+            : throw new ZettException($"{model.Weights.FileOf(tensor).Path}: tensor '{tensor}' is "
+                + $"{DTypes.ToSafetensorsName(d)}; new embeddings can only be stored as F64, F32, F16 "
+                + "or BF16");
+    }
+
+    private static void WriteWeights(HfModelDirectory model, string temp,
+        Dictionary<string, Func<SafetensorsEntry>> replacements,
+        Func<SafetensorsFile, SafetensorsTensorInfo, SafetensorsEntry?>? transform)
+    {
+        SafetensorsCollection weights = model.Weights;
+        IReadOnlySet<string> embeddings = model.EmbeddingTensorNames;
+        var weightMap = new List<KeyValuePair<string, string>>();
+        long total = 0;
+        foreach (SafetensorsFile file in weights.Files)
+        {
+            string fileName = Path.GetFileName(file.Path);
+            var entries = new List<SafetensorsEntry>(file.Tensors.Count);
+            bool changed = false;
+            foreach (SafetensorsTensorInfo t in file.Tensors)
+            {
+                SafetensorsEntry? entry = replacements.TryGetValue(t.Name, out Func<SafetensorsEntry>? make)
+                    ? make()
+                    : embeddings.Contains(t.Name) ? null : transform?.Invoke(file, t);
+                if (entry is not null && entry.Name != t.Name)
+                {
+                    throw new InvalidOperationException(
+                        $"tensor transform renamed '{t.Name}' to '{entry.Name}'");
+                }
+                changed |= entry is not null;
+                entries.Add(entry ?? SafetensorsEntry.CopyOf(file, t.Name));
+                weightMap.Add(new(t.Name, fileName));
+                total += entries[^1].ByteLength;
+            }
+            string destination = Path.Combine(temp, fileName);
+            if (changed)
+            {
+                SafetensorsWriter.Write(destination, entries, file.Metadata);
+            }
+            else
+            {
+                // A kernel-side copy (copy_file_range / reflink where the file system has it);
+                // not a hard link, so that editing the output in place cannot alter the input.
+                File.Copy(file.Path, destination);
+            }
+        }
+        if (weights.IsSharded)
+        {
+            SafetensorsWriter.WriteIndex(Path.Combine(temp, Path.GetFileName(weights.IndexPath!)),
+                weightMap, total);
+        }
+    }
+
+    private static void WriteConfig(HfModelDirectory model, string temp, int? newVocab,
+        IReadOnlyDictionary<string, JsonNode?> updates)
+    {
+        JsonObject config = model.CloneConfig();
+        if (newVocab is int v)
+        {
+            config["vocab_size"] = v;
+        }
+        foreach (KeyValuePair<string, JsonNode?> kv in updates)
+        {
+            if (kv.Value is null)
+            {
+                config.Remove(kv.Key);
+            }
+            else
+            {
+                config[kv.Key] = kv.Value.DeepClone();
+            }
+        }
+        WriteJson(Path.Combine(temp, "config.json"), config);
+    }
+
+    /// <summary>Writes a JSON node as Hugging Face does (2-space indent, UTF-8, trailing
+    /// newline).</summary>
+    public static void WriteJson(string path, JsonNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        using (var writer = new Utf8JsonWriter(stream, JsonOptions))
+        {
+            node.WriteTo(writer);
+        }
+        stream.WriteByte((byte)'\n');
+    }
+
+    private static void CopyOtherFiles(string source, string temp, IReadOnlyDictionary<string, string?> files)
+    {
+        var skipped = new HashSet<string>(StringComparer.Ordinal) { "config.json" };
+        foreach (string pattern in SkippedPatterns)
+        {
+            skipped.UnionWith(Directory.EnumerateFiles(source, pattern).Select(Path.GetFileName)!);
+        }
+        foreach (string path in Directory.EnumerateFiles(source))
+        {
+            string name = Path.GetFileName(path);
+            if (skipped.Contains(name) || files.ContainsKey(name) || name.StartsWith('.'))
+            {
+                continue;
+            }
+            File.Copy(path, Path.Combine(temp, name));
+        }
+        foreach (KeyValuePair<string, string?> f in files)
+        {
+            if (f.Value is not null)
+            {
+                File.Copy(f.Value, Path.Combine(temp, f.Key), overwrite: true);
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace ZeTT.Runtime.Tokenizers;
+
+/// <summary>
+/// Byte-pair encoding with the Rust library's semantics: a word starts as one symbol per
+/// character (with the continuing-subword prefix on all but the first and the end-of-word
+/// suffix on the last; unknown characters become <c>&lt;0xNN&gt;</c> byte tokens when byte
+/// fallback is on, else the unknown token, fused when <c>fuse_unk</c>), then the adjacent pair
+/// of lowest merge rank (leftmost on ties) is merged until none is left. A merge listed twice
+/// keeps its last rank, as the library's hash map does.
+/// </summary>
+internal sealed class BpeModel : TokenizerModel
+{
+    private readonly Dictionary<string, int> vocab;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> vocabLookup;
+    private readonly string?[] idToToken;
+    private readonly Dictionary<long, (int Rank, int NewId)> mergeMap;
+    private readonly int[] byteFallbackIds;
+    private readonly int unkId;
+
+    [ThreadStatic] private static Scratch? threadScratch;
+
+    public BpeModel(Dictionary<string, int> vocab, List<(string Left, string Right)> merges,
+        JsonObject options, string file)
+    {
+        this.vocab = vocab.Comparer == StringComparer.Ordinal
+            ? vocab : new Dictionary<string, int>(vocab, StringComparer.Ordinal);
+        vocabLookup = this.vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        Merges = merges;
+        Options = options;
+        UnkToken = OptionalString(options, "unk_token");
+        ContinuingSubwordPrefix = OptionalString(options, "continuing_subword_prefix");
+        EndOfWordSuffix = OptionalString(options, "end_of_word_suffix");
+        FuseUnk = OptionalBool(options, "fuse_unk");
+        byteFallback = OptionalBool(options, "byte_fallback");
+        IgnoreMerges = OptionalBool(options, "ignore_merges");
+        if (options["dropout"] is JsonValue d && d.TryGetValue(out double dropout) && dropout > 0)
+        {
+            throw new ZettException(
+                $"{file}: BPE dropout {dropout} is not supported (tokenization must be " +
+                "deterministic)");
+        }
+
+        int limit = 0;
+        foreach (int id in this.vocab.Values)
+        {
+            if (id < 0)
+            {
+                throw new ZettException($"{file}: BPE vocabulary has a negative id {id}");
+            }
+            limit = Math.Max(limit, id + 1);
+        }
+        idToToken = new string?[limit];
+        foreach (KeyValuePair<string, int> kv in this.vocab)
+        {
+            idToToken[kv.Value] = kv.Key;
+        }
+
+        byteFallbackIds = new int[256];
+        for (int b = 0; b < 256; b++)
+        {
+            byteFallbackIds[b] = this.vocab.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
+        }
+        unkId = UnkToken is not null && this.vocab.TryGetValue(UnkToken, out int u) ? u : -1;
+
+        int prefixLength = ContinuingSubwordPrefix?.Length ?? 0;
+        mergeMap = new Dictionary<long, (int, int)>(merges.Count);
+        for (int rank = 0; rank < merges.Count; rank++)
+        {
+            (string a, string b) = merges[rank];
+            if (!this.vocab.TryGetValue(a, out int aId) || !this.vocab.TryGetValue(b, out int bId))
+            {
+                throw new ZettException(
+                    $"{file}: BPE merge '{a} {b}' (rank {rank}) uses a token that is not in the " +
+                    "vocabulary");
+            }
+            string merged = string.Concat(a, b.AsSpan(Math.Min(prefixLength, b.Length)));
+            if (!this.vocab.TryGetValue(merged, out int newId))
+            {
+                throw new ZettException(
+                    $"{file}: BPE merge '{a} {b}' (rank {rank}) makes '{merged}', which is not in " +
+                    "the vocabulary");
+            }
+            mergeMap[Key(aId, bId)] = (rank, newId);
+        }
+    }
+
+    private readonly bool byteFallback;
+
+    public override TokenizerModelKind Kind => TokenizerModelKind.Bpe;
+
+    public override int Size => vocab.Count;
+
+    public override int IdLimit => idToToken.Length;
+
+    public override bool ByteFallback => byteFallback;
+
+    /// <summary>The vocabulary, token to id.</summary>
+    public IReadOnlyDictionary<string, int> Vocab => vocab;
+
+    /// <summary>The merges in rank order.</summary>
+    public List<(string Left, string Right)> Merges { get; }
+
+    /// <summary>Every key of the model object except type, vocab and merges.</summary>
+    public JsonObject Options { get; }
+
+    public string? UnkToken { get; }
+
+    public string? ContinuingSubwordPrefix { get; }
+
+    public string? EndOfWordSuffix { get; }
+
+    public bool FuseUnk { get; }
+
+    public bool IgnoreMerges { get; }
+
+    public static new BpeModel FromJson(JsonObject model, string file)
+    {
+        if (model["vocab"] is not JsonObject vocabJson)
+        {
+            throw new ZettException($"{file}: BPE model has no 'vocab' object");
+        }
+        var vocab = new Dictionary<string, int>(vocabJson.Count, StringComparer.Ordinal);
+        foreach (KeyValuePair<string, JsonNode?> kv in vocabJson)
+        {
+            vocab[kv.Key] = kv.Value?.GetValue<int>()
+                ?? throw new ZettException($"{file}: BPE token '{kv.Key}' has no id");
+        }
+        var merges = new List<(string, string)>();
+        if (model["merges"] is JsonArray mergesJson)
+        {
+            merges.Capacity = mergesJson.Count;
+            foreach (JsonNode? m in mergesJson)
+            {
+                merges.Add(ParseMerge(m, file));
+            }
+        }
+        return new BpeModel(vocab, merges, CopyExcept(model, "type", "vocab", "merges"), file);
+    }
+
+    private static (string, string) ParseMerge(JsonNode? merge, string file)
+    {
+        if (merge is JsonArray pair && pair.Count == 2)
+        {
+            return (pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>());
+        }
+        if (merge is JsonValue v && v.TryGetValue(out string? s))
+        {
+            int space = s.IndexOf(' ', StringComparison.Ordinal);
+            if (space > 0)
+            {
+                return (s[..space], s[(space + 1)..]);
+            }
+        }
+        throw new ZettException($"{file}: BPE merge {merge?.ToJsonString()} is neither \"a b\" " +
+            "nor [a, b]");
+    }
+
+    public override string? IdToToken(int id) =>
+        (uint)id < (uint)idToToken.Length ? idToToken[id] : null;
+
+    public override int? TokenToId(string token) =>
+        vocab.TryGetValue(token, out int id) ? id : null;
+
+    public override int? TokenToId(ReadOnlySpan<char> token) =>
+        vocabLookup.TryGetValue(token, out int id) ? id : null;
+
+    public override void Tokenize(ReadOnlySpan<char> text, List<int> output)
+    {
+        if (text.IsEmpty)
+        {
+            return;
+        }
+        if (IgnoreMerges && vocabLookup.TryGetValue(text, out int whole))
+        {
+            output.Add(whole);
+            return;
+        }
+        Scratch s = threadScratch ??= new Scratch();
+        s.Reset(text.Length);
+        BuildSymbols(text, s);
+        MergeAll(s);
+        for (int i = 0; i < s.Count; i++)
+        {
+            if (s.Length[i] != 0)
+            {
+                output.Add(s.Id[i]);
+            }
+        }
+    }
+
+    private void BuildSymbols(ReadOnlySpan<char> text, Scratch s)
+    {
+        int pendingUnk = -1;
+        int pendingUnkLength = 0;
+        string? prefix = ContinuingSubwordPrefix;
+        string? suffix = EndOfWordSuffix;
+        Span<byte> utf8 = stackalloc byte[16];
+        int i = 0;
+        while (i < text.Length)
+        {
+            int width = char.IsHighSurrogate(text[i]) && i + 1 < text.Length
+                && char.IsLowSurrogate(text[i + 1]) ? 2 : 1;
+            bool isFirst = i == 0;
+            bool isLast = i + width >= text.Length;
+            ReadOnlySpan<char> ch = text.Slice(i, width);
+            ReadOnlySpan<char> symbol = ch;
+            bool decorated = (!isFirst && !string.IsNullOrEmpty(prefix))
+                || (isLast && !string.IsNullOrEmpty(suffix));
+            if (decorated)
+            {
+                s.Text.Clear();
+                if (!isFirst && prefix is not null)
+                {
+                    s.Text.Append(prefix);
+                }
+                s.Text.Append(ch);
+                if (isLast && suffix is not null)
+                {
+                    s.Text.Append(suffix);
+                }
+                symbol = s.TextSpan();
+            }
+            int byteLength = System.Text.Encoding.UTF8.GetBytes(ch, utf8);
+            i += width;
+
+            if (vocabLookup.TryGetValue(symbol, out int id))
+            {
+                if (pendingUnk >= 0)
+                {
+                    s.Add(pendingUnk, pendingUnkLength);
+                    pendingUnk = -1;
+                }
+                s.Add(id, byteLength);
+                continue;
+            }
+            if (byteFallback && TryAddByteFallback(symbol, s))
+            {
+                continue;
+            }
+            if (UnkToken is not null)
+            {
+                if (unkId < 0)
+                {
+                    throw new ZettException(
+                        $"BPE unknown token '{UnkToken}' is not in the vocabulary");
+                }
+                if (pendingUnk >= 0 && FuseUnk)
+                {
+                    pendingUnkLength += byteLength;
+                }
+                else
+                {
+                    if (pendingUnk >= 0)
+                    {
+                        s.Add(pendingUnk, pendingUnkLength);
+                    }
+                    pendingUnk = unkId;
+                    pendingUnkLength = byteLength;
+                }
+            }
+        }
+        if (pendingUnk >= 0)
+        {
+            s.Add(pendingUnk, pendingUnkLength);
+        }
+    }
+
+    private bool TryAddByteFallback(ReadOnlySpan<char> symbol, Scratch s)
+    {
+        Span<byte> bytes = stackalloc byte[System.Text.Encoding.UTF8.GetMaxByteCount(symbol.Length)];
+        int n = System.Text.Encoding.UTF8.GetBytes(symbol, bytes);
+        for (int k = 0; k < n; k++)
+        {
+            if (byteFallbackIds[bytes[k]] < 0)
+            {
+                return false;
+            }
+        }
+        for (int k = 0; k < n; k++)
+        {
+            s.Add(byteFallbackIds[bytes[k]], 1);
+        }
+        return true;
+    }
+
+    private void MergeAll(Scratch s)
+    {
+        PriorityQueue<(int Pos, int NewId), long> queue = s.Queue;
+        for (int p = 0; p + 1 < s.Count; p++)
+        {
+            if (mergeMap.TryGetValue(Key(s.Id[p], s.Id[p + 1]), out (int Rank, int NewId) m))
+            {
+                queue.Enqueue((p, m.NewId), Priority(m.Rank, p));
+            }
+        }
+        while (queue.TryDequeue(out (int Pos, int NewId) top, out _))
+        {
+            int pos = top.Pos;
+            if (s.Length[pos] == 0 || s.Next[pos] == -1)
+            {
+                continue;
+            }
+            int nextPos = s.Next[pos];
+            // Stale entries (the pair changed since it was queued) are skipped.
+            if (!mergeMap.TryGetValue(Key(s.Id[pos], s.Id[nextPos]), out (int Rank, int NewId) cur)
+                || cur.NewId != top.NewId)
+            {
+                continue;
+            }
+            s.Id[pos] = top.NewId;
+            s.Length[pos] += s.Length[nextPos];
+            s.Next[pos] = s.Next[nextPos];
+            s.Length[nextPos] = 0;
+            int after = s.Next[pos];
+            if (after >= 0 && after < s.Count)
+            {
+                s.Prev[after] = pos;
+            }
+            int prev = s.Prev[pos];
+            if (prev >= 0 && mergeMap.TryGetValue(Key(s.Id[prev], s.Id[pos]), out var left))
+            {
+                queue.Enqueue((prev, left.NewId), Priority(left.Rank, prev));
+            }
+            if (after >= 0 && after < s.Count
+                && mergeMap.TryGetValue(Key(s.Id[pos], s.Id[after]), out var right))
+            {
+                queue.Enqueue((pos, right.NewId), Priority(right.Rank, pos));
+            }
+        }
+    }
+
+    private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
+
+    private static long Priority(int rank, int pos) => ((long)rank << 32) | (uint)pos;
+
+    public override void WriteJson(Utf8JsonWriter writer)
+    {
+        writer.WriteStartObject();
+        WriteOptions(writer, "BPE", Options);
+        writer.WriteStartObject("vocab");
+        foreach (KeyValuePair<string, int> kv in vocab.OrderBy(kv => kv.Value))
+        {
+            writer.WriteNumber(kv.Key, kv.Value);
+        }
+        writer.WriteEndObject();
+        // "a b" strings load in every version of the library; pairs are needed only when a
+        // token contains a space.
+        bool pairs = Merges.Any(m => m.Left.Contains(' ', StringComparison.Ordinal)
+            || m.Right.Contains(' ', StringComparison.Ordinal));
+        writer.WriteStartArray("merges");
+        foreach ((string a, string b) in Merges)
+        {
+            if (pairs)
+            {
+                writer.WriteStartArray();
+                writer.WriteStringValue(a);
+                writer.WriteStringValue(b);
+                writer.WriteEndArray();
+            }
+            else
+            {
+                writer.WriteStringValue(string.Concat(a, " ", b));
+            }
+        }
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+    }
+
+    /// <summary>Per-thread buffers so that tokenizing a word allocates nothing.</summary>
+    private sealed class Scratch
+    {
+        public int[] Id = new int[64];
+        public int[] Prev = new int[64];
+        public int[] Next = new int[64];
+        public int[] Length = new int[64];
+        public int Count;
+        public readonly PriorityQueue<(int Pos, int NewId), long> Queue = new();
+        public readonly System.Text.StringBuilder Text = new();
+        private char[] textBuffer = new char[64];
+
+        public void Reset(int capacity)
+        {
+            // A character can become up to 4 byte-fallback symbols.
+            int needed = capacity * 4 + 1;
+            if (Id.Length < needed)
+            {
+                Id = new int[needed];
+                Prev = new int[needed];
+                Next = new int[needed];
+                Length = new int[needed];
+            }
+            Count = 0;
+            Queue.Clear();
+        }
+
+        public void Add(int id, int length)
+        {
+            Id[Count] = id;
+            Length[Count] = length;
+            Prev[Count] = Count - 1;
+            Next[Count] = -1;
+            if (Count > 0)
+            {
+                Next[Count - 1] = Count;
+            }
+            Count++;
+        }
+
+        public ReadOnlySpan<char> TextSpan()
+        {
+            if (textBuffer.Length < Text.Length)
+            {
+                textBuffer = new char[Text.Length * 2];
+            }
+            Text.CopyTo(0, textBuffer, 0, Text.Length);
+            return textBuffer.AsSpan(0, Text.Length);
+        }
+    }
+}

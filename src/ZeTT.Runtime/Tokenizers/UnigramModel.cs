@@ -1,0 +1,266 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace ZeTT.Runtime.Tokenizers;
+
+/// <summary>
+/// Unigram language model with the Rust library's Viterbi: at each character boundary every
+/// piece that starts there extends the best path (shorter pieces first; a later candidate wins
+/// only with a strictly higher score); a character no piece covers is the unknown piece with
+/// score <c>min_score − 10</c>; consecutive unknowns are fused. A piece listed twice maps to its
+/// last id. Segments that are not pieces fall back to <c>&lt;0xNN&gt;</c> tokens when byte fallback
+/// is on, else to the unknown id.
+/// </summary>
+internal sealed class UnigramModel : TokenizerModel
+{
+    private const double UnknownPenalty = 10.0;
+
+    private readonly Dictionary<string, int> tokenToId;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> lookup;
+    private readonly int maxPieceLength;
+    private readonly double minScore;
+    private readonly bool byteFallback;
+
+    [ThreadStatic] private static Node[]? threadLattice;
+
+    public UnigramModel(List<(string Piece, double Score)> pieces, int? unkId, bool byteFallback,
+        JsonObject options, string file)
+    {
+        Pieces = pieces;
+        UnkId = unkId;
+        this.byteFallback = byteFallback;
+        Options = options;
+        if (unkId is int u && (pieces.Count == 0 || u < 0 || u >= pieces.Count))
+        {
+            throw new ZettException(
+                $"{file}: Unigram unk_id {u} is outside the vocabulary of {pieces.Count} pieces");
+        }
+        tokenToId = new Dictionary<string, int>(pieces.Count, StringComparer.Ordinal);
+        minScore = double.PositiveInfinity;
+        for (int i = 0; i < pieces.Count; i++)
+        {
+            tokenToId[pieces[i].Piece] = i;
+            maxPieceLength = Math.Max(maxPieceLength, pieces[i].Piece.Length);
+            minScore = Math.Min(minScore, pieces[i].Score);
+        }
+        lookup = tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
+    }
+
+    public override TokenizerModelKind Kind => TokenizerModelKind.Unigram;
+
+    public override int Size => Pieces.Count;
+
+    public override int IdLimit => Pieces.Count;
+
+    public override bool ByteFallback => byteFallback;
+
+    /// <summary>The pieces with their scores, in id order.</summary>
+    public List<(string Piece, double Score)> Pieces { get; }
+
+    public int? UnkId { get; }
+
+    /// <summary>Every key of the model object except type, vocab, unk_id and byte_fallback.
+    /// </summary>
+    public JsonObject Options { get; }
+
+    public static new UnigramModel FromJson(JsonObject model, string file)
+    {
+        if (model["vocab"] is not JsonArray vocab)
+        {
+            throw new ZettException($"{file}: Unigram model has no 'vocab' array");
+        }
+        var pieces = new List<(string, double)>(vocab.Count);
+        foreach (JsonNode? entry in vocab)
+        {
+            if (entry is not JsonArray pair || pair.Count != 2)
+            {
+                throw new ZettException(
+                    $"{file}: Unigram vocab entry {entry?.ToJsonString()} is not [piece, score]");
+            }
+            pieces.Add((pair[0]!.GetValue<string>(), pair[1]!.GetValue<double>()));
+        }
+        int? unkId = model["unk_id"] is JsonValue v && v.TryGetValue(out int u) ? u : null;
+        return new UnigramModel(pieces, unkId, OptionalBool(model, "byte_fallback"),
+            CopyExcept(model, "type", "vocab", "unk_id", "byte_fallback"), file);
+    }
+
+    public override string? IdToToken(int id) =>
+        (uint)id < (uint)Pieces.Count ? Pieces[id].Piece : null;
+
+    public override int? TokenToId(string token) =>
+        tokenToId.TryGetValue(token, out int id) ? id : null;
+
+    public override int? TokenToId(ReadOnlySpan<char> token) =>
+        lookup.TryGetValue(token, out int id) ? id : null;
+
+    private struct Node
+    {
+        public int Id;
+        public int StartsAt;
+        public double Score;
+    }
+
+    public override void Tokenize(ReadOnlySpan<char> text, List<int> output)
+    {
+        if (text.IsEmpty)
+        {
+            return;
+        }
+        Node[] best = threadLattice is { } l && l.Length > text.Length
+            ? l : threadLattice = new Node[Math.Max(64, text.Length * 2)];
+        for (int i = 0; i <= text.Length; i++)
+        {
+            best[i] = new Node { Id = 0, StartsAt = -1, Score = 0 };
+        }
+        double unkScore = minScore - UnknownPenalty;
+        int start = 0;
+        while (start < text.Length)
+        {
+            double here = best[start].Score;
+            int width = CharWidth(text, start);
+            bool hasSingle = false;
+            int maxEnd = Math.Min(text.Length, start + maxPieceLength);
+            for (int end = start + 1; end <= maxEnd; end++)
+            {
+                if (char.IsHighSurrogate(text[end - 1]) && end < text.Length
+                    && char.IsLowSurrogate(text[end]))
+                {
+                    continue;
+                }
+                if (!lookup.TryGetValue(text[start..end], out int id))
+                {
+                    continue;
+                }
+                double candidate = Pieces[id].Score + here;
+                ref Node target = ref best[end];
+                if (target.StartsAt < 0 || candidate > target.Score)
+                {
+                    target.Score = candidate;
+                    target.StartsAt = start;
+                    target.Id = id;
+                }
+                if (end - start == width)
+                {
+                    hasSingle = true;
+                }
+            }
+            if (!hasSingle)
+            {
+                ref Node target = ref best[start + width];
+                double candidate = unkScore + here;
+                if (target.StartsAt < 0 || candidate > target.Score)
+                {
+                    target.Score = candidate;
+                    target.StartsAt = start;
+                    target.Id = UnkId ?? throw new ZettException(
+                        $"Unigram model has no unk_id but '{text.ToString()}' needs it");
+                }
+            }
+            start += width;
+        }
+
+        // Backtrack, fusing runs of unknowns, then emit segments in text order.
+        int first = output.Count;
+        int endsAt = text.Length;
+        int fusedEnd = -1;
+        while (endsAt > 0)
+        {
+            Node node = best[endsAt];
+            if (UnkId is int unk && node.Id == unk)
+            {
+                if (fusedEnd < 0)
+                {
+                    fusedEnd = endsAt;
+                }
+            }
+            else
+            {
+                if (fusedEnd >= 0)
+                {
+                    EmitReversed(text[endsAt..fusedEnd], output);
+                    fusedEnd = -1;
+                }
+                EmitReversed(text[node.StartsAt..endsAt], output);
+            }
+            endsAt = node.StartsAt;
+        }
+        if (fusedEnd >= 0)
+        {
+            EmitReversed(text[..fusedEnd], output);
+        }
+        output.Reverse(first, output.Count - first);
+    }
+
+    /// <summary>Adds the ids of one segment; byte-fallback ids are added in reverse because the
+    /// whole output is reversed at the end.</summary>
+    private void EmitReversed(ReadOnlySpan<char> segment, List<int> output)
+    {
+        if (lookup.TryGetValue(segment, out int id))
+        {
+            output.Add(id);
+            return;
+        }
+        if (byteFallback)
+        {
+            Span<byte> bytes = stackalloc byte[System.Text.Encoding.UTF8.GetMaxByteCount(segment.Length)];
+            int n = System.Text.Encoding.UTF8.GetBytes(segment, bytes);
+            Span<char> name = stackalloc char[6];
+            bool all = true;
+            for (int k = 0; k < n && all; k++)
+            {
+                all = lookup.ContainsKey(ByteName(bytes[k], name));
+            }
+            if (all)
+            {
+                for (int k = n - 1; k >= 0; k--)
+                {
+                    output.Add(lookup[ByteName(bytes[k], name)]);
+                }
+                return;
+            }
+        }
+        output.Add(UnkId ?? throw new ZettException(
+            $"Unigram model has no unk_id but '{segment.ToString()}' needs it"));
+    }
+
+    private static ReadOnlySpan<char> ByteName(byte b, Span<char> name)
+    {
+        const string hex = "0123456789ABCDEF";
+        name[0] = '<';
+        name[1] = '0';
+        name[2] = 'x';
+        name[3] = hex[b >> 4];
+        name[4] = hex[b & 15];
+        name[5] = '>';
+        return name;
+    }
+
+    private static int CharWidth(ReadOnlySpan<char> text, int i) =>
+        char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])
+            ? 2 : 1;
+
+    public override void WriteJson(Utf8JsonWriter writer)
+    {
+        writer.WriteStartObject();
+        WriteOptions(writer, "Unigram", Options);
+        if (UnkId is int unk)
+        {
+            writer.WriteNumber("unk_id", unk);
+        }
+        else
+        {
+            writer.WriteNull("unk_id");
+        }
+        writer.WriteStartArray("vocab");
+        foreach ((string piece, double score) in Pieces)
+        {
+            writer.WriteStartArray();
+            writer.WriteStringValue(piece);
+            writer.WriteNumberValue(score);
+            writer.WriteEndArray();
+        }
+        writer.WriteEndArray();
+        writer.WriteBoolean("byte_fallback", byteFallback);
+        writer.WriteEndObject();
+    }
+}
