@@ -13,6 +13,7 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["hypernet-cpu"] = HypernetCpuBench.Run,
+            ["gemm-gpu"] = GpuBenchmarks.Gemm, ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
         };
 
     private static int Main(string[] args)

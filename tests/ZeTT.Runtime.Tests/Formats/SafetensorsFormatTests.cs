@@ -387,4 +387,45 @@ public sealed class SafetensorsFormatTests : IDisposable
         Assert.Equal(raw, dst.GetSpan("renamed").ToArray());
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp-*"));
     }
+
+    [Fact]
+    public void Random_mutations_only_ever_yield_the_typed_error()
+    {
+        // A deterministic, in-process miniature of the SharpFuzz target (tests/fuzz/ZeTT.Fuzz):
+        // byte flips, truncations and length-field edits of a valid file must either open (and
+        // then read cleanly) or throw SafetensorsException; any other exception fails the test.
+        byte[] valid = Valid();
+        var rng = new Random(1234);
+        string path = Path.Combine(_dir, "mut.safetensors");
+        int rejected = 0;
+        for (int iteration = 0; iteration < 600; iteration++)
+        {
+            byte[] bytes = (byte[])valid.Clone();
+            switch (iteration % 3)
+            {
+                case 0:
+                    for (int k = rng.Next(1, 4); k > 0; k--)
+                    {
+                        bytes[rng.Next(bytes.Length)] = (byte)rng.Next(256);
+                    }
+                    break;
+                case 1: bytes = bytes[..rng.Next(bytes.Length)]; break;
+                default: bytes[rng.Next(8)] ^= (byte)(1 << rng.Next(8)); break;
+            }
+            File.WriteAllBytes(path, bytes);
+            try
+            {
+                using SafetensorsFile f = SafetensorsFile.Open(path);
+                foreach (SafetensorsTensorInfo t in f.Tensors.Where(t => DTypeConverter.IsConvertibleFloat(t.DType)))
+                {
+                    f.ReadFloat32(t.Name);
+                }
+            }
+            catch (SafetensorsException)
+            {
+                rejected++;
+            }
+        }
+        Assert.InRange(rejected, 200, 600);
+    }
 }

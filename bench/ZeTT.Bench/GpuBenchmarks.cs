@@ -1,0 +1,331 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ZeTT.Kernels;
+using ZeTT.Kernels.Blas;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Tensors;
+
+namespace ZeTT.Bench;
+
+/// <summary>
+/// GPU benchmarks: <c>gemm-gpu</c> (the row-major GEMM wrapper at hypernetwork shapes, TFLOP/s
+/// against a measured bf16 peak) and <c>hypernet-gpu</c> (surface forms per second of
+/// <see cref="CudaHypernetBackend"/> at the released checkpoints' sizes, random weights). Both
+/// print "skipped: no CUDA device" and succeed where there is none.
+/// </summary>
+internal static class GpuBenchmarks
+{
+    private sealed record Size(string Name, int Hidden, int Intermediate, int Heads, int NEmbd,
+        bool Untied, bool Lang, int Vocab);
+
+    /// <summary>The released hypernetworks' shapes (ZETT.md §3); vocab = base model's.</summary>
+    private static readonly Size[] Sizes =
+    [
+        new("xlm-roberta-base", 768, 1536, 12, 768, false, true, 250002),
+        new("TinyLlama-1.1B", 2048, 4096, 32, 2048, false, false, 32000),
+        new("Mistral-7B", 4096, 8192, 32, 4096, true, false, 32000),
+    ];
+
+    private const int MaxLen = 7;
+
+    /// <summary>Target vocabulary predicted per measurement (the transfer predicts every token
+    /// of a 32k–50k vocabulary once).</summary>
+    private const int TargetVocab = 32768;
+
+    private static bool Skip()
+    {
+        if (Cuda.IsAvailable)
+        {
+            return false;
+        }
+        Console.WriteLine($"skipped: no CUDA device ({Cuda.UnavailableReason})");
+        return true;
+    }
+
+    public static int Gemm(BenchContext context)
+    {
+        if (Skip())
+        {
+            return 0;
+        }
+        using CudaContext ctx = CudaContext.Create();
+        using var stream = new CudaStream(ctx);
+        using var blas = new BlasHandle(stream);
+        using var start = new CudaEvent(ctx);
+        using var end = new CudaEvent(ctx);
+        double Time(int m, int n, int k, KernelDType type)
+        {
+            using DeviceBuffer a = DeviceBuffer.Allocate(ctx, type, (long)m * k);
+            using DeviceBuffer b = DeviceBuffer.Allocate(ctx, type, (long)n * k);
+            using DeviceBuffer c = DeviceBuffer.Allocate(ctx, KernelDType.F32, (long)m * n);
+            a.ZeroAsync(stream);
+            b.ZeroAsync(stream);
+            void Run() => ZeTT.Kernels.Blas.Gemm.Run(blas, m, n, k, a.View, k, b.View, k, true,
+                c.View, n);
+            Run();
+            const int reps = 10;
+            start.Record(stream);
+            for (int i = 0; i < reps; i++)
+            {
+                Run();
+            }
+            end.Record(stream);
+            end.Synchronize();
+            return CudaEvent.ElapsedMilliseconds(start, end) / 1000.0 / reps;
+        }
+        double peakSeconds = Time(8192, 8192, 8192, KernelDType.BF16);
+        double peak = 2.0 * 8192 * 8192 * 8192 / peakSeconds / 1e12;
+        Console.WriteLine($"{ctx}: measured bf16 peak (8192³ GEMM) {peak:F0} TFLOP/s");
+        var rows = new JsonArray();
+        int tokens = 4096 * 8;
+        foreach (Size s in Sizes)
+        {
+            (string, int, int)[] shapes =
+            [
+                ("qkv", 3 * s.Hidden, s.Hidden),
+                ("ffn1", s.Intermediate, s.Hidden),
+                ("ffn2", s.Hidden, s.Intermediate),
+            ];
+            foreach ((string op, int n, int k) in shapes)
+            {
+                foreach (KernelDType type in new[] { KernelDType.BF16, KernelDType.F32 })
+                {
+                    double t = Time(tokens, n, k, type);
+                    double tflops = 2.0 * tokens * n * k / t / 1e12;
+                    Console.WriteLine($"{s.Name,-18} {op,-5} {type,-4} m {tokens} n {n} k {k}: "
+                        + $"{tflops,7:F1} TFLOP/s ({100 * tflops / peak:F0} % of bf16 peak)");
+                    rows.Add(new JsonObject
+                    {
+                        ["size"] = s.Name, ["op"] = op, ["dtype"] = type.ToString(),
+                        ["m"] = tokens, ["n"] = n, ["k"] = k, ["tflops"] = Math.Round(tflops, 1),
+                    });
+                }
+            }
+        }
+        Write(context, "gemm-gpu.json", new JsonObject
+        {
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            ["gpu"] = ctx.ToString(),
+            ["peak_tflops"] = Math.Round(peak, 1),
+            ["gemms"] = rows,
+        });
+        return 0;
+    }
+
+    public static int Hypernet(BenchContext context)
+    {
+        if (Skip())
+        {
+            return 0;
+        }
+        string gpu;
+        double peak;
+        using (CudaContext ctx = CudaContext.Create())
+        {
+            gpu = ctx.ToString();
+        }
+        peak = MeasuredPeak();
+        var sizes = new JsonArray();
+        foreach (Size s in Sizes)
+        {
+            var (weights, source) = RandomHypernet(s);
+            int[] forms = SurfaceForms(s, weights.Config);
+            using var backend = new CudaHypernetBackend(weights, source,
+                HypernetPrecision.BFloat16, log: m => Console.WriteLine("  " + m));
+            int lang = s.Lang ? 0 : -1;
+            void RunAll()
+            {
+                int b = backend.MaxBatchSize;
+                for (int start = 0; start < TargetVocab; start += b)
+                {
+                    int n = Math.Min(b, TargetVocab - start);
+                    backend.Predict(forms.AsSpan(start * MaxLen, n * MaxLen), n, lang);
+                }
+            }
+            double seconds = BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
+            double tokensPerSecond = TargetVocab / seconds;
+            double useful = FlopsPerSurfaceForm(weights.Config) * TargetVocab / seconds / 1e12;
+            Console.WriteLine($"{s.Name,-18} H {s.Hidden}: {tokensPerSecond,10:F0} tokens/s, "
+                + $"{useful:F1} TFLOP/s ({100 * useful / peak:F0} % of the measured bf16 peak "
+                + $"{peak:F0}), batch {backend.MaxBatchSize}");
+            sizes.Add(new JsonObject
+            {
+                ["name"] = s.Name, ["hidden"] = s.Hidden, ["vocab"] = TargetVocab,
+                ["zett_tokens_per_s"] = Math.Round(tokensPerSecond),
+                ["pytorch_tokens_per_s"] = null,
+                ["useful_tflops"] = Math.Round(useful, 1), ["peak_tflops"] = Math.Round(peak, 1),
+            });
+        }
+        Write(context, "hypernet-gpu.json", new JsonObject
+        {
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            ["gpu"] = gpu,
+            ["parity"] = new JsonObject { ["fp32_max_rel_err"] = null, ["bf16_max_rel_err"] = null },
+            ["sanitizer"] = null,
+            ["sizes"] = sizes,
+        });
+        return 0;
+    }
+
+    private static double MeasuredPeak()
+    {
+        using CudaContext ctx = CudaContext.Create();
+        using var stream = new CudaStream(ctx);
+        using var blas = new BlasHandle(stream);
+        using var start = new CudaEvent(ctx);
+        using var end = new CudaEvent(ctx);
+        const int n = 8192;
+        using DeviceBuffer a = DeviceBuffer.Allocate(ctx, KernelDType.BF16, (long)n * n);
+        using DeviceBuffer c = DeviceBuffer.Allocate(ctx, KernelDType.F32, (long)n * n);
+        a.ZeroAsync(stream);
+        ZeTT.Kernels.Blas.Gemm.Run(blas, n, n, n, a.View, n, a.View, n, true, c.View, n);
+        start.Record(stream);
+        for (int i = 0; i < 10; i++)
+        {
+            ZeTT.Kernels.Blas.Gemm.Run(blas, n, n, n, a.View, n, a.View, n, true, c.View, n);
+        }
+        end.Record(stream);
+        end.Synchronize();
+        return 2.0 * n * n * n * 10 / (CudaEvent.ElapsedMilliseconds(start, end) / 1000) / 1e12;
+    }
+
+    /// <summary>Matmul FLOPs per surface form, padded positions included (the backend computes
+    /// them: packing is not implemented).</summary>
+    private static double FlopsPerSurfaceForm(HypernetConfig c)
+    {
+        double l = c.SurfaceMaxLen, s = c.SequenceLength, h = c.HiddenSize;
+        double i = c.IntermediateSize, d = c.SourceWidth, e = c.NEmbd;
+        double projector = 2 * (2 * h * i);
+        double input = l * (2 * d * h + projector);
+        double layers = c.NumLayers * s * (2 * 4 * h * h + 2 * 2 * h * i);
+        double heads = projector + 2 * h * (c.SingleHead ? d : e)
+            + (c.SeparateOutEmbeddings && !c.SingleHead ? projector + 2 * h * e : 0)
+            + (c.PredictBias ? 2 * h : 0);
+        return input + layers + heads;
+    }
+
+    /// <summary>Surface forms of a 32768-token target vocabulary: lengths 1–7 drawn from a fixed
+    /// distribution (mostly 1–3 pieces), ids uniform over the source vocabulary. Throughput
+    /// does not depend on the lengths (padded positions are computed).</summary>
+    private static int[] SurfaceForms(Size s, HypernetConfig c)
+    {
+        var rng = new Random(1);
+        double[] cumulative = [0.35, 0.65, 0.83, 0.92, 0.96, 0.98, 1.0];
+        var ids = new int[TargetVocab * MaxLen];
+        for (int r = 0; r < TargetVocab; r++)
+        {
+            double u = rng.NextDouble();
+            int len = 1 + Array.FindIndex(cumulative, p => u <= p);
+            for (int p = 0; p < MaxLen; p++)
+            {
+                ids[r * MaxLen + p] = p < len ? 3 + rng.Next(s.Vocab - 3) : c.PadTokenId;
+            }
+        }
+        return ids;
+    }
+
+    private static (HypernetWeights, HostTensor) RandomHypernet(Size s)
+    {
+        string json = string.Create(CultureInfo.InvariantCulture, $$"""
+            {"model_type": "zett_hypernetwork", "n_embd": {{s.NEmbd}},
+             "hn_hidden_size": {{s.Hidden}}, "hn_intermediate_size": {{s.Intermediate}},
+             "hn_n_layers": 3, "hn_num_attention_heads": {{s.Heads}}, "hn_surface_maxlen": 7,
+             "hn_rescale_embeddings": true, "hn_predict_bias": true,
+             "hn_embed_lang_id": {{(s.Lang ? "true" : "false")}}, "n_langs": 26,
+             "hn_n_extra_tokens": 400, "original_vocab_size": {{s.Vocab}}, "pad_token_id": 1,
+             "separate_out_embeddings": {{(s.Untied ? "true" : "false")}},
+             "hn_embed_using_source_embeddings": true}
+            """);
+        HypernetConfig c = HypernetConfig.Parse(json, s.Name);
+        var tensors = new Dictionary<string, HostTensor>();
+        int seed = 0;
+        void T(string name, float scale, float offset, params int[] shape)
+        {
+            long n = shape.Aggregate(1L, (a, b) => a * b);
+            var data = new float[n];
+            int mySeed = ++seed;
+            Parallel.For(0, (int)((n + 65535) / 65536), chunk =>
+            {
+                uint x = (uint)(mySeed * 7919 + chunk * 104729) | 1;
+                long end = Math.Min(n, (chunk + 1L) * 65536);
+                for (long i = chunk * 65536L; i < end; i++)
+                {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    data[i] = offset + scale * ((x >> 8) * (2f / (1 << 24)) - 1f);
+                }
+            });
+            tensors[name] = new HostTensor(name, shape, data);
+        }
+        void Lin(string p, int i, int o)
+        {
+            T(p + ".weight", 1f / MathF.Sqrt(i), 0, o, i);
+            T(p + ".bias", 0.02f, 0, o);
+        }
+        void Ln(string p, int d)
+        {
+            T(p + ".weight", 0.1f, 1, d);
+            T(p + ".bias", 0.02f, 0, d);
+        }
+        void Block(string p)
+        {
+            Lin(p + ".dense1", s.Hidden, s.Intermediate);
+            Lin(p + ".dense2", s.Intermediate, s.Hidden);
+            Ln(p + ".ln", s.Hidden);
+        }
+        int h = s.Hidden, d = c.SourceWidth;
+        T("model.embeddings.position_embeddings.weight", 0.1f, 0, 514, h);
+        T("model.embeddings.token_type_embeddings.weight", 0.1f, 0, 1, h);
+        Ln("model.embeddings.LayerNorm", h);
+        for (int l = 0; l < 3; l++)
+        {
+            string p = $"model.encoder.layer.{l}.";
+            Lin(p + "attention.self.query", h, h);
+            Lin(p + "attention.self.key", h, h);
+            Lin(p + "attention.self.value", h, h);
+            Lin(p + "attention.output.dense", h, h);
+            Ln(p + "attention.output.LayerNorm", h);
+            Lin(p + "intermediate.dense", h, s.Intermediate);
+            Lin(p + "output.dense", s.Intermediate, h);
+            Ln(p + "output.LayerNorm", h);
+        }
+        T("fallback_embeddings.weight", 0.1f, 0, 400, d);
+        if (s.Lang)
+        {
+            T("lang_embeddings.weight", 0.1f, 0, 26, h);
+        }
+        Lin("input_projection.0", d, h);
+        Block("input_projection.1");
+        Block("output_projection.0");
+        Lin("output_projection.1", h, s.NEmbd);
+        if (s.Untied)
+        {
+            Block("output_projection_out.0");
+            Lin("output_projection_out.1", h, s.NEmbd);
+        }
+        T("in_scaler.w", 0.1f, 1, 1, d);
+        T("in_scaler.b", 0.01f, 0, 1, d);
+        T("scaler.w", 0.1f, 1, 1, s.NEmbd);
+        T("scaler.b", 0.01f, 0, 1, s.NEmbd);
+        if (s.Untied)
+        {
+            T("out_scaler.w", 0.1f, 1, 1, s.NEmbd);
+            T("out_scaler.b", 0.01f, 0, 1, s.NEmbd);
+        }
+        Lin("bias_projection", h, 1);
+        T("source", 0.05f, 0, s.Vocab, d);
+        HostTensor source = tensors["source"];
+        tensors.Remove("source");
+        return (HypernetWeights.FromTensors(c, tensors, s.Name), source);
+    }
+
+    private static void Write(BenchContext context, string file, JsonObject json)
+    {
+        string path = Path.Combine(context.OutputDirectory, file);
+        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+            + "\n");
+        Console.WriteLine($"wrote {path}");
+    }
+}

@@ -1,0 +1,406 @@
+using ZeTT.Kernels;
+using ZeTT.Kernels.Blas;
+using ZeTT.Kernels.Launch;
+using ZeTT.Runtime.Tensors;
+
+namespace ZeTT.Runtime.Hypernetwork;
+
+/// <summary>
+/// The hypernetwork forward pass (ZETT.md §3) on one CUDA device: our kernels (kernels/*.cu)
+/// for gathers, epilogues, attention, pooling and heads, cuBLASLt for every matmul. Weights are
+/// uploaded once (GEMM weights in the precision's dtype; biases, norms, embeddings tables in
+/// fp32); activations live in a workspace preallocated for <see cref="MaxBatchSize"/> rows.
+/// <para>
+/// Precision: <see cref="HypernetPrecision.Float32"/> runs fp32 GEMMs without TF32 (parity);
+/// <see cref="HypernetPrecision.BFloat16"/> feeds bf16 weights and activations to the GEMMs with
+/// fp32 accumulation, keeps the residual stream, LayerNorm statistics and softmax in fp32, and
+/// stores the source embeddings in bf16.
+/// </para>
+/// Out of device memory (while sizing the workspace or during a batch) halves the batch and
+/// retries, with a note through the log callback; it never fails a prediction that fits in one
+/// row.
+/// </summary>
+public sealed class CudaHypernetBackend : IHypernetBackend
+{
+    /// <summary>Largest batch chosen automatically (the transfer's default batch).</summary>
+    public const int DefaultBatchCap = 16384;
+
+    private readonly HypernetConfig _config;
+    private readonly Action<string>? _log;
+    private readonly CudaContext _context;
+    private readonly CudaStream _stream;
+    private readonly KernelSet _kernels;
+    private readonly BlasHandle _blas;
+    private readonly DeviceWeights _weights;
+    private readonly KernelDType _gemmType;
+    private readonly int _sourceRows;
+    private Workspace? _workspace;
+
+    /// <summary>Uploads the weights and source embeddings and sizes the workspace.</summary>
+    /// <param name="weights">The hypernetwork's parameters.</param>
+    /// <param name="sourceEmbeddings">E [V, D_in] (for untied models [E_in, E_out] per row).
+    /// </param>
+    /// <param name="precision">fp32 (parity) or bf16 (speed).</param>
+    /// <param name="maxBatchSize">Rows per batch; 0 chooses from free device memory.</param>
+    /// <param name="device">CUDA device ordinal (after CUDA_VISIBLE_DEVICES).</param>
+    /// <param name="log">Receives notes (batch size chosen, out-of-memory retries).</param>
+    public CudaHypernetBackend(HypernetWeights weights, HostTensor sourceEmbeddings,
+        HypernetPrecision precision, int maxBatchSize = 0, int device = 0,
+        Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(sourceEmbeddings);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxBatchSize);
+        _config = weights.Config;
+        _log = log;
+        CheckSupported(_config);
+        if (sourceEmbeddings.Rank != 2 || sourceEmbeddings.Shape[1] != _config.SourceWidth
+            || sourceEmbeddings.Shape[0] < _config.OriginalVocabSize)
+        {
+            throw new ZettException($"source embeddings '{sourceEmbeddings.Name}' have shape "
+                + $"{HostTensor.ShapeToString(sourceEmbeddings.Shape)}, expected "
+                + $"[≥ {_config.OriginalVocabSize}, {_config.SourceWidth}] (original_vocab_size "
+                + "rows of width n_embd, or 2·n_embd for untied models)");
+        }
+        _sourceRows = sourceEmbeddings.Shape[0];
+        _gemmType = precision == HypernetPrecision.BFloat16 ? KernelDType.BF16 : KernelDType.F32;
+        Precision = precision;
+        _context = CudaContext.Create(device);
+        try
+        {
+            _stream = new CudaStream(_context);
+            _kernels = new KernelSet(_context);
+            _blas = new BlasHandle(_stream);
+            _weights = new DeviceWeights(_context, weights, sourceEmbeddings, _gemmType);
+            int rows = maxBatchSize > 0 ? maxBatchSize : ChooseBatchSize();
+            AllocateWorkspace(rows);
+            MaxBatchSize = rows;
+            Name = $"cuda: {_context}";
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public string Name { get; } = "cuda";
+
+    /// <inheritdoc />
+    public int MaxBatchSize { get; }
+
+    /// <summary>The precision the backend runs in.</summary>
+    public HypernetPrecision Precision { get; }
+
+    /// <summary>Rows the workspace currently holds (≤ <see cref="MaxBatchSize"/>; smaller after
+    /// an out-of-memory retry).</summary>
+    public int WorkspaceRows => _workspace?.Rows ?? 0;
+
+    /// <summary>Throws <see cref="NotSupportedException"/> for configurations this backend
+    /// does not run, before touching the device.</summary>
+    public static void CheckSupported(HypernetConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.ConcatLastHiddenState)
+        {
+            throw new NotSupportedException("the CUDA backend does not implement "
+                + "hn_concat_last_hidden_state (pooling all positions); use the CPU backend");
+        }
+        if (config.SequenceLength > AttentionKernel.MaxSequence)
+        {
+            throw new NotSupportedException($"the CUDA backend's fused attention holds at most "
+                + $"{AttentionKernel.MaxSequence} positions; this hypernetwork has "
+                + $"{config.SequenceLength} (hn_surface_maxlen + language position)");
+        }
+        if (config.HeadDim > AttentionKernel.MaxHeadDim)
+        {
+            throw new NotSupportedException($"the CUDA backend's attention takes head dimensions "
+                + $"up to {AttentionKernel.MaxHeadDim}; this hypernetwork has {config.HeadDim}");
+        }
+    }
+
+    /// <summary>Device bytes the workspace needs per batch row.</summary>
+    public static long WorkspaceBytesPerRow(HypernetConfig config, HypernetPrecision precision)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long g = precision == HypernetPrecision.BFloat16 ? 2 : 4;
+        bool bf16 = precision == HypernetPrecision.BFloat16;
+        long l = config.SurfaceMaxLen, s = config.SequenceLength, h = config.HiddenSize;
+        long i = config.IntermediateSize, wide = Math.Max(3 * h, i);
+        long nOut = Math.Max(config.SingleHead ? config.SourceWidth : config.NEmbd, 1);
+        return l * 4                                   // ids
+            + l * config.SourceWidth * g               // gathered source rows (GEMM input)
+            + 4 * s * h * 4                            // fp32 hidden, two scratch, GEMM out
+            + (bf16 ? s * h * g : 0)                   // bf16 copy of the hidden state
+            + s * h * g                                // attention output
+            + s * wide * 4                             // QKV / FFN intermediate, fp32
+            + (bf16 ? s * i * g : 0)                   // FFN intermediate, bf16
+            + nOut * 4 + 2 * config.NEmbd * 4 + 8;     // head output, results, bias
+    }
+
+    /// <summary>Rows that fit in <paramref name="freeBytes"/>: 80 % of it, less a 512 MiB
+    /// reserve for cuBLAS and the driver, capped at <see cref="DefaultBatchCap"/>.</summary>
+    public static int BatchSizeFor(long freeBytes, long bytesPerRow)
+    {
+        long usable = freeBytes / 5 * 4 - (512L << 20);
+        return (int)Math.Clamp(usable / Math.Max(bytesPerRow, 1), 1, DefaultBatchCap);
+    }
+
+    private int ChooseBatchSize()
+    {
+        var (free, _) = _context.GetMemoryInfo();
+        long perRow = WorkspaceBytesPerRow(_config, Precision);
+        int rows = BatchSizeFor(free, perRow);
+        _log?.Invoke($"cuda: batch of {rows} rows ({perRow * rows / (1 << 20)} MiB workspace, "
+            + $"{free / (1 << 20)} MiB free)");
+        return rows;
+    }
+
+    private void AllocateWorkspace(int rows)
+    {
+        while (true)
+        {
+            try
+            {
+                _workspace?.Dispose();
+                _workspace = null;
+                _workspace = new Workspace(_context, _config, _gemmType, rows);
+                return;
+            }
+            catch (CudaOutOfMemoryException e) when (rows > 1)
+            {
+                _workspace?.Dispose();
+                _workspace = null;
+                _log?.Invoke($"cuda: out of memory for a batch of {rows} rows ({e.CodeName}); "
+                    + $"retrying with {rows / 2}");
+                rows /= 2;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    {
+        int len = _config.SurfaceMaxLen;
+        if (rows < 0 || rows > MaxBatchSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), rows,
+                $"rows must be in [0, {MaxBatchSize}]");
+        }
+        if (surfaceForms.Length != rows * len)
+        {
+            throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
+                + $"{rows} rows × {len}", nameof(surfaceForms));
+        }
+        CheckIds(surfaceForms);
+        CheckLanguage(langIndex);
+        int nEmbd = _config.NEmbd;
+        bool hasOut = _config.SeparateOutEmbeddings;
+        var result = new HypernetOutput(new float[rows * nEmbd],
+            hasOut ? new float[rows * nEmbd] : null, _config.PredictBias ? new float[rows] : null);
+        _context.MakeCurrent();
+        int done = 0;
+        while (done < rows)
+        {
+            Workspace ws = _workspace!;
+            int chunk = Math.Min(ws.Rows, rows - done);
+            try
+            {
+                RunChunk(ws, surfaceForms.Slice(done * len, chunk * len), chunk, langIndex);
+                ws.EmbeddingsIn.Span[..(chunk * nEmbd)].CopyTo(result.EmbeddingsIn.AsSpan(
+                    done * nEmbd));
+                if (hasOut)
+                {
+                    ws.EmbeddingsOut!.Span[..(chunk * nEmbd)].CopyTo(result.EmbeddingsOut.AsSpan(
+                        done * nEmbd));
+                }
+                if (_config.PredictBias)
+                {
+                    ws.Bias!.Span[..chunk].CopyTo(result.Bias.AsSpan(done));
+                }
+                done += chunk;
+            }
+            catch (CudaOutOfMemoryException e) when (ws.Rows > 1)
+            {
+                _log?.Invoke($"cuda: out of memory during a batch of {ws.Rows} rows "
+                    + $"({e.CodeName} in {e.Expression}); retrying with {ws.Rows / 2}");
+                _stream.Synchronize();
+                AllocateWorkspace(ws.Rows / 2);
+            }
+        }
+        return result;
+    }
+
+    private void CheckIds(ReadOnlySpan<int> ids)
+    {
+        int limit = _config.OriginalVocabSize + _weights.FallbackRows;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if ((uint)ids[i] >= (uint)limit)
+            {
+                throw new ArgumentException($"surface form id {ids[i]} (row {i / _config.SurfaceMaxLen}, "
+                    + $"position {i % _config.SurfaceMaxLen}) is outside [0, {limit}): "
+                    + $"original_vocab_size {_config.OriginalVocabSize} + {_weights.FallbackRows} "
+                    + "fallback embeddings", "surfaceForms");
+            }
+        }
+    }
+
+    private void CheckLanguage(int langIndex)
+    {
+        if (_config.EmbedLangId)
+        {
+            if (langIndex < 0 || langIndex >= _config.NumLangs)
+            {
+                throw new ArgumentOutOfRangeException(nameof(langIndex), langIndex,
+                    $"this hypernetwork embeds a language: index must be in [0, "
+                    + $"{_config.NumLangs})");
+            }
+        }
+        else if (langIndex != -1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(langIndex), langIndex,
+                "this hypernetwork has no language embeddings: pass -1");
+        }
+    }
+
+    private void Linear(DeviceView x, int rows, LinearWeights w, DeviceView y) =>
+        Gemm.Run(_blas, rows, w.Out, w.In, x, w.In, w.Weight, w.In, transB: true, y, w.Out);
+
+    /// <summary>ProjectorBlock: LN_1e-6(gelu_tanh(dense2(gelu_tanh(dense1(u)))) + u). u is fp32
+    /// (residual) with its GEMM copy ug; writes y (fp32) and, when given, yg.</summary>
+    private void Projector(Workspace ws, DeviceView u, DeviceView ug, int rows, ProjectorWeights p,
+        DeviceView y, DeviceView yg)
+    {
+        int h = p.Dense1.In, i = p.Dense1.Out;
+        DeviceView wide = ws.Wide.Slice(0, (long)rows * i);
+        DeviceView wideG = ws.WideGemm(rows * i);
+        Linear(ug, rows, p.Dense1, wide);
+        EpilogueKernels.BiasActivation(_kernels, _stream, wide, p.Dense1.Bias, rows, i,
+            Activation.GeluTanh, wideG);
+        DeviceView t = ws.Temp.Slice(0, (long)rows * h);
+        Linear(wideG, rows, p.Dense2, t);
+        EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t, p.Dense2.Bias, u,
+            p.LnW, p.LnB, _config.ProjectorLayerNormEps, Activation.GeluTanh, rows, h, y, yg);
+    }
+
+    private void RunChunk(Workspace ws, ReadOnlySpan<int> ids, int rows, int langIndex)
+    {
+        HypernetConfig c = _config;
+        DeviceWeights w = _weights;
+        int len = c.SurfaceMaxLen, seq = c.SequenceLength, h = c.HiddenSize;
+        int tokens = rows * len, n = rows * seq, nEmbd = c.NEmbd;
+        bool bf16 = _gemmType == KernelDType.BF16;
+
+        ids.CopyTo(ws.HostIds.Span);
+        ws.Ids.CopyFromHostAsync(ws.HostIds, tokens, _stream);
+        DeviceView idsView = ws.Ids.View.Slice(0, tokens);
+
+        // 1–3: gather (+ in-scaler / fallback), input projection, input ProjectorBlock.
+        DeviceView x0 = ws.Gathered.View.Slice(0, (long)tokens * c.SourceWidth);
+        EmbeddingKernels.SurfaceEmbed(_kernels, _stream, idsView, tokens, w.Source,
+            c.SourceWidth, c.OriginalVocabSize, w.Fallback, w.InScalerW, w.InScalerB, x0);
+        DeviceView u = ws.H1.Slice(0, (long)tokens * h);
+        Linear(x0, tokens, w.InputProjection, u);
+        DeviceView ug = bf16 ? ws.HiddenGemm.Slice(0, (long)tokens * h) : u;
+        EpilogueKernels.BiasActivation(_kernels, _stream, u, w.InputProjection.Bias, tokens, h,
+            Activation.None, u);
+        if (bf16)
+        {
+            EpilogueKernels.BiasActivation(_kernels, _stream, u, default, tokens, h,
+                Activation.None, ug);
+        }
+        DeviceView projected = ws.H2.Slice(0, (long)tokens * h);
+        Projector(ws, u, ug, tokens, w.InputBlock, projected, default);
+
+        // 4: RoBERTa embeddings + language position + LayerNorm.
+        DeviceView hs = ws.Hidden.Slice(0, (long)n * h);
+        DeviceView hg = bf16 ? ws.HiddenGemm.Slice(0, (long)n * h) : hs;
+        EmbeddingKernels.RobertaEmbedLayerNorm(_kernels, _stream, projected, rows, len, h,
+            w.Positions, w.Type0, c.EmbedLangId ? w.Lang.Slice((long)langIndex * h, h) : default,
+            w.EmbeddingsLnW, w.EmbeddingsLnB, c.EncoderLayerNormEps, hs, bf16 ? hg : default);
+
+        // 5–6: encoder layers (post-LN).
+        DeviceView attn = ws.Attention.View.Slice(0, (long)n * h);
+        foreach (LayerWeights layer in w.Layers)
+        {
+            DeviceView qkv = ws.Wide.Slice(0, (long)n * 3 * h);
+            Linear(hg, n, layer.Qkv, qkv);
+            AttentionKernel.Run(_kernels, _stream, qkv, layer.Qkv.Bias, idsView, rows, seq, len,
+                c.NumAttentionHeads, c.HeadDim, c.PadTokenId, attn);
+            DeviceView t = ws.Temp.Slice(0, (long)n * h);
+            Linear(attn, n, layer.AttentionOutput, t);
+            EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
+                layer.AttentionOutput.Bias, hs, layer.AttentionLnW, layer.AttentionLnB,
+                c.EncoderLayerNormEps, Activation.None, n, h, hs, bf16 ? hg : default);
+            int inter = layer.Intermediate.Out;
+            DeviceView f = ws.Wide.Slice(0, (long)n * inter);
+            DeviceView fg = ws.WideGemm(n * inter);
+            Linear(hg, n, layer.Intermediate, f);
+            EpilogueKernels.BiasActivation(_kernels, _stream, f, layer.Intermediate.Bias, n,
+                inter, Activation.GeluErf, fg);
+            Linear(fg, n, layer.Output, t);
+            EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
+                layer.Output.Bias, hs, layer.OutputLnW, layer.OutputLnB, c.EncoderLayerNormEps,
+                Activation.None, n, h, hs, bf16 ? hg : default);
+        }
+
+        // 7: pool position 0.
+        DeviceView z = ws.H1.Slice(0, (long)rows * h);
+        DeviceView zg = bf16 ? ws.Attention.View.Slice(0, (long)rows * h) : z;
+        HeadKernels.PoolFirst(_kernels, _stream, hs, rows, seq, h, z, bf16 ? zg : default);
+
+        // 8: heads, scalers, bias.
+        DeviceView y = ws.H2.Slice(0, (long)rows * h);
+        DeviceView yg = bf16 ? ws.HiddenGemm.Slice(0, (long)rows * h) : y;
+        Projector(ws, z, zg, rows, w.OutputBlock, y, bf16 ? yg : default);
+        int nOut = w.OutputLinear.Out;
+        DeviceView o = ws.HeadOut.View.Slice(0, (long)rows * nOut);
+        Linear(yg, rows, w.OutputLinear, o);
+        HeadKernels.BiasRescale(_kernels, _stream, o, nOut, 0, w.OutputLinear.Bias, w.ScalerW,
+            w.ScalerB, rows, nEmbd, ws.EmbeddingsInDevice.View.Slice(0, (long)rows * nEmbd));
+        if (c.SeparateOutEmbeddings)
+        {
+            DeviceView eOut = ws.EmbeddingsOutDevice!.View.Slice(0, (long)rows * nEmbd);
+            if (c.SingleHead)
+            {
+                HeadKernels.BiasRescale(_kernels, _stream, o, nOut, nEmbd, w.OutputLinear.Bias,
+                    w.OutScalerW, w.OutScalerB, rows, nEmbd, eOut);
+            }
+            else
+            {
+                Projector(ws, z, zg, rows, w.OutputOutBlock!, y, bf16 ? yg : default);
+                DeviceView o2 = ws.HeadOut.View.Slice(0, (long)rows * nEmbd);
+                Linear(yg, rows, w.OutputOutLinear!, o2);
+                HeadKernels.BiasRescale(_kernels, _stream, o2, nEmbd, 0, w.OutputOutLinear!.Bias,
+                    w.OutScalerW, w.OutScalerB, rows, nEmbd, eOut);
+            }
+            ws.EmbeddingsOutDevice.CopyToHostAsync(ws.EmbeddingsOut!, rows * nEmbd, _stream);
+        }
+        if (c.PredictBias)
+        {
+            DeviceView b = ws.HeadOut.View.Slice(0, rows);
+            Linear(zg, rows, w.BiasProjection!, b);
+            HeadKernels.BiasRescale(_kernels, _stream, b, 1, 0, w.BiasProjection!.Bias, default,
+                default, rows, 1, ws.BiasDevice!.View.Slice(0, rows));
+            ws.BiasDevice.CopyToHostAsync(ws.Bias!, rows, _stream);
+        }
+        ws.EmbeddingsInDevice.CopyToHostAsync(ws.EmbeddingsIn, rows * nEmbd, _stream);
+        _stream.Synchronize();
+    }
+
+    /// <summary>Frees the workspace, weights, handles and context.</summary>
+    public void Dispose()
+    {
+        _context?.MakeCurrent();
+        _stream?.Synchronize();
+        _workspace?.Dispose();
+        _workspace = null;
+        _weights?.Dispose();
+        _blas?.Dispose();
+        _kernels?.Dispose();
+        _stream?.Dispose();
+        _context?.Dispose();
+    }
+}

@@ -1,0 +1,45 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ZeTT.Kernels.Launch;
+
+namespace ZeTT.Kernels.Tests;
+
+/// <summary>Each kernel file exports <c>zett_&lt;op&gt;_layout</c> (sizeof, then offsetof of each
+/// field in order) and <c>zett_&lt;op&gt;_fields</c> (their names); the C# mirror must agree on
+/// size, field count, names and offsets.</summary>
+public sealed class ArgsLayoutTests
+{
+    public static TheoryData<string, string, Type> Structs => new()
+    {
+        { "embedding", "zett_surface_embed", typeof(SurfaceEmbedArgs) },
+        { "embedding", "zett_roberta_embed", typeof(RobertaEmbedArgs) },
+        { "epilogue", "zett_bias_act", typeof(BiasActArgs) },
+        { "epilogue", "zett_residual_ln", typeof(ResidualLnArgs) },
+        { "attention", "zett_attention", typeof(AttentionArgs) },
+        { "heads", "zett_pool", typeof(PoolArgs) },
+        { "heads", "zett_rescale", typeof(RescaleArgs) },
+    };
+
+    [Theory]
+    [MemberData(nameof(Structs))]
+    public void Csharp_args_struct_matches_the_kernel_struct(string module, string prefix,
+        Type type)
+    {
+        string ptx = KernelImages.Ptx(module);
+        int[] layout = KernelImages.ReadIntArray(ptx, prefix + "_layout");
+        string[] names = KernelImages.ReadString(ptx, prefix + "_fields").Split(',');
+        FieldInfo[] fields = [.. type.GetFields(BindingFlags.Instance | BindingFlags.Public
+            | BindingFlags.NonPublic).OrderBy(f => f.MetadataToken)];
+        Assert.Equal(layout[0], Marshal.SizeOf(type));
+        Assert.Equal(layout.Length - 1, fields.Length);
+        Assert.Equal(names.Length, fields.Length);
+        for (int i = 0; i < fields.Length; i++)
+        {
+            Assert.Equal(Normalize(names[i]), Normalize(fields[i].Name));
+            Assert.Equal(layout[i + 1], (int)Marshal.OffsetOf(type, fields[i].Name));
+        }
+    }
+
+    private static string Normalize(string name) =>
+        name.Replace("_", "", StringComparison.Ordinal).ToLowerInvariant();
+}
