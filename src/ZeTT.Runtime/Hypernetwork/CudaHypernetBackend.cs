@@ -2,6 +2,7 @@ using ZeTT.Kernels;
 using ZeTT.Kernels.Blas;
 using ZeTT.Kernels.Launch;
 using ZeTT.Runtime.Tensors;
+using KernelActivation = ZeTT.Kernels.Launch.Activation;
 
 namespace ZeTT.Runtime.Hypernetwork;
 
@@ -278,11 +279,11 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         DeviceView wideG = ws.WideGemm(rows * i);
         Linear(ug, rows, p.Dense1, wide);
         EpilogueKernels.BiasActivation(_kernels, _stream, wide, p.Dense1.Bias, rows, i,
-            Activation.GeluTanh, wideG);
+            KernelActivation.GeluTanh, wideG);
         DeviceView t = ws.Temp.Slice(0, (long)rows * h);
         Linear(wideG, rows, p.Dense2, t);
         EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t, p.Dense2.Bias, u,
-            p.LnW, p.LnB, _config.ProjectorLayerNormEps, Activation.GeluTanh, rows, h, y, yg);
+            p.LnW, p.LnB, _config.ProjectorLayerNormEps, KernelActivation.GeluTanh, rows, h, y, yg);
     }
 
     private void RunChunk(Workspace ws, ReadOnlySpan<int> ids, int rows, int langIndex)
@@ -305,11 +306,11 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         Linear(x0, tokens, w.InputProjection, u);
         DeviceView ug = bf16 ? ws.HiddenGemm.Slice(0, (long)tokens * h) : u;
         EpilogueKernels.BiasActivation(_kernels, _stream, u, w.InputProjection.Bias, tokens, h,
-            Activation.None, u);
+            KernelActivation.None, u);
         if (bf16)
         {
             EpilogueKernels.BiasActivation(_kernels, _stream, u, default, tokens, h,
-                Activation.None, ug);
+                KernelActivation.None, ug);
         }
         DeviceView projected = ws.H2.Slice(0, (long)tokens * h);
         Projector(ws, u, ug, tokens, w.InputBlock, projected, default);
@@ -333,17 +334,17 @@ public sealed class CudaHypernetBackend : IHypernetBackend
             Linear(attn, n, layer.AttentionOutput, t);
             EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
                 layer.AttentionOutput.Bias, hs, layer.AttentionLnW, layer.AttentionLnB,
-                c.EncoderLayerNormEps, Activation.None, n, h, hs, bf16 ? hg : default);
+                c.EncoderLayerNormEps, KernelActivation.None, n, h, hs, bf16 ? hg : default);
             int inter = layer.Intermediate.Out;
             DeviceView f = ws.Wide.Slice(0, (long)n * inter);
             DeviceView fg = ws.WideGemm(n * inter);
             Linear(hg, n, layer.Intermediate, f);
             EpilogueKernels.BiasActivation(_kernels, _stream, f, layer.Intermediate.Bias, n,
-                inter, Activation.GeluErf, fg);
+                inter, KernelActivation.GeluErf, fg);
             Linear(fg, n, layer.Output, t);
             EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
                 layer.Output.Bias, hs, layer.OutputLnW, layer.OutputLnB, c.EncoderLayerNormEps,
-                Activation.None, n, h, hs, bf16 ? hg : default);
+                KernelActivation.None, n, h, hs, bf16 ? hg : default);
         }
 
         // 7: pool position 0.
