@@ -12,6 +12,8 @@ public static class Program
         new VersionCommand(),
         new InspectCommand(),
         new ApplyToFtCommand(),
+        new TransferCommand(),
+        new PredictCommand(),
     ];
 
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>
