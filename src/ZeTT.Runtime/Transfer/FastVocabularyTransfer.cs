@@ -136,10 +136,9 @@ public static class FastVocabularyTransfer
                 acc[j] += row[j];
             }
         }
-        double inv = 1.0 / pieces.Count;
         for (int j = 0; j < d; j++)
         {
-            dst[j] = (float)(acc[j] * inv);
+            dst[j] = (float)(acc[j] / pieces.Count);
         }
     }
 
