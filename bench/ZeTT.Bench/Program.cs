@@ -14,6 +14,7 @@ internal static class Program
         {
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm, ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["surface-forms"] = SurfaceFormsBenchmark.Run,
         };
 
     private static int Main(string[] args)

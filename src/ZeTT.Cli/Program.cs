@@ -14,6 +14,8 @@ public static class Program
         new ApplyToFtCommand(),
         new TransferCommand(),
         new PredictCommand(),
+        new ConvertTokenizerCommand(),
+        new SurfaceFormsCommand(),
     ];
 
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>

@@ -108,6 +108,14 @@ internal sealed class BpeModel : TokenizerModel
 
     public string? UnkToken { get; }
 
+    /// <summary>For a converted model: how many extra merges conversion put before the original
+    /// ones.</summary>
+    public int LeadingExtraMerges { get; init; }
+
+    /// <summary>For a converted model: how many extra (whitespace) merges conversion put after
+    /// the original ones.</summary>
+    public int TrailingExtraMerges { get; init; }
+
     public string? ContinuingSubwordPrefix { get; }
 
     public string? EndOfWordSuffix { get; }

@@ -111,8 +111,13 @@ public static class ByteLevelConverter
             SpecialTokenMap other = matchSpecialTokensTo.SpecialTokens;
             resultSpecials = tokenizer.SpecialTokens with
             {
-                Bos = other.Bos, Eos = other.Eos, Unk = other.Unk, Sep = other.Sep,
-                Pad = other.Pad, Cls = other.Cls, Mask = other.Mask,
+                Bos = other.Bos,
+                Eos = other.Eos,
+                Unk = other.Unk,
+                Sep = other.Sep,
+                Pad = other.Pad,
+                Cls = other.Cls,
+                Mask = other.Mask,
             };
         }
 
@@ -143,7 +148,9 @@ public static class ByteLevelConverter
             ["post_processor"] = postProcessor,
             ["decoder"] = new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = true,
+                ["trim_offsets"] = true,
                 ["use_regex"] = true,
             },
         };
@@ -194,7 +201,9 @@ public static class ByteLevelConverter
             },
             new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = false,
+                ["trim_offsets"] = true,
                 ["use_regex"] = false,
             }),
     };
@@ -349,7 +358,11 @@ public static class ByteLevelConverter
         allMerges.AddRange(postMerges);
 
         return new BpeModel(Vocabulary(forms), allMerges, WithPrefixCleared(model.Options, toBytes),
-            file);
+            file)
+        {
+            LeadingExtraMerges = preMerges.Count,
+            TrailingExtraMerges = postMerges.Count,
+        };
     }
 
     private static HashSet<string> Leaves(string token,

@@ -104,16 +104,27 @@ public sealed record SpecialTokenMap
             "RobertaTokenizer" or "XLMRobertaTokenizer" or "CamembertTokenizer"
                 or "BartTokenizer" => new()
                 {
-                    Bos = "<s>", Eos = "</s>", Sep = "</s>", Cls = "<s>", Unk = "<unk>",
-                    Pad = "<pad>", Mask = "<mask>",
+                    Bos = "<s>",
+                    Eos = "</s>",
+                    Sep = "</s>",
+                    Cls = "<s>",
+                    Unk = "<unk>",
+                    Pad = "<pad>",
+                    Mask = "<mask>",
                 },
             "BertTokenizer" or "DistilBertTokenizer" or "ElectraTokenizer" => new()
             {
-                Unk = "[UNK]", Sep = "[SEP]", Pad = "[PAD]", Cls = "[CLS]", Mask = "[MASK]",
+                Unk = "[UNK]",
+                Sep = "[SEP]",
+                Pad = "[PAD]",
+                Cls = "[CLS]",
+                Mask = "[MASK]",
             },
             "T5Tokenizer" => new()
             {
-                Eos = "</s>", Unk = "<unk>", Pad = "<pad>",
+                Eos = "</s>",
+                Unk = "<unk>",
+                Pad = "<pad>",
                 Additional = [.. Enumerable.Range(0, 100).Select(i => $"<extra_id_{i}>")],
             },
             "LlamaTokenizer" or "CodeLlamaTokenizer" =>

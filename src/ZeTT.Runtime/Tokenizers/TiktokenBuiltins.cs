@@ -71,7 +71,9 @@ internal static class TiktokenBuiltins
         JsonNode preTokenizer = name is "gpt2" or "r50k_base"
             ? new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = false,
+                ["trim_offsets"] = true,
                 ["use_regex"] = true,
             }
             : new JsonObject
@@ -90,8 +92,10 @@ internal static class TiktokenBuiltins
                     },
                     new JsonObject
                     {
-                        ["type"] = "ByteLevel", ["add_prefix_space"] = false,
-                        ["trim_offsets"] = true, ["use_regex"] = false,
+                        ["type"] = "ByteLevel",
+                        ["add_prefix_space"] = false,
+                        ["trim_offsets"] = true,
+                        ["use_regex"] = false,
                     }),
             };
         var components = new JsonObject
@@ -103,12 +107,16 @@ internal static class TiktokenBuiltins
             ["pre_tokenizer"] = preTokenizer,
             ["post_processor"] = new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = false,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = true,
+                ["trim_offsets"] = false,
                 ["use_regex"] = true,
             },
             ["decoder"] = new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = true,
+                ["trim_offsets"] = true,
                 ["use_regex"] = true,
             },
         };

@@ -1,0 +1,104 @@
+using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Tokenizers;
+
+namespace ZeTT.Cli.Tests;
+
+public sealed class TokenizerCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("zett-cli-tok-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string Data(string name)
+    {
+        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string path = Path.Combine(d.FullName, "tests", "data", "tokenizers", name);
+            if (Directory.Exists(path))
+            {
+                return path;
+            }
+        }
+        throw new InvalidOperationException($"tests/data/tokenizers/{name} not found");
+    }
+
+    [Fact]
+    public void Convert_tokenizer_writes_a_loadable_byte_level_tokenizer()
+    {
+        string output = Path.Combine(_dir, "mistral-bl");
+        var (code, stdout, err) = Zett.Run("convert-tokenizer", "--tokenizer",
+            Data("mistral-7b-v0.1"), "--out", output);
+        Assert.True(code == 0, err);
+        Assert.Contains("32000 → 32522 tokens", stdout, StringComparison.Ordinal);
+        HfTokenizer back = HfTokenizer.Load(output);
+        Assert.Equal(32522, back.VocabSize);
+        Assert.True(back.IsByteLevel);
+        Assert.True(File.Exists(Path.Combine(output, "tokenizer_config.json")));
+        Assert.True(File.Exists(Path.Combine(output, "special_tokens_map.json")));
+    }
+
+    [Fact]
+    public void Convert_tokenizer_matches_special_tokens_and_whitespace()
+    {
+        string output = Path.Combine(_dir, "gpt2-bl");
+        var (code, stdout, err) = Zett.Run("convert-tokenizer", "--tokenizer", Data("gpt2"),
+            "--out", output, "--whitespace-consistent", "--match-special-tokens-to",
+            Data("mistral-7b-v0.1"));
+        Assert.True(code == 0, err);
+        Assert.Contains("special tokens moved", stdout, StringComparison.Ordinal);
+        HfTokenizer back = HfTokenizer.Load(output);
+        Assert.Equal("<s>", back.IdToToken(1));
+        Assert.Equal(2, back.EosTokenId);
+        Assert.NotNull(back.TokenToId("ĠĠĠ"));
+    }
+
+    [Fact]
+    public void Surface_forms_writes_the_matrix_and_reports_truncation()
+    {
+        string output = Path.Combine(_dir, "sf.safetensors");
+        var (code, stdout, err) = Zett.Run("surface-forms", "--hn-tokenizer",
+            Data("llama2-tinyllama"), "--tokenizer", Data("bert-base-uncased"), "--maxlen", "7",
+            "--out", output);
+        Assert.True(code == 0, err);
+        using SafetensorsFile file = SafetensorsFile.Open(output);
+        int[] ids = file.ReadInt32("surface_forms", out int[] shape);
+        TransferTokenizers expected = TransferTokenizers.Prepare(Data("llama2-tinyllama"),
+            Data("bert-base-uncased"), null, 7);
+        Assert.Equal([expected.SurfaceForms.Rows, 7], shape);
+        Assert.Equal(expected.SurfaceForms.Ids, ids);
+        Assert.Contains($"Truncated {expected.SurfaceForms.TruncatedCount} tokens.", stdout,
+            StringComparison.Ordinal);
+        Assert.Equal(expected.SurfaceForms.TruncatedCount.ToString(
+            System.Globalization.CultureInfo.InvariantCulture), file.Metadata["n_truncated"]);
+    }
+
+    [Fact]
+    public void Builtin_names_are_accepted_where_a_tokenizer_path_is()
+    {
+        string output = Path.Combine(_dir, "r50k-bl");
+        var (code, stdout, err) = Zett.Run("convert-tokenizer", "--tokenizer", "r50k_base",
+            "--out", output);
+        Assert.True(code == 0, err);
+        Assert.Contains("50257 → 50257 tokens", stdout, StringComparison.Ordinal);
+        Assert.Equal(50256, HfTokenizer.Load(output).EosTokenId);
+    }
+
+    [Fact]
+    public void Unknown_tokenizer_is_a_user_error()
+    {
+        var (code, _, err) = Zett.Run("convert-tokenizer", "--tokenizer",
+            Path.Combine(_dir, "missing"), "--out", _dir);
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", err, StringComparison.Ordinal);
+        Assert.Contains("built-in", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Surface_forms_needs_maxlen()
+    {
+        var (code, _, err) = Zett.Run("surface-forms", "--hn-tokenizer", Data("gpt2"),
+            "--tokenizer", Data("gpt2"), "--out", Path.Combine(_dir, "x.safetensors"));
+        Assert.Equal(2, code);
+        Assert.Contains("--maxlen", err, StringComparison.Ordinal);
+    }
+}
