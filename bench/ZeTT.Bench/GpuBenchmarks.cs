@@ -97,8 +97,13 @@ internal static class GpuBenchmarks
                         + $"{tflops,7:F1} TFLOP/s ({100 * tflops / peak:F0} % of bf16 peak)");
                     rows.Add(new JsonObject
                     {
-                        ["size"] = s.Name, ["op"] = op, ["dtype"] = type.ToString(),
-                        ["m"] = tokens, ["n"] = n, ["k"] = k, ["tflops"] = Math.Round(tflops, 1),
+                        ["size"] = s.Name,
+                        ["op"] = op,
+                        ["dtype"] = type.ToString(),
+                        ["m"] = tokens,
+                        ["n"] = n,
+                        ["k"] = k,
+                        ["tflops"] = Math.Round(tflops, 1),
                     });
                 }
             }
@@ -151,10 +156,13 @@ internal static class GpuBenchmarks
                 + $"{peak:F0}), batch {backend.MaxBatchSize}");
             sizes.Add(new JsonObject
             {
-                ["name"] = s.Name, ["hidden"] = s.Hidden, ["vocab"] = TargetVocab,
+                ["name"] = s.Name,
+                ["hidden"] = s.Hidden,
+                ["vocab"] = TargetVocab,
                 ["zett_tokens_per_s"] = Math.Round(tokensPerSecond),
                 ["pytorch_tokens_per_s"] = null,
-                ["useful_tflops"] = Math.Round(useful, 1), ["peak_tflops"] = Math.Round(peak, 1),
+                ["useful_tflops"] = Math.Round(useful, 1),
+                ["peak_tflops"] = Math.Round(peak, 1),
             });
         }
         Write(context, "hypernet-gpu.json", new JsonObject

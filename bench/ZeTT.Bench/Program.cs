@@ -13,7 +13,8 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["hypernet-cpu"] = HypernetCpuBench.Run,
-            ["gemm-gpu"] = GpuBenchmarks.Gemm, ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["gemm-gpu"] = GpuBenchmarks.Gemm,
+            ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
         };
 
