@@ -170,9 +170,17 @@ public static class TokenizerTransfer
         long embeddingBytes;
         var result = new TransferResult
         {
-            OutputDirectory = options.OutputDirectory, Method = options.Method, Backend = "",
-            SourceVocabSize = v, VocabSize = rows, HiddenSize = d, SpecialTokenRows = 0,
-            TokensPerSecond = 0, Times = times, PeakResidentBytes = 0, EmbeddingBytes = 0,
+            OutputDirectory = options.OutputDirectory,
+            Method = options.Method,
+            Backend = "",
+            SourceVocabSize = v,
+            VocabSize = rows,
+            HiddenSize = d,
+            SpecialTokenRows = 0,
+            TokensPerSecond = 0,
+            Times = times,
+            PeakResidentBytes = 0,
+            EmbeddingBytes = 0,
         };
         double embedSeconds;
         if (checkpoint is not null)
@@ -211,7 +219,9 @@ public static class TokenizerTransfer
                 + newIn.LongLength + (newOut?.LongLength ?? 0));
             result = result with
             {
-                FvtCopied = fvt.Copied, FvtAveraged = fvt.Averaged, FvtFallback = fvt.Fallback,
+                FvtCopied = fvt.Copied,
+                FvtAveraged = fvt.Averaged,
+                FvtFallback = fvt.Fallback,
             };
         }
 

@@ -28,9 +28,14 @@ public sealed class TokenizerTransferTests : IDisposable
         string target = TransferTestData.WriteTarget(P("target"));
         TransferResult result = TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = target, OutputDirectory = P("out"),
-            HypernetDirectory = hn, Language = "de", Device = "cpu",
-            Precision = HypernetPrecision.Float32, BatchSize = 7,
+            ModelDirectory = m.Directory,
+            Tokenizer = target,
+            OutputDirectory = P("out"),
+            HypernetDirectory = hn,
+            Language = "de",
+            Device = "cpu",
+            Precision = HypernetPrecision.Float32,
+            BatchSize = 7,
         });
 
         // The expectation, computed independently of the transfer's plumbing.
@@ -161,7 +166,9 @@ public sealed class TokenizerTransferTests : IDisposable
         string target = TransferTestData.WriteTarget(P("target"));
         TransferResult result = TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = target, OutputDirectory = P("out"),
+            ModelDirectory = m.Directory,
+            Tokenizer = target,
+            OutputDirectory = P("out"),
             Method = TransferMethod.Fvt,
         });
         HfTokenizer t = ByteLevelConverter.Convert(HfTokenizer.Load(target), true, HfTokenizer.Load(m.Directory));
@@ -223,7 +230,9 @@ public sealed class TokenizerTransferTests : IDisposable
         int seen = 0;
         var e = Assert.Throws<IOException>(() => TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = target, OutputDirectory = P("out"),
+            ModelDirectory = m.Directory,
+            Tokenizer = target,
+            OutputDirectory = P("out"),
             Method = TransferMethod.Fvt,
             OnTensorWritten = _ =>
             {
@@ -248,8 +257,11 @@ public sealed class TokenizerTransferTests : IDisposable
         File.WriteAllText(Path.Combine(P("out"), "old.txt"), "previous run");
         Assert.Throws<IOException>(() => TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = target, OutputDirectory = P("out"),
-            Method = TransferMethod.Fvt, Overwrite = true,
+            ModelDirectory = m.Directory,
+            Tokenizer = target,
+            OutputDirectory = P("out"),
+            Method = TransferMethod.Fvt,
+            Overwrite = true,
             OnTensorWritten = _ => throw new IOException("injected failure"),
         }));
         Assert.Equal(["old.txt"], Directory.EnumerateFileSystemEntries(P("out")).Select(Path.GetFileName));
@@ -279,6 +291,14 @@ public sealed class TokenizerTransferTests : IDisposable
         Assert.Equal(expected.TokenToId("Ġthe"), back.TokenToId("Ġthe"));
         JsonObject tc = HfModelDirectory.ReadJsonObject(Path.Combine(dir, "tokenizer_config.json"));
         Assert.Equal("PreTrainedTokenizerFast", (string)tc["tokenizer_class"]!);
+        // The Rust tokenizers library loads it and encodes as our model code does.
+        using var rust = new global::Tokenizers.DotNet.Tokenizer(Path.Combine(dir, "tokenizer.json"));
+        const string Text = "Once upon a time, there was a little dog.";
+        var specials = expected.AllSpecialTokens.Select(s => (uint)s.Id).ToHashSet();
+        uint[] content = [.. rust.Encode(Text).Where(id => !specials.Contains(id))];
+        Assert.Equal(ZeTT.Runtime.Tests.Tokenizers.TokenizerTestData.EncodeConverted(expected, Text)
+            .Select(i => (uint)i), content);
+        Assert.Equal(" " + Text, rust.Decode(content));
     }
 
     [Fact]
@@ -288,7 +308,9 @@ public sealed class TokenizerTransferTests : IDisposable
         string hn = TransferTestData.WriteHypernet(P("hn"), untied: true);
         TransferOptions o = new()
         {
-            ModelDirectory = m.Directory, Tokenizer = "gpt2", OutputDirectory = P("out"),
+            ModelDirectory = m.Directory,
+            Tokenizer = "gpt2",
+            OutputDirectory = P("out"),
             HypernetDirectory = hn,
         };
         var missing = Assert.Throws<ZettException>(() => TokenizerTransfer.Run(o));
@@ -305,8 +327,11 @@ public sealed class TokenizerTransferTests : IDisposable
         string hn = TransferTestData.WriteHypernet(P("hn"), untied: false);
         var e = Assert.Throws<ZettException>(() => TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = "gpt2", OutputDirectory = P("out"),
-            HypernetDirectory = hn, Language = "en",
+            ModelDirectory = m.Directory,
+            Tokenizer = "gpt2",
+            OutputDirectory = P("out"),
+            HypernetDirectory = hn,
+            Language = "en",
         }));
         Assert.Contains("separate_out_embeddings is false", e.Message, StringComparison.Ordinal);
     }
@@ -317,8 +342,11 @@ public sealed class TokenizerTransferTests : IDisposable
         TinyModel m = TransferTestData.WriteModel(P("model"), "roberta");
         var e = Assert.Throws<ZettException>(() => TokenizerTransfer.Run(new TransferOptions
         {
-            ModelDirectory = m.Directory, Tokenizer = "gpt2", OutputDirectory = P("out"),
-            Method = TransferMethod.Fvt, ModelClass = ModelClass.Causal,
+            ModelDirectory = m.Directory,
+            Tokenizer = "gpt2",
+            OutputDirectory = P("out"),
+            Method = TransferMethod.Fvt,
+            ModelClass = ModelClass.Causal,
         }));
         Assert.Contains("--model-class causal", e.Message, StringComparison.Ordinal);
         Assert.Contains("masked LM", e.Message, StringComparison.Ordinal);
@@ -332,8 +360,12 @@ public sealed class TokenizerTransferTests : IDisposable
         File.WriteAllLines(P("tokens.txt"), ["Ġthe", "Ġworld", "hello", "<s>"]);
         PredictResult r = EmbeddingPrediction.Run(new PredictOptions
         {
-            HypernetDirectory = hn, ModelDirectory = m.Directory, TokensFile = P("tokens.txt"),
-            OutputFile = P("pred.safetensors"), Language = "fr", Device = "cpu",
+            HypernetDirectory = hn,
+            ModelDirectory = m.Directory,
+            TokensFile = P("tokens.txt"),
+            OutputFile = P("pred.safetensors"),
+            Language = "fr",
+            Device = "cpu",
         });
         HfTokenizer hnTok = ByteLevelConverter.Convert(HfTokenizer.Load(hn));
         SurfaceFormMatrix sf = SurfaceFormMatrix.BuildForTokens(["Ġthe", "Ġworld", "hello", "<s>"], hnTok, 3);

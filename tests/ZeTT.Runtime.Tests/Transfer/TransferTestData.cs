@@ -46,8 +46,13 @@ internal static class TransferTestData
         {
             added.Add((JsonNode)new JsonObject
             {
-                ["id"] = id, ["content"] = s, ["single_word"] = false, ["lstrip"] = false,
-                ["rstrip"] = false, ["normalized"] = false, ["special"] = true,
+                ["id"] = id,
+                ["content"] = s,
+                ["single_word"] = false,
+                ["lstrip"] = false,
+                ["rstrip"] = false,
+                ["normalized"] = false,
+                ["special"] = true,
             });
             vocab[s] = id++;
         }
@@ -60,20 +65,29 @@ internal static class TransferTestData
             ["normalizer"] = null,
             ["pre_tokenizer"] = new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = false,
+                ["trim_offsets"] = true,
                 ["use_regex"] = true,
             },
             ["post_processor"] = null,
             ["decoder"] = new JsonObject
             {
-                ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true,
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = true,
+                ["trim_offsets"] = true,
                 ["use_regex"] = true,
             },
             ["model"] = new JsonObject
             {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null,
-                ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
-                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab,
+                ["type"] = "BPE",
+                ["dropout"] = null,
+                ["unk_token"] = null,
+                ["continuing_subword_prefix"] = null,
+                ["end_of_word_suffix"] = null,
+                ["fuse_unk"] = false,
+                ["byte_fallback"] = false,
+                ["vocab"] = vocab,
                 ["merges"] = new JsonArray([.. merges.Select(m => (JsonNode)(m.Item1 + " " + m.Item2))]),
             },
         };
