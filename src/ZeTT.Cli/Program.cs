@@ -12,6 +12,8 @@ public static class Program
         new VersionCommand(),
         new InspectCommand(),
         new ApplyToFtCommand(),
+        new TransferCommand(),
+        new PredictCommand(),
         new ConvertTokenizerCommand(),
         new SurfaceFormsCommand(),
     ];

@@ -1,7 +1,7 @@
-using ZeTT.Kernels.Launch;
 using ZeTT.Kernels.Reference;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
+using Activation = ZeTT.Kernels.Launch.Activation;
 
 namespace ZeTT.Runtime.Tests.Hypernetwork;
 

@@ -1,0 +1,387 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tokenizers;
+
+namespace ZeTT.Runtime.Transfer;
+
+/// <summary>What a transfer did, for the summary.</summary>
+public sealed record TransferResult
+{
+    /// <summary>The output directory written.</summary>
+    public required string OutputDirectory { get; init; }
+
+    /// <summary>How embeddings were made.</summary>
+    public required TransferMethod Method { get; init; }
+
+    /// <summary>The backend that ran the hypernetwork ("cpu", "cuda: …"), or "fvt".</summary>
+    public required string Backend { get; init; }
+
+    /// <summary>The model's vocabulary size before.</summary>
+    public required int SourceVocabSize { get; init; }
+
+    /// <summary>The new vocabulary size (length of the new tokenizer).</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>Embedding width.</summary>
+    public required int HiddenSize { get; init; }
+
+    /// <summary>Surface forms cut to the hypernetwork's length (hypernet method).</summary>
+    public int TruncatedTokens { get; init; }
+
+    /// <summary>Rows set from the source rows of the model tokenizer's special tokens.</summary>
+    public required int SpecialTokenRows { get; init; }
+
+    /// <summary>FVT: rows copied from identical source tokens.</summary>
+    public int FvtCopied { get; init; }
+
+    /// <summary>FVT: rows that are means of pieces.</summary>
+    public int FvtAveraged { get; init; }
+
+    /// <summary>FVT: rows with no usable piece (mean of all source rows).</summary>
+    public int FvtFallback { get; init; }
+
+    /// <summary>Where the predicted bias went: "lm_head.bias", "bias.safetensors", or null.</summary>
+    public string? BiasDestination { get; init; }
+
+    /// <summary>New tokens per second of the embedding phase.</summary>
+    public required double TokensPerSecond { get; init; }
+
+    /// <summary>Time per phase.</summary>
+    public required PhaseTimes Times { get; init; }
+
+    /// <summary>Peak resident memory of the process, bytes.</summary>
+    public required long PeakResidentBytes { get; init; }
+
+    /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
+    public required long EmbeddingBytes { get; init; }
+
+    /// <summary>The summary as printed by the CLI, one line per entry.</summary>
+    public IEnumerable<string> SummaryLines()
+    {
+        CultureInfo c = CultureInfo.InvariantCulture;
+        yield return $"wrote {OutputDirectory}";
+        yield return $"  method          {(Method == TransferMethod.Fvt ? "fvt" : "hypernet")} ({Backend})";
+        yield return $"  vocab size      {SourceVocabSize} -> {VocabSize} (hidden {HiddenSize})";
+        if (Method == TransferMethod.Hypernet)
+        {
+            yield return $"  truncated       {TruncatedTokens} tokens (surface form longer than the hypernetwork's maxlen)";
+        }
+        else
+        {
+            yield return $"  fvt rows        {FvtCopied} copied, {FvtAveraged} averaged, {FvtFallback} without pieces (mean row)";
+        }
+        yield return $"  special tokens  {SpecialTokenRows} rows copied from the source";
+        if (BiasDestination is not null)
+        {
+            yield return $"  bias            {BiasDestination}";
+        }
+        yield return string.Create(c, $"  speed           {TokensPerSecond:F0} tokens/s");
+        yield return "  time            " + string.Join(", ", Times.Phases.Select(p =>
+            string.Create(c, $"{p.Phase} {p.Time.TotalSeconds:F2} s")));
+        yield return string.Create(c, $"  peak memory     {PeakResidentBytes / 1048576.0:F0} MiB resident "
+            + $"(embedding matrices {EmbeddingBytes / 1048576.0:F0} MiB)");
+    }
+}
+
+/// <summary>
+/// <c>zett transfer</c> (ZETT.md §4): new embeddings for a model under a new tokenizer, predicted
+/// by a hypernetwork or made by FVT, written as a Hugging Face directory. The model's weights are
+/// memory-mapped and only its embeddings read; host memory is the embedding matrices, the
+/// hypernetwork and one batch. The output appears only when complete.
+/// </summary>
+public static class TokenizerTransfer
+{
+    /// <summary>Name of the file the predicted bias is saved to when the model has no output
+    /// bias (tensor <c>bias</c>, F32 [vocab]).</summary>
+    public const string BiasFileName = "bias.safetensors";
+
+    /// <summary>Runs a transfer.</summary>
+    /// <param name="options">What to transfer.</param>
+    /// <param name="progress">Progress of the long phases.</param>
+    /// <param name="log">Notes (backend chosen, ids that could not be mapped).</param>
+    public static TransferResult Run(TransferOptions options, IProgress<ProgressUpdate>? progress = null,
+        Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var times = new PhaseTimes();
+        CheckOptions(options);
+
+        // Hypernetwork config first: language errors come before any heavy work.
+        HypernetConfig? hnConfig = null;
+        int langIndex = -1;
+        if (options.Method == TransferMethod.Hypernet)
+        {
+            hnConfig = HypernetConfig.Load(options.HypernetDirectory!);
+            langIndex = hnConfig.ResolveLanguage(options.Language);
+        }
+
+        using HfModelDirectory model = times.Measure("load model", () => HfModelDirectory.Open(options.ModelDirectory));
+        ModelClass modelClass = ResolveModelClass(model, options.ModelClass);
+        if (!File.Exists(Path.Combine(model.Directory, "tokenizer.json")))
+        {
+            throw new ZettException($"{model.Directory}: the model directory has no tokenizer.json "
+                + "(its tokenizer is needed to place the special tokens)");
+        }
+
+        HfTokenizer modelTokenizer, target;
+        HypernetCheckpoint? checkpoint = null;
+        TransferTokenizers? prepared = null;
+        if (hnConfig is not null)
+        {
+            CheckHypernetFits(hnConfig, model, options.HypernetDirectory!);
+            checkpoint = times.Measure("load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
+            if (checkpoint.TokenizerJsonPath is null)
+            {
+                throw new ZettException($"{options.HypernetDirectory}: the hypernetwork directory has "
+                    + "no tokenizer.json (its tokenizer spells the surface forms)");
+            }
+            (modelTokenizer, prepared) = times.Measure("tokenizers", () => (
+                HfTokenizer.Load(model.Directory),
+                TransferTokenizers.Prepare(checkpoint.Directory, options.Tokenizer, model.Directory,
+                    hnConfig.SurfaceMaxLen)));
+            target = prepared.TargetTokenizer;
+        }
+        else
+        {
+            (modelTokenizer, target) = times.Measure("tokenizers", () =>
+            {
+                HfTokenizer m = HfTokenizer.Load(model.Directory);
+                return (m, ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
+                    makeWhitespaceConsistent: true, matchSpecialTokensTo: m));
+            });
+        }
+        int rows = target.VocabSize, d = model.HiddenSize, v = model.VocabSize;
+        string[] targetTokens = new string[rows];
+        for (int id = 0; id < rows; id++)
+        {
+            targetTokens[id] = target.TryIdToToken(id) ?? throw new ZettException(
+                $"{options.Tokenizer}: the converted tokenizer has no token with id {id} (of {rows})");
+        }
+
+        float[] newIn;
+        float[]? newOut, newBias;
+        float[] srcIn;
+        float[]? srcOut;
+        int srcStride, srcOutColumn;
+        string backendName;
+        long embeddingBytes;
+        var result = new TransferResult
+        {
+            OutputDirectory = options.OutputDirectory,
+            Method = options.Method,
+            Backend = "",
+            SourceVocabSize = v,
+            VocabSize = rows,
+            HiddenSize = d,
+            SpecialTokenRows = 0,
+            TokensPerSecond = 0,
+            Times = times,
+            PeakResidentBytes = 0,
+            EmbeddingBytes = 0,
+        };
+        double embedSeconds;
+        if (checkpoint is not null)
+        {
+            HypernetConfig config = checkpoint.Config;
+            HostTensor source = times.Measure("read embeddings",
+                () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
+            using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
+                source, options.Precision, options.BatchSize, log, options.Gpu);
+            backendName = backend.Name;
+            SurfaceFormMatrix sf = prepared!.SurfaceForms;
+            HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
+                sf.Ids, rows, langIndex, config,
+                done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens"))));
+            embedSeconds = times.Seconds("predict");
+            (newIn, newOut, newBias) = (output.EmbeddingsIn, output.EmbeddingsOut, output.Bias);
+            (srcIn, srcStride) = (source.Data, source.Shape[1]);
+            srcOut = config.SeparateOutEmbeddings ? source.Data : null;
+            srcOutColumn = d;
+            embeddingBytes = 4L * (source.Data.Length + newIn.LongLength + (newOut?.LongLength ?? 0));
+            result = result with { TruncatedTokens = sf.TruncatedCount };
+        }
+        else
+        {
+            HfTokenizer sourceByteLevel = ByteLevelConverter.Convert(modelTokenizer);
+            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = times.Measure("read embeddings",
+                () => (model.ReadInputEmbeddings(), model.ReadOutputEmbeddings(), model.ReadOutputBias()));
+            FvtEmbeddings fvt = times.Measure("fvt", () => FastVocabularyTransfer.Compute(targetTokens,
+                sourceByteLevel, inT, outT, biasT,
+                done => progress?.Report(new ProgressUpdate("fvt", done, rows, "tokens"))));
+            embedSeconds = times.Seconds("fvt");
+            backendName = "mean of source pieces";
+            (newIn, newOut, newBias) = (fvt.EmbeddingsIn, fvt.EmbeddingsOut, fvt.Bias);
+            (srcIn, srcStride, srcOut, srcOutColumn) = (inT.Data, d, outT?.Data, 0);
+            embeddingBytes = 4L * (inT.Data.LongLength + (outT?.Data.LongLength ?? 0)
+                + newIn.LongLength + (newOut?.LongLength ?? 0));
+            result = result with
+            {
+                FvtCopied = fvt.Copied,
+                FvtAveraged = fvt.Averaged,
+                FvtFallback = fvt.Fallback,
+            };
+        }
+
+        // Special tokens keep the source rows of the model tokenizer's special tokens.
+        int special = 0;
+        foreach ((string token, int oldId) in modelTokenizer.AllSpecialTokens)
+        {
+            if (oldId < 0 || oldId >= v || target.TokenToId(token) is not int newId || newId >= rows)
+            {
+                log?.Invoke($"special token '{token}' (id {oldId}) has no row to copy; left as predicted");
+                continue;
+            }
+            Array.Copy(srcIn, (long)oldId * srcStride, newIn, (long)newId * d, d);
+            if (newOut is not null && srcOut is not null)
+            {
+                Array.Copy(srcOut, (long)oldId * srcStride + srcOutColumn, newOut, (long)newId * d, d);
+            }
+            special++;
+        }
+
+        int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
+        string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log));
+
+        return result with
+        {
+            Backend = backendName,
+            SpecialTokenRows = special,
+            BiasDestination = biasDestination,
+            TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
+            PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
+            EmbeddingBytes = embeddingBytes,
+        };
+    }
+
+    private static void CheckOptions(TransferOptions o)
+    {
+        if (o.Method == TransferMethod.Hypernet && o.HypernetDirectory is null)
+        {
+            throw new ZettException("--hypernet DIR is required for --method hypernet "
+                + "(or use --method fvt, which needs no hypernetwork)");
+        }
+        if (o.Method == TransferMethod.Fvt && o.HypernetDirectory is not null)
+        {
+            throw new ZettException("--hypernet is not used by --method fvt");
+        }
+        if (o.Method == TransferMethod.Fvt && o.Language is not null)
+        {
+            throw new ZettException("--lang is not used by --method fvt");
+        }
+        string output = Path.GetFullPath(o.OutputDirectory);
+        if (!o.Overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
+        {
+            throw new ZettException($"{o.OutputDirectory}: output directory exists and is not empty");
+        }
+    }
+
+    private static ModelClass ResolveModelClass(HfModelDirectory model, ModelClass? requested)
+    {
+        ModelClass actual = model.OutputBiasName is not null ? ModelClass.Masked
+            : model.IsBaseModel ? ModelClass.Base : ModelClass.Causal;
+        if (requested is { } r && r != actual)
+        {
+            string what = actual switch
+            {
+                ModelClass.Masked => $"a masked LM (output bias '{model.OutputBiasName}')",
+                ModelClass.Base => $"a base model without a head ('{model.InputEmbeddingName}')",
+                _ => "a model with an LM head and no output bias (causal)",
+            };
+            throw new ZettException($"--model-class {r.ToString().ToLowerInvariant()}: "
+                + $"{model.Directory} holds {what}");
+        }
+        return actual;
+    }
+
+    private static void CheckHypernetFits(HypernetConfig config, HfModelDirectory model, string dir)
+    {
+        if (config.NEmbd != model.HiddenSize)
+        {
+            throw new ZettException($"{dir}: the hypernetwork predicts embeddings of width "
+                + $"{config.NEmbd} (n_embd) but the model's hidden size is {model.HiddenSize}");
+        }
+        if (config.SeparateOutEmbeddings && model.OutputEmbeddingName is null)
+        {
+            throw new ZettException($"{dir}: the hypernetwork predicts output embeddings "
+                + "(separate_out_embeddings) but the model has none (tied embeddings or a base model)");
+        }
+        if (!config.SeparateOutEmbeddings && model.OutputEmbeddingName is not null)
+        {
+            throw new ZettException($"{dir}: the model has untied output embeddings "
+                + $"('{model.OutputEmbeddingName}') but the hypernetwork predicts only input "
+                + "embeddings (separate_out_embeddings is false)");
+        }
+        if (config.OriginalVocabSize > model.VocabSize)
+        {
+            throw new ZettException($"{dir}: the hypernetwork was made for a vocabulary of "
+                + $"{config.OriginalVocabSize} (original_vocab_size) but the model has "
+                + $"{model.VocabSize} embedding rows");
+        }
+        if (model.OutputBiasName is not null && !config.PredictBias)
+        {
+            throw new ZettException($"{dir}: the model has an output bias ('{model.OutputBiasName}') "
+                + "but the hypernetwork does not predict one (hn_predict_bias is false)");
+        }
+    }
+
+    private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
+        ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
+        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log)
+    {
+        int rows = target.VocabSize, d = model.HiddenSize;
+        string staging = Directory.CreateTempSubdirectory("zett-transfer-").FullName;
+        try
+        {
+            Dictionary<string, string?> files = TransferredTokenizerFiles.Write(target, model.Directory,
+                staging, mapId);
+            string? biasDestination = null;
+            HostTensor? outputBias = null;
+            if (newBias is not null && modelClass == ModelClass.Masked)
+            {
+                outputBias = new HostTensor(model.OutputBiasName!, [rows], newBias);
+                biasDestination = model.OutputBiasName;
+            }
+            else if (newBias is not null)
+            {
+                string path = Path.Combine(staging, BiasFileName);
+                SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("bias", [rows], newBias)]);
+                files[BiasFileName] = path;
+                biasDestination = BiasFileName + " (tensor 'bias', F32 [" + rows + "])";
+            }
+            Dictionary<string, JsonNode?> configUpdates = TransferredTokenizerFiles.MapIds(model.CloneConfig(), mapId);
+            foreach ((string key, JsonNode? value) in configUpdates)
+            {
+                if (value is null)
+                {
+                    log?.Invoke($"config.json {key}: the token has no id in the new tokenizer; removed");
+                }
+            }
+            int total = model.Weights.Tensors.Count - model.EmbeddingTensorNames.Count, done = 0;
+            var edit = new HfModelEdit
+            {
+                InputEmbeddings = new HostTensor(model.InputEmbeddingName, [rows, d], newIn),
+                OutputEmbeddings = newOut is null ? null
+                    : new HostTensor(model.OutputEmbeddingName ?? "embeddings_out", [rows, d], newOut),
+                OutputBias = outputBias,
+                ConfigUpdates = configUpdates,
+                Files = files,
+                TransformTensor = (_, info) =>
+                {
+                    options.OnTensorWritten?.Invoke(info.Name);
+                    progress?.Report(new ProgressUpdate("write model", ++done, Math.Max(total, done), "tensors"));
+                    return null;
+                },
+            };
+            HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+            return biasDestination;
+        }
+        finally
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tests.Formats;
+using ZeTT.Runtime.Tests.Transfer;
+
+namespace ZeTT.Cli.Tests;
+
+/// <summary>Tests that change the process's current directory run alone.</summary>
+[CollectionDefinition("current directory", DisableParallelization = true)]
+public sealed class CurrentDirectoryCollection;
+
+[Collection("current directory")]
+public sealed class TransferCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("zett-cli-transfer-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    [Fact]
+    public void No_arguments_runs_the_default_into_out_default()
+    {
+        string previous = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = _dir;
+        try
+        {
+            var (code, output, err) = Zett.Run("transfer");
+            Assert.True(code == 0, err);
+            Assert.Contains("built-in default", output, StringComparison.Ordinal);
+            Assert.Contains("vocab size      512 -> ", output, StringComparison.Ordinal);
+            Assert.Contains("peak memory", output, StringComparison.Ordinal);
+            using HfModelDirectory o = HfModelDirectory.Open(P("out/default"));
+            Assert.InRange(o.VocabSize, 50257, 50257 + 200);
+            Assert.True(File.Exists(P("out/default/tokenizer.json")));
+            // A second run replaces the first atomically.
+            (code, _, err) = Zett.Run("transfer");
+            Assert.True(code == 0, err);
+            Assert.Equal(["default"], Directory.EnumerateFileSystemEntries(P("out")).Select(Path.GetFileName));
+        }
+        finally
+        {
+            Environment.CurrentDirectory = previous;
+        }
+    }
+
+    [Fact]
+    public void Hypernet_transfer_and_fvt_from_the_command_line()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "xlm-roberta");
+        string hn = TransferTestData.WriteHypernet(P("hn"), untied: false);
+        string target = TransferTestData.WriteTarget(P("target"));
+        var (code, output, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
+            "--out", P("out"), "--hypernet", hn, "--lang", "en", "--device", "cpu", "--dtype", "fp32",
+            "--batch-size", "16", "--model-class", "masked");
+        Assert.True(code == 0, err);
+        Assert.Contains("bias            lm_head.bias", output, StringComparison.Ordinal);
+        Assert.Contains("backend: cpu (--device cpu)", err, StringComparison.Ordinal);
+        (code, output, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
+            "--out", P("fvt"), "--method", "fvt");
+        Assert.True(code == 0, err);
+        Assert.Contains("fvt rows", output, StringComparison.Ordinal);
+    }
+
+    private static void AssertOneError((int Code, string Out, string Err) r, string expected)
+    {
+        Assert.Equal(2, r.Code);
+        string[] lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0], StringComparison.Ordinal);
+        Assert.Contains(expected, lines[0], StringComparison.Ordinal);
+    }
+
+    private (int, string, string) Fvt(string model, string tokenizer = "gpt2") =>
+        Zett.Run("transfer", "--model", model, "--tokenizer", tokenizer, "--out", P("out"),
+            "--method", "fvt");
+
+    [Fact]
+    public void Bad_inputs_give_one_clear_error_and_no_output()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "llama");
+        string hn = TransferTestData.WriteHypernet(P("hn"), untied: true);
+
+        AssertOneError(Zett.Run("transfer", "--model", m.Directory, "--tokenizer", "gpt2", "--out",
+            P("out"), "--hypernet", hn), "choose --lang from en, de, fr");
+        AssertOneError(Zett.Run("transfer", "--model", m.Directory, "--tokenizer", "gpt2", "--out",
+            P("out"), "--hypernet", hn, "--lang", "xx"), "unknown language; valid: en, de, fr");
+        AssertOneError(Fvt(m.Directory, "no-such-tokenizer"), "'no-such-tokenizer' is neither");
+
+        // vocab mismatch: config says more rows than the embedding has.
+        string config = Path.Combine(m.Directory, "config.json");
+        string good = File.ReadAllText(config);
+        File.WriteAllText(config, good.Replace("\"vocab_size\": 264", "\"vocab_size\": 300", StringComparison.Ordinal));
+        AssertOneError(Fvt(m.Directory), "config.json vocab_size is 300");
+        File.WriteAllText(config, good);
+
+        // corrupt shard: truncated.
+        string shard = Path.Combine(m.Directory, "model.safetensors");
+        byte[] bytes = File.ReadAllBytes(shard);
+        File.WriteAllBytes(shard, bytes[..(bytes.Length - 10)]);
+        AssertOneError(Fvt(m.Directory), "model.safetensors");
+        File.WriteAllBytes(shard, bytes);
+
+        // missing tensor: a model without its input embedding.
+        using (SafetensorsFile f = SafetensorsFile.Open(shard))
+        {
+            var keep = f.Tensors.Where(t => t.Name != m.Input).Select(t => SafetensorsEntry.FromTensor(f.ReadFloat32(t.Name))).ToList();
+            SafetensorsWriter.Write(P("stripped.safetensors"), keep);
+        }
+        File.Move(P("stripped.safetensors"), shard, overwrite: true);
+        AssertOneError(Fvt(m.Directory), "embed_tokens.weight");
+        Assert.False(Directory.Exists(P("out")));
+    }
+
+    [Fact]
+    public void Predict_both_input_forms_equal_the_cpu_backend()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "gpt_neox");
+        string hn = TransferTestData.WriteHypernet(P("hn"), untied: true);
+        int d = m.Hidden;
+        SafetensorsWriter.Write(P("src.safetensors"), [
+            SafetensorsEntry.FromFloat32("embeddings_in", [m.Vocab, d], m.Tensors[m.Input]),
+            SafetensorsEntry.FromFloat32("embeddings_out", [m.Vocab, d], m.Tensors[m.Output!]),
+        ]);
+        int[] ids = [258, 263, 263, 32, 119, 111, 261, 263, 263, 264, 263, 263];
+        SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [4, 3], ids)]);
+        var r = Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
+            "--surface-forms", P("sf.safetensors"), "--out", P("a.safetensors"), "--lang", "de",
+            "--device", "cpu");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("4 tokens (cpu)", r.Out, StringComparison.Ordinal);
+
+        var stacked = new float[m.Vocab * 2 * d];
+        for (int i = 0; i < m.Vocab; i++)
+        {
+            Array.Copy(m.Tensors[m.Input], i * d, stacked, i * 2 * d, d);
+            Array.Copy(m.Tensors[m.Output!], i * d, stacked, i * 2 * d + d, d);
+        }
+        HypernetCheckpoint ckpt = HypernetCheckpoint.Load(hn);
+        using var backend = new CpuHypernetBackend(ckpt.Weights, new HostTensor("E", [m.Vocab, 2 * d], stacked),
+            HypernetPrecision.Float32);
+        HypernetOutput want = backend.Predict(ids, 4, 1);
+        using (SafetensorsFile f = SafetensorsFile.Open(P("a.safetensors")))
+        {
+            Assert.Equal(want.EmbeddingsIn, f.ReadFloat32("embeddings_in").Data);
+            Assert.Equal(want.EmbeddingsOut!, f.ReadFloat32("embeddings_out").Data);
+            Assert.Equal(want.Bias!, f.ReadFloat32("bias").Data);
+        }
+
+        // --model and --tokens: the same rows for tokens whose surface forms are those ids.
+        File.WriteAllLines(P("tokens.txt"), ["Ġthe", "Ġwo", "<s>"]);
+        r = Zett.Run("predict", "--hypernet", hn, "--model", m.Directory, "--tokens", P("tokens.txt"),
+            "--out", P("b.safetensors"), "--lang", "de", "--device", "cpu");
+        Assert.True(r.Code == 0, r.Err);
+        using (SafetensorsFile f = SafetensorsFile.Open(P("b.safetensors")))
+        {
+            Assert.Equal(want.EmbeddingsIn[..(3 * d)], f.ReadFloat32("embeddings_in").Data);
+            Assert.Equal(want.Bias![..3], f.ReadFloat32("bias").Data);
+        }
+    }
+
+    [Fact]
+    public void Predict_bad_inputs_give_one_clear_error()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "llama");
+        string hn = TransferTestData.WriteHypernet(P("hn"), untied: true);
+        SafetensorsWriter.Write(P("src.safetensors"), [
+            SafetensorsEntry.FromFloat32("embeddings_in", [m.Vocab, m.Hidden], m.Tensors[m.Input]),
+        ]);
+        SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [1, 4], [1, 2, 3, 4])]);
+        AssertOneError(Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
+            "--surface-forms", P("sf.safetensors"), "--out", P("o.safetensors"), "--lang", "en"),
+            "expected I32 [N, 3]");
+        SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [1, 3], [1, 2, 3])]);
+        AssertOneError(Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
+            "--surface-forms", P("sf.safetensors"), "--out", P("o.safetensors"), "--lang", "en"),
+            "no tensor 'embeddings_out'");
+        AssertOneError(Zett.Run("predict", "--hypernet", hn, "--model", m.Directory,
+            "--source-embeddings", P("src.safetensors"), "--surface-forms", P("sf.safetensors"),
+            "--out", P("o.safetensors"), "--lang", "en"), "exactly one of --source-embeddings");
+        Assert.False(File.Exists(P("o.safetensors")));
+    }
+}
