@@ -12,6 +12,7 @@ per size and the bf16 matmul peak measured in the same process.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -23,28 +24,11 @@ SIZES = [
 ]
 
 
-def roberta_base_config(transformers):
-    # roberta-base's settings by hand: there is no hub on the GPU machine.
-    return transformers.RobertaConfig(
-        vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-        intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1, max_position_embeddings=514, type_vocab_size=1,
-        initializer_range=0.02, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2)
-
-
 def load_reference(ref):
-    import transformers
-    sys.path.insert(0, ref)
-    base = roberta_base_config(transformers)
-    original = transformers.RobertaConfig.from_pretrained
-
-    def from_pretrained(name, *args, **kwargs):
-        if name == "roberta-base":
-            return transformers.RobertaConfig(**base.to_dict())
-        return original(name, *args, **kwargs)
-
-    transformers.RobertaConfig.from_pretrained = from_pretrained
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reference_env import patch_roberta_config
+    sys.path.insert(0, os.path.abspath(ref))
+    patch_roberta_config()
     from hf_hypernet.configuration_hypernet import ZettHypernetConfig
     from hf_hypernet.modeling_hypernet import ZettHypernet
     return ZettHypernetConfig, ZettHypernet

@@ -18,15 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hypernet_cases as hc  # noqa: E402
-
-
-def roberta_base_config(RobertaConfig):
-    # roberta-base's config.json, by hand (no hub on the GPU machine).
-    return RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12,
-        num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
-        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=514,
-        type_vocab_size=1, initializer_range=0.02, layer_norm_eps=1e-05, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2, position_embedding_type="absolute")
+from reference_env import patch_roberta_config  # noqa: E402
 
 
 def main():
@@ -36,11 +28,10 @@ def main():
     args = ap.parse_args()
     sys.path.insert(0, os.path.abspath(args.ref))
     import transformers
-    from transformers import RobertaConfig
     from hf_hypernet.configuration_hypernet import ZettHypernetConfig
     from hf_hypernet.modeling_hypernet import ZettHypernet
 
-    RobertaConfig.from_pretrained = classmethod(lambda cls, *a, **k: roberta_base_config(cls))
+    patch_roberta_config()
     torch.set_num_threads(4)
     producer = f"reference ZettHypernet (hf_hypernet), torch {torch.__version__}, " \
         f"transformers {transformers.__version__}"

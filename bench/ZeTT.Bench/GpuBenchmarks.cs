@@ -135,7 +135,7 @@ internal static class GpuBenchmarks
         var sizes = new JsonArray();
         foreach (Size s in Sizes)
         {
-            var (weights, source) = RandomHypernet(s);
+            var (weights, source) = RandomHypernetOfSize(s);
             int[] forms = context.SurfaceFormsPath is { } file
                 ? RealSurfaceForms(file, s, weights.Config)
                 : SurfaceForms(s, weights.Config);
@@ -259,7 +259,7 @@ internal static class GpuBenchmarks
         return ids;
     }
 
-    private static (HypernetWeights, HostTensor) RandomHypernet(Size s)
+    private static (HypernetWeights, HostTensor) RandomHypernetOfSize(Size s)
     {
         string json = string.Create(CultureInfo.InvariantCulture, $$"""
             {"model_type": "zett_hypernetwork", "n_embd": {{s.NEmbd}},
@@ -272,87 +272,7 @@ internal static class GpuBenchmarks
              "hn_embed_using_source_embeddings": true}
             """);
         HypernetConfig c = HypernetConfig.Parse(json, s.Name);
-        var tensors = new Dictionary<string, HostTensor>();
-        int seed = 0;
-        void T(string name, float scale, float offset, params int[] shape)
-        {
-            long n = shape.Aggregate(1L, (a, b) => a * b);
-            var data = new float[n];
-            int mySeed = ++seed;
-            Parallel.For(0, (int)((n + 65535) / 65536), chunk =>
-            {
-                uint x = (uint)(mySeed * 7919 + chunk * 104729) | 1;
-                long end = Math.Min(n, (chunk + 1L) * 65536);
-                for (long i = chunk * 65536L; i < end; i++)
-                {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    data[i] = offset + scale * ((x >> 8) * (2f / (1 << 24)) - 1f);
-                }
-            });
-            tensors[name] = new HostTensor(name, shape, data);
-        }
-        void Lin(string p, int i, int o)
-        {
-            T(p + ".weight", 1f / MathF.Sqrt(i), 0, o, i);
-            T(p + ".bias", 0.02f, 0, o);
-        }
-        void Ln(string p, int d)
-        {
-            T(p + ".weight", 0.1f, 1, d);
-            T(p + ".bias", 0.02f, 0, d);
-        }
-        void Block(string p)
-        {
-            Lin(p + ".dense1", s.Hidden, s.Intermediate);
-            Lin(p + ".dense2", s.Intermediate, s.Hidden);
-            Ln(p + ".ln", s.Hidden);
-        }
-        int h = s.Hidden, d = c.SourceWidth;
-        T("model.embeddings.position_embeddings.weight", 0.1f, 0, 514, h);
-        T("model.embeddings.token_type_embeddings.weight", 0.1f, 0, 1, h);
-        Ln("model.embeddings.LayerNorm", h);
-        for (int l = 0; l < 3; l++)
-        {
-            string p = $"model.encoder.layer.{l}.";
-            Lin(p + "attention.self.query", h, h);
-            Lin(p + "attention.self.key", h, h);
-            Lin(p + "attention.self.value", h, h);
-            Lin(p + "attention.output.dense", h, h);
-            Ln(p + "attention.output.LayerNorm", h);
-            Lin(p + "intermediate.dense", h, s.Intermediate);
-            Lin(p + "output.dense", s.Intermediate, h);
-            Ln(p + "output.LayerNorm", h);
-        }
-        T("fallback_embeddings.weight", 0.1f, 0, 400, d);
-        if (s.Lang)
-        {
-            T("lang_embeddings.weight", 0.1f, 0, 26, h);
-        }
-        Lin("input_projection.0", d, h);
-        Block("input_projection.1");
-        Block("output_projection.0");
-        Lin("output_projection.1", h, s.NEmbd);
-        if (s.Untied)
-        {
-            Block("output_projection_out.0");
-            Lin("output_projection_out.1", h, s.NEmbd);
-        }
-        T("in_scaler.w", 0.1f, 1, 1, d);
-        T("in_scaler.b", 0.01f, 0, 1, d);
-        T("scaler.w", 0.1f, 1, 1, s.NEmbd);
-        T("scaler.b", 0.01f, 0, 1, s.NEmbd);
-        if (s.Untied)
-        {
-            T("out_scaler.w", 0.1f, 1, 1, s.NEmbd);
-            T("out_scaler.b", 0.01f, 0, 1, s.NEmbd);
-        }
-        Lin("bias_projection", h, 1);
-        T("source", 0.05f, 0, s.Vocab, d);
-        HostTensor source = tensors["source"];
-        tensors.Remove("source");
-        return (HypernetWeights.FromTensors(c, tensors, s.Name), source);
+        return (RandomHypernet.Create(c, seed: 1), RandomHypernet.Source(s.Vocab, c.SourceWidth, 2));
     }
 
     private static void Write(BenchContext context, string file, JsonObject json)

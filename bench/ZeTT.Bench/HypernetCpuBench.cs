@@ -28,8 +28,8 @@ internal static class HypernetCpuBench
              "hn_embed_using_source_embeddings": true}
             """, "xlm-roberta-base-sized");
         var rng = new Random(7);
-        HypernetWeights weights = HypernetWeights.FromTensors(config, RandomTensors(config, rng), "random");
-        var source = new HostTensor("embeddings_in", [Vocab, 768], Fill(Vocab * 768, rng, 0.5f));
+        HypernetWeights weights = RandomHypernet.Create(config, seed: 7);
+        HostTensor source = RandomHypernet.Source(Vocab, 768, seed: 8);
         int l = config.SurfaceMaxLen;
         var ids = new int[Rows * l];
         for (int r = 0; r < Rows; r++)
@@ -149,63 +149,5 @@ internal static class HypernetCpuBench
             a[i] = (float)((rng.NextDouble() * 2) - 1) * scale;
         }
         return a;
-    }
-
-    private static Dictionary<string, HostTensor> RandomTensors(HypernetConfig c, Random rng)
-    {
-        int h = c.HiddenSize, i = c.IntermediateSize, d = c.SourceWidth;
-        var t = new Dictionary<string, HostTensor>();
-        void Add(string name, float scale, float offset, params int[] shape)
-        {
-            float[] data = Fill(shape.Aggregate(1, (x, y) => x * y), rng, scale);
-            for (int k = 0; k < data.Length; k++)
-            {
-                data[k] += offset;
-            }
-            t[name] = new HostTensor(name, shape, data);
-        }
-        void Lin(string p, int fanIn, int fanOut)
-        {
-            Add(p + ".weight", 1.7f / MathF.Sqrt(fanIn), 0, fanOut, fanIn);
-            Add(p + ".bias", 0.1f, 0, fanOut);
-        }
-        void Ln(string p, int dim)
-        {
-            Add(p + ".weight", 0.1f, 1, dim);
-            Add(p + ".bias", 0.1f, 0, dim);
-        }
-        void Block(string p)
-        {
-            Lin(p + ".dense1", h, i);
-            Lin(p + ".dense2", i, h);
-            Ln(p + ".ln", h);
-        }
-        Add("model.embeddings.position_embeddings.weight", 0.5f, 0, 514, h);
-        Add("model.embeddings.token_type_embeddings.weight", 0.5f, 0, 1, h);
-        Ln("model.embeddings.LayerNorm", h);
-        for (int layer = 0; layer < c.NumLayers; layer++)
-        {
-            string p = $"model.encoder.layer.{layer}.";
-            Lin(p + "attention.self.query", h, h);
-            Lin(p + "attention.self.key", h, h);
-            Lin(p + "attention.self.value", h, h);
-            Lin(p + "attention.output.dense", h, h);
-            Ln(p + "attention.output.LayerNorm", h);
-            Lin(p + "intermediate.dense", h, i);
-            Lin(p + "output.dense", i, h);
-            Ln(p + "output.LayerNorm", h);
-        }
-        Add("fallback_embeddings.weight", 0.5f, 0, c.NumExtraTokens, d);
-        Add("lang_embeddings.weight", 0.5f, 0, c.NumLangs, h);
-        Lin("input_projection.0", d, h);
-        Block("input_projection.1");
-        Block("output_projection.0");
-        Lin("output_projection.1", h, c.NEmbd);
-        Add("in_scaler.w", 0.2f, 1, 1, d);
-        Add("in_scaler.b", 0.1f, 0, 1, d);
-        Add("scaler.w", 0.2f, 1, 1, c.NEmbd);
-        Add("scaler.b", 0.1f, 0, 1, c.NEmbd);
-        Lin("bias_projection", h, 1);
-        return t;
     }
 }

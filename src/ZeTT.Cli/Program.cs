@@ -1,3 +1,4 @@
+using ZeTT.Kernels;
 using ZeTT.Runtime;
 
 namespace ZeTT.Cli;
@@ -59,6 +60,18 @@ public static class Program
         {
             console.Error.WriteLine($"error: {e.Message}");
             return 2;
+        }
+        catch (CudaException e)
+        {
+            // The GPU said no (out of memory after the backend's retries, a driver fault): one
+            // line naming the call and the code; nothing was written (outputs are atomic).
+            console.Error.WriteLine($"error: CUDA: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            console.Error.WriteLine($"error: internal error in zett {command.Name}: {e}");
+            return 1;
         }
     }
 

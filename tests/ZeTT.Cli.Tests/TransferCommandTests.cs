@@ -1,3 +1,4 @@
+using ZeTT.Kernels;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
@@ -61,6 +62,19 @@ public sealed class TransferCommandTests : IDisposable
             "--out", P("fvt"), "--method", "fvt");
         Assert.True(code == 0, err);
         Assert.Contains("fvt rows", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Cuda_requested_where_there_is_none_is_one_clear_error_and_no_output()
+    {
+        Assert.SkipWhen(Cuda.IsAvailable, "CUDA is available here");
+        TinyModel m = TransferTestData.WriteModel(P("model"), "xlm-roberta");
+        string hn = TransferTestData.WriteHypernet(P("hn"), untied: false);
+        string target = TransferTestData.WriteTarget(P("target"));
+        AssertOneError(Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
+            "--out", P("out"), "--hypernet", hn, "--lang", "en", "--device", "cuda"),
+            "--device cuda: no usable CUDA device");
+        Assert.False(Directory.Exists(P("out")));
     }
 
     private static void AssertOneError((int Code, string Out, string Err) r, string expected)

@@ -11,20 +11,9 @@ namespace ZeTT.Runtime.Tests.Hypernetwork;
 /// </summary>
 public sealed class BackendParityTests
 {
-    public static TheoryData<string> Configs => new()
-    {
-        "xlmr-like", "untied-separate-heads", "untied-single-head", "plain", "tied-single-head",
-    };
+    public static TheoryData<string> Configs => CudaHypernetBackendTests.Configs;
 
-    private static TinyOptions Options(string name) => name switch
-    {
-        "xlmr-like" => new TinyOptions(),
-        "untied-separate-heads" => new TinyOptions(Separate: true, Lang: false),
-        "untied-single-head" => new TinyOptions(Separate: true, SingleHead: true, Lang: false),
-        "plain" => new TinyOptions(Rescale: false, Bias: false, Lang: false, Layers: 1),
-        "tied-single-head" => new TinyOptions(SingleHead: true, Heads: 2, MaxLen: 16),
-        _ => throw new ArgumentOutOfRangeException(nameof(name)),
-    };
+    private static TinyOptions Options(string name) => CudaHypernetBackendTests.Options(name);
 
     /// <summary>Both sides are fp32 CPU code with different summation orders; the twin
     /// accumulates in double, the backend in fp32 with FMA: 1e-4 relative to (|ref| + rms).

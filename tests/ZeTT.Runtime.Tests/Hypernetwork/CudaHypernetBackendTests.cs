@@ -18,7 +18,7 @@ public sealed class CudaHypernetBackendTests
         "xlmr-like", "untied-separate-heads", "untied-single-head", "plain", "tied-single-head",
     };
 
-    private static TinyOptions Options(string name) => name switch
+    internal static TinyOptions Options(string name) => name switch
     {
         "xlmr-like" => new TinyOptions(),
         "untied-separate-heads" => new TinyOptions(Separate: true, Lang: false),
