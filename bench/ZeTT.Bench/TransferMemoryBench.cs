@@ -39,14 +39,14 @@ internal static class TransferMemoryBench
                 Method = TransferMethod.Fvt,
             });
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            sampler.Stop();
+            sampler.Dispose();
             long embeddings = r.EmbeddingBytes;
             foreach (string line in r.SummaryLines())
             {
                 Console.WriteLine(line);
             }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"peak anonymous {sampler.PeakAnon / 1048576.0:F0} MiB, VmHWM {r.PeakResidentBytes / 1048576.0:F0} MiB, "
+                $"peak anonymous {sampler.PeakAnonymousBytes / 1048576.0:F0} MiB, VmHWM {r.PeakResidentBytes / 1048576.0:F0} MiB, "
                 + $"fp32 embedding matrices {embeddings / 1048576.0:F0} MiB, checkpoint {weightBytes / 1048576.0:F0} MiB, "
                 + $"{seconds:F1} s"));
             var json = new
@@ -57,10 +57,10 @@ internal static class TransferMemoryBench
                 new_vocab = r.VocabSize,
                 seconds = Math.Round(seconds, 1),
                 phases = r.Times.Phases.ToDictionary(p => p.Phase, p => Math.Round(p.Time.TotalSeconds, 2)),
-                peak_anonymous_bytes = sampler.PeakAnon,
+                peak_anonymous_bytes = sampler.PeakAnonymousBytes,
                 peak_vmhwm_bytes = r.PeakResidentBytes,
                 fp32_embedding_matrices_bytes = embeddings,
-                peak_anonymous_over_embeddings = Math.Round((double)sampler.PeakAnon / embeddings, 2),
+                peak_anonymous_over_embeddings = Math.Round((double)sampler.PeakAnonymousBytes / embeddings, 2),
                 note = "VmHWM includes file-backed pages of the memory-mapped checkpoint touched while "
                     + "copying the other tensors (reclaimable page cache, not heap)",
                 cores = Environment.ProcessorCount,
@@ -158,48 +158,5 @@ internal static class TransferMemoryBench
             }
         }
         throw new DirectoryNotFoundException("tests/data/tokenizers not found above the benchmark");
-    }
-
-    /// <summary>Samples RssAnon from /proc/self/status until stopped.</summary>
-    private sealed class MemorySampler : IDisposable
-    {
-        private readonly Thread _thread;
-        private volatile bool _stop;
-
-        public MemorySampler()
-        {
-            _thread = new Thread(() =>
-            {
-                while (!_stop)
-                {
-                    PeakAnon = Math.Max(PeakAnon, ReadKb("RssAnon:") * 1024);
-                    Thread.Sleep(20);
-                }
-            })
-            { IsBackground = true };
-            _thread.Start();
-        }
-
-        public long PeakAnon { get; private set; }
-
-        public void Stop()
-        {
-            _stop = true;
-            _thread.Join();
-        }
-
-        public void Dispose() => Stop();
-
-        private static long ReadKb(string key)
-        {
-            foreach (string line in File.ReadLines("/proc/self/status"))
-            {
-                if (line.StartsWith(key, StringComparison.Ordinal))
-                {
-                    return long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-                }
-            }
-            return 0;
-        }
     }
 }

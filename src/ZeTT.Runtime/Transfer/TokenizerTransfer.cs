@@ -55,6 +55,10 @@ public sealed record TransferResult
     /// <summary>Peak resident memory of the process, bytes.</summary>
     public required long PeakResidentBytes { get; init; }
 
+    /// <summary>Peak anonymous (heap) resident memory, bytes: what the run itself allocated,
+    /// without the page cache of the memory-mapped model.</summary>
+    public required long PeakHeapBytes { get; init; }
+
     /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
     public required long EmbeddingBytes { get; init; }
 
@@ -81,7 +85,8 @@ public sealed record TransferResult
         yield return string.Create(c, $"  speed           {TokensPerSecond:F0} tokens/s");
         yield return "  time            " + string.Join(", ", Times.Phases.Select(p =>
             string.Create(c, $"{p.Phase} {p.Time.TotalSeconds:F2} s")));
-        yield return string.Create(c, $"  peak memory     {PeakResidentBytes / 1048576.0:F0} MiB resident "
+        yield return string.Create(c, $"  peak memory     {PeakHeapBytes / 1048576.0:F0} MiB heap, "
+            + $"{PeakResidentBytes / 1048576.0:F0} MiB resident incl. mapped model pages "
             + $"(embedding matrices {EmbeddingBytes / 1048576.0:F0} MiB)");
     }
 }
@@ -107,6 +112,7 @@ public static class TokenizerTransfer
     {
         ArgumentNullException.ThrowIfNull(options);
         var times = new PhaseTimes();
+        using var memory = new MemorySampler();
         CheckOptions(options);
 
         // Hypernetwork config first: language errors come before any heavy work.
@@ -180,6 +186,7 @@ public static class TokenizerTransfer
             TokensPerSecond = 0,
             Times = times,
             PeakResidentBytes = 0,
+            PeakHeapBytes = 0,
             EmbeddingBytes = 0,
         };
         double embedSeconds;
@@ -253,6 +260,7 @@ public static class TokenizerTransfer
             BiasDestination = biasDestination,
             TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
+            PeakHeapBytes = memory.PeakAnonymousBytes,
             EmbeddingBytes = embeddingBytes,
         };
     }
