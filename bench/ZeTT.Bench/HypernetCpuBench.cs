@@ -3,6 +3,7 @@ using System.Runtime.Intrinsics;
 using System.Text.Json;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Bench;
 
@@ -31,13 +32,37 @@ internal static class HypernetCpuBench
         HypernetWeights weights = RandomHypernet.Create(config, seed: 7);
         HostTensor source = RandomHypernet.Source(Vocab, 768, seed: 8);
         int l = config.SurfaceMaxLen;
-        var ids = new int[Rows * l];
+
+        // Realistic lengths: GPT-2's vocabulary under the converted Mistral tokenizer (L 7).
+        // Each benchmark row takes the padding pattern of a randomly drawn GPT-2 token and
+        // random ids of this network's vocabulary at its real positions.
+        SurfaceFormMatrix real = TransferTokenizers.Prepare(
+            Path.Combine("tests", "data", "tokenizers", "mistral-7b-v0.1"), "gpt2", null, l).SurfaceForms;
+        var histogram = new int[l + 1];
+        for (int r = 0; r < real.Rows; r++)
+        {
+            histogram[real.Row(r).LastIndexOfAnyExcept(real.PadId) + 1]++;
+        }
+        double meanPieces = histogram.Select((c, n) => (double)c * n).Sum() / real.Rows;
+        Console.WriteLine($"gpt2 under mistral-7b-v0.1, L {l}: {real.Rows} tokens, mean "
+            + $"{meanPieces:F3} pieces/token, lengths 0..{l}: {string.Join(' ', histogram)}");
+        var realistic = new int[Rows * l];
+        for (int r = 0; r < Rows; r++)
+        {
+            ReadOnlySpan<int> row = real.Row(rng.Next(real.Rows));
+            for (int p = 0; p < l; p++)
+            {
+                realistic[(r * l) + p] = row[p] == real.PadId ? config.PadTokenId : rng.Next(2, Vocab + 161);
+            }
+        }
+        // Uniform lengths 1..L (what this benchmark used before).
+        var uniform = new int[Rows * l];
         for (int r = 0; r < Rows; r++)
         {
             int used = 1 + rng.Next(l);
             for (int p = 0; p < l; p++)
             {
-                ids[(r * l) + p] = p < used ? rng.Next(2, Vocab + 161) : config.PadTokenId;
+                uniform[(r * l) + p] = p < used ? rng.Next(2, Vocab + 161) : config.PadTokenId;
             }
         }
 
@@ -46,21 +71,49 @@ internal static class HypernetCpuBench
         foreach (HypernetPrecision precision in new[] { HypernetPrecision.Float32, HypernetPrecision.BFloat16 })
         {
             using var backend = new CpuHypernetBackend(weights, source, precision);
-            double seconds = BenchContext.MedianSeconds(
-                () => HypernetBatching.PredictAll(backend, ids, Rows, 3, config), repeats: 3);
-            double tokensPerSecond = Rows / seconds;
-            double gflops = backend.FlopsPerRow * Rows / seconds / 1e9;
-            Console.WriteLine($"{precision,-9} batch {backend.MaxBatchSize}: {tokensPerSecond,8:F0} "
-                + $"tokens/s, {gflops:F1} GFLOP/s = {100 * gflops / peak.PeakGflops:F1}% of "
-                + $"{peak.PeakGflops:F0} GFLOP/s peak ({backend.FlopsPerRow / 1e6:F1} MFLOP/token)");
+            double needed = backend.Flops(realistic, Rows);
+            (double TokensPerSecond, object Json) Measure(string label, int[] ids, bool skipPadding)
+            {
+                backend.SkipPadding = skipPadding;
+                double executed = backend.Flops(ids, Rows);
+                backend.SkipPadding = true;
+                double useful = backend.Flops(ids, Rows);
+                backend.SkipPadding = skipPadding;
+                double seconds = BenchContext.MedianSeconds(
+                    () => HypernetBatching.PredictAll(backend, ids, Rows, 3, config), repeats: 3);
+                backend.SkipPadding = true;
+                double tokensPerSecond = Rows / seconds;
+                double gflops = executed / seconds / 1e9, usefulGflops = useful / seconds / 1e9;
+                Console.WriteLine($"{precision,-9} {label,-18}: {tokensPerSecond,7:F0} tokens/s, "
+                    + $"executed {gflops,5:F1} GFLOP/s ({100 * gflops / peak.PeakGflops:F1}% of peak), "
+                    + $"needed {usefulGflops,5:F1} GFLOP/s ({100 * usefulGflops / peak.PeakGflops:F1}%), "
+                    + $"{executed / Rows / 1e6:F1} MFLOP/token executed");
+                return (tokensPerSecond, new
+                {
+                    tokens_per_second = Math.Round(tokensPerSecond, 1),
+                    executed_gflops = Math.Round(gflops, 2),
+                    executed_percent_of_peak = Math.Round(100 * gflops / peak.PeakGflops, 1),
+                    needed_gflops = Math.Round(usefulGflops, 2),
+                    needed_percent_of_peak = Math.Round(100 * usefulGflops / peak.PeakGflops, 1),
+                    executed_mflop_per_token = Math.Round(executed / Rows / 1e6, 2),
+                    needed_mflop_per_token = Math.Round(useful / Rows / 1e6, 2),
+                    median_seconds = seconds,
+                });
+            }
+            var unpacked = Measure("realistic unpacked", realistic, skipPadding: false);
+            var packed = Measure("realistic packed", realistic, skipPadding: true);
+            var packedUniform = Measure("uniform packed", uniform, skipPadding: true);
+            double speedup = packed.TokensPerSecond / unpacked.TokensPerSecond;
+            Console.WriteLine($"{precision,-9} packing speedup on realistic lengths: {speedup:F2}x");
             results[precision == HypernetPrecision.Float32 ? "fp32" : "bf16_emulated"] = new
             {
-                tokens_per_second = Math.Round(tokensPerSecond, 1),
-                gflops = Math.Round(gflops, 2),
-                percent_of_peak = Math.Round(100 * gflops / peak.PeakGflops, 1),
-                mflop_per_token = Math.Round(backend.FlopsPerRow / 1e6, 2),
                 max_batch_size = backend.MaxBatchSize,
-                median_seconds = seconds,
+                unpacked_mflop_per_token = Math.Round(backend.FlopsPerRow / 1e6, 2),
+                needed_mflop_per_token_realistic = Math.Round(needed / Rows / 1e6, 2),
+                realistic_unpacked = unpacked.Json,
+                realistic_packed = packed.Json,
+                uniform_packed = packedUniform.Json,
+                packing_speedup_realistic = Math.Round(speedup, 2),
             };
         }
         results["gemm_2048x768x1536"] = CompareGemms(rng, peak.PeakGflops);
@@ -69,6 +122,14 @@ internal static class HypernetCpuBench
             benchmark = "hypernet-cpu",
             shape = "H 768, I 1536, 12 heads, L 7 + lang position, 3 layers, n_embd 768",
             rows = Rows,
+            lengths = new
+            {
+                realistic = $"padding patterns of {Rows} random rows of gpt2's vocabulary under the "
+                    + $"converted mistral-7b-v0.1 tokenizer, L {l}",
+                realistic_vocab_mean_pieces_per_token = Math.Round(meanPieces, 3),
+                realistic_vocab_length_histogram_0_to_L = histogram,
+                uniform = $"1..{l} uniformly",
+            },
             cores = Environment.ProcessorCount,
             simd = Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "none",
             peak_gflops = Math.Round(peak.PeakGflops, 1),

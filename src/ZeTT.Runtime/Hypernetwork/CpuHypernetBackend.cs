@@ -57,6 +57,9 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     private readonly float[] _pooled;     // [B, H]
     private readonly float[] _headOut;    // [B, max(n_out)]
     private readonly bool[] _mask;        // [B·S] key attended
+    private readonly int[] _positions;    // [B] surface-form positions computed per row
+    private readonly int[] _tokenStart;   // [B + 1] first row of each row's tokens in _projected
+    private readonly int[] _seqStart;     // [B + 1] first row of each row's sequence in _hidden
     private bool _disposed;
 
     /// <summary>Builds the backend with a workspace bounded by
@@ -140,6 +143,9 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         _pooled = Pinned((long)b * _h);
         _headOut = Pinned((long)b * Math.Max(headWidth, _i));
         _mask = new bool[b * _s];
+        _positions = new int[b];
+        _tokenStart = new int[b + 1];
+        _seqStart = new int[b + 1];
     }
 
     /// <inheritdoc />
@@ -156,32 +162,71 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
 
     /// <summary>Floating-point operations one <see cref="Predict"/> row executes (multiply and
     /// add counted separately; GEMMs and attention), for throughput reports.</summary>
-    public double FlopsPerRow
+    public double FlopsPerRow => RowFlops(_l);
+
+    /// <summary>Floating-point operations <see cref="Predict"/> executes for these rows (counted
+    /// like <see cref="FlopsPerRow"/>): trailing padding is skipped, so a row costs according to
+    /// its real length.</summary>
+    /// <param name="surfaceForms">[rows, L] ids, row-major.</param>
+    /// <param name="rows">Number of rows.</param>
+    public double Flops(ReadOnlySpan<int> surfaceForms, int rows)
     {
-        get
+        if (surfaceForms.Length != (long)rows * _l)
         {
-            double h = _h, i = _i, s = _s, l = _l;
-            double block = 2 * (2 * h * i);
-            double flops = l * ((2 * _d * h) + block);
-            for (int layer = 0; layer < _layers.Length; layer++)
-            {
-                bool last = layer == _layers.Length - 1;
-                double q = last ? 1 : s;
-                flops += (s * 2 * h * 2 * h) + (q * ((2 * h * h * 2) + (2 * 2 * h * i)))
-                    + (q * s * 4 * h);
-            }
-            int headOut = _weights.OutputLinear.Out;
-            flops += block + (2 * h * headOut);
-            if (_outputOutLinear is not null)
-            {
-                flops += block + (2 * h * _outputOutLinear.N);
-            }
-            if (_biasProjection is not null)
-            {
-                flops += 2 * h;
-            }
-            return flops;
+            throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
+                + $"rows·L = {rows}·{_l}", nameof(surfaceForms));
         }
+        double flops = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            flops += RowFlops(PositionsOf(surfaceForms.Slice(r * _l, _l)));
+        }
+        return flops;
+    }
+
+    /// <summary>When false, every row computes all L positions (the unpacked layout), for tests
+    /// and the benchmark to compare against; results are the same either way.</summary>
+    internal bool SkipPadding { get; set; } = true;
+
+    /// <summary>Surface-form positions a row needs: up to its last non-padding id. Padding after
+    /// it is masked as a key and its own outputs are never read, so it is skipped; padding
+    /// between real ids stays (computed and masked, as in the reference). A row of padding
+    /// only keeps position 0 when the language position is there to attend to; without it every
+    /// key is masked and the row attends uniformly over all L positions, so all are kept.
+    /// hn_concat_last_hidden_state reads every position, so nothing is skipped there.</summary>
+    private int PositionsOf(ReadOnlySpan<int> row)
+    {
+        if (!SkipPadding || _config.ConcatLastHiddenState)
+        {
+            return _l;
+        }
+        int last = row.LastIndexOfAnyExcept(_config.PadTokenId);
+        return last >= 0 ? last + 1 : _s > _l ? 1 : _l;
+    }
+
+    private double RowFlops(int positions)
+    {
+        double h = _h, i = _i, s = positions + (_s - _l), l = positions;
+        double block = 2 * (2 * h * i);
+        double flops = l * ((2 * _d * h) + block);
+        for (int layer = 0; layer < _layers.Length; layer++)
+        {
+            bool last = layer == _layers.Length - 1;
+            double q = last ? 1 : s;
+            flops += (s * 2 * h * 2 * h) + (q * ((2 * h * h * 2) + (2 * 2 * h * i)))
+                + (q * s * 4 * h);
+        }
+        int headOut = _weights.OutputLinear.Out;
+        flops += block + (2 * h * headOut);
+        if (_outputOutLinear is not null)
+        {
+            flops += block + (2 * h * _outputOutLinear.N);
+        }
+        if (_biasProjection is not null)
+        {
+            flops += 2 * h;
+        }
+        return flops;
     }
 
     /// <inheritdoc />
@@ -238,20 +283,31 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     private void Forward(ReadOnlySpan<int> ids, int rows, int langIndex, float[] eIn,
         float[]? eOut, float[]? bias)
     {
-        int h = _h, s = _s, l = _l, tokens = rows * l, seq = rows * s;
+        int h = _h, l = _l, extra = _s - _l;
         float* gathered = P(_gathered), projected = P(_projected), hidden = P(_hidden);
         float* wide = P(_wide), narrow = P(_narrow), query = P(_query), context = P(_context);
         float* pooled = P(_pooled), headOut = P(_headOut);
 
-        Gather(ids, tokens, gathered);
-        for (int k = 0; k < tokens; k++)
+        // Packed layout: row r's computed positions are rows _tokenStart[r].. of the token
+        // matrices and _seqStart[r].. of the sequence matrices (its language position last).
+        for (int r = 0; r < rows; r++)
         {
-            _mask[(k / l * s) + (k % l)] = ids[k] != _config.PadTokenId;
+            int n = PositionsOf(ids.Slice(r * l, l));
+            _positions[r] = n;
+            _tokenStart[r + 1] = _tokenStart[r] + n;
+            _seqStart[r + 1] = _seqStart[r] + n + extra;
+            for (int p = 0; p < n; p++)
+            {
+                _mask[_seqStart[r] + p] = ids[(r * l) + p] != _config.PadTokenId;
+            }
+            if (extra > 0)
+            {
+                _mask[_seqStart[r] + n] = true;
+            }
         }
-        for (int r = 0; r < rows && s > l; r++)
-        {
-            _mask[(r * s) + l] = true;
-        }
+        int tokens = _tokenStart[rows], seq = _seqStart[rows];
+
+        Gather(ids, rows, gathered);
 
         // Input projection and projector block on every surface-form position.
         CpuMath.Gemm(gathered, _d, tokens, _inputProjection, projected, h, CpuActivation.None, _bf16);
@@ -263,27 +319,31 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
 
         if (_layers.Length == 0)
         {
-            CopyRows(hidden, s * h, rows, h, pooled);
+            GatherFirst(hidden, rows, pooled);
         }
         for (int li = 0; li < _layers.Length; li++)
         {
             PackedLayer layer = _layers[li];
             bool last = li == _layers.Length - 1;
-            // In the last layer only position 0 is needed downstream: its queries are the rows
-            // of `hidden` s·h apart.
-            int qRows = last ? rows : seq, qStride = last ? s * h : h;
-            CpuMath.Gemm(hidden, qStride, qRows, layer.Query, query, h, CpuActivation.None, _bf16);
+            // In the last layer only position 0 is needed downstream: its rows of `hidden` are
+            // gathered into `pooled`, which then carries the layer's output for them.
+            int qRows = last ? rows : seq;
+            float* attended = last ? pooled : hidden;
+            if (last)
+            {
+                GatherFirst(hidden, rows, pooled);
+            }
+            CpuMath.Gemm(attended, h, qRows, layer.Query, query, h, CpuActivation.None, _bf16);
             CpuMath.Gemm(hidden, h, seq, layer.KeyValue, wide, 2 * h, CpuActivation.None, _bf16);
             if (_bf16)
             {
                 CpuMath.RoundToBf16(query, (long)qRows * h);
                 CpuMath.RoundToBf16(wide, (long)seq * 2 * h);
             }
-            Attention(query, wide, rows, last ? 1 : s, context);
+            Attention(query, wide, rows, last, context);
             CpuMath.Gemm(context, h, qRows, layer.AttentionOutput, narrow, h, CpuActivation.None,
                 _bf16);
-            float* attended = last ? pooled : hidden;
-            CpuMath.AddLayerNorm(narrow, h, hidden, qStride, qRows, h, P(layer.AttentionLnGamma),
+            CpuMath.AddLayerNorm(narrow, h, attended, h, qRows, h, P(layer.AttentionLnGamma),
                 P(layer.AttentionLnBeta), _config.EncoderLayerNormEps, attended, h);
             CpuMath.Gemm(attended, h, qRows, layer.Intermediate, wide, _i, CpuActivation.GeluErf, _bf16);
             CpuMath.Gemm(wide, _i, qRows, layer.Output, narrow, h, CpuActivation.None, _bf16);
@@ -327,32 +387,36 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         }
     }
 
-    /// <summary>x rows ← source embedding (rescaled by in_scaler) or fallback embedding.</summary>
-    private void Gather(ReadOnlySpan<int> ids, int tokens, float* dst)
+    /// <summary>x rows ← source embedding (rescaled by in_scaler) or fallback embedding, for
+    /// the computed positions of each row, packed.</summary>
+    private void Gather(ReadOnlySpan<int> ids, int rows, float* dst)
     {
-        int d = _d, orig = _config.OriginalVocabSize;
+        int d = _d, l = _l, orig = _config.OriginalVocabSize;
         float[] fallback = _weights.FallbackEmbeddings.Data;
         RescalerParams? inScaler = _weights.InScaler;
-        for (int k = 0; k < tokens; k++)
+        for (int r = 0; r < rows; r++)
         {
-            int id = ids[k];
-            var row = new Span<float>(dst + ((long)k * d), d);
-            if (id >= orig)
+            for (int p = 0; p < _positions[r]; p++)
             {
-                fallback.AsSpan((id - orig) * d, d).CopyTo(row);
-                continue;
-            }
-            ReadOnlySpan<float> src = _source.AsSpan(id * d, d);
-            if (inScaler is null)
-            {
-                src.CopyTo(row);
-            }
-            else
-            {
-                float[] w = inScaler.W.Data, b = inScaler.B.Data;
-                for (int j = 0; j < d; j++)
+                int id = ids[(r * l) + p];
+                var row = new Span<float>(dst + ((long)(_tokenStart[r] + p) * d), d);
+                if (id >= orig)
                 {
-                    row[j] = (w[j] * src[j]) + b[j];
+                    fallback.AsSpan((id - orig) * d, d).CopyTo(row);
+                    continue;
+                }
+                ReadOnlySpan<float> src = _source.AsSpan(id * d, d);
+                if (inScaler is null)
+                {
+                    src.CopyTo(row);
+                }
+                else
+                {
+                    float[] w = inScaler.W.Data, b = inScaler.B.Data;
+                    for (int j = 0; j < d; j++)
+                    {
+                        row[j] = (w[j] * src[j]) + b[j];
+                    }
                 }
             }
         }
@@ -360,7 +424,8 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
 
     /// <summary>RoBERTa embeddings: position p gets <c>(x + type₀) + pos[p]</c>; the language
     /// position gets its embedding, computed the way the PyTorch port does (pre-subtracting
-    /// type₀ + pos[L], which the embedding layer adds back).</summary>
+    /// type₀ + pos[L], which the embedding layer adds back: its sequence index in the reference
+    /// is L, whatever the row's packed length).</summary>
     private void Embed(float* projected, int rows, int langIndex, float* hidden)
     {
         int h = _h, l = _l, s = _s;
@@ -377,10 +442,11 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         }
         for (int r = 0; r < rows; r++)
         {
-            for (int p = 0; p < l; p++)
+            int n = _positions[r];
+            for (int p = 0; p < n; p++)
             {
-                float* src = projected + ((long)((r * l) + p) * h);
-                float* dst = hidden + ((long)((r * s) + p) * h);
+                float* src = projected + ((long)(_tokenStart[r] + p) * h);
+                float* dst = hidden + ((long)(_seqStart[r] + p) * h);
                 for (int j = 0; j < h; j++)
                 {
                     dst[j] = src[j] + type0[j] + pos[(p * h) + j];
@@ -388,28 +454,44 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
             }
             if (lang is not null)
             {
-                lang.AsSpan().CopyTo(new Span<float>(hidden + ((long)((r * s) + l) * h), h));
+                lang.AsSpan().CopyTo(new Span<float>(hidden + ((long)(_seqStart[r] + n) * h), h));
             }
         }
     }
 
-    /// <summary>Multi-head attention for the first <paramref name="queries"/> positions of each
-    /// row. Masked keys get float.MinValue added to their score, as Hugging Face does, so a row
-    /// with every key masked attends uniformly.</summary>
-    private void Attention(float* query, float* keyValue, int rows, int queries, float* context)
+    /// <summary>Copies position 0 of each row's sequence into <paramref name="dst"/> [rows, H].
+    /// </summary>
+    private void GatherFirst(float* hidden, int rows, float* dst)
     {
-        int h = _h, s = _s, heads = _heads, dh = _headDim;
+        for (int r = 0; r < rows; r++)
+        {
+            new ReadOnlySpan<float>(hidden + ((long)_seqStart[r] * _h), _h)
+                .CopyTo(new Span<float>(dst + ((long)r * _h), _h));
+        }
+    }
+
+    /// <summary>Multi-head attention of each row over its own packed positions, with every
+    /// position querying, or only position 0 (<paramref name="firstOnly"/>; queries and contexts
+    /// are then one row each). Masked keys get float.MinValue added to their score, as Hugging
+    /// Face does, so a row with every key masked attends uniformly; otherwise a masked key's
+    /// weight is exactly 0, which is why skipping trailing padding changes nothing.</summary>
+    private void Attention(float* query, float* keyValue, int rows, bool firstOnly, float* context)
+    {
+        int h = _h, heads = _heads, dh = _headDim, maxLen = _s;
         float scale = 1f / MathF.Sqrt(dh);
         nint pq = (nint)query, pkv = (nint)keyValue, pc = (nint)context;
         bool[] mask = _mask;
+        int[] seqStart = _seqStart;
         void Row(int r)
         {
-            Span<float> scores = stackalloc float[s];
-            float* kvRow = (float*)pkv + ((long)r * s * 2 * h);
+            Span<float> scores = stackalloc float[maxLen];
+            int s0 = seqStart[r], s = seqStart[r + 1] - s0;
+            int queries = firstOnly ? 1 : s, q0 = firstOnly ? r : s0;
+            float* kvRow = (float*)pkv + ((long)s0 * 2 * h);
             for (int q = 0; q < queries; q++)
             {
-                float* qv = (float*)pq + ((long)((r * queries) + q) * h);
-                float* ctx = (float*)pc + ((long)((r * queries) + q) * h);
+                float* qv = (float*)pq + ((long)(q0 + q) * h);
+                float* ctx = (float*)pc + ((long)(q0 + q) * h);
                 new Span<float>(ctx, h).Clear();
                 for (int head = 0; head < heads; head++)
                 {
@@ -418,7 +500,7 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
                     for (int j = 0; j < s; j++)
                     {
                         float sc = CpuMath.Dot(qv + off, kvRow + ((long)j * 2 * h) + off, dh) * scale;
-                        sc += mask[(r * s) + j] ? 0f : float.MinValue;
+                        sc += mask[s0 + j] ? 0f : float.MinValue;
                         scores[j] = sc;
                         max = MathF.Max(max, sc);
                     }
@@ -437,7 +519,8 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
                 }
             }
         }
-        if ((long)rows * queries * s * h < 100_000)
+        long work = (long)seqStart[rows] * (firstOnly ? 1 : maxLen) * h;
+        if (work < 100_000)
         {
             for (int r = 0; r < rows; r++)
             {
@@ -479,15 +562,6 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         for (int r = 0; r < rows; r++)
         {
             new ReadOnlySpan<float>(src + ((long)r * lds) + col0, cols).CopyTo(dst.AsSpan(r * cols));
-        }
-    }
-
-    private static void CopyRows(float* src, int lds, int rows, int cols, float* dst)
-    {
-        for (int r = 0; r < rows; r++)
-        {
-            new ReadOnlySpan<float>(src + ((long)r * lds), cols)
-                .CopyTo(new Span<float>(dst + ((long)r * cols), cols));
         }
     }
 
