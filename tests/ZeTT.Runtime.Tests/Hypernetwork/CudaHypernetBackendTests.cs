@@ -63,7 +63,7 @@ public sealed class CudaHypernetBackendTests
         }
     }
 
-    private static void Compare(float[] expected, float[] actual, string what)
+    internal static void Compare(float[] expected, float[] actual, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
         double rms = Math.Sqrt(expected.Average(v => (double)v * v));
