@@ -94,6 +94,31 @@ public sealed class TokenizerCommandTests : IDisposable
     }
 
     [Fact]
+    public void Output_paths_that_cannot_be_written_are_user_errors()
+    {
+        string file = Path.Combine(_dir, "a-file");
+        File.WriteAllText(file, "keep");
+        var (code, _, err) = Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", file);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {file}: is a file, not a directory to write the tokenizer into",
+            err.TrimEnd());
+        Assert.Equal("keep", File.ReadAllText(file));
+
+        string[] surfaceForms = ["surface-forms", "--hn-tokenizer", Data("gpt2"), "--tokenizer",
+            Data("gpt2"), "--maxlen", "3", "--out"];
+        (code, _, err) = Zett.Run([.. surfaceForms, _dir]);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {_dir}: is a directory, not a file to write", err.TrimEnd());
+
+        string missing = Path.Combine(_dir, "no-such-folder", "sf.safetensors");
+        (code, _, err) = Zett.Run([.. surfaceForms, missing]);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {missing}: folder {Path.GetDirectoryName(missing)} does not exist",
+            err.TrimEnd());
+        Assert.False(Directory.Exists(Path.GetDirectoryName(missing)));
+    }
+
+    [Fact]
     public void Surface_forms_needs_maxlen()
     {
         var (code, _, err) = Zett.Run("surface-forms", "--hn-tokenizer", Data("gpt2"),

@@ -152,6 +152,15 @@ public static class SafetensorsWriter
         ArgumentNullException.ThrowIfNull(entries);
         byte[] header = BuildHeader(entries, metadata);
         string full = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(full))
+        {
+            throw new SafetensorsException(path, null, "is a directory, not a file to write");
+        }
+        string? parent = System.IO.Path.GetDirectoryName(full);
+        if (parent is not null && !Directory.Exists(parent))
+        {
+            throw new SafetensorsException(path, null, $"folder {parent} does not exist");
+        }
         string temp = full + ".tmp-" + Environment.ProcessId;
         try
         {

@@ -328,6 +328,10 @@ public sealed class HfTokenizer
     /// </summary>
     public void Save(string directory)
     {
+        if (File.Exists(directory))
+        {
+            throw new ZettException($"{directory}: is a file, not a directory to write the tokenizer into");
+        }
         Directory.CreateDirectory(directory);
         WriteAtomic(Path.Combine(directory, "tokenizer.json"), WriteTokenizerJson);
         WriteAtomic(Path.Combine(directory, "tokenizer_config.json"),
