@@ -119,5 +119,17 @@ public sealed class InspectAndApplyToFtTests : IDisposable
         Assert.Equal(2, code);
         Assert.StartsWith("error: ", err, StringComparison.Ordinal);
         Assert.Contains("nope", err, StringComparison.Ordinal);
+
+        // An output path that is a file: one error line, the file untouched (one λ and several).
+        string file = Path.Combine(_dir, "a-file");
+        File.WriteAllText(file, "keep");
+        foreach (string[] lambdas in new[] { new[] { "0.5" }, ["0.3", "0.7"] })
+        {
+            (code, _, err) = Zett.Run(["apply-to-ft", "--base", b.Directory, "--ft", b.Directory,
+                "--transferred-base", b.Directory, "--out", file, "--lambdas", .. lambdas]);
+            Assert.Equal(2, code);
+            Assert.Equal($"error: {file}: is a file, not an output directory", err.TrimEnd());
+            Assert.Equal("keep", File.ReadAllText(file));
+        }
     }
 }

@@ -101,6 +101,10 @@ public sealed class TransferCommandTests : IDisposable
         AssertOneError(Zett.Run("transfer", "--model", m.Directory, "--tokenizer", "gpt2", "--out",
             P("out"), "--hypernet", hn, "--lang", "xx"), "unknown language; valid: en, de, fr");
         AssertOneError(Fvt(m.Directory, "no-such-tokenizer"), "'no-such-tokenizer' is neither");
+        File.WriteAllText(P("out"), "keep");
+        AssertOneError(Fvt(m.Directory), $"{P("out")}: is a file, not an output directory");
+        Assert.Equal("keep", File.ReadAllText(P("out")));
+        File.Delete(P("out"));
 
         // vocab mismatch: config says more rows than the embedding has.
         string config = Path.Combine(m.Directory, "config.json");

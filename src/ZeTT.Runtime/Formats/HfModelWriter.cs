@@ -76,6 +76,10 @@ public static class HfModelWriter
         {
             throw new ZettException($"{outputDirectory}: the output directory is the input model");
         }
+        if (File.Exists(output))
+        {
+            throw new ZettException($"{outputDirectory}: is a file, not an output directory");
+        }
         if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any() && !overwrite)
         {
             throw new ZettException($"{outputDirectory}: output directory exists and is not empty");

@@ -51,6 +51,11 @@ public static class ApplyToFineTuned
         {
             throw new ZettException($"lambdas must be distinct finite numbers; got {string.Join(", ", lambdas)}");
         }
+        ArgumentNullException.ThrowIfNull(outputDir);
+        if (File.Exists(outputDir))
+        {
+            throw new ZettException($"{outputDir}: is a file, not an output directory");
+        }
         using HfModelDirectory b = HfModelDirectory.Open(baseDir);
         using HfModelDirectory f = HfModelDirectory.Open(fineTunedDir);
         using HfModelDirectory bt = HfModelDirectory.Open(transferredBaseDir);

@@ -281,6 +281,10 @@ public static class TokenizerTransfer
             throw new ZettException("--lang is not used by --method fvt");
         }
         string output = Path.GetFullPath(o.OutputDirectory);
+        if (File.Exists(output))
+        {
+            throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
+        }
         if (!o.Overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
         {
             throw new ZettException($"{o.OutputDirectory}: output directory exists and is not empty");
