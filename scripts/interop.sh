@@ -6,9 +6,9 @@
 #
 # For each family of scripts/make_tiny_models.py (llama, mistral, gpt2, gpt_neox, xlm-roberta):
 # a tiny random model with its real tokenizer, a tiny random reference hypernetwork for it
-# (scripts/make_tiny_hypernet.py), then `zett transfer --dtype fp32 --device cuda` to three
-# targets (gpt2 built in, tests/data/tokenizers/t5-small, tests/data/tokenizers/bert-base-uncased)
-# and scripts/hf_interop_check.py on each output (loads with AutoModel*/AutoTokenizer, tokenizer
+# (scripts/make_tiny_hypernet.py), then `zett transfer --dtype fp32 --device cuda` to gpt2 (built
+# in); llama also to tests/data/tokenizers/t5-small and tests/data/tokenizers/bert-base-uncased
+# (every family to all three with INTEROP_ALL_TARGETS=1); and scripts/hf_interop_check.py on each output (loads with AutoModel*/AutoTokenizer, tokenizer
 # equals the reference conversion, forward pass, rows equal the PyTorch reference hypernetwork,
 # special rows, bias). Once more with --method fvt (llama -> gpt2): loads and runs a forward pass.
 # Writes RESULTS_DIR/interop/<case>.json and the combined verdict RESULTS_DIR/interop.json; each
