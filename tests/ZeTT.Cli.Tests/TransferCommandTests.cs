@@ -190,6 +190,10 @@ public sealed class TransferCommandTests : IDisposable
         AssertOneError(Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
             "--surface-forms", P("sf.safetensors"), "--out", P("o.safetensors"), "--lang", "en"),
             "expected I32 [N, 3]");
+        SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [2, 3], [1, 2, 3, 1, 2, -1])]);
+        AssertOneError(Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
+            "--surface-forms", P("sf.safetensors"), "--out", P("o.safetensors"), "--lang", "en"),
+            $"{P("sf.safetensors")}: tensor 'surface_forms' row 1, position 2: id -1 is outside");
         SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [1, 3], [1, 2, 3])]);
         AssertOneError(Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
             "--surface-forms", P("sf.safetensors"), "--out", P("o.safetensors"), "--lang", "en"),

@@ -153,6 +153,14 @@ public static class EmbeddingPrediction
                 + $"I32 [N, {config.SurfaceMaxLen}] (hn_surface_maxlen)");
         }
         int[] ids = st.ReadInt32("surface_forms", out int[] shape);
+        int limit = config.OriginalVocabSize + config.NumExtraTokens;
+        int bad = Array.FindIndex(ids, id => id < 0 || id >= limit);
+        if (bad >= 0)
+        {
+            throw new ZettException($"{file}: tensor 'surface_forms' row {bad / shape[1]}, position "
+                + $"{bad % shape[1]}: id {ids[bad]} is outside the hypernetwork's vocabulary "
+                + $"0..{limit - 1}");
+        }
         return (ids, shape[0]);
     }
 
