@@ -77,7 +77,7 @@ step "CUDA backend tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/buil
 SF=$ROOT/.device/surface-forms-mistral-gpt2.safetensors
 step "surface forms for benchmarks" 60 "$ZETT" surface-forms \
     --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
-step "bench zett" 300 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
+step "bench zett" 300 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
     --out "$RES"
 if [ -d .ref/zett ] && [ -f scripts/bench_reference_hypernet.py ]; then
     step "bench pytorch reference" 240 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \

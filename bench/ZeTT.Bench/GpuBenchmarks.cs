@@ -40,6 +40,13 @@ internal static class GpuBenchmarks
         {
             return false;
         }
+        // On the GPU machine (scripts/device-check.sh sets it) a missing device is a failure,
+        // not a skip: a CUDA start-up problem must not look like a passing benchmark step.
+        if (Environment.GetEnvironmentVariable("ZETT_REQUIRE_GPU") == "1")
+        {
+            throw new InvalidOperationException(
+                $"ZETT_REQUIRE_GPU=1 but CUDA is unavailable: {Cuda.UnavailableReason}");
+        }
         Console.WriteLine($"skipped: no CUDA device ({Cuda.UnavailableReason})");
         return true;
     }
