@@ -101,7 +101,9 @@ public sealed class CudaPaddingSkipTests
                 weights.Config);
             if (precision == HypernetPrecision.Float32)
             {
-                CpuPaddingSkipTests.AssertClose(unpacked, packed, $"cuda lang {lang} L {maxLen}");
+                // cuBLAS may pick different algorithms for the two row counts, so the layouts
+                // are held to the backend's fp32 tolerance rather than to the bit.
+                BackendParityTests.CompareOutputs(unpacked, packed);
                 BackendParityTests.CompareOutputs(reference, packed);
             }
             else
