@@ -1,6 +1,6 @@
 // Embedding stage of the hypernetwork (ZETT.md §3 steps 1, 2 and 4).
 //
-// zett_surface_embed — per surface-form position t (tokens = rows·L of them), with V0 =
+// zett_surface_embed — per surface-form id t (the packed computed positions), with V0 =
 // original_vocab:
 //     id = ids[t]; main = min(id, V0-1)
 //     out[t, :] = id < V0 ? in_w ⊙ source[main, :] + in_b     (in_w/in_b null: no rescale)
@@ -9,13 +9,15 @@
 //   out_dtype (the input projection's GEMM input). Ids are validated on the host.
 //   Threads: one block per position t (gridDim.x = tokens), threads stride over D.
 //
-// zett_roberta_embed_ln — RoBERTa embeddings + LayerNorm, fused. With S = seq (L, or L+1 when a
-//   language position is appended) and x the input projector's output [rows·L, H]:
-//     h[r, p] = (x[r·L + p] + type0) + pos[p]    for p < L   (PyTorch's order of the adds)
-//     h[r, L] = lang                             (language position: no pos/type added)
-//     out[r·S + p] = LN(h[r, p]) with eps, fp32; out_gemm (optional) the same in gemm_dtype.
-//   Threads: one block per output row r·S + p; the row is staged in shared memory (H floats,
-//   dynamic) for the two-pass LayerNorm.
+// zett_roberta_embed_ln — RoBERTa embeddings + LayerNorm, fused, per packed sequence token t
+//   (tokens of them). With x the input projector's output [surface tokens, H], src[t] the
+//   index of t's surface row (or -1 for the language position) and pos_index[t] its position p
+//   in its row:
+//     h[t] = (x[src[t]] + type0) + pos[pos_index[t]]   when src[t] ≥ 0 (PyTorch's order)
+//     h[t] = lang                                      otherwise (no pos/type added)
+//     out[t] = LN(h[t]) with eps, fp32; out_gemm (optional) the same in gemm_dtype.
+//   Threads: one block per token; the row is staged in shared memory (H floats, dynamic) for
+//   the two-pass LayerNorm.
 #include "common.cuh"
 
 struct SurfaceEmbedArgs {
@@ -64,21 +66,21 @@ extern "C" __global__ void zett_surface_embed(const SurfaceEmbedArgs a) {
 }
 
 struct RobertaEmbedArgs {
-    const float* x;     //  0
-    const float* pos;   //  8
-    const float* type0; // 16
-    const float* lang;  // 24
-    const float* ln_w;  // 32
-    const float* ln_b;  // 40
-    float* out;         // 48
-    void* out_gemm;     // 56
-    int rows;           // 64
-    int len;            // 68
-    int seq;            // 72
-    int hidden;         // 76
-    float eps;          // 80
-    int gemm_dtype;     // 84
-};                      // 88
+    const float* x;        //  0
+    const float* pos;      //  8
+    const float* type0;    // 16
+    const float* lang;     // 24
+    const float* ln_w;     // 32
+    const float* ln_b;     // 40
+    float* out;            // 48
+    void* out_gemm;        // 56
+    const int* src;        // 64
+    const int* pos_index;  // 72
+    int tokens;            // 80
+    int hidden;            // 84
+    float eps;             // 88
+    int gemm_dtype;        // 92
+};                         // 96
 
 extern "C" __device__ int zett_roberta_embed_layout[] = {
     (int)sizeof(RobertaEmbedArgs),
@@ -86,20 +88,20 @@ extern "C" __device__ int zett_roberta_embed_layout[] = {
     (int)offsetof(RobertaEmbedArgs, type0), (int)offsetof(RobertaEmbedArgs, lang),
     (int)offsetof(RobertaEmbedArgs, ln_w), (int)offsetof(RobertaEmbedArgs, ln_b),
     (int)offsetof(RobertaEmbedArgs, out), (int)offsetof(RobertaEmbedArgs, out_gemm),
-    (int)offsetof(RobertaEmbedArgs, rows), (int)offsetof(RobertaEmbedArgs, len),
-    (int)offsetof(RobertaEmbedArgs, seq), (int)offsetof(RobertaEmbedArgs, hidden),
+    (int)offsetof(RobertaEmbedArgs, src), (int)offsetof(RobertaEmbedArgs, pos_index),
+    (int)offsetof(RobertaEmbedArgs, tokens), (int)offsetof(RobertaEmbedArgs, hidden),
     (int)offsetof(RobertaEmbedArgs, eps), (int)offsetof(RobertaEmbedArgs, gemm_dtype)};
 extern "C" __device__ char zett_roberta_embed_fields[] =
-    "x,pos,type0,lang,ln_w,ln_b,out,out_gemm,rows,len,seq,hidden,eps,gemm_dtype";
+    "x,pos,type0,lang,ln_w,ln_b,out,out_gemm,src,pos_index,tokens,hidden,eps,gemm_dtype";
 
 extern "C" __global__ void zett_roberta_embed_ln(const RobertaEmbedArgs a) {
     extern __shared__ float row[];
     __shared__ float scratch[32];
     const int out_row = blockIdx.x;
-    const int r = out_row / a.seq, p = out_row % a.seq;
+    const int s = a.src[out_row], p = a.pos_index[out_row];
     const int h = a.hidden;
-    if (p < a.len) {
-        const float* x = a.x + (static_cast<size_t>(r) * a.len + p) * h;
+    if (s >= 0) {
+        const float* x = a.x + static_cast<size_t>(s) * h;
         const float* pe = a.pos + static_cast<size_t>(p) * h;
         for (int c = threadIdx.x; c < h; c += blockDim.x) row[c] = (x[c] + a.type0[c]) + pe[c];
     } else {

@@ -1,7 +1,7 @@
 // Pooling and output heads (ZETT.md §3 steps 7 and 8).
 //
-// zett_pool_first — z[r, :] = h[r·seq + 0, :] (position 0 of each row) for r < rows; h and z fp32
-//   [.., hidden]; z_gemm (optional) the same in gemm_dtype (the heads' GEMM input).
+// zett_pool_first — z[r, :] = h[row_start[r], :] (the first packed token of each row) for
+//   r < rows; h and z fp32 [.., hidden]; z_gemm (optional) the same in gemm_dtype (the heads' GEMM input).
 //   Threads: one block per row, threads stride over hidden.
 //
 // zett_bias_rescale — out[r, c] = w[c]·(x[r·x_ld + c] + bias[c]) + b[c] for c < cols (w and b
@@ -12,25 +12,27 @@
 #include "common.cuh"
 
 struct PoolArgs {
-    const float* h;  //  0
-    float* out;      //  8
-    void* out_gemm;  // 16
-    int rows;        // 24
-    int seq;         // 28
-    int hidden;      // 32
-    int gemm_dtype;  // 36
-};                   // 40
+    const float* h;         //  0
+    float* out;             //  8
+    void* out_gemm;         // 16
+    const int* row_start;   // 24
+    int rows;               // 32
+    int hidden;             // 36
+    int gemm_dtype;         // 40
+    int pad0;               // 44
+};                          // 48
 
 extern "C" __device__ int zett_pool_layout[] = {
     (int)sizeof(PoolArgs),
     (int)offsetof(PoolArgs, h), (int)offsetof(PoolArgs, out), (int)offsetof(PoolArgs, out_gemm),
-    (int)offsetof(PoolArgs, rows), (int)offsetof(PoolArgs, seq),
-    (int)offsetof(PoolArgs, hidden), (int)offsetof(PoolArgs, gemm_dtype)};
-extern "C" __device__ char zett_pool_fields[] = "h,out,out_gemm,rows,seq,hidden,gemm_dtype";
+    (int)offsetof(PoolArgs, row_start), (int)offsetof(PoolArgs, rows),
+    (int)offsetof(PoolArgs, hidden), (int)offsetof(PoolArgs, gemm_dtype),
+    (int)offsetof(PoolArgs, pad0)};
+extern "C" __device__ char zett_pool_fields[] = "h,out,out_gemm,row_start,rows,hidden,gemm_dtype,pad0";
 
 extern "C" __global__ void zett_pool_first(const PoolArgs a) {
     const int r = blockIdx.x;
-    const float* src = a.h + static_cast<size_t>(r) * a.seq * a.hidden;
+    const float* src = a.h + static_cast<size_t>(a.row_start[r]) * a.hidden;
     const size_t o = static_cast<size_t>(r) * a.hidden;
     for (int c = threadIdx.x; c < a.hidden; c += blockDim.x) {
         a.out[o + c] = src[c];

@@ -12,8 +12,9 @@ namespace ZeTT.Bench;
 /// <summary>
 /// GPU benchmarks: <c>gemm-gpu</c> (the row-major GEMM wrapper at hypernetwork shapes, TFLOP/s
 /// against a measured bf16 peak) and <c>hypernet-gpu</c> (surface forms per second of
-/// <see cref="CudaHypernetBackend"/> at the released checkpoints' sizes, random weights). Both
-/// print "skipped: no CUDA device" and succeed where there is none.
+/// <see cref="CudaHypernetBackend"/> at the released checkpoints' sizes, random weights, with
+/// padding skipped (packed, the default) and computed (unpacked) side by side). Both print
+/// "skipped: no CUDA device" and succeed where there is none.
 /// </summary>
 internal static class GpuBenchmarks
 {
@@ -150,30 +151,52 @@ internal static class GpuBenchmarks
             using var backend = new CudaHypernetBackend(weights, source,
                 HypernetPrecision.BFloat16, log: m => Console.WriteLine("  " + m));
             int lang = s.Lang ? 0 : -1;
-            void RunAll()
+            double Measure(bool skipPadding)
             {
-                int b = backend.MaxBatchSize;
-                for (int start = 0; start < targetVocab; start += b)
+                backend.SkipPadding = skipPadding;
+                void RunAll()
                 {
-                    int n = Math.Min(b, targetVocab - start);
-                    backend.Predict(forms.AsSpan(start * MaxLen, n * MaxLen), n, lang);
+                    int b = backend.MaxBatchSize;
+                    for (int start = 0; start < targetVocab; start += b)
+                    {
+                        int n = Math.Min(b, targetVocab - start);
+                        backend.Predict(forms.AsSpan(start * MaxLen, n * MaxLen), n, lang);
+                    }
                 }
+                return BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
             }
-            double seconds = BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
-            double tokensPerSecond = targetVocab / seconds;
-            double useful = FlopsPerSurfaceForm(weights.Config) * targetVocab / seconds / 1e12;
-            Console.WriteLine($"{s.Name,-18} H {s.Hidden}: {tokensPerSecond,10:F0} tokens/s, "
+            double packedSeconds = Measure(skipPadding: true);
+            double unpackedSeconds = Measure(skipPadding: false);
+            backend.SkipPadding = true;
+            double packedRate = targetVocab / packedSeconds;
+            double unpackedRate = targetVocab / unpackedSeconds;
+            double positions = MeanPositions(forms, weights.Config);
+            double needed = 0;
+            for (int r = 0; r < targetVocab; r++)
+            {
+                needed += FlopsPerSurfaceForm(weights.Config, PositionsOf(forms, r, weights.Config));
+            }
+            double useful = needed / packedSeconds / 1e12;
+            double executedUnpacked = FlopsPerSurfaceForm(weights.Config, MaxLen) * targetVocab
+                / unpackedSeconds / 1e12;
+            Console.WriteLine($"{s.Name,-18} H {s.Hidden}: packed {packedRate,10:F0} tokens/s, "
+                + $"unpacked {unpackedRate,10:F0} tokens/s ({unpackedSeconds / packedSeconds:F2}×; "
+                + $"{positions:F2} of {MaxLen} positions computed per row); packed "
                 + $"{useful:F1} TFLOP/s ({100 * useful / peak:F0} % of the measured bf16 peak "
-                + $"{peak:F0}), batch {backend.MaxBatchSize}");
+                + $"{peak:F0}), unpacked {executedUnpacked:F1}; batch {backend.MaxBatchSize}");
             sizes.Add(new JsonObject
             {
                 ["name"] = s.Name,
                 ["hidden"] = s.Hidden,
                 ["vocab"] = targetVocab,
                 ["surface_forms"] = context.SurfaceFormsPath ?? "synthetic",
-                ["zett_tokens_per_s"] = Math.Round(tokensPerSecond),
+                ["zett_tokens_per_s"] = Math.Round(packedRate),
+                ["zett_tokens_per_s_unpacked"] = Math.Round(unpackedRate),
+                ["packing_speedup"] = Math.Round(unpackedSeconds / packedSeconds, 2),
+                ["mean_positions_computed"] = Math.Round(positions, 2),
                 ["pytorch_tokens_per_s"] = null,
                 ["useful_tflops"] = Math.Round(useful, 1),
+                ["unpacked_executed_tflops"] = Math.Round(executedUnpacked, 1),
                 ["peak_tflops"] = Math.Round(peak, 1),
             });
         }
@@ -210,11 +233,28 @@ internal static class GpuBenchmarks
         return 2.0 * n * n * n * 10 / (CudaEvent.ElapsedMilliseconds(start, end) / 1000) / 1e12;
     }
 
-    /// <summary>Matmul FLOPs per surface form, padded positions included (the backend computes
-    /// them: packing is not implemented).</summary>
-    private static double FlopsPerSurfaceForm(HypernetConfig c)
+    /// <summary>Surface-form positions the packed backend computes for row r.</summary>
+    private static int PositionsOf(int[] forms, int r, HypernetConfig c) =>
+        HypernetPacking.Positions(forms.AsSpan(r * MaxLen, MaxLen), c, skipPadding: true);
+
+    private static double MeanPositions(int[] forms, HypernetConfig c)
     {
-        double l = c.SurfaceMaxLen, s = c.SequenceLength, h = c.HiddenSize;
+        int rows = forms.Length / MaxLen;
+        double total = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            total += PositionsOf(forms, r, c);
+        }
+        return total / Math.Max(rows, 1);
+    }
+
+    /// <summary>Matmul FLOPs of a surface form computed on <paramref name="positions"/>
+    /// surface-form positions (plus the language position when there is one): L for the
+    /// unpacked layout, the row's packed length for the packed one.</summary>
+    private static double FlopsPerSurfaceForm(HypernetConfig c, int positions)
+    {
+        double l = positions, s = positions + c.SequenceLength - c.SurfaceMaxLen;
+        double h = c.HiddenSize;
         double i = c.IntermediateSize, d = c.SourceWidth, e = c.NEmbd;
         double projector = 2 * (2 * h * i);
         double input = l * (2 * d * h + projector);
@@ -226,8 +266,8 @@ internal static class GpuBenchmarks
     }
 
     /// <summary>Surface forms of a 32768-token target vocabulary: lengths 1–7 drawn from a fixed
-    /// distribution (mostly 1–3 pieces), ids uniform over the source vocabulary. Throughput
-    /// does not depend on the lengths (padded positions are computed).</summary>
+    /// distribution (mostly 1–3 pieces), ids uniform over the source vocabulary. The packed
+    /// backend's throughput depends on these lengths; the unpacked one's does not.</summary>
     private static int[] SurfaceForms(Size s, HypernetConfig c)
     {
         var rng = new Random(1);
@@ -248,7 +288,7 @@ internal static class GpuBenchmarks
     /// <summary>A real surface-form matrix (I32 [V, 7], as `zett surface-forms` writes it with
     /// the Mistral hn tokenizer, whose pad is its eos id 2), mapped onto this size's random
     /// hypernetwork: pads to its pad id, other ids into its source vocabulary. The lengths, and
-    /// so the work a packing backend would do, are the real ones.</summary>
+    /// so the work the packed backend does, are the real ones.</summary>
     private static int[] RealSurfaceForms(string file, Size s, HypernetConfig c)
     {
         const int SourcePad = 2;

@@ -60,8 +60,9 @@ public sealed class CpuTwinTests
         float[] lang = [0, 0, 0, 8];
         float[] w = [1, 1, 1, 1], bias = [0, 0, 0, 0];
         var output = new float[3 * hidden];
-        CpuKernels.RobertaEmbedLayerNorm(x, 1, 2, hidden, pos, type0, lang, w, bias, 1e-5f,
-            output);
+        var (_, src, posIndex, _) = CpuKernels.FullLayout([0, 0], 1, 3, 2, 0);
+        CpuKernels.RobertaEmbedLayerNorm(x, src, posIndex, hidden, pos, type0, lang, w, bias,
+            1e-5f, output);
         var expected = new float[3 * hidden];
         CpuKernels.LayerNorm([1, 3, 3, 5], w, bias, 1e-5f, expected.AsSpan(0, 4));
         CpuKernels.LayerNorm([6, 8, 8, 11], w, bias, 1e-5f, expected.AsSpan(4, 4));
@@ -87,7 +88,8 @@ public sealed class CpuTwinTests
         float[] qkv = Qkv(1, seq, hidden, 1);
         int[] ids = [9, 9, 9, 9, 9];
         var output = new float[seq * hidden];
-        CpuKernels.Attention(qkv, default, ids, 1, seq, seq, heads, hd, 9, output);
+        var (tokIds, src, _, starts) = CpuKernels.FullLayout(ids, 1, seq, seq, 9);
+        CpuKernels.Attention(qkv, default, tokIds, src, starts, heads, hd, 9, output);
         for (int c = 0; c < hidden; c++)
         {
             float mean = Enumerable.Range(0, seq).Average(s => V(qkv, seq, hidden, 0, s, c));
@@ -111,7 +113,8 @@ public sealed class CpuTwinTests
         }
         int[] ids = [5, 1, 1, 1];
         var output = new float[seq * hidden];
-        CpuKernels.Attention(qkv, default, ids, 1, seq, len, heads, hd, 1, output);
+        var (tokIds, src, _, starts) = CpuKernels.FullLayout(ids, 1, seq, len, 1);
+        CpuKernels.Attention(qkv, default, tokIds, src, starts, heads, hd, 1, output);
         for (int i = 0; i < seq; i++)
         {
             for (int c = 0; c < hidden; c++)
@@ -119,6 +122,87 @@ public sealed class CpuTwinTests
                 Assert.Equal(V(qkv, seq, hidden, 0, 0, c), output[i * hidden + c], 1e-5f);
             }
         }
+    }
+
+    [Fact]
+    public void Packed_roberta_embed_reads_each_token_from_its_source_and_position()
+    {
+        int hidden = 4;
+        float[] x = [1, 2, 3, 4, 5, 6, 7, 9];   // two surface tokens
+        float[] pos = [0, 0, 0, 0, 1, 1, 1, 1, 100, 100, 100, 100];
+        float[] type0 = [0, 1, 0, 1], lang = [0, 0, 0, 8];
+        float[] w = [1, 1, 1, 1], bias = [0, 0, 0, 0];
+        var output = new float[3 * hidden];
+        // Token 0: language position; token 1: surface row 1 at position 2; token 2: row 0, p 0.
+        CpuKernels.RobertaEmbedLayerNorm(x, [-1, 1, 0], [7, 2, 0], hidden, pos, type0, lang, w,
+            bias, 1e-5f, output);
+        var expected = new float[3 * hidden];
+        CpuKernels.LayerNorm(lang, w, bias, 1e-5f, expected.AsSpan(0, 4));
+        CpuKernels.LayerNorm([105, 107, 107, 110], w, bias, 1e-5f, expected.AsSpan(4, 4));
+        CpuKernels.LayerNorm([1, 3, 3, 5], w, bias, 1e-5f, expected.AsSpan(8, 4));
+        Assert.Equal(expected, output);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Packed_attention_equals_the_unpacked_attention_on_the_kept_positions(bool lang)
+    {
+        // Rows of L = 6: trailing padding, middle padding, full, padding only. Packed rows keep
+        // positions up to the last non-pad id (a padding-only row keeps one with a language
+        // position, all six without); the unpacked kernel computes every position.
+        int len = 6, seq = len + (lang ? 1 : 0), heads = 2, hd = 4, hidden = heads * hd;
+        const int pad = 1;
+        int[] ids = [5, 7, 1, 1, 1, 1, 4, 1, 1, 8, 1, 1, 2, 3, 4, 5, 6, 7, 1, 1, 1, 1, 1, 1];
+        int rows = ids.Length / len;
+        float[] full = Qkv(rows, seq, hidden, 3);
+        var (fIds, fSrc, _, fStarts) = CpuKernels.FullLayout(ids, rows, seq, len, pad);
+        var expected = new float[rows * seq * hidden];
+        CpuKernels.Attention(full, default, fIds, fSrc, fStarts, heads, hd, pad, expected);
+
+        int[] kept = [2, 4, 6, lang ? 1 : 6];
+        var pIds = new List<int>();
+        var pSrc = new List<int>();
+        var pQkv = new List<float>();
+        var fullToken = new List<int>();
+        int[] starts = new int[rows + 1];
+        for (int r = 0; r < rows; r++)
+        {
+            starts[r] = pIds.Count;
+            for (int p = 0; p < seq; p++)
+            {
+                if (p >= kept[r] && p < len)
+                {
+                    continue;
+                }
+                int t = r * seq + p;
+                fullToken.Add(t);
+                pIds.Add(fIds[t]);
+                pSrc.Add(fSrc[t]);
+                pQkv.AddRange(full.AsSpan(t * 3 * hidden, 3 * hidden).ToArray());
+            }
+        }
+        starts[rows] = pIds.Count;
+        var packed = new float[pIds.Count * hidden];
+        CpuKernels.Attention([.. pQkv], default, [.. pIds], [.. pSrc], starts, heads, hd, pad,
+            packed);
+        Assert.True(pIds.Count < rows * seq);
+        for (int t = 0; t < fullToken.Count; t++)
+        {
+            for (int c = 0; c < hidden; c++)
+            {
+                Assert.Equal(expected[fullToken[t] * hidden + c], packed[t * hidden + c], 1e-6f);
+            }
+        }
+    }
+
+    [Fact]
+    public void Pool_first_takes_each_rows_first_packed_token()
+    {
+        float[] h = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5];
+        var output = new float[6];
+        CpuKernels.PoolFirst(h, [0, 3, 4, 5], 2, output);
+        Assert.Equal([1, 1, 4, 4, 5, 5], output);
     }
 
     [Fact]

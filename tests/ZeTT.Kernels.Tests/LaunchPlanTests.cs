@@ -56,26 +56,47 @@ public sealed class LaunchPlanTests
     }
 
     [Fact]
-    public void Roberta_embed_adds_a_language_position_and_stages_the_row_in_shared_memory()
+    public void Roberta_embed_plans_a_block_per_packed_token_and_stages_it_in_shared_memory()
     {
-        var (cfg, args) = EmbeddingKernels.PlanRobertaEmbedLayerNorm(F32(3 * 7 * 64), 3, 7, 64,
-            F32(514 * 64), F32(64), F32(64), F32(64), F32(64), 1e-5f, F32(3 * 8 * 64),
-            Fake(3 * 8 * 64, KernelDType.BF16));
-        Assert.Equal(new LaunchConfig(24, 1, 32, 256), cfg);
-        Assert.Equal(8, args.Seq);
-        Assert.Equal(7, args.Len);
+        // 3 rows packed to 10 surface tokens, plus a language position each: 13 tokens.
+        DeviceView src = Fake(13, KernelDType.I32), pos = Fake(13, KernelDType.I32);
+        var (cfg, args) = EmbeddingKernels.PlanRobertaEmbedLayerNorm(F32(10 * 64), 10, src, pos,
+            13, 64, F32(7 * 64), 7, F32(64), F32(64), F32(64), F32(64), 1e-5f, F32(13 * 64),
+            Fake(13 * 64, KernelDType.BF16));
+        Assert.Equal(new LaunchConfig(13, 1, 32, 256), cfg);
+        Assert.Equal(13, args.Tokens);
+        Assert.Equal(src.Address, args.Src);
+        Assert.Equal(pos.Address, args.PosIndex);
         Assert.Equal(1e-5f, args.Eps);
-        var (cfg2, args2) = EmbeddingKernels.PlanRobertaEmbedLayerNorm(F32(3 * 7 * 64), 3, 7, 64,
-            F32(514 * 64), F32(64), default, F32(64), F32(64), 1e-5f, F32(3 * 7 * 64), default);
-        Assert.Equal(21u, cfg2.GridX);
+        var (cfg2, args2) = EmbeddingKernels.PlanRobertaEmbedLayerNorm(F32(10 * 64), 10,
+            Fake(10, KernelDType.I32), Fake(10, KernelDType.I32), 10, 64, F32(7 * 64), 7,
+            F32(64), default, F32(64), F32(64), 1e-5f, F32(10 * 64), default);
+        Assert.Equal(10u, cfg2.GridX);
         Assert.Equal(0ul, args2.Lang);
         Assert.Equal(0ul, args2.OutGemm);
+        // Output too short for the tokens; eps not positive.
         Assert.Throws<ArgumentException>(() => EmbeddingKernels.PlanRobertaEmbedLayerNorm(
-            F32(3 * 7 * 64), 3, 7, 64, F32(514 * 64), F32(64), F32(64), F32(64), F32(64), 1e-5f,
-            F32(3 * 7 * 64), default));
+            F32(10 * 64), 10, src, pos, 13, 64, F32(7 * 64), 7, F32(64), F32(64), F32(64),
+            F32(64), 1e-5f, F32(12 * 64), default));
         Assert.Throws<ArgumentException>(() => EmbeddingKernels.PlanRobertaEmbedLayerNorm(
-            F32(3 * 7 * 64), 3, 7, 64, F32(514 * 64), F32(64), default, F32(64), F32(64), 0f,
-            F32(3 * 7 * 64), default));
+            F32(10 * 64), 10, src, pos, 13, 64, F32(7 * 64), 7, F32(64), F32(64), F32(64),
+            F32(64), 0f, F32(13 * 64), default));
+    }
+
+    [Fact]
+    public void Roberta_embed_rejects_token_counts_the_surface_tokens_cannot_give()
+    {
+        // Without a language position every token is a surface token.
+        var e = Assert.Throws<ArgumentException>(() => EmbeddingKernels.PlanRobertaEmbedLayerNorm(
+            F32(10 * 64), 10, Fake(13, KernelDType.I32), Fake(13, KernelDType.I32), 13, 64,
+            F32(7 * 64), 7, F32(64), default, F32(64), F32(64), 1e-5f, F32(13 * 64), default));
+        Assert.Contains("13 tokens cannot come from 10 surface tokens", e.Message,
+            StringComparison.Ordinal);
+        // The position index array must hold one entry per token.
+        var e2 = Assert.Throws<ArgumentException>(() => EmbeddingKernels.PlanRobertaEmbedLayerNorm(
+            F32(10 * 64), 10, Fake(13, KernelDType.I32), Fake(12, KernelDType.I32), 13, 64,
+            F32(7 * 64), 7, F32(64), F32(64), F32(64), F32(64), 1e-5f, F32(13 * 64), default));
+        Assert.Contains("posIndex has 12 elements", e2.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -112,29 +133,47 @@ public sealed class LaunchPlanTests
     }
 
     [Fact]
-    public void Attention_plans_a_block_per_head_and_row_with_the_sequence_in_shared_memory()
+    public void Attention_plans_a_block_per_head_and_row_with_the_longest_row_in_shared_memory()
     {
-        int rows = 5, seq = 8, heads = 12, hd = 64, h = heads * hd;
-        var (cfg, args) = AttentionKernel.Plan(F32(rows * seq * 3 * h), F32(3 * h),
-            Fake(rows * 7, KernelDType.I32), rows, seq, 7, heads, hd, 1, F32(rows * seq * h));
+        int rows = 5, tokens = 23, maxSeq = 8, heads = 12, hd = 64, h = heads * hd;
+        DeviceView ids = Fake(tokens, KernelDType.I32), src = Fake(tokens, KernelDType.I32);
+        DeviceView starts = Fake(rows + 1, KernelDType.I32);
+        var (cfg, args) = AttentionKernel.Plan(F32(tokens * 3 * h), F32(3 * h), ids, src, starts,
+            rows, tokens, maxSeq, heads, hd, 1, F32(tokens * h));
         Assert.Equal(new LaunchConfig(12, 5, 128, (uint)((3 * 8 * 65 + 64 + 8) * 4)), cfg);
         Assert.Equal(1f / 8f, args.Scale);
         Assert.Equal(1, args.PadId);
+        Assert.Equal(8, args.MaxSeq);
+        Assert.Equal(src.Address, args.Src);
+        Assert.Equal(starts.Address, args.RowStart);
         Assert.Equal(53760u, AttentionKernel.SharedBytes(32, 128));
     }
 
     [Theory]
-    [InlineData(33, 32, 64, "exceeds 32")]
-    [InlineData(8, 7, 129, "head dimension 129")]
-    [InlineData(9, 7, 64, "seq must be len or len + 1")]
-    public void Attention_rejects_what_the_fused_kernel_cannot_hold(int seq, int len, int hd,
-        string message)
+    [InlineData(2, 33, 64, 64, "exceeds 32")]
+    [InlineData(2, 8, 129, 16, "head dimension 129")]
+    [InlineData(2, 8, 64, 17, "17 tokens cannot be 2 rows of 1 to 8 tokens")]
+    [InlineData(3, 8, 64, 2, "2 tokens cannot be 3 rows")]
+    public void Attention_rejects_what_the_fused_kernel_cannot_hold(int rows, int maxSeq, int hd,
+        int tokens, string message)
     {
-        int rows = 2, h = 2 * hd;
+        int h = 2 * hd;
         var e = Assert.Throws<ArgumentException>(() => AttentionKernel.Plan(
-            F32(rows * seq * 3 * h), default, Fake(rows * len, KernelDType.I32), rows, seq, len,
-            2, hd, 0, F32(rows * seq * h)));
+            F32(tokens * 3 * h), default, Fake(tokens, KernelDType.I32),
+            Fake(tokens, KernelDType.I32), Fake(rows + 1, KernelDType.I32), rows, tokens, maxSeq,
+            2, hd, 0, F32(tokens * h)));
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Attention_needs_row_starts_for_every_row_and_an_end()
+    {
+        int rows = 4, tokens = 10, h = 128;
+        var e = Assert.Throws<ArgumentException>(() => AttentionKernel.Plan(F32(tokens * 3 * h),
+            default, Fake(tokens, KernelDType.I32), Fake(tokens, KernelDType.I32),
+            Fake(rows, KernelDType.I32), rows, tokens, 8, 2, 64, 0, F32(tokens * h)));
+        Assert.Contains("rowStart has 4 elements, needs at least 5", e.Message,
+            StringComparison.Ordinal);
     }
 
     [Fact]
@@ -158,11 +197,16 @@ public sealed class LaunchPlanTests
     [Fact]
     public void Pool_first_plans_a_block_per_row()
     {
-        var (cfg, args) = HeadKernels.PlanPoolFirst(F32(4 * 8 * 32), 4, 8, 32, F32(4 * 32),
+        DeviceView starts = Fake(5, KernelDType.I32);
+        var (cfg, args) = HeadKernels.PlanPoolFirst(F32(20 * 32), starts, 4, 20, 32, F32(4 * 32),
             default);
         Assert.Equal(4u, cfg.GridX);
-        Assert.Equal(8, args.Seq);
-        Assert.Throws<ArgumentException>(() => HeadKernels.PlanPoolFirst(F32(4 * 8 * 32 - 1), 4,
-            8, 32, F32(4 * 32), default));
+        Assert.Equal(starts.Address, args.RowStart);
+        Assert.Throws<ArgumentException>(() => HeadKernels.PlanPoolFirst(F32(20 * 32 - 1),
+            starts, 4, 20, 32, F32(4 * 32), default));
+        Assert.Throws<ArgumentException>(() => HeadKernels.PlanPoolFirst(F32(20 * 32),
+            Fake(4, KernelDType.I32), 4, 20, 32, F32(4 * 32), default));
+        Assert.Throws<ArgumentException>(() => HeadKernels.PlanPoolFirst(F32(20 * 32), starts, 4,
+            3, 32, F32(4 * 32), default));
     }
 }

@@ -33,9 +33,9 @@ internal struct RobertaEmbedArgs
     public ulong LnB;
     public ulong Out;
     public ulong OutGemm;
-    public int Rows;
-    public int Len;
-    public int Seq;
+    public ulong Src;
+    public ulong PosIndex;
+    public int Tokens;
     public int Hidden;
     public float Eps;
     public int GemmDtype;
@@ -111,57 +111,72 @@ public static class EmbeddingKernels
     }
 
     /// <summary>
-    /// Queues RoBERTa embeddings + LayerNorm: for each row and position p &lt; len,
-    /// LN((x + type0) + pos[p]); when <paramref name="lang"/> is given, position len is
-    /// LN(lang). Writes fp32 <paramref name="output"/> [rows·seq, hidden] (seq = len, or len+1
-    /// with a language position) and, when given, the same in <paramref name="outputGemm"/>'s
-    /// dtype.
+    /// Queues RoBERTa embeddings + LayerNorm over <paramref name="tokens"/> packed sequence
+    /// tokens: token t with <c>src[t] ≥ 0</c> gets LN((x[src[t]] + type0) + pos[posIndex[t]]),
+    /// a token with <c>src[t] &lt; 0</c> (the language position) LN(lang). Writes fp32
+    /// <paramref name="output"/> [tokens, hidden] and, when given, the same in
+    /// <paramref name="outputGemm"/>'s dtype. The kernel trusts src (below the surface tokens)
+    /// and posIndex (below maxPositions), which are device data.
     /// </summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="stream">Stream to queue on.</param>
-    /// <param name="x">[rows·len, hidden] F32 input projector output.</param>
-    /// <param name="rows">Surface forms.</param>
-    /// <param name="len">L.</param>
+    /// <param name="x">[surfaceTokens, hidden] F32 input projector output.</param>
+    /// <param name="surfaceTokens">Rows of x.</param>
+    /// <param name="src">[tokens] I32: row of x, or negative for the language position.</param>
+    /// <param name="posIndex">[tokens] I32 position of each token in its row.</param>
+    /// <param name="tokens">Sequence tokens.</param>
     /// <param name="hidden">H.</param>
-    /// <param name="positions">[≥ len, hidden] F32 position embeddings.</param>
+    /// <param name="positions">[maxPositions, hidden] F32 position embeddings.</param>
+    /// <param name="maxPositions">Rows of positions posIndex may address (L).</param>
     /// <param name="type0">[hidden] F32 token-type embedding 0.</param>
-    /// <param name="lang">[hidden] F32 language embedding row, or none.</param>
+    /// <param name="lang">[hidden] F32 language embedding row, or none (then src must be
+    /// non-negative).</param>
     /// <param name="lnW">[hidden] LayerNorm weight.</param>
     /// <param name="lnB">[hidden] LayerNorm bias.</param>
     /// <param name="eps">LayerNorm eps.</param>
-    /// <param name="output">[rows·seq, hidden] F32.</param>
-    /// <param name="outputGemm">[rows·seq, hidden] F32/BF16 copy, or none.</param>
+    /// <param name="output">[tokens, hidden] F32.</param>
+    /// <param name="outputGemm">[tokens, hidden] F32/BF16 copy, or none.</param>
     public static void RobertaEmbedLayerNorm(KernelSet kernels, CudaStream stream, DeviceView x,
-        int rows, int len, int hidden, DeviceView positions, DeviceView type0, DeviceView lang,
+        int surfaceTokens, DeviceView src, DeviceView posIndex, int tokens, int hidden,
+        DeviceView positions, int maxPositions, DeviceView type0, DeviceView lang,
         DeviceView lnW, DeviceView lnB, float eps, DeviceView output, DeviceView outputGemm)
     {
         ArgumentNullException.ThrowIfNull(kernels);
-        var (config, args) = PlanRobertaEmbedLayerNorm(x, rows, len, hidden, positions, type0,
-            lang, lnW, lnB, eps, output, outputGemm);
+        var (config, args) = PlanRobertaEmbedLayerNorm(x, surfaceTokens, src, posIndex, tokens,
+            hidden, positions, maxPositions, type0, lang, lnW, lnB, eps, output, outputGemm);
         kernels.RobertaEmbedLn.Launch(config, stream, args);
     }
 
     internal static (LaunchConfig, RobertaEmbedArgs) PlanRobertaEmbedLayerNorm(DeviceView x,
-        int rows, int len, int hidden, DeviceView positions, DeviceView type0, DeviceView lang,
+        int surfaceTokens, DeviceView src, DeviceView posIndex, int tokens, int hidden,
+        DeviceView positions, int maxPositions, DeviceView type0, DeviceView lang,
         DeviceView lnW, DeviceView lnB, float eps, DeviceView output, DeviceView outputGemm)
     {
         const string k = "zett_roberta_embed_ln";
-        Positive(k, rows, nameof(rows));
-        Positive(k, len, nameof(len));
+        Positive(k, surfaceTokens, nameof(surfaceTokens));
+        Positive(k, tokens, nameof(tokens));
         Positive(k, hidden, nameof(hidden));
+        Positive(k, maxPositions, nameof(maxPositions));
         if (!(eps > 0))
         {
             throw new ArgumentException($"{k}: eps must be positive, got {eps}", nameof(eps));
         }
-        int seq = len + (lang.IsPresent ? 1 : 0);
-        View(k, x, nameof(x), (long)rows * len * hidden, KernelDType.F32);
-        View(k, positions, nameof(positions), (long)len * hidden, KernelDType.F32);
+        if (tokens > 2L * surfaceTokens || (!lang.IsPresent && tokens > surfaceTokens))
+        {
+            throw new ArgumentException($"{k}: {tokens} tokens cannot come from "
+                + $"{surfaceTokens} surface tokens"
+                + (lang.IsPresent ? " and one language position per row" : ""), nameof(tokens));
+        }
+        View(k, x, nameof(x), (long)surfaceTokens * hidden, KernelDType.F32);
+        View(k, src, nameof(src), tokens, KernelDType.I32);
+        View(k, posIndex, nameof(posIndex), tokens, KernelDType.I32);
+        View(k, positions, nameof(positions), (long)maxPositions * hidden, KernelDType.F32);
         View(k, type0, nameof(type0), hidden, KernelDType.F32);
         ulong l = Optional(k, lang, nameof(lang), hidden, KernelDType.F32);
         View(k, lnW, nameof(lnW), hidden, KernelDType.F32);
         View(k, lnB, nameof(lnB), hidden, KernelDType.F32);
-        View(k, output, nameof(output), (long)rows * seq * hidden, KernelDType.F32);
-        ulong g = Optional(k, outputGemm, nameof(outputGemm), (long)rows * seq * hidden,
+        View(k, output, nameof(output), (long)tokens * hidden, KernelDType.F32);
+        ulong g = Optional(k, outputGemm, nameof(outputGemm), (long)tokens * hidden,
             KernelDType.F32, KernelDType.BF16);
         var args = new RobertaEmbedArgs
         {
@@ -173,13 +188,13 @@ public static class EmbeddingKernels
             LnB = lnB.Address,
             Out = output.Address,
             OutGemm = g,
-            Rows = rows,
-            Len = len,
-            Seq = seq,
+            Src = src.Address,
+            PosIndex = posIndex.Address,
+            Tokens = tokens,
             Hidden = hidden,
             Eps = eps,
             GemmDtype = (int)outputGemm.DType,
         };
-        return (new LaunchConfig((uint)(rows * seq), 1, RowBlock(hidden), (uint)hidden * 4), args);
+        return (new LaunchConfig((uint)tokens, 1, RowBlock(hidden), (uint)hidden * 4), args);
     }
 }

@@ -10,10 +10,11 @@ internal struct PoolArgs
     public ulong H;
     public ulong Out;
     public ulong OutGemm;
+    public ulong RowStart;
     public int Rows;
-    public int Seq;
     public int Hidden;
     public int GemmDtype;
+    public int Pad0;
 }
 
 /// <summary>Args of <c>zett_bias_rescale</c> (kernels/heads.cu, same layout).</summary>
@@ -35,32 +36,41 @@ internal struct RescaleArgs
 /// </summary>
 public static class HeadKernels
 {
-    /// <summary>Queues <c>output[r] = h[r·seq]</c> (position 0 of each sequence), F32, and the
-    /// same into <paramref name="outputGemm"/> when given.</summary>
+    /// <summary>Queues <c>output[r] = h[rowStart[r]]</c> (the first packed token of each
+    /// row), F32, and the same into <paramref name="outputGemm"/> when given. The kernel trusts
+    /// rowStart (device data) to stay below <paramref name="tokens"/>.</summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="stream">Stream to queue on.</param>
-    /// <param name="h">[rows·seq, hidden] F32.</param>
+    /// <param name="h">[tokens, hidden] F32.</param>
+    /// <param name="rowStart">[rows + 1] I32 row offsets.</param>
     /// <param name="rows">Sequences.</param>
-    /// <param name="seq">Sequence length.</param>
+    /// <param name="tokens">Packed tokens.</param>
     /// <param name="hidden">H.</param>
     /// <param name="output">[rows, hidden] F32.</param>
     /// <param name="outputGemm">[rows, hidden] F32/BF16, or none.</param>
-    public static void PoolFirst(KernelSet kernels, CudaStream stream, DeviceView h, int rows,
-        int seq, int hidden, DeviceView output, DeviceView outputGemm)
+    public static void PoolFirst(KernelSet kernels, CudaStream stream, DeviceView h,
+        DeviceView rowStart, int rows, int tokens, int hidden, DeviceView output,
+        DeviceView outputGemm)
     {
         ArgumentNullException.ThrowIfNull(kernels);
-        var (config, args) = PlanPoolFirst(h, rows, seq, hidden, output, outputGemm);
+        var (config, args) = PlanPoolFirst(h, rowStart, rows, tokens, hidden, output, outputGemm);
         kernels.PoolFirst.Launch(config, stream, args);
     }
 
-    internal static (LaunchConfig, PoolArgs) PlanPoolFirst(DeviceView h, int rows, int seq,
-        int hidden, DeviceView output, DeviceView outputGemm)
+    internal static (LaunchConfig, PoolArgs) PlanPoolFirst(DeviceView h, DeviceView rowStart,
+        int rows, int tokens, int hidden, DeviceView output, DeviceView outputGemm)
     {
         const string k = "zett_pool_first";
         Positive(k, rows, nameof(rows));
-        Positive(k, seq, nameof(seq));
+        Positive(k, tokens, nameof(tokens));
         Positive(k, hidden, nameof(hidden));
-        View(k, h, nameof(h), (long)rows * seq * hidden, KernelDType.F32);
+        if (tokens < rows)
+        {
+            throw new ArgumentException($"{k}: {tokens} tokens cannot hold {rows} rows",
+                nameof(tokens));
+        }
+        View(k, h, nameof(h), (long)tokens * hidden, KernelDType.F32);
+        View(k, rowStart, nameof(rowStart), rows + 1L, KernelDType.I32);
         View(k, output, nameof(output), (long)rows * hidden, KernelDType.F32);
         ulong g = Optional(k, outputGemm, nameof(outputGemm), (long)rows * hidden,
             KernelDType.F32, KernelDType.BF16);
@@ -69,8 +79,8 @@ public static class HeadKernels
             H = h.Address,
             Out = output.Address,
             OutGemm = g,
+            RowStart = rowStart.Address,
             Rows = rows,
-            Seq = seq,
             Hidden = hidden,
             GemmDtype = (int)outputGemm.DType,
         };

@@ -98,27 +98,25 @@ public static class CpuKernels
         }
     }
 
-    /// <summary>Twin of <c>zett_roberta_embed_ln</c>; <paramref name="lang"/> empty means no
-    /// language position. Output [rows·seq, hidden].</summary>
-    public static void RobertaEmbedLayerNorm(ReadOnlySpan<float> x, int rows, int len,
-        int hidden, ReadOnlySpan<float> positions, ReadOnlySpan<float> type0,
-        ReadOnlySpan<float> lang, ReadOnlySpan<float> lnW, ReadOnlySpan<float> lnB, float eps,
-        Span<float> output)
+    /// <summary>Twin of <c>zett_roberta_embed_ln</c>: token t (of <c>src.Length</c>) gets
+    /// LN((x[src[t]] + type0) + positions[posIndex[t]]), or LN(lang) when src[t] &lt; 0.
+    /// Output [tokens, hidden].</summary>
+    public static void RobertaEmbedLayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<int> src,
+        ReadOnlySpan<int> posIndex, int hidden, ReadOnlySpan<float> positions,
+        ReadOnlySpan<float> type0, ReadOnlySpan<float> lang, ReadOnlySpan<float> lnW,
+        ReadOnlySpan<float> lnB, float eps, Span<float> output)
     {
-        int seq = len + (lang.IsEmpty ? 0 : 1);
         var row = new float[hidden];
-        for (int r = 0; r < rows; r++)
+        for (int t = 0; t < src.Length; t++)
         {
-            for (int p = 0; p < seq; p++)
+            int s = src[t], p = posIndex[t];
+            for (int c = 0; c < hidden; c++)
             {
-                for (int c = 0; c < hidden; c++)
-                {
-                    row[c] = p < len
-                        ? (x[(r * len + p) * hidden + c] + type0[c]) + positions[p * hidden + c]
-                        : lang[c];
-                }
-                LayerNorm(row, lnW, lnB, eps, output.Slice((r * seq + p) * hidden, hidden));
+                row[c] = s >= 0
+                    ? (x[s * hidden + c] + type0[c]) + positions[p * hidden + c]
+                    : lang[c];
             }
+            LayerNorm(row, lnW, lnB, eps, output.Slice(t * hidden, hidden));
         }
     }
 
@@ -166,17 +164,20 @@ public static class CpuKernels
         }
     }
 
-    /// <summary>Twin of <c>zett_attention</c>: softmax((q·k)·scale + mask)·v per row and head,
-    /// masked keys getting -float.MaxValue added (an all-masked row attends uniformly).</summary>
+    /// <summary>Twin of <c>zett_attention</c>: per packed row r (tokens rowStart[r] ..
+    /// rowStart[r+1]) and head, softmax((q·k)·scale + mask)·v over the row's own tokens; key t
+    /// is attended iff src[t] &lt; 0 (language position) or ids[t] != padId, masked keys
+    /// getting -float.MaxValue added (an all-masked row attends uniformly).</summary>
     public static void Attention(ReadOnlySpan<float> qkv, ReadOnlySpan<float> qkvBias,
-        ReadOnlySpan<int> ids, int rows, int seq, int len, int heads, int headDim, int padId,
-        Span<float> output, KernelDType outType = KernelDType.F32)
+        ReadOnlySpan<int> ids, ReadOnlySpan<int> src, ReadOnlySpan<int> rowStart, int heads,
+        int headDim, int padId, Span<float> output, KernelDType outType = KernelDType.F32)
     {
-        int hidden = heads * headDim;
+        int hidden = heads * headDim, rows = rowStart.Length - 1;
         float scale = 1f / MathF.Sqrt(headDim);
-        var scores = new double[seq];
         for (int r = 0; r < rows; r++)
         {
+            int t0 = rowStart[r], seq = rowStart[r + 1] - t0;
+            var scores = new double[seq];
             for (int h = 0; h < heads; h++)
             {
                 for (int i = 0; i < seq; i++)
@@ -187,10 +188,10 @@ public static class CpuKernels
                         double dot = 0;
                         for (int d = 0; d < headDim; d++)
                         {
-                            dot += (double)QkvAt(qkv, qkvBias, r, seq, hidden, h, headDim, i, 0, d)
-                                * QkvAt(qkv, qkvBias, r, seq, hidden, h, headDim, j, 1, d);
+                            dot += (double)QkvAt(qkv, qkvBias, t0 + i, hidden, h, headDim, 0, d)
+                                * QkvAt(qkv, qkvBias, t0 + j, hidden, h, headDim, 1, d);
                         }
-                        bool attended = j >= len || ids[r * len + j] != padId;
+                        bool attended = src[t0 + j] < 0 || ids[t0 + j] != padId;
                         // In float, as the kernel: -MaxValue absorbs any moderate score.
                         float score = (float)dot * scale + (attended ? 0f : -float.MaxValue);
                         scores[j] = score;
@@ -208,29 +209,55 @@ public static class CpuKernels
                         for (int j = 0; j < seq; j++)
                         {
                             o += scores[j] / sum
-                                * QkvAt(qkv, qkvBias, r, seq, hidden, h, headDim, j, 2, d);
+                                * QkvAt(qkv, qkvBias, t0 + j, hidden, h, headDim, 2, d);
                         }
-                        output[(r * seq + i) * hidden + h * headDim + d] = Store((float)o, outType);
+                        output[(t0 + i) * hidden + h * headDim + d] = Store((float)o, outType);
                     }
                 }
             }
         }
     }
 
-    private static float QkvAt(ReadOnlySpan<float> qkv, ReadOnlySpan<float> bias, int r, int seq,
-        int hidden, int h, int headDim, int s, int part, int d)
+    /// <summary>The unpacked layout of <paramref name="rows"/> rows of <paramref name="seq"/>
+    /// tokens, the first <paramref name="len"/> of each from a surface form [rows, len] and the
+    /// rest language positions: (ids [rows·seq], src [rows·seq], posIndex [rows·seq],
+    /// rowStart [rows + 1]) for the packed twins and kernels.</summary>
+    public static (int[] Ids, int[] Src, int[] PosIndex, int[] RowStart) FullLayout(
+        ReadOnlySpan<int> surfaceForms, int rows, int seq, int len, int padId)
     {
-        int col = part * hidden + h * headDim + d;
-        return qkv[(r * seq + s) * 3 * hidden + col] + (bias.IsEmpty ? 0f : bias[col]);
-    }
-
-    /// <summary>Twin of <c>zett_pool_first</c>.</summary>
-    public static void PoolFirst(ReadOnlySpan<float> h, int rows, int seq, int hidden,
-        Span<float> output)
-    {
+        var ids = new int[rows * seq];
+        var src = new int[rows * seq];
+        var pos = new int[rows * seq];
+        var rowStart = new int[rows + 1];
         for (int r = 0; r < rows; r++)
         {
-            h.Slice(r * seq * hidden, hidden).CopyTo(output.Slice(r * hidden, hidden));
+            rowStart[r] = r * seq;
+            for (int p = 0; p < seq; p++)
+            {
+                int t = r * seq + p;
+                ids[t] = p < len ? surfaceForms[r * len + p] : padId;
+                src[t] = p < len ? r * len + p : -1;
+                pos[t] = p;
+            }
+        }
+        rowStart[rows] = rows * seq;
+        return (ids, src, pos, rowStart);
+    }
+
+    private static float QkvAt(ReadOnlySpan<float> qkv, ReadOnlySpan<float> bias, int t,
+        int hidden, int h, int headDim, int part, int d)
+    {
+        int col = part * hidden + h * headDim + d;
+        return qkv[t * 3 * hidden + col] + (bias.IsEmpty ? 0f : bias[col]);
+    }
+
+    /// <summary>Twin of <c>zett_pool_first</c>: output[r] = h[rowStart[r]].</summary>
+    public static void PoolFirst(ReadOnlySpan<float> h, ReadOnlySpan<int> rowStart, int hidden,
+        Span<float> output)
+    {
+        for (int r = 0; r < rowStart.Length - 1; r++)
+        {
+            h.Slice(rowStart[r] * hidden, hidden).CopyTo(output.Slice(r * hidden, hidden));
         }
     }
 

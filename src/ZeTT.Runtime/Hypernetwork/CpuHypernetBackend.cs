@@ -188,21 +188,10 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     /// and the benchmark to compare against; results are the same either way.</summary>
     internal bool SkipPadding { get; set; } = true;
 
-    /// <summary>Surface-form positions a row needs: up to its last non-padding id. Padding after
-    /// it is masked as a key and its own outputs are never read, so it is skipped; padding
-    /// between real ids stays (computed and masked, as in the reference). A row of padding
-    /// only keeps position 0 when the language position is there to attend to; without it every
-    /// key is masked and the row attends uniformly over all L positions, so all are kept.
-    /// hn_concat_last_hidden_state reads every position, so nothing is skipped there.</summary>
-    private int PositionsOf(ReadOnlySpan<int> row)
-    {
-        if (!SkipPadding || _config.ConcatLastHiddenState)
-        {
-            return _l;
-        }
-        int last = row.LastIndexOfAnyExcept(_config.PadTokenId);
-        return last >= 0 ? last + 1 : _s > _l ? 1 : _l;
-    }
+    /// <summary>Surface-form positions a row needs (<see cref="HypernetPacking.Positions"/>).
+    /// </summary>
+    private int PositionsOf(ReadOnlySpan<int> row) =>
+        HypernetPacking.Positions(row, _config, SkipPadding);
 
     private double RowFlops(int positions)
     {

@@ -97,6 +97,11 @@ public sealed class CudaHypernetBackend : IHypernetBackend
     /// an out-of-memory retry).</summary>
     public int WorkspaceRows => _workspace?.Rows ?? 0;
 
+    /// <summary>When false, every row computes all L positions (the unpacked layout), for tests
+    /// and the benchmark to compare against; results are the same either way (see
+    /// <see cref="HypernetPacking.Positions"/>).</summary>
+    internal bool SkipPadding { get; set; } = true;
+
     /// <summary>Throws <see cref="NotSupportedException"/> for configurations this backend
     /// does not run, before touching the device.</summary>
     public static void CheckSupported(HypernetConfig config)
@@ -129,7 +134,7 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         long l = config.SurfaceMaxLen, s = config.SequenceLength, h = config.HiddenSize;
         long i = config.IntermediateSize, wide = Math.Max(3 * h, i);
         long nOut = Math.Max(config.SingleHead ? config.SourceWidth : config.NEmbd, 1);
-        return l * 4                                   // ids
+        return (l + 3 * s + 1) * 4                     // packed batch (ids, layout)
             + l * config.SourceWidth * g               // gathered source rows (GEMM input)
             + 4 * s * h * 4                            // fp32 hidden, two scratch, GEMM out
             + (bf16 ? s * h * g : 0)                   // bf16 copy of the hidden state
@@ -289,13 +294,21 @@ public sealed class CudaHypernetBackend : IHypernetBackend
     {
         HypernetConfig c = _config;
         DeviceWeights w = _weights;
-        int len = c.SurfaceMaxLen, seq = c.SequenceLength, h = c.HiddenSize;
-        int tokens = rows * len, n = rows * seq, nEmbd = c.NEmbd;
+        int len = c.SurfaceMaxLen, h = c.HiddenSize, nEmbd = c.NEmbd;
         bool bf16 = _gemmType == KernelDType.BF16;
 
-        ids.CopyTo(ws.HostIds.Span);
-        ws.Ids.CopyFromHostAsync(ws.HostIds, tokens, _stream);
-        DeviceView idsView = ws.Ids.View.Slice(0, tokens);
+        // Packed layout: `tokens` surface positions (each row up to its last non-padding id,
+        // HypernetPacking.Positions), then `n` sequence tokens (those plus each row's language
+        // position). Every matrix below is [tokens or n, ·].
+        PackedSizes packed = HypernetPacking.Pack(ids, rows, c, SkipPadding, ws.HostLayout.Span);
+        ws.Layout.CopyFromHostAsync(ws.HostLayout, packed.Total, _stream);
+        DeviceView layout = ws.Layout.View;
+        int tokens = packed.SurfaceTokens, n = packed.Tokens;
+        DeviceView idsView = layout.Slice(0, tokens);
+        DeviceView srcView = layout.Slice(packed.SourceOffset, n);
+        DeviceView posView = layout.Slice(packed.PositionOffset, n);
+        DeviceView seqIds = layout.Slice(packed.IdsOffset, n);
+        DeviceView rowStart = layout.Slice(packed.RowStartOffset, rows + 1);
 
         // 1–3: gather (+ in-scaler / fallback), input projection, input ProjectorBlock.
         DeviceView x0 = ws.Gathered.View.Slice(0, (long)tokens * c.SourceWidth);
@@ -317,18 +330,19 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         // 4: RoBERTa embeddings + language position + LayerNorm.
         DeviceView hs = ws.Hidden.Slice(0, (long)n * h);
         DeviceView hg = bf16 ? ws.HiddenGemm.Slice(0, (long)n * h) : hs;
-        EmbeddingKernels.RobertaEmbedLayerNorm(_kernels, _stream, projected, rows, len, h,
-            w.Positions, w.Type0, c.EmbedLangId ? w.Lang.Slice((long)langIndex * h, h) : default,
+        EmbeddingKernels.RobertaEmbedLayerNorm(_kernels, _stream, projected, tokens, srcView,
+            posView, n, h, w.Positions, len, w.Type0,
+            c.EmbedLangId ? w.Lang.Slice((long)langIndex * h, h) : default,
             w.EmbeddingsLnW, w.EmbeddingsLnB, c.EncoderLayerNormEps, hs, bf16 ? hg : default);
 
-        // 5–6: encoder layers (post-LN).
+        // 5–6: encoder layers (post-LN), each row attending over its own packed tokens.
         DeviceView attn = ws.Attention.View.Slice(0, (long)n * h);
         foreach (LayerWeights layer in w.Layers)
         {
             DeviceView qkv = ws.Wide.Slice(0, (long)n * 3 * h);
             Linear(hg, n, layer.Qkv, qkv);
-            AttentionKernel.Run(_kernels, _stream, qkv, layer.Qkv.Bias, idsView, rows, seq, len,
-                c.NumAttentionHeads, c.HeadDim, c.PadTokenId, attn);
+            AttentionKernel.Run(_kernels, _stream, qkv, layer.Qkv.Bias, seqIds, srcView, rowStart,
+                rows, n, c.SequenceLength, c.NumAttentionHeads, c.HeadDim, c.PadTokenId, attn);
             DeviceView t = ws.Temp.Slice(0, (long)n * h);
             Linear(attn, n, layer.AttentionOutput, t);
             EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
@@ -346,10 +360,11 @@ public sealed class CudaHypernetBackend : IHypernetBackend
                 Activation.None, n, h, hs, bf16 ? hg : default);
         }
 
-        // 7: pool position 0.
+        // 7: pool position 0 (each row's first packed token).
         DeviceView z = ws.H1.Slice(0, (long)rows * h);
         DeviceView zg = bf16 ? ws.Attention.View.Slice(0, (long)rows * h) : z;
-        HeadKernels.PoolFirst(_kernels, _stream, hs, rows, seq, h, z, bf16 ? zg : default);
+        HeadKernels.PoolFirst(_kernels, _stream, hs, rowStart, rows, n, h, z,
+            bf16 ? zg : default);
 
         // 8: heads, scalers, bias.
         DeviceView y = ws.H2.Slice(0, (long)rows * h);

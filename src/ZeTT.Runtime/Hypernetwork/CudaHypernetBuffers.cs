@@ -139,8 +139,9 @@ internal sealed class DeviceWeights : IDisposable
     }
 }
 
-/// <summary>Activation buffers for a batch of <see cref="Rows"/> surface forms, plus pinned host
-/// buffers for the ids and the results.</summary>
+/// <summary>Activation buffers for a batch of <see cref="Rows"/> surface forms, sized for the
+/// worst case (every row full, nothing packed away), plus pinned host buffers for the packed
+/// batch and the results.</summary>
 internal sealed class Workspace : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
@@ -157,7 +158,8 @@ internal sealed class Workspace : IDisposable
             int nEmbd = c.NEmbd;
             int nOut = Math.Max(c.SingleHead ? c.SourceWidth : nEmbd, 1);
             bool bf16 = gemmType == KernelDType.BF16;
-            Ids = Own(DeviceBuffer.Allocate(context, KernelDType.I32, rows * l));
+            long layout = HypernetPacking.Capacity(c, rows);
+            Layout = Own(DeviceBuffer.Allocate(context, KernelDType.I32, layout));
             Gathered = Own(DeviceBuffer.Allocate(context, gemmType, rows * l * c.SourceWidth));
             Hidden = Own(DeviceBuffer.Allocate(context, KernelDType.F32, n * h)).View;
             H1 = Own(DeviceBuffer.Allocate(context, KernelDType.F32, n * h)).View;
@@ -177,7 +179,7 @@ internal sealed class Workspace : IDisposable
             BiasDevice = c.PredictBias
                 ? Own(DeviceBuffer.Allocate(context, KernelDType.F32, rows))
                 : null;
-            HostIds = Own(new PinnedBuffer<int>(context, (int)(rows * l)));
+            HostLayout = Own(new PinnedBuffer<int>(context, checked((int)layout)));
             EmbeddingsIn = Own(new PinnedBuffer<float>(context, rows * nEmbd));
             EmbeddingsOut = c.SeparateOutEmbeddings
                 ? Own(new PinnedBuffer<float>(context, rows * nEmbd))
@@ -192,7 +194,8 @@ internal sealed class Workspace : IDisposable
     }
 
     public int Rows { get; }
-    public DeviceBuffer Ids { get; }
+    /// <summary>The packed batch (<see cref="HypernetPacking.Pack"/>) on the device.</summary>
+    public DeviceBuffer Layout { get; }
     public DeviceBuffer Gathered { get; }
     public DeviceView Hidden { get; }
     public DeviceView H1 { get; }
@@ -205,7 +208,7 @@ internal sealed class Workspace : IDisposable
     public DeviceBuffer EmbeddingsInDevice { get; }
     public DeviceBuffer? EmbeddingsOutDevice { get; }
     public DeviceBuffer? BiasDevice { get; }
-    public PinnedBuffer<int> HostIds { get; }
+    public PinnedBuffer<int> HostLayout { get; }
     public PinnedBuffer<float> EmbeddingsIn { get; }
     public PinnedBuffer<float>? EmbeddingsOut { get; }
     public PinnedBuffer<float>? Bias { get; }

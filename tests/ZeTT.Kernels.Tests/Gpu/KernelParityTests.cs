@@ -43,6 +43,56 @@ public sealed class KernelParityTests(GpuSession session)
             outType == KernelDType.BF16 ? Bf16Rtol : 1e-6, "surface embed");
     }
 
+    /// <summary>Packed layout of rows [rows, len]: each row keeps its positions up to the last
+    /// non-pad id (a padding-only row one with a language position, all without), then its
+    /// language position — the backends' rule.</summary>
+    private static (int[] Ids, int[] Src, int[] Pos, int[] Starts, int Surface) Pack(int[] ids,
+        int rows, int len, bool lang, int pad)
+    {
+        var tIds = new List<int>();
+        var src = new List<int>();
+        var pos = new List<int>();
+        var starts = new int[rows + 1];
+        int surface = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            starts[r] = tIds.Count;
+            int last = ids.AsSpan(r * len, len).LastIndexOfAnyExcept(pad);
+            int n = last >= 0 ? last + 1 : lang ? 1 : len;
+            for (int p = 0; p < n; p++)
+            {
+                tIds.Add(ids[r * len + p]);
+                src.Add(surface++);
+                pos.Add(p);
+            }
+            if (lang)
+            {
+                tIds.Add(pad);
+                src.Add(-1);
+                pos.Add(len);
+            }
+        }
+        starts[rows] = tIds.Count;
+        return ([.. tIds], [.. src], [.. pos], starts, surface);
+    }
+
+    private static int[] RandomRows(int rows, int len, int pad, int seed)
+    {
+        var rng = new Random(seed);
+        int[] ids = new int[rows * len];
+        for (int r = 0; r < rows; r++)
+        {
+            // Row 0 is all padding; the others have 1..len real ids (one padded in the middle
+            // when there is room), then padding.
+            int real = r == 0 ? 0 : 1 + rng.Next(len);
+            for (int p = 0; p < len; p++)
+            {
+                ids[r * len + p] = p < real && !(p == 1 && real > 2) ? 2 + rng.Next(1000) : pad;
+            }
+        }
+        return ids;
+    }
+
     [Theory]
     [InlineData(1, 1, 7, false)]
     [InlineData(3, 7, 768, true)]
@@ -51,18 +101,21 @@ public sealed class KernelParityTests(GpuSession session)
     public void Roberta_embed_layer_norm(int rows, int len, int hidden, bool lang)
     {
         var g = session.Require();
-        int seq = len + (lang ? 1 : 0);
-        float[] x = Parity.Random(1, rows * len * hidden), pos = Parity.Random(2, 40 * hidden);
+        var (_, src, posIndex, _, surface) = Pack(RandomRows(rows, len, 1, 7), rows, len, lang,
+            1);
+        int tokens = src.Length;
+        float[] x = Parity.Random(1, surface * hidden), pos = Parity.Random(2, 40 * hidden);
         float[] type0 = Parity.Random(3, hidden), langRow = lang ? Parity.Random(4, hidden) : [];
         float[] w = Parity.Random(5, hidden), b = Parity.Random(6, hidden);
-        DeviceView output = g.Allocate(rows * seq * hidden);
-        DeviceView gemm = g.Allocate(rows * seq * hidden, KernelDType.BF16);
-        EmbeddingKernels.RobertaEmbedLayerNorm(g.Kernels, g.Stream, g.Upload(x), rows, len,
-            hidden, g.Upload(pos), g.Upload(type0), lang ? g.Upload(langRow) : default,
-            g.Upload(w), g.Upload(b), 1e-5f, output, gemm);
-        var expected = new float[rows * seq * hidden];
-        CpuKernels.RobertaEmbedLayerNorm(x, rows, len, hidden, pos, type0, langRow, w, b, 1e-5f,
-            expected);
+        DeviceView output = g.Allocate(tokens * hidden);
+        DeviceView gemm = g.Allocate(tokens * hidden, KernelDType.BF16);
+        EmbeddingKernels.RobertaEmbedLayerNorm(g.Kernels, g.Stream, g.Upload(x), surface,
+            g.Upload(src), g.Upload(posIndex), tokens, hidden, g.Upload(pos), len + 1,
+            g.Upload(type0), lang ? g.Upload(langRow) : default, g.Upload(w), g.Upload(b),
+            1e-5f, output, gemm);
+        var expected = new float[tokens * hidden];
+        CpuKernels.RobertaEmbedLayerNorm(x, src, posIndex, hidden, pos, type0, langRow, w, b,
+            1e-5f, expected);
         Parity.Close(expected, g.Download(output), 2e-5, 2e-5, "roberta embed");
         Parity.Close(Parity.Bf16(expected), g.Download(gemm), 2e-5, Bf16Rtol,
             "roberta embed (bf16 copy)");
@@ -121,29 +174,28 @@ public sealed class KernelParityTests(GpuSession session)
     {
         var g = session.Require();
         int seq = len + (lang ? 1 : 0), hidden = heads * headDim, pad = 1;
-        float[] qkv = Parity.Random(1, rows * seq * 3 * hidden, 2f);
-        float[] bias = Parity.Random(2, 3 * hidden);
-        var rng = new Random(3);
-        int[] ids = new int[rows * len];
-        for (int r = 0; r < rows; r++)
+        int[] rowIds = RandomRows(rows, len, pad, 3);
+        // Packed (padding skipped) and unpacked layouts of the same rows.
+        var (pIds, pSrc, _, pStarts, _) = Pack(rowIds, rows, len, lang, pad);
+        var (fIds, fSrc, _, fStarts) = CpuKernels.FullLayout(rowIds, rows, seq, len, pad);
+        foreach (var (ids, src, starts) in new[] { (pIds, pSrc, pStarts), (fIds, fSrc, fStarts) })
         {
-            // Row 0 is all padding; the others have 1..len real ids, then padding.
-            int real = r == 0 ? 0 : 1 + rng.Next(len);
-            for (int p = 0; p < len; p++)
+            int tokens = ids.Length;
+            float[] qkv = Parity.Random(1, tokens * 3 * hidden, 2f);
+            float[] bias = Parity.Random(2, 3 * hidden);
+            foreach (KernelDType outType in new[] { KernelDType.F32, KernelDType.BF16 })
             {
-                ids[r * len + p] = p < real ? 2 + rng.Next(1000) : pad;
+                DeviceView output = g.Allocate(tokens * hidden, outType);
+                AttentionKernel.Run(g.Kernels, g.Stream, g.Upload(qkv), g.Upload(bias),
+                    g.Upload(ids), g.Upload(src), g.Upload(starts), rows, tokens, seq, heads,
+                    headDim, pad, output);
+                var expected = new float[tokens * hidden];
+                CpuKernels.Attention(qkv, bias, ids, src, starts, heads, headDim, pad, expected,
+                    outType);
+                Parity.Close(expected, g.Download(output), 2e-5,
+                    outType == KernelDType.BF16 ? Bf16Rtol : 2e-5,
+                    $"attention {outType}, {tokens} tokens");
             }
-        }
-        foreach (KernelDType outType in new[] { KernelDType.F32, KernelDType.BF16 })
-        {
-            DeviceView output = g.Allocate(rows * seq * hidden, outType);
-            AttentionKernel.Run(g.Kernels, g.Stream, g.Upload(qkv), g.Upload(bias), g.Upload(ids),
-                rows, seq, len, heads, headDim, pad, output);
-            var expected = new float[rows * seq * hidden];
-            CpuKernels.Attention(qkv, bias, ids, rows, seq, len, heads, headDim, pad, expected,
-                outType);
-            Parity.Close(expected, g.Download(output), 2e-5,
-                outType == KernelDType.BF16 ? Bf16Rtol : 2e-5, $"attention {outType}");
         }
     }
 
@@ -151,14 +203,15 @@ public sealed class KernelParityTests(GpuSession session)
     public void Pool_first_and_bias_rescale()
     {
         var g = session.Require();
-        int rows = 5, seq = 8, hidden = 33, xCols = 17, offset = 9, cols = 8;
-        float[] h = Parity.Random(1, rows * seq * hidden);
+        int rows = 5, hidden = 33, xCols = 17, offset = 9, cols = 8;
+        int[] starts = [0, 8, 9, 15, 16, 23];
+        float[] h = Parity.Random(1, 23 * hidden);
         DeviceView pooled = g.Allocate(rows * hidden), pooledGemm = g.Allocate(rows * hidden,
             KernelDType.BF16);
-        HeadKernels.PoolFirst(g.Kernels, g.Stream, g.Upload(h), rows, seq, hidden, pooled,
-            pooledGemm);
+        HeadKernels.PoolFirst(g.Kernels, g.Stream, g.Upload(h), g.Upload(starts), rows, 23,
+            hidden, pooled, pooledGemm);
         var expected = new float[rows * hidden];
-        CpuKernels.PoolFirst(h, rows, seq, hidden, expected);
+        CpuKernels.PoolFirst(h, starts, hidden, expected);
         Parity.Close(expected, g.Download(pooled), 0, 0, "pool");
         Parity.Close(Parity.Bf16(expected), g.Download(pooledGemm), 0, 0, "pool (bf16)");
 

@@ -20,7 +20,7 @@ public sealed class BackendParityTests
     private static void Compare(float[] expected, float[] actual, string what) =>
         CudaHypernetBackendTests.Compare(expected, actual, what);
 
-    private static void CompareOutputs(HypernetOutput expected, HypernetOutput actual)
+    internal static void CompareOutputs(HypernetOutput expected, HypernetOutput actual)
     {
         Compare(expected.EmbeddingsIn, actual.EmbeddingsIn, "e_in");
         Assert.Equal(expected.EmbeddingsOut is null, actual.EmbeddingsOut is null);

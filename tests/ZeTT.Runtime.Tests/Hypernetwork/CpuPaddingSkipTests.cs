@@ -101,7 +101,7 @@ public sealed class CpuPaddingSkipTests
 
     /// <summary>Rows of every kind: all padding, real ids up to a random last position with
     /// padding in between at random, and full rows.</summary>
-    private static int[] MixedRows(TinyOptions o, int rows, int seed)
+    internal static int[] MixedRows(TinyOptions o, int rows, int seed)
     {
         var rng = new Random(seed);
         int l = o.MaxLen;
@@ -121,7 +121,7 @@ public sealed class CpuPaddingSkipTests
         return ids;
     }
 
-    private static void AssertClose(HypernetOutput expected, HypernetOutput actual, string what)
+    internal static void AssertClose(HypernetOutput expected, HypernetOutput actual, string what)
     {
         Compare(expected.EmbeddingsIn, actual.EmbeddingsIn, what + " embeddings_in");
         Assert.Equal(expected.EmbeddingsOut is null, actual.EmbeddingsOut is null);

@@ -100,7 +100,7 @@ public sealed class CudaHypernetBackendTests
         }
     }
 
-    private static void RelativeError(float[] expected, float[] actual, string what)
+    internal static void RelativeError(float[] expected, float[] actual, string what)
     {
         double num = 0, den = 0;
         for (int i = 0; i < expected.Length; i++)
@@ -169,9 +169,10 @@ public sealed class CudaHypernetBackendTests
              "hn_embed_using_source_embeddings": true}
             """, "m.json");
         long perRow = CudaHypernetBackend.WorkspaceBytesPerRow(mistral, HypernetPrecision.BFloat16);
-        // ids + gathered bf16 rows + 4 fp32 [7, 4096] + 2 bf16 [7, 4096] + [7, 12288] fp32
+        // packed batch (ids, then source, position, id per sequence token, row start)
+        // + gathered bf16 rows + 4 fp32 [7, 4096] + 2 bf16 [7, 4096] + [7, 12288] fp32
         // + [7, 8192] bf16 + head and results.
-        long expected = 7 * 4 + 7 * 8192 * 2 + 4 * 7 * 4096 * 4 + 2 * 7 * 4096 * 2
+        long expected = (7 + 3 * 7 + 1) * 4 + 7 * 8192 * 2 + 4 * 7 * 4096 * 4 + 2 * 7 * 4096 * 2
             + 7 * 12288 * 4 + 7 * 8192 * 2 + 4096 * 4 + 2 * 4096 * 4 + 8;
         Assert.Equal(expected, perRow);
         Assert.Equal(CudaHypernetBackend.DefaultBatchCap,

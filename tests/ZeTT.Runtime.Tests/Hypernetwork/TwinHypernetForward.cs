@@ -7,19 +7,28 @@ namespace ZeTT.Runtime.Tests.Hypernetwork;
 
 /// <summary>
 /// A plain fp32 forward pass of ZETT.md §3 composed from the kernels' CPU twins
-/// (<see cref="CpuKernels"/>), the oracle for the CUDA backend's whole-model parity test until
-/// the CPU backend is merged (then the test should also compare against it).
+/// (<see cref="CpuKernels"/>), the oracle for the CUDA backend's whole-model parity test. It
+/// follows the backend's packed computation: the batch is packed with
+/// <see cref="HypernetPacking.Pack"/> (padding skipped unless <c>skipPadding</c> is false) and
+/// every stage runs on the packed tokens.
 /// </summary>
 internal static class TwinHypernetForward
 {
     public static HypernetOutput Run(HypernetWeights w, HostTensor source, int[] ids, int rows,
-        int langIndex)
+        int langIndex, bool skipPadding = true)
     {
         HypernetConfig c = w.Config;
-        int len = c.SurfaceMaxLen, seq = c.SequenceLength, h = c.HiddenSize;
-        int tokens = rows * len, n = rows * seq, d = c.SourceWidth;
+        int h = c.HiddenSize, d = c.SourceWidth;
+        var layout = new int[HypernetPacking.Capacity(c, rows)];
+        PackedSizes packed = HypernetPacking.Pack(ids, rows, c, skipPadding, layout);
+        int tokens = packed.SurfaceTokens, n = packed.Tokens;
+        int[] surfaceIds = layout[..tokens];
+        int[] src = layout.AsSpan(packed.SourceOffset, n).ToArray();
+        int[] pos = layout.AsSpan(packed.PositionOffset, n).ToArray();
+        int[] seqIds = layout.AsSpan(packed.IdsOffset, n).ToArray();
+        int[] rowStart = layout.AsSpan(packed.RowStartOffset, rows + 1).ToArray();
         var x0 = new float[tokens * d];
-        CpuKernels.SurfaceEmbed(ids, source.Data, d, c.OriginalVocabSize,
+        CpuKernels.SurfaceEmbed(surfaceIds, source.Data, d, c.OriginalVocabSize,
             w.FallbackEmbeddings.Data, w.InScaler?.W.Data ?? [], w.InScaler?.B.Data ?? [], x0);
         float[] u = Linear(x0, tokens, w.InputProjection);
         float[] projected = Projector(u, tokens, w.InputBlock, c.ProjectorLayerNormEps);
@@ -27,7 +36,7 @@ internal static class TwinHypernetForward
         float[] lang = c.EmbedLangId
             ? w.LangEmbeddings!.Data.AsSpan(langIndex * h, h).ToArray()
             : [];
-        CpuKernels.RobertaEmbedLayerNorm(projected, rows, len, h, w.PositionEmbeddings.Data,
+        CpuKernels.RobertaEmbedLayerNorm(projected, src, pos, h, w.PositionEmbeddings.Data,
             w.TokenTypeEmbeddings.Data.AsSpan(0, h), lang, w.EmbeddingsLn.Weight.Data,
             w.EmbeddingsLn.Bias.Data, c.EncoderLayerNormEps, hs);
         foreach (EncoderLayerParams layer in w.Layers)
@@ -45,7 +54,7 @@ internal static class TwinHypernetForward
             float[] bias = [.. layer.Query.Bias.Data, .. layer.Key.Bias.Data,
                 .. layer.Value.Bias.Data];
             var ctx = new float[n * h];
-            CpuKernels.Attention(qkv, bias, ids, rows, seq, len, c.NumAttentionHeads, c.HeadDim,
+            CpuKernels.Attention(qkv, bias, seqIds, src, rowStart, c.NumAttentionHeads, c.HeadDim,
                 c.PadTokenId, ctx);
             float[] t = Linear(ctx, n, layer.AttentionOutput, withBias: false);
             var a = new float[n * h];
@@ -61,7 +70,7 @@ internal static class TwinHypernetForward
                 Activation.None, n, h, hs);
         }
         var z = new float[rows * h];
-        CpuKernels.PoolFirst(hs, rows, seq, h, z);
+        CpuKernels.PoolFirst(hs, rowStart, h, z);
         float[] o = Linear(Projector(z, rows, w.OutputBlock, c.ProjectorLayerNormEps), rows,
             w.OutputLinear, withBias: false);
         int nOut = w.OutputLinear.Out, e = c.NEmbd;
