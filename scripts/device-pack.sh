@@ -22,8 +22,8 @@ for proj in tests/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests.csproj \
     name=$(basename "$proj" .csproj)
     echo "device-pack: publishing $name (self-contained linux-x64)"
     dotnet publish "$proj" -c Release -r linux-x64 --self-contained true -nologo -v:q \
-        -clp:ErrorsOnly -p:PublishTrimmed=false -p:GenerateDocumentationFile=false \
-        -o .device/stage/app >/dev/null
+        -clp:ErrorsOnly -p:PublishTrimmed=false \
+        -o .device/stage/app >.device/publish.log 2>&1 || { cat .device/publish.log >&2; exit 1; }
 done
 rm -f .device/stage/app/*.pdb .device/stage/app/*.xml
 cp publish/zett .device/stage/zett
