@@ -28,7 +28,7 @@ def load_reference(ref):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from reference_env import patch_roberta_config
     sys.path.insert(0, os.path.abspath(ref))
-    patch_roberta_config()
+    patch_roberta_config(None)  # transformers' default attention (SDPA), as users run it
     from hf_hypernet.configuration_hypernet import ZettHypernetConfig
     from hf_hypernet.modeling_hypernet import ZettHypernet
     return ZettHypernetConfig, ZettHypernet

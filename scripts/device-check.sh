@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE (H200: nvcc 13, python3 + torch + transformers, no .NET, no network),
-# in one `device` call, in well under 8 minutes. Prepare here first with scripts/device-pack.sh;
-# the exact call is in the README ("GPU checks"). Each step is logged and timed; a failing step
-# does not stop the others, and the exit code says whether any failed.
+# in one `device` call. Prepare here first with scripts/device-pack.sh; the exact call is in the
+# README ("GPU checks"). Every step is logged (bench/results/logs/<step>.log) and timed; a failing
+# step does not stop the others, and the exit code says whether any failed.
 #
-# Writes:  bench/results/   (benchmarks, device info, GPU test logs)
+# Order: what needs the GPU to itself (the benchmarks) runs first and alone; CPU-only work (the
+# tokenizer golden fixtures, the sm_90 cubin build) runs beside it; the tests, the Hugging Face
+# interop and the sanitizer follow, the interop beside the tests.
+#
+# Writes:  bench/results/   (benchmarks, device info, test and step logs)
 #          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/)
 # and packs both into $OUT/device-results.tar.gz to be unpacked and committed here.
 set -uo pipefail
@@ -12,103 +16,126 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/.device/out}
 RES=$ROOT/bench/results
-LOG=$RES/device-check.log
-mkdir -p "$OUT" "$RES" tests/fixtures
+LOGS=$RES/logs
+LOG=$OUT/device-check.log
+mkdir -p "$OUT" "$RES" "$LOGS" tests/fixtures
 : >"$LOG"
-failures=()
+STEPS=$LOGS/steps.tsv
+: >"$STEPS"
 PY=${PYTHON:-python3}
+export ZETT_REPO_ROOT=$ROOT PYTHONUNBUFFERED=1 JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 \
+    DOTNET_CLI_TELEMETRY_OPTOUT=1
 
-# Steps start only while the whole run is inside its budget, so that the results archive is
-# always written before the device call's own limit (README: timeout_s 540).
-BUDGET_S=${BUDGET_S:-450}
+# Steps start only while the run is inside its budget, and a step's limit is cut to what is
+# left, so that the results archive is always written before the device call's own limit
+# (README: timeout_s 480).
+BUDGET_S=${BUDGET_S:-400}
+T0=$SECONDS
 
-step() {  # step NAME TIMEOUT_S COMMAND...
+log() { echo "[$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
+
+step() {  # step NAME TIMEOUT_S COMMAND...   (output in $LOGS/NAME.log)
     local name=$1 limit=$2; shift 2
-    local start=$SECONDS rc
-    if [ $SECONDS -ge "$BUDGET_S" ]; then
-        echo "=== $name: skipped, ${SECONDS} s of the ${BUDGET_S} s budget used" | tee -a "$LOG"
-        failures+=("$name (no time)")
+    local start=$SECONDS rc elapsed=$((SECONDS - T0))
+    if [ "$elapsed" -ge "$BUDGET_S" ]; then
+        log "=== $name: skipped, ${elapsed} s of the ${BUDGET_S} s budget used"
+        printf '%s\t%s\t%s\n' "$name" "skipped" 0 >>"$STEPS"
         return 0
     fi
-    if [ $((SECONDS + limit)) -gt "$BUDGET_S" ]; then limit=$((BUDGET_S - SECONDS + 30)); fi
-    echo "=== $name" | tee -a "$LOG"
-    timeout "$limit" "$@" >>"$LOG" 2>&1; rc=$?
-    echo "=== $name: rc=$rc in $((SECONDS - start)) s" | tee -a "$LOG"
-    [ $rc = 0 ] || failures+=("$name")
+    if [ $((elapsed + limit)) -gt "$BUDGET_S" ]; then limit=$((BUDGET_S - elapsed + 20)); fi
+    log "=== $name (limit ${limit} s)"
+    timeout -k 5 "$limit" "$@" >"$LOGS/$name.log" 2>&1; rc=$?
+    log "=== $name: rc=$rc in $((SECONDS - start)) s"
+    if [ $rc != 0 ]; then tail -n 25 "$LOGS/$name.log" | sed 's/^/    /' >>"$LOG"; fi
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" >>"$STEPS"
     return 0
 }
 
-step "unpack bundle" 120 bash -c "mkdir -p .device/run && xz -dc .device/bundle.tar.xz | tar -C .device/run -xf -"
+BG=()
+bg() { step "$@" & BG+=($!); }  # a step in the background
+
+step unpack 120 bash -c "mkdir -p .device/run && xz -T0 -dc .device/bundle.tar.xz | tar -C .device/run -xf -"
 BIN=$ROOT/.device/run/app
 ZETT=$ROOT/.device/run/zett
-step "device info" 30 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())'"
+step device-info 60 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers, tokenizers; print(\"torch\", torch.__version__, \"transformers\", transformers.__version__, \"tokenizers\", tokenizers.__version__, torch.cuda.get_device_name())'; '$ZETT' version; ldconfig -p | grep -E 'libcuda.so|libcublas' || true"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
     >"$RES/device-info.csv" 2>/dev/null
 
-# Kernels: the bundle embeds compute_80 PTX built by nvcc 11.8; also build sm_90 cubins with
-# this machine's nvcc and point the loader at them, so both paths are exercised.
-step "kernels sm_90 cubins" 120 bash -c "mkdir -p build/kernels-sm90 && for f in kernels/*.cu; do nvcc -std=c++17 -O3 -lineinfo -arch=sm_90 -cubin \$f -o build/kernels-sm90/\$(basename \$f .cu).cubin || exit 1; done"
-
-# Golden fixtures from the reference (needs .ref/zett, carried; never committed).
+# CPU-only, beside everything: sm_90 cubins with this machine's nvcc (the bundle embeds
+# compute_80 PTX from nvcc 11.8; the GPU tests run once more on these), and the tokenizer
+# golden fixtures from the reference's own conversion code (needs .ref/zett, carried).
+bg cubins-sm90 150 bash -c "mkdir -p build/kernels-sm90 && for f in kernels/*.cu; do nvcc -std=c++17 -O3 -lineinfo -arch=sm_90 -cubin \$f -o build/kernels-sm90/\$(basename \$f .cu).cubin || exit 1; done"
 if [ -d .ref/zett ]; then
-    for gen in scripts/golden_hypernet.py scripts/golden_tokenizers.py; do
-        [ -f "$gen" ] || continue
-        name=$(basename "$gen" .py); area=${name#golden_}
-        step "$name" 120 $PY "$gen" --ref .ref/zett --out "tests/fixtures/$area"
-    done
+    # Written to a side folder and moved in at the end, so that the tests running meanwhile
+    # never read a half-written fixture (they skip while it is absent).
+    bg golden-tokenizers 300 bash -c "rm -rf .device/tok-fixtures; $PY scripts/golden_tokenizers.py --ref .ref/zett --out .device/tok-fixtures; rc=\$?; rm -rf tests/fixtures/tokenizers; mv .device/tok-fixtures tests/fixtures/tokenizers; exit \$rc"
+    step golden-hypernet 90 $PY scripts/golden_hypernet.py --ref .ref/zett --out tests/fixtures/hypernet
 else
-    echo "=== golden fixtures skipped: .ref/zett not carried" | tee -a "$LOG"
+    log "=== golden fixtures skipped: .ref/zett not carried"
 fi
 
-# GPU tests (and all others) from the self-contained runners, with the fixtures just made.
-for name in ZeTT.Kernels.Tests ZeTT.Runtime.Tests; do
-    step "tests $name" 240 env ZETT_REPO_ROOT="$ROOT" "$BIN/$name" \
-        -xml "$RES/tests-$name.xml" -noColor
-done
-GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
-step "GPU tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-    "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
-step "CUDA backend tests with sm_90 cubins" 180 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-    "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
-    -class "*BackendParityTests" -noColor
-
-# Benchmarks: ours, then the PyTorch reference at the same sizes in the same session, over
-# the real surface forms of GPT-2's 50257 tokens spelled by Mistral's tokenizer (L = 7).
+# Benchmarks, GPU to themselves: ours (with CUDA-vs-golden parity), then the PyTorch reference
+# at the same sizes, over the real surface forms of GPT-2's 50257 tokens spelled by Mistral's
+# tokenizer (L = 7).
 SF=$ROOT/.device/surface-forms-mistral-gpt2.safetensors
-step "surface forms for benchmarks" 60 "$ZETT" surface-forms \
+step surface-forms 60 "$ZETT" surface-forms \
     --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
-step "bench zett" 300 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu --surface-forms "$SF" \
-    --out "$RES"
-if [ -d .ref/zett ] && [ -f scripts/bench_reference_hypernet.py ]; then
-    step "bench pytorch reference" 240 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
+step bench-zett 200 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu \
+    --surface-forms "$SF" --out "$RES"
+if [ -d .ref/zett ]; then
+    step bench-pytorch 150 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
         --surface-forms "$SF" --out "$RES"
 fi
 
-# Hugging Face interop: the default asset loads in transformers and generates the reference
-# text; tiny random models of each family, transferred by zett, load and match the reference.
-step "default asset in transformers" 90 $PY scripts/check_default_asset.py \
-    --asset assets/stories260K --out "$RES"
-step "default transfer in transformers" 90 bash -c "'$ZETT' transfer && $PY -c \"
+# Hugging Face interop beside the tests: the default asset and the default transfer load in
+# transformers; tiny random models of each family, transferred by zett on CUDA, load and
+# match the reference hypernetwork and conversion (families in parallel).
+bg default-asset 120 $PY scripts/check_default_asset.py --asset assets/stories260K --out "$RES"
+bg default-transfer 120 bash -c "'$ZETT' transfer && $PY -c \"
 from transformers import AutoModelForCausalLM, AutoTokenizer
 m = AutoModelForCausalLM.from_pretrained('out/default'); t = AutoTokenizer.from_pretrained('out/default')
 ids = t('Once upon a time there was a little girl.', return_tensors='pt')
 out = m(**ids); assert out.logits.shape[-1] == len(t) == m.config.vocab_size, (out.logits.shape, len(t))
-print('default transfer loads:', len(t), 'tokens', t.convert_ids_to_tokens(ids['input_ids'][0])[:8])\""
-# Hugging Face interop: tiny random models of each family, transferred by zett.
-if [ -d .ref/zett ] && [ -f scripts/interop.sh ]; then
-    step "hf interop" 240 bash scripts/interop.sh "$ZETT" "$RES"
+print('default transfer loads:', type(t).__name__, len(t), 'tokens', t.convert_ids_to_tokens(ids['input_ids'][0])[:8])\""
+if [ -d .ref/zett ]; then
+    bg hf-interop 240 bash scripts/interop.sh "$ZETT" "$RES"
 fi
 
+# All tests (GPU tests included) from the self-contained runners, with the fresh fixtures.
+for name in ZeTT.Kernels.Tests ZeTT.Runtime.Tests; do
+    step "tests-$name" 180 "$BIN/$name" -xml "$RES/tests-$name.xml" -noColor
+done
+GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
+wait "${BG[0]}" 2>/dev/null  # the cubins
+if [ -f build/kernels-sm90/attention.cubin ]; then
+    step gpu-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
+        "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
+    step cuda-backend-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
+        "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
+        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -noColor
+fi
+
+SANITIZER=""
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
-        step "compute-sanitizer $tool" 240 compute-sanitizer --tool $tool --error-exitcode 9 \
+        step "sanitizer-$tool" 120 compute-sanitizer --tool $tool --error-exitcode 9 \
             "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
+        rc=$(awk -F'\t' -v n="sanitizer-$tool" '$1 == n { print $2 }' "$STEPS")
+        [ "$rc" = 0 ] || SANITIZER="$SANITIZER $tool: rc=$rc;"
     done
+    SANITIZER=${SANITIZER:-clean}
+else
+    SANITIZER="not run: no compute-sanitizer"
 fi
 
-{
-    echo "failed steps: ${failures[*]:-none}"
-} | tee -a "$LOG"
+log "waiting for background steps"
+wait
+step merge-results 30 $PY scripts/merge_gpu_results.py --results "$RES" --sanitizer "$SANITIZER"
+
+failed=$(awk -F'\t' '$2 != "0" { printf "%s(%s) ", $1, $2 }' "$STEPS")
+log "failed steps: ${failed:-none}"
+cp "$LOG" "$RES/device-check.log"
 tar -czf "$OUT/device-results.tar.gz" bench/results tests/fixtures 2>/dev/null
-cp "$LOG" "$OUT/device-check.log"
-[ ${#failures[@]} = 0 ]
+ls -la "$OUT" | tee -a "$LOG"
+[ -z "$failed" ]

@@ -35,8 +35,15 @@ if [ "$size" -gt 56 ]; then
     echo "device-pack: bundle too large to carry with the working tree (limit 64 MiB)" >&2
     exit 1
 fi
-if [ ! -d .ref/zett/hf_hypernet ]; then
-    echo "device-pack: NOTE: .ref/zett is missing; golden fixtures need the reference checkout."
+# The reference checkout (golden fixtures only; git-ignored, never committed): the hypernetwork
+# port, the conversion code, and the one data file zett/utils.py reads at import.
+REF_PARTS="hf_hypernet zett data/madlad400_metadata.csv"
+MIRROR=${ZETT_REFERENCE_MIRROR:-/work/.mirror/bminixhofer+zett/repo}
+if [ ! -f .ref/zett/data/madlad400_metadata.csv ] && [ -d "$MIRROR" ]; then
+    mkdir -p .ref/zett && git -C "$MIRROR" archive HEAD $REF_PARTS | tar -x -C .ref/zett
+fi
+if [ ! -f .ref/zett/data/madlad400_metadata.csv ]; then
+    echo "device-pack: NOTE: .ref/zett is missing or incomplete; golden fixtures need the reference."
     echo "  With the search tool's fetch of bminixhofer/zett (a bare repo), run:"
-    echo "  mkdir -p .ref/zett && git -C <fetched repo> archive HEAD hf_hypernet zett | tar -x -C .ref/zett"
+    echo "  mkdir -p .ref/zett && git -C <fetched repo> archive HEAD $REF_PARTS | tar -x -C .ref/zett"
 fi

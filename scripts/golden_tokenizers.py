@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 import sys
-import types
+import traceback
 from pathlib import Path
 
 # The reference iterates Python sets when it builds extra merges; fix the string hash seed so a
@@ -40,15 +40,11 @@ if os.environ.get("PYTHONHASHSEED") != "0":
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-CLASSES = {
-    "gpt2": "GPT2TokenizerFast",
-    "roberta-base": "RobertaTokenizerFast",
-    "t5-small": "T5TokenizerFast",
-    "bert-base-uncased": "BertTokenizerFast",
-    "llama2-tinyllama": "LlamaTokenizerFast",
-    "mistral-7b-v0.1": "LlamaTokenizerFast",
-    "gpt-neox-20b": "GPTNeoXTokenizerFast",
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_env import (TEST_TOKENIZER_CLASSES, import_reference,  # noqa: E402
+                           load_tokenizer_verbatim, special_tokens_v4)
+
+CLASSES = TEST_TOKENIZER_CLASSES
 CASES = [
     ("mistral-7b-v0.1", ["gpt2", "t5-small", "bert-base-uncased"]),
     ("llama2-tinyllama", ["gpt2", "t5-small", "bert-base-uncased"]),
@@ -57,43 +53,10 @@ CASES = [
 MAXLEN = 7
 
 
-class _Inert:
-    """Stands in for any attribute of a missing heavy module."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return _Inert()
-
-    def __getattr__(self, name):
-        return _Inert()
-
-    def __mro_entries__(self, bases):
-        return (object,)
-
-
-def _stub(name):
-    try:
-        __import__(name)
-        return
-    except Exception:
-        pass
-    parts = name.split(".")
-    for i in range(1, len(parts) + 1):
-        sub = ".".join(parts[:i])
-        if sub not in sys.modules:
-            module = types.ModuleType(sub)
-            module.__getattr__ = lambda attr: _Inert
-            sys.modules[sub] = module
-            if i > 1:
-                setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], module)
-
-
 def load(cls_name, directory):
-    import transformers
-
-    return getattr(transformers, cls_name).from_pretrained(str(directory))
+    """tokenizer.json verbatim with transformers 4.x's special tokens for cls_name (see
+    reference_env.load_tokenizer_verbatim: transformers 5 would rebuild some pipelines)."""
+    return load_tokenizer_verbatim(str(directory), cls_name)[0]
 
 
 def dump_converted(tokenizer, path, n_added):
@@ -104,8 +67,9 @@ def dump_converted(tokenizer, path, n_added):
     out = {
         "len": len(tokenizer),
         "vocab": tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))),
-        "all_special_tokens": tokenizer.all_special_tokens,
-        "all_special_ids": tokenizer.all_special_ids,
+        "all_special_tokens": special_tokens_v4(tokenizer),
+        "all_special_ids": tokenizer.convert_tokens_to_ids(special_tokens_v4(tokenizer)),
+        "library_all_special_tokens": list(tokenizer.all_special_tokens),
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "n_added": n_added,
@@ -119,6 +83,31 @@ def dump_converted(tokenizer, path, n_added):
     path.write_text(json.dumps(out, ensure_ascii=False))
 
 
+def make_case(hn_name, targets, data, out, convert_to_byte_level, get_surface_form_matrix):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    hn_original = load(CLASSES[hn_name], data / hn_name)
+    hn, n_added = convert_to_byte_level(load(CLASSES[hn_name], data / hn_name))
+    if hn.pad_token is None:
+        hn.pad_token = hn.eos_token
+    dump_converted(hn, out / "converted" / f"{hn_name}.json", n_added)
+    for target_name in targets:
+        target, _ = convert_to_byte_level(
+            load(CLASSES[target_name], data / target_name),
+            make_whitespace_consistent=True,
+            match_special_tokens_to=hn_original,
+        )
+        label = f"{hn_name}__{target_name}"
+        dump_converted(target, out / "converted" / f"{label}.json", None)
+        matrix, n_truncated = get_surface_form_matrix(target, maxlen=MAXLEN,
+                                                      tokenizer_to_use=hn)
+        save_file({"surface_forms": np.ascontiguousarray(matrix, dtype=np.int32)},
+                  str(out / "surface_forms" / f"{label}.safetensors"),
+                  metadata={"n_truncated": str(n_truncated)})
+        print(f"{label}: {matrix.shape} truncated {n_truncated}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ref", required=True, help="checkout of the reference repository")
@@ -126,16 +115,9 @@ def main():
     parser.add_argument("--out", default="tests/fixtures/tokenizers")
     args = parser.parse_args()
 
-    for name in ["jax", "jax.numpy", "jax.sharding", "flax", "flax.linen", "flax.serialization",
-                 "flax.traverse_util", "optax", "pandas", "tqdm", "tqdm.auto"]:
-        _stub(name)
-    if not hasattr(sys.modules["tqdm.auto"], "__file__"):
-        sys.modules["tqdm.auto"].tqdm = lambda iterable=None, *a, **k: iterable
-    sys.path.insert(0, str(Path(args.ref).resolve()))
-    from zett.tokenizer_converters import convert_to_byte_level
-    from zett.utils import get_surface_form_matrix
-    import numpy as np
-    from safetensors.numpy import save_file
+    ref, standins = import_reference(args.ref)
+    convert_to_byte_level = ref.converters.convert_to_byte_level
+    get_surface_form_matrix = ref.utils.get_surface_form_matrix
 
     data = Path(args.data)
     out = Path(args.out)
@@ -148,8 +130,9 @@ def main():
         originals[name] = {
             "class": cls_name,
             "len": len(t),
-            "all_special_tokens": t.all_special_tokens,
-            "all_special_ids": t.all_special_ids,
+            "all_special_tokens": special_tokens_v4(t),
+            "all_special_ids": t.convert_tokens_to_ids(special_tokens_v4(t)),
+            "library_all_special_tokens": list(t.all_special_tokens),
             "pad_token_id": t.pad_token_id,
             "eos_token_id": t.eos_token_id,
         }
@@ -160,31 +143,21 @@ def main():
 
     versions = {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
                 "python": sys.version.split()[0], "PYTHONHASHSEED": os.environ["PYTHONHASHSEED"],
-                "maxlen": MAXLEN}
+                "maxlen": MAXLEN, "reference_standins": standins}
+    failed = []
     for hn_name, targets in CASES:
-        hn_original = load(CLASSES[hn_name], data / hn_name)
-        hn, n_added = convert_to_byte_level(load(CLASSES[hn_name], data / hn_name))
-        if hn.pad_token is None:
-            hn.pad_token = hn.eos_token
-        dump_converted(hn, out / "converted" / f"{hn_name}.json", n_added)
-        for target_name in targets:
-            target, _ = convert_to_byte_level(
-                load(CLASSES[target_name], data / target_name),
-                make_whitespace_consistent=True,
-                match_special_tokens_to=hn_original,
-            )
-            label = f"{hn_name}__{target_name}"
-            dump_converted(target, out / "converted" / f"{label}.json", None)
-            matrix, n_truncated = get_surface_form_matrix(target, maxlen=MAXLEN,
-                                                          tokenizer_to_use=hn)
-            save_file({"surface_forms": np.ascontiguousarray(matrix, dtype=np.int32)},
-                      str(out / "surface_forms" / f"{label}.safetensors"),
-                      metadata={"n_truncated": str(n_truncated)})
-            print(f"{label}: {matrix.shape} truncated {n_truncated}")
+        try:
+            make_case(hn_name, targets, data, out, convert_to_byte_level,
+                      get_surface_form_matrix)
+        except Exception:  # noqa: BLE001 - reported, the other cases still run, exit 1 below
+            traceback.print_exc()
+            failed.append(hn_name)
     (out / "VERSIONS.json").write_text(json.dumps(versions, indent=1))
     (out / "README.md").write_text(
         "Made by scripts/golden_tokenizers.py from the reference's own convert_to_byte_level and "
         "get_surface_form_matrix (not a reconstruction). Versions in VERSIONS.json.\n")
+    if failed:
+        raise SystemExit(f"golden_tokenizers: failed for {failed}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ SAMPLES = [
 ]
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference_env import ROBERTA_BASE, import_reference, patch_roberta_config  # noqa: E402,F401
+from reference_env import (ROBERTA_BASE, import_reference,  # noqa: E402,F401
+                           load_tokenizer_verbatim, patch_roberta_config)
 
 
 def is_masked(config):
@@ -69,16 +70,13 @@ def is_masked(config):
 
 
 def load_target_tokenizer(path):
+    """The target tokenizer as transformers 4.x loads it (tokenizer.json verbatim, the class's
+    special tokens; see reference_env.load_tokenizer_verbatim), or a bare tokenizer.json file."""
     from tokenizers import Tokenizer
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
-            try:
-                return AutoTokenizer.from_pretrained(path)
-            except (OSError, ValueError):
-                pass  # no class recorded: fall through to the generic wrapper
-        path = os.path.join(path, "tokenizer.json")
+        return load_tokenizer_verbatim(path)[0]
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(path),
                                    clean_up_tokenization_spaces=False)
 

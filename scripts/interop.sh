@@ -27,11 +27,10 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$RES/interop"
 CASES=$WORK/cases.tsv
 : >"$CASES"
-failed=0
 
 case_result() {  # case_result NAME RC SECONDS
     printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$CASES"
-    if [ "$2" = 0 ]; then echo "[PASS] $1 (${3} s)"; else echo "[FAIL] $1 rc=$2 (${3} s)"; failed=1; fi
+    if [ "$2" = 0 ]; then echo "[PASS] $1 (${3} s)"; else echo "[FAIL] $1 rc=$2 (${3} s)"; fi
 }
 
 run_case() {  # run_case NAME LIMIT_S COMMAND...
@@ -50,21 +49,17 @@ TARGETS=("gpt2|tests/data/tokenizers/gpt2|gpt2"
          "tests/data/tokenizers/t5-small|tests/data/tokenizers/t5-small|t5-small"
          "tests/data/tokenizers/bert-base-uncased|tests/data/tokenizers/bert-base-uncased|bert")
 
-run_case make-tiny-models 300 $PY scripts/make_tiny_models.py --out "$WORK/models" \
-    --families "$(IFS=,; echo "${FAMILIES[*]}")"
-
-for fam in "${FAMILIES[@]}"; do
-    model=$WORK/models/$fam
-    hn=$WORK/hn/$fam
-    if [ ! -d "$model" ]; then
-        case_result "$fam-model-missing" 1 0
-        continue
-    fi
+# One chain per family, all families at once (each python start imports torch; the machine
+# has 16 cores): tiny model, tiny hypernetwork, transfers, checks.
+family_chain() {  # family_chain FAMILY
+    local fam=$1 model=$WORK/models/$1 hn=$WORK/hn/$1 t zett_tok check_tok short out
+    run_case "$fam-model" 180 $PY scripts/make_tiny_models.py --out "$WORK/models" \
+        --families "$fam" --manifest "manifest-$fam.json" || return 0
     run_case "$fam-hypernet" 120 $PY scripts/make_tiny_hypernet.py --ref "$REF" --model "$model" \
-        --out "$hn" || continue
+        --out "$hn" || return 0
     # Every family to GPT-2's tokenizer; the Unigram (t5-small) and WordPiece (bert) targets on
-    # llama only, unless INTEROP_ALL_TARGETS=1 (each case costs a python start with torch).
-    targets=("${TARGETS[0]}")
+    # llama only, unless INTEROP_ALL_TARGETS=1.
+    local targets=("${TARGETS[0]}")
     if [ "$fam" = llama ] || [ "${INTEROP_ALL_TARGETS:-0}" = 1 ]; then targets=("${TARGETS[@]}"); fi
     for t in "${targets[@]}"; do
         IFS='|' read -r zett_tok check_tok short <<<"$t"
@@ -75,13 +70,12 @@ for fam in "${FAMILIES[@]}"; do
             --transferred "$out" --hypernet "$hn" --ref "$REF" --target-tokenizer "$check_tok" \
             --out "$RES/interop/$fam-$short.json"
     done
-done
-
-# FVT needs no hypernetwork: the output must load and run.
-fvt_out=$WORK/out/llama-gpt2-fvt
-if run_case llama-gpt2-fvt-transfer 120 "$ZETT" transfer --model "$WORK/models/llama" \
-    --tokenizer gpt2 --out "$fvt_out" --method fvt; then
-    run_case llama-gpt2-fvt-check 120 $PY - "$fvt_out" "$RES/interop/llama-gpt2-fvt.json" <<'EOF'
+    if [ "$fam" = llama ]; then
+        # FVT needs no hypernetwork: the output must load and run.
+        local fvt_out=$WORK/out/llama-gpt2-fvt
+        run_case llama-gpt2-fvt-transfer 120 "$ZETT" transfer --model "$model" \
+            --tokenizer gpt2 --out "$fvt_out" --method fvt || return 0
+        run_case llama-gpt2-fvt-check 120 $PY - "$fvt_out" "$RES/interop/llama-gpt2-fvt.json" <<'EOF'
 import json, sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -98,7 +92,17 @@ json.dump({"ok": ok, "vocab_size": model.config.vocab_size, "tokenizer_length": 
 print("PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 EOF
-fi
+    fi
+    return 0
+}
+
+pids=()
+for fam in "${FAMILIES[@]}"; do
+    family_chain "$fam" >"$RES/interop/chain-$fam.log" 2>&1 &
+    pids+=($!)
+done
+wait "${pids[@]}"
+cat "$RES"/interop/chain-*.log
 
 $PY - "$CASES" "$RES/interop" "$RES/interop.json" <<'EOF'
 import json, os, sys
@@ -117,5 +121,5 @@ result = {"ok": bool(cases) and all(c["ok"] for c in cases.values()), "cases": c
 with open(out, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2)
 print(("PASS" if result["ok"] else "FAIL") + f": {sum(c['ok'] for c in cases.values())}/{len(cases)} cases, wrote {out}")
+sys.exit(0 if result["ok"] else 1)
 EOF
-exit $failed

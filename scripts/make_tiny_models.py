@@ -20,7 +20,7 @@ files (first found of --tokenizers, tests/data/tokenizers, ../shared/data/tokeni
 
 Tokenizers are wrapped as generic fast tokenizers (tokenizer.json kept as is) with the
 family's special tokens, so that AutoTokenizer reloads exactly that tokenizer.json.
-DIR/manifest.json lists what was made.
+DIR/manifest.json (or --manifest) lists what was made.
 """
 
 import argparse
@@ -132,6 +132,8 @@ def main():
                          "tokenizers and ../shared/data/tokenizers)")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--manifest", default="manifest.json",
+                    help="file name of the manifest in --out (one per parallel run)")
     args = ap.parse_args()
 
     import torch
@@ -179,7 +181,7 @@ def main():
         }
         print(f"{family}: {out} ({type(back).__name__}, vocab {config.vocab_size}, "
               f"{'untied' if untied else 'tied'})")
-    with open(os.path.join(args.out, "manifest.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(args.out, args.manifest), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)
     return 0
 

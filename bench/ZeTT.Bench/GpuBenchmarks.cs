@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Kernels;
 using ZeTT.Kernels.Blas;
+using ZeTT.Runtime;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
@@ -200,15 +201,32 @@ internal static class GpuBenchmarks
                 ["peak_tflops"] = Math.Round(peak, 1),
             });
         }
+        // Parity after the timings, so that a parity failure still leaves the numbers: the
+        // error is written into the result and the benchmark fails.
+        JsonObject parity;
+        int failed = 0;
+        try
+        {
+            string root = Environment.GetEnvironmentVariable("ZETT_REPO_ROOT") is { Length: > 0 } r
+                ? r : Environment.CurrentDirectory;
+            parity = GpuParity.Measure(root);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or ZettException
+            or CudaException)
+        {
+            Console.Error.WriteLine($"parity: {e.Message}");
+            parity = new JsonObject { ["error"] = e.Message };
+            failed = 1;
+        }
         Write(context, "hypernet-gpu.json", new JsonObject
         {
             ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
             ["gpu"] = gpu,
-            ["parity"] = new JsonObject { ["fp32_max_rel_err"] = null, ["bf16_max_rel_err"] = null },
+            ["parity"] = parity,
             ["sanitizer"] = null,
             ["sizes"] = sizes,
         });
-        return 0;
+        return failed;
     }
 
     private static double MeasuredPeak()

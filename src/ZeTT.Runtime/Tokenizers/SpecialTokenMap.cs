@@ -159,6 +159,20 @@ public sealed record SpecialTokenMap
                     ? [.. list.Select(TokenText).OfType<string>()] : [],
             };
         }
+        else if (config.TryGetPropertyValue("extra_special_tokens", out JsonNode? named))
+        {
+            // transformers 5 writes the additional special tokens under this name: a list, or
+            // an object of named tokens (e.g. "image_token") listed in their written order.
+            result = result with
+            {
+                Additional = named switch
+                {
+                    JsonArray list => [.. list.Select(TokenText).OfType<string>()],
+                    JsonObject map => [.. map.Select(kv => TokenText(kv.Value)).OfType<string>()],
+                    _ => [],
+                },
+            };
+        }
         return result;
     }
 

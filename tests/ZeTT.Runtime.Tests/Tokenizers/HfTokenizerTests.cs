@@ -40,6 +40,23 @@ public sealed class HfTokenizerTests : IDisposable
         Assert.Null(t.BosTokenId);
     }
 
+    [Theory]
+    [InlineData("[\"<extra_id_0>\", {\"content\": \"<extra_id_1>\"}]")]
+    [InlineData("{\"first\": \"<extra_id_0>\", \"second\": \"<extra_id_1>\"}")]
+    public void Transformers5_extra_special_tokens_are_the_additional_special_tokens(string extra)
+    {
+        // transformers 5 saves additional_special_tokens as extra_special_tokens (a list, or
+        // an object of named tokens); the tokenizer.json is t5-small's, the class generic.
+        File.Copy(Path.Combine(TokenizerTestData.Dir("t5-small"), "tokenizer.json"),
+            Path.Combine(_dir, "tokenizer.json"));
+        File.WriteAllText(Path.Combine(_dir, "tokenizer_config.json"),
+            "{\"tokenizer_class\": \"TokenizersBackend\", \"eos_token\": \"</s>\", " +
+            "\"extra_special_tokens\": " + extra + "}");
+        HfTokenizer t = HfTokenizer.Load(_dir);
+        Assert.Equal([("</s>", 1), ("<extra_id_0>", 32099), ("<extra_id_1>", 32098)],
+            t.AllSpecialTokens);
+    }
+
     [Fact]
     public void Pad_token_comes_from_the_config_files()
     {
