@@ -3,8 +3,8 @@
 
 Runs the reference's ``convert_to_byte_level`` (zett/tokenizer_converters.py) and
 ``get_surface_form_matrix`` (zett/utils.py) on the real tokenizers carried in tests/data and
-writes compact outputs that tests/ZeTT.Runtime.Tests/Tokenizers/GoldenTokenizerTests.cs compares
-id for id:
+writes compact outputs (each gzip-compressed to <name>.gz) that
+tests/ZeTT.Runtime.Tests/Tokenizers/GoldenTokenizerTests.cs compares id for id:
 
   originals.json                   len, all_special_tokens/ids, pad/eos ids of each original
   converted/<label>.json           converted vocabulary (tokens in id order), merges or scores,
@@ -108,6 +108,24 @@ def make_case(hn_name, targets, data, out, convert_to_byte_level, get_surface_fo
         print(f"{label}: {matrix.shape} truncated {n_truncated}", flush=True)
 
 
+def compress(out):
+    """gzips originals.json, converted/*.json and surface_forms/*.safetensors in place (mtime 0,
+    so a rerun gives the same bytes): the tests read <name>.gz; the working tree travels to the
+    GPU machine under a size limit."""
+    import gzip
+    import shutil
+
+    files = [out / "originals.json", *sorted((out / "converted").glob("*.json")),
+             *sorted((out / "surface_forms").glob("*.safetensors"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        with open(path, "rb") as src, open(str(path) + ".gz", "wb") as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            shutil.copyfileobj(src, gz)
+        path.unlink()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ref", required=True, help="checkout of the reference repository")
@@ -152,6 +170,7 @@ def main():
         except Exception:  # noqa: BLE001 - reported, the other cases still run, exit 1 below
             traceback.print_exc()
             failed.append(hn_name)
+    compress(out)
     (out / "VERSIONS.json").write_text(json.dumps(versions, indent=1))
     (out / "README.md").write_text(
         "Made by scripts/golden_tokenizers.py from the reference's own convert_to_byte_level and "

@@ -239,6 +239,12 @@ def main():
         hn_tok = ref.converters.convert_to_byte_level(hn_tok)[0]
         if hn_tok.pad_token is None:
             hn_tok.pad_token = hn_tok.eos_token
+        hn_specials = set(hn_tok.all_special_tokens)
+        t_tokens = t_tok.convert_ids_to_tokens(list(range(len(t_tok))))
+        odd = [(i, t) for i, t in enumerate(t_tokens)
+               if t not in hn_specials and any(c not in chars_to_bytes for c in t)]
+        record("surface_form_tokens_are_byte_level", not odd, n=len(odd), first=odd[:10],
+               hn_special_tokens=sorted(hn_specials))
         surface, n_truncated = ref.utils.get_surface_form_matrix(
             t_tok, maxlen=hn_config.hn_surface_maxlen, tokenizer_to_use=hn_tok)
         verdict["truncated_tokens"] = int(n_truncated)

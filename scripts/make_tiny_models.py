@@ -37,9 +37,12 @@ FAMILIES = {
     "gpt2": dict(tokenizer="gpt2", kind="causal",
                  special=dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                               unk_token="<|endoftext|>")),
+    # pad := <|padding|> (id 1): the reference's PyTorch hypernetwork sizes RoBERTa's word
+    # embeddings as pad_token_id + 1 rows while RoBERTa's own padding_idx stays 1, so a
+    # hypernetwork whose pad id is 0 (eos <|endoftext|>) cannot be built by it.
     "gpt_neox": dict(tokenizer="gpt-neox-20b", kind="causal",
                      special=dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                  unk_token="<|endoftext|>")),
+                                  unk_token="<|endoftext|>", pad_token="<|padding|>")),
     "xlm-roberta": dict(tokenizer="roberta-base", kind="masked",
                         special=dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                      sep_token="</s>", cls_token="<s>", pad_token="<pad>",

@@ -155,20 +155,28 @@ internal static class GpuBenchmarks
             double Measure(bool skipPadding)
             {
                 backend.SkipPadding = skipPadding;
-                void RunAll()
-                {
-                    int b = backend.MaxBatchSize;
-                    for (int start = 0; start < targetVocab; start += b)
-                    {
-                        int n = Math.Min(b, targetVocab - start);
-                        backend.Predict(forms.AsSpan(start * MaxLen, n * MaxLen), n, lang);
-                    }
-                }
+                // The production path: every row in one call, batches pipelined.
+                void RunAll() => HypernetBatching.PredictAll(backend, forms, targetVocab, lang,
+                    weights.Config);
                 return BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
             }
-            double packedSeconds = Measure(skipPadding: true);
             double unpackedSeconds = Measure(skipPadding: false);
-            backend.SkipPadding = true;
+            double packedSeconds = Measure(skipPadding: true);
+            PipelineTimings pipeline = backend.LastTimings;
+            // One more pass with every phase waited for and timed (serialises host and device:
+            // a breakdown, not a speed).
+            backend.Profile = true;
+            HypernetBatching.PredictAll(backend, forms, targetVocab, lang, weights.Config);
+            backend.Profile = false;
+            var phases = new JsonObject();
+            foreach (var (phase, seconds) in backend.PhaseSeconds.OrderByDescending(p => p.Value))
+            {
+                phases[phase] = Math.Round(seconds * 1000, 2);
+            }
+            Console.WriteLine($"  pipeline: enqueue {pipeline.Enqueue * 1000:F1} ms, wait "
+                + $"{pipeline.Wait * 1000:F1} ms, copy out {pipeline.Copy * 1000:F1} ms of "
+                + $"{pipeline.Total * 1000:F1} ms; phases (ms, serialised): "
+                + string.Join(", ", phases.Select(p => $"{p.Key} {p.Value}")));
             double packedRate = targetVocab / packedSeconds;
             double unpackedRate = targetVocab / unpackedSeconds;
             double positions = MeanPositions(forms, weights.Config);
@@ -199,6 +207,14 @@ internal static class GpuBenchmarks
                 ["useful_tflops"] = Math.Round(useful, 1),
                 ["unpacked_executed_tflops"] = Math.Round(executedUnpacked, 1),
                 ["peak_tflops"] = Math.Round(peak, 1),
+                ["pipeline_ms"] = new JsonObject
+                {
+                    ["enqueue"] = Math.Round(pipeline.Enqueue * 1000, 1),
+                    ["wait_device"] = Math.Round(pipeline.Wait * 1000, 1),
+                    ["copy_out"] = Math.Round(pipeline.Copy * 1000, 1),
+                    ["total"] = Math.Round(pipeline.Total * 1000, 1),
+                },
+                ["profile_phase_ms"] = phases,
             });
         }
         // Parity after the timings, so that a parity failure still leaves the numbers: the

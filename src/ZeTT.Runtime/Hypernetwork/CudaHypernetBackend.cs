@@ -20,7 +20,7 @@ namespace ZeTT.Runtime.Hypernetwork;
 /// retries, with a note through the log callback; it never fails a prediction that fits in one
 /// row.
 /// </summary>
-public sealed class CudaHypernetBackend : IHypernetBackend
+public sealed class CudaHypernetBackend : IStreamingHypernetBackend
 {
     /// <summary>Largest batch chosen automatically (the transfer's default batch).</summary>
     public const int DefaultBatchCap = 16384;
@@ -29,6 +29,7 @@ public sealed class CudaHypernetBackend : IHypernetBackend
     private readonly Action<string>? _log;
     private readonly CudaContext _context;
     private readonly CudaStream _stream;
+    private readonly CudaStream _copyStream;
     private readonly KernelSet _kernels;
     private readonly BlasHandle _blas;
     private readonly DeviceWeights _weights;
@@ -69,6 +70,7 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         try
         {
             _stream = new CudaStream(_context);
+            _copyStream = new CudaStream(_context);
             _kernels = new KernelSet(_context);
             _blas = new BlasHandle(_stream);
             _weights = new DeviceWeights(_context, weights, sourceEmbeddings, _gemmType);
@@ -141,7 +143,8 @@ public sealed class CudaHypernetBackend : IHypernetBackend
             + s * h * g                                // attention output
             + s * wide * 4                             // QKV / FFN intermediate, fp32
             + (bf16 ? s * i * g : 0)                   // FFN intermediate, bf16
-            + nOut * 4 + 2 * config.NEmbd * 4 + 8;     // head output, results, bias
+            + nOut * 4                                 // head output
+            + 2 * (2 * config.NEmbd * 4 + 4);          // results and bias, two staging slots
     }
 
     /// <summary>Rows that fit in <paramref name="freeBytes"/>: 80 % of it, less a 512 MiB
@@ -187,13 +190,26 @@ public sealed class CudaHypernetBackend : IHypernetBackend
     /// <inheritdoc />
     public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
     {
-        int len = _config.SurfaceMaxLen;
         if (rows < 0 || rows > MaxBatchSize)
         {
             throw new ArgumentOutOfRangeException(nameof(rows), rows,
                 $"rows must be in [0, {MaxBatchSize}]");
         }
-        if (surfaceForms.Length != rows * len)
+        return PredictAll(surfaceForms, rows, langIndex, progress: null);
+    }
+
+    /// <summary>
+    /// Predicts any number of rows, in batches of the workspace's size, pipelined: while the
+    /// device computes batch k, the host packs batch k + 1 into the other pinned slot and then
+    /// copies batch k − 1's results out (on all cores). <paramref name="progress"/> gets the
+    /// rows done after each batch.
+    /// </summary>
+    public HypernetOutput PredictAll(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
+        Action<int>? progress)
+    {
+        int len = _config.SurfaceMaxLen;
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        if (surfaceForms.Length != (long)rows * len)
         {
             throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
                 + $"{rows} rows × {len}", nameof(surfaceForms));
@@ -201,40 +217,95 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         CheckIds(surfaceForms);
         CheckLanguage(langIndex);
         int nEmbd = _config.NEmbd;
-        bool hasOut = _config.SeparateOutEmbeddings;
-        var result = new HypernetOutput(new float[rows * nEmbd],
-            hasOut ? new float[rows * nEmbd] : null, _config.PredictBias ? new float[rows] : null);
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        // Every element is written below; zeroing 2 × rows × n_embd floats first would cost as
+        // much as copying them.
+        var result = new HypernetOutput(
+            GC.AllocateUninitializedArray<float>(checked(rows * nEmbd)),
+            _config.SeparateOutEmbeddings
+                ? GC.AllocateUninitializedArray<float>(checked(rows * nEmbd)) : null,
+            _config.PredictBias ? GC.AllocateUninitializedArray<float>(rows) : null);
         _context.MakeCurrent();
-        int done = 0;
+        var pending = new Queue<(Staging Slot, int Start, int Count)>(2);
+        int next = 0, done = 0, slot = 0;
+        double enqueue = 0, wait = 0, copy = 0;
         while (done < rows)
         {
             Workspace ws = _workspace!;
-            int chunk = Math.Min(ws.Rows, rows - done);
             try
             {
-                RunChunk(ws, surfaceForms.Slice(done * len, chunk * len), chunk, langIndex);
-                ws.EmbeddingsIn.Span[..(chunk * nEmbd)].CopyTo(result.EmbeddingsIn.AsSpan(
-                    done * nEmbd));
-                if (hasOut)
+                while (pending.Count < ws.Slots.Length && next < rows)
                 {
-                    ws.EmbeddingsOut!.Span[..(chunk * nEmbd)].CopyTo(result.EmbeddingsOut.AsSpan(
-                        done * nEmbd));
+                    int count = Math.Min(ws.Rows, rows - next);
+                    Staging s = ws.Slots[slot];
+                    slot = (slot + 1) % ws.Slots.Length;
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    RunChunk(ws, s, surfaceForms.Slice(next * len, count * len), count, langIndex);
+                    enqueue += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    pending.Enqueue((s, next, count));
+                    next += count;
                 }
-                if (_config.PredictBias)
-                {
-                    ws.Bias!.Span[..chunk].CopyTo(result.Bias.AsSpan(done));
-                }
-                done += chunk;
+                (Staging oldest, int first, int n) = pending.Dequeue();
+                long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+                oldest.Done.Synchronize();
+                long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+                CopyOut(oldest, first, n, result);
+                wait += System.Diagnostics.Stopwatch.GetElapsedTime(t1, t2).TotalSeconds;
+                copy += System.Diagnostics.Stopwatch.GetElapsedTime(t2).TotalSeconds;
+                done += n;
+                progress?.Invoke(done);
             }
             catch (CudaOutOfMemoryException e) when (ws.Rows > 1)
             {
+                // Batches in flight are dropped and recomputed with the smaller workspace.
                 _log?.Invoke($"cuda: out of memory during a batch of {ws.Rows} rows "
                     + $"({e.CodeName} in {e.Expression}); retrying with {ws.Rows / 2}");
                 _stream.Synchronize();
+                _copyStream.Synchronize();
+                pending.Clear();
+                next = done;
                 AllocateWorkspace(ws.Rows / 2);
             }
         }
+        LastTimings = new PipelineTimings(enqueue, wait, copy,
+            System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
         return result;
+    }
+
+    /// <summary>Where the last <see cref="PredictAll"/> spent its host time: packing and
+    /// enqueueing batches, waiting for the device, copying results out (seconds).</summary>
+    internal PipelineTimings LastTimings { get; private set; }
+
+    /// <summary>Copies one slot's results into the output arrays at row
+    /// <paramref name="first"/>, in pieces of 1 Mi floats on all cores.</summary>
+    private void CopyOut(Staging slot, int first, int rows, HypernetOutput result)
+    {
+        int nEmbd = _config.NEmbd;
+        Copy(slot.EmbeddingsIn, result.EmbeddingsIn, (long)first * nEmbd, (long)rows * nEmbd);
+        if (slot.EmbeddingsOut is not null)
+        {
+            Copy(slot.EmbeddingsOut, result.EmbeddingsOut!, (long)first * nEmbd, (long)rows * nEmbd);
+        }
+        if (slot.Bias is not null)
+        {
+            slot.Bias.Span[..rows].CopyTo(result.Bias.AsSpan(first));
+        }
+
+        static void Copy(PinnedBuffer<float> source, float[] destination, long offset, long count)
+        {
+            const int Piece = 1 << 20;
+            int pieces = (int)((count + Piece - 1) / Piece);
+            if (pieces <= 1)
+            {
+                source.Span[..(int)count].CopyTo(destination.AsSpan((int)offset));
+                return;
+            }
+            Parallel.For(0, pieces, k =>
+            {
+                int a = k * Piece, n = (int)Math.Min(Piece, count - a);
+                source.Span.Slice(a, n).CopyTo(destination.AsSpan((int)offset + a, n));
+            });
+        }
     }
 
     private void CheckIds(ReadOnlySpan<int> ids)
@@ -290,7 +361,11 @@ public sealed class CudaHypernetBackend : IHypernetBackend
             p.LnW, p.LnB, _config.ProjectorLayerNormEps, Activation.GeluTanh, rows, h, y, yg);
     }
 
-    private void RunChunk(Workspace ws, ReadOnlySpan<int> ids, int rows, int langIndex)
+    /// <summary>Enqueues one batch on the stream: upload of the packed layout from
+    /// <paramref name="slot"/>, the forward pass, downloads into <paramref name="slot"/>, then
+    /// its <see cref="Staging.Done"/> event. Nothing here waits for the device unless
+    /// <see cref="Profile"/> is on.</summary>
+    private void RunChunk(Workspace ws, Staging slot, ReadOnlySpan<int> ids, int rows, int langIndex)
     {
         HypernetConfig c = _config;
         DeviceWeights w = _weights;
@@ -300,8 +375,9 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         // Packed layout: `tokens` surface positions (each row up to its last non-padding id,
         // HypernetPacking.Positions), then `n` sequence tokens (those plus each row's language
         // position). Every matrix below is [tokens or n, ·].
-        PackedSizes packed = HypernetPacking.Pack(ids, rows, c, SkipPadding, ws.HostLayout.Span);
-        ws.Layout.CopyFromHostAsync(ws.HostLayout, packed.Total, _stream);
+        Mark("start");
+        PackedSizes packed = HypernetPacking.Pack(ids, rows, c, SkipPadding, slot.HostLayout.Span);
+        ws.Layout.CopyFromHostAsync(slot.HostLayout, packed.Total, _stream);
         DeviceView layout = ws.Layout.View;
         int tokens = packed.SurfaceTokens, n = packed.Tokens;
         DeviceView idsView = layout.Slice(0, tokens);
@@ -314,6 +390,7 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         DeviceView x0 = ws.Gathered.View.Slice(0, (long)tokens * c.SourceWidth);
         EmbeddingKernels.SurfaceEmbed(_kernels, _stream, idsView, tokens, w.Source,
             c.SourceWidth, c.OriginalVocabSize, w.Fallback, w.InScalerW, w.InScalerB, x0);
+        Mark("pack, upload, gather");
         DeviceView u = ws.H1.Slice(0, (long)tokens * h);
         Linear(x0, tokens, w.InputProjection, u);
         DeviceView ug = bf16 ? ws.HiddenGemm.Slice(0, (long)tokens * h) : u;
@@ -324,8 +401,10 @@ public sealed class CudaHypernetBackend : IHypernetBackend
             EpilogueKernels.BiasActivation(_kernels, _stream, u, default, tokens, h,
                 Activation.None, ug);
         }
+        Mark("input projection");
         DeviceView projected = ws.H2.Slice(0, (long)tokens * h);
         Projector(ws, u, ug, tokens, w.InputBlock, projected, default);
+        Mark("input block");
 
         // 4: RoBERTa embeddings + language position + LayerNorm.
         DeviceView hs = ws.Hidden.Slice(0, (long)n * h);
@@ -334,6 +413,7 @@ public sealed class CudaHypernetBackend : IHypernetBackend
             posView, n, h, w.Positions, len, w.Type0,
             c.EmbedLangId ? w.Lang.Slice((long)langIndex * h, h) : default,
             w.EmbeddingsLnW, w.EmbeddingsLnB, c.EncoderLayerNormEps, hs, bf16 ? hg : default);
+        Mark("embeddings");
 
         // 5–6: encoder layers (post-LN), each row attending over its own packed tokens.
         DeviceView attn = ws.Attention.View.Slice(0, (long)n * h);
@@ -341,23 +421,28 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         {
             DeviceView qkv = ws.Wide.Slice(0, (long)n * 3 * h);
             Linear(hg, n, layer.Qkv, qkv);
+            Mark("encoder qkv");
             AttentionKernel.Run(_kernels, _stream, qkv, layer.Qkv.Bias, seqIds, srcView, rowStart,
                 rows, n, c.SequenceLength, c.NumAttentionHeads, c.HeadDim, c.PadTokenId, attn);
+            Mark("encoder attention");
             DeviceView t = ws.Temp.Slice(0, (long)n * h);
             Linear(attn, n, layer.AttentionOutput, t);
             EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
                 layer.AttentionOutput.Bias, hs, layer.AttentionLnW, layer.AttentionLnB,
                 c.EncoderLayerNormEps, Activation.None, n, h, hs, bf16 ? hg : default);
+            Mark("encoder attention output");
             int inter = layer.Intermediate.Out;
             DeviceView f = ws.Wide.Slice(0, (long)n * inter);
             DeviceView fg = ws.WideGemm(n * inter);
             Linear(hg, n, layer.Intermediate, f);
             EpilogueKernels.BiasActivation(_kernels, _stream, f, layer.Intermediate.Bias, n,
                 inter, Activation.GeluErf, fg);
+            Mark("encoder ffn1");
             Linear(fg, n, layer.Output, t);
             EpilogueKernels.BiasActivationResidualLayerNorm(_kernels, _stream, t,
                 layer.Output.Bias, hs, layer.OutputLnW, layer.OutputLnB, c.EncoderLayerNormEps,
                 Activation.None, n, h, hs, bf16 ? hg : default);
+            Mark("encoder ffn2");
         }
 
         // 7: pool position 0 (each row's first packed token).
@@ -366,7 +451,9 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         HeadKernels.PoolFirst(_kernels, _stream, hs, rowStart, rows, n, h, z,
             bf16 ? zg : default);
 
-        // 8: heads, scalers, bias.
+        // 8: heads, scalers, bias, into the slot's device buffers once the copy stream has
+        // downloaded what the slot's previous batch left there.
+        _stream.Wait(slot.Done);
         DeviceView y = ws.H2.Slice(0, (long)rows * h);
         DeviceView yg = bf16 ? ws.HiddenGemm.Slice(0, (long)rows * h) : y;
         Projector(ws, z, zg, rows, w.OutputBlock, y, bf16 ? yg : default);
@@ -374,10 +461,10 @@ public sealed class CudaHypernetBackend : IHypernetBackend
         DeviceView o = ws.HeadOut.View.Slice(0, (long)rows * nOut);
         Linear(yg, rows, w.OutputLinear, o);
         HeadKernels.BiasRescale(_kernels, _stream, o, nOut, 0, w.OutputLinear.Bias, w.ScalerW,
-            w.ScalerB, rows, nEmbd, ws.EmbeddingsInDevice.View.Slice(0, (long)rows * nEmbd));
+            w.ScalerB, rows, nEmbd, slot.EmbeddingsInDevice.View.Slice(0, (long)rows * nEmbd));
         if (c.SeparateOutEmbeddings)
         {
-            DeviceView eOut = ws.EmbeddingsOutDevice!.View.Slice(0, (long)rows * nEmbd);
+            DeviceView eOut = slot.EmbeddingsOutDevice!.View.Slice(0, (long)rows * nEmbd);
             if (c.SingleHead)
             {
                 HeadKernels.BiasRescale(_kernels, _stream, o, nOut, nEmbd, w.OutputLinear.Bias,
@@ -391,18 +478,51 @@ public sealed class CudaHypernetBackend : IHypernetBackend
                 HeadKernels.BiasRescale(_kernels, _stream, o2, nEmbd, 0, w.OutputOutLinear!.Bias,
                     w.OutScalerW, w.OutScalerB, rows, nEmbd, eOut);
             }
-            ws.EmbeddingsOutDevice.CopyToHostAsync(ws.EmbeddingsOut!, rows * nEmbd, _stream);
         }
         if (c.PredictBias)
         {
             DeviceView b = ws.HeadOut.View.Slice(0, rows);
             Linear(zg, rows, w.BiasProjection!, b);
             HeadKernels.BiasRescale(_kernels, _stream, b, 1, 0, w.BiasProjection!.Bias, default,
-                default, rows, 1, ws.BiasDevice!.View.Slice(0, rows));
-            ws.BiasDevice.CopyToHostAsync(ws.Bias!, rows, _stream);
+                default, rows, 1, slot.BiasDevice!.View.Slice(0, rows));
         }
-        ws.EmbeddingsInDevice.CopyToHostAsync(ws.EmbeddingsIn, rows * nEmbd, _stream);
+        Mark("heads");
+
+        // 9: downloads on the copy stream, overlapping the next batch's compute.
+        slot.HeadsDone.Record(_stream);
+        _copyStream.Wait(slot.HeadsDone);
+        slot.EmbeddingsInDevice.CopyToHostAsync(slot.EmbeddingsIn, rows * nEmbd, _copyStream);
+        slot.EmbeddingsOutDevice?.CopyToHostAsync(slot.EmbeddingsOut!, rows * nEmbd, _copyStream);
+        slot.BiasDevice?.CopyToHostAsync(slot.Bias!, rows, _copyStream);
+        slot.Done.Record(_copyStream);
+        Mark("download");
+    }
+
+    /// <summary>When set, every phase of a batch is waited for and timed (host clock, device
+    /// synchronised), into <see cref="PhaseSeconds"/>: a diagnostic for the benchmark; it
+    /// serialises host and device.</summary>
+    internal bool Profile { get; set; }
+
+    /// <summary>Seconds per phase accumulated while <see cref="Profile"/> is on.</summary>
+    internal Dictionary<string, double> PhaseSeconds { get; } = new(StringComparer.Ordinal);
+
+    private long _markAt;
+
+    private void Mark(string phase)
+    {
+        if (!Profile)
+        {
+            return;
+        }
         _stream.Synchronize();
+        _copyStream.Synchronize();
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (_markAt != 0 && phase != "start")
+        {
+            PhaseSeconds[phase] = PhaseSeconds.GetValueOrDefault(phase)
+                + System.Diagnostics.Stopwatch.GetElapsedTime(_markAt, now).TotalSeconds;
+        }
+        _markAt = now;
     }
 
     /// <summary>Frees the workspace, weights, handles and context.</summary>
@@ -410,12 +530,19 @@ public sealed class CudaHypernetBackend : IHypernetBackend
     {
         _context?.MakeCurrent();
         _stream?.Synchronize();
+        _copyStream?.Synchronize();
         _workspace?.Dispose();
         _workspace = null;
         _weights?.Dispose();
         _blas?.Dispose();
         _kernels?.Dispose();
         _stream?.Dispose();
+        _copyStream?.Dispose();
         _context?.Dispose();
     }
 }
+
+/// <summary>Host seconds of one <see cref="CudaHypernetBackend.PredictAll"/>: packing and
+/// enqueueing, waiting for the device, copying results out, and the whole call.</summary>
+internal readonly record struct PipelineTimings(double Enqueue, double Wait, double Copy,
+    double Total);

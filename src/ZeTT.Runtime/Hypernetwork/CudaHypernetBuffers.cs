@@ -140,8 +140,8 @@ internal sealed class DeviceWeights : IDisposable
 }
 
 /// <summary>Activation buffers for a batch of <see cref="Rows"/> surface forms, sized for the
-/// worst case (every row full, nothing packed away), plus pinned host buffers for the packed
-/// batch and the results.</summary>
+/// worst case (every row full, nothing packed away), plus two <see cref="Staging"/> slots of
+/// pinned host buffers for the packed batch and the results.</summary>
 internal sealed class Workspace : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
@@ -171,20 +171,8 @@ internal sealed class Workspace : IDisposable
             _wideGemm = bf16 ? Own(DeviceBuffer.Allocate(context, gemmType, n * i)) : null;
             HeadOut = Own(DeviceBuffer.Allocate(context, KernelDType.F32,
                 (long)rows * Math.Max(nOut, nEmbd)));
-            EmbeddingsInDevice = Own(DeviceBuffer.Allocate(context, KernelDType.F32,
-                (long)rows * nEmbd));
-            EmbeddingsOutDevice = c.SeparateOutEmbeddings
-                ? Own(DeviceBuffer.Allocate(context, KernelDType.F32, (long)rows * nEmbd))
-                : null;
-            BiasDevice = c.PredictBias
-                ? Own(DeviceBuffer.Allocate(context, KernelDType.F32, rows))
-                : null;
-            HostLayout = Own(new PinnedBuffer<int>(context, checked((int)layout)));
-            EmbeddingsIn = Own(new PinnedBuffer<float>(context, rows * nEmbd));
-            EmbeddingsOut = c.SeparateOutEmbeddings
-                ? Own(new PinnedBuffer<float>(context, rows * nEmbd))
-                : null;
-            Bias = c.PredictBias ? Own(new PinnedBuffer<float>(context, rows)) : null;
+            Slots = [Own(new Staging(context, c, rows, layout)),
+                Own(new Staging(context, c, rows, layout))];
         }
         catch
         {
@@ -205,18 +193,84 @@ internal sealed class Workspace : IDisposable
     public DeviceBuffer Attention { get; }
     public DeviceView Wide => _wide.View;
     public DeviceBuffer HeadOut { get; }
-    public DeviceBuffer EmbeddingsInDevice { get; }
-    public DeviceBuffer? EmbeddingsOutDevice { get; }
-    public DeviceBuffer? BiasDevice { get; }
-    public PinnedBuffer<int> HostLayout { get; }
-    public PinnedBuffer<float> EmbeddingsIn { get; }
-    public PinnedBuffer<float>? EmbeddingsOut { get; }
-    public PinnedBuffer<float>? Bias { get; }
+    /// <summary>Two sets of pinned host buffers: while the device computes one batch the host
+    /// packs the next into the other set and copies the last one's results out.</summary>
+    public Staging[] Slots { get; } = [];
 
     /// <summary>The GEMM-dtype copy of a wide activation: its own bf16 buffer, or (fp32) the
     /// fp32 buffer itself, updated in place.</summary>
     public DeviceView WideGemm(long count) =>
         (_wideGemm?.View ?? _wide.View).Slice(0, count);
+
+    private T Own<T>(T item) where T : IDisposable
+    {
+        _owned.Add(item);
+        return item;
+    }
+
+    public void Dispose()
+    {
+        foreach (IDisposable d in _owned)
+        {
+            d.Dispose();
+        }
+        _owned.Clear();
+    }
+}
+
+/// <summary>One batch in flight: the packed layout going up (pinned), the heads' results on the
+/// device and their pinned host copies, and the events that order compute and copy streams.
+/// </summary>
+internal sealed class Staging : IDisposable
+{
+    private readonly List<IDisposable> _owned = [];
+
+    public Staging(CudaContext context, HypernetConfig c, int rows, long layout)
+    {
+        try
+        {
+            int nEmbd = c.NEmbd;
+            HostLayout = Own(new PinnedBuffer<int>(context, checked((int)layout)));
+            EmbeddingsIn = Own(new PinnedBuffer<float>(context, checked(rows * nEmbd)));
+            EmbeddingsOut = c.SeparateOutEmbeddings
+                ? Own(new PinnedBuffer<float>(context, checked(rows * nEmbd)))
+                : null;
+            Bias = c.PredictBias ? Own(new PinnedBuffer<float>(context, rows)) : null;
+            EmbeddingsInDevice = Own(DeviceBuffer.Allocate(context, KernelDType.F32,
+                (long)rows * nEmbd));
+            EmbeddingsOutDevice = c.SeparateOutEmbeddings
+                ? Own(DeviceBuffer.Allocate(context, KernelDType.F32, (long)rows * nEmbd))
+                : null;
+            BiasDevice = c.PredictBias
+                ? Own(DeviceBuffer.Allocate(context, KernelDType.F32, rows))
+                : null;
+            HeadsDone = Own(new CudaEvent(context, timing: false));
+            Done = Own(new CudaEvent(context, timing: false));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public PinnedBuffer<int> HostLayout { get; } = null!;
+    public PinnedBuffer<float> EmbeddingsIn { get; } = null!;
+    public PinnedBuffer<float>? EmbeddingsOut { get; }
+    public PinnedBuffer<float>? Bias { get; }
+
+    /// <summary>The heads' results on the device, downloaded on the copy stream while the
+    /// compute stream goes on with the next batch.</summary>
+    public DeviceBuffer EmbeddingsInDevice { get; } = null!;
+    public DeviceBuffer? EmbeddingsOutDevice { get; }
+    public DeviceBuffer? BiasDevice { get; }
+
+    /// <summary>Recorded on the compute stream when this slot's device results are written.
+    /// </summary>
+    public CudaEvent HeadsDone { get; } = null!;
+
+    /// <summary>Recorded on the copy stream after this slot's downloads.</summary>
+    public CudaEvent Done { get; } = null!;
 
     private T Own<T>(T item) where T : IDisposable
     {

@@ -21,6 +21,10 @@ public static class HypernetBatching
             throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
                 + $"rows·L = {rows}·{l}", nameof(surfaceForms));
         }
+        if (backend is IStreamingHypernetBackend streaming)
+        {
+            return streaming.PredictAll(surfaceForms, rows, langIndex, progress);
+        }
         var eIn = new float[(long)rows * n];
         float[]? eOut = config.SeparateOutEmbeddings ? new float[(long)rows * n] : null;
         float[]? bias = config.PredictBias ? new float[rows] : null;

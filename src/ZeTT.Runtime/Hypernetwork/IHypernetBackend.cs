@@ -37,3 +37,16 @@ public interface IHypernetBackend : IDisposable
     /// <param name="langIndex">Language index for multilingual hypernetworks, else -1.</param>
     HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex);
 }
+
+/// <summary>
+/// A backend that takes any number of rows in one call and overlaps its own batches (the CUDA
+/// backend: the host packs the next batch and copies the last one's results while the device
+/// computes). <see cref="HypernetBatching.PredictAll"/> hands it the whole job.
+/// </summary>
+public interface IStreamingHypernetBackend : IHypernetBackend
+{
+    /// <summary>Predicts embeddings for every row, in row order; <paramref name="progress"/>
+    /// gets the number of rows done after each batch.</summary>
+    HypernetOutput PredictAll(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
+        Action<int>? progress);
+}

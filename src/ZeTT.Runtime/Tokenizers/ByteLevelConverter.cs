@@ -357,11 +357,31 @@ public static class ByteLevelConverter
         allMerges.AddRange(merges);
         allMerges.AddRange(postMerges);
 
-        return new BpeModel(Vocabulary(forms), allMerges, WithPrefixCleared(model.Options, toBytes),
+        // An extra merge can repeat an original one (Mistral's '<0xFF>', which the reference's
+        // byte-fallback table misses, spells 'x F'). The tokenizers library keeps a repeated
+        // pair at its last rank and writes it once, there; so do we.
+        var lastIndex = new Dictionary<(string, string), int>(allMerges.Count);
+        for (int i = 0; i < allMerges.Count; i++)
+        {
+            lastIndex[allMerges[i]] = i;
+        }
+        var kept = new List<(string, string)>(lastIndex.Count);
+        int leading = 0, trailing = 0;
+        for (int i = 0; i < allMerges.Count; i++)
+        {
+            if (lastIndex[allMerges[i]] == i)
+            {
+                kept.Add(allMerges[i]);
+                leading += i < preMerges.Count ? 1 : 0;
+                trailing += i >= preMerges.Count + merges.Count ? 1 : 0;
+            }
+        }
+
+        return new BpeModel(Vocabulary(forms), kept, WithPrefixCleared(model.Options, toBytes),
             file)
         {
-            LeadingExtraMerges = preMerges.Count,
-            TrailingExtraMerges = postMerges.Count,
+            LeadingExtraMerges = leading,
+            TrailingExtraMerges = trailing,
         };
     }
 

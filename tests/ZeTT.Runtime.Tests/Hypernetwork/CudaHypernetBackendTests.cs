@@ -63,6 +63,32 @@ public sealed class CudaHypernetBackendTests
         }
     }
 
+    [Theory]
+    [InlineData(HypernetPrecision.Float32)]
+    [InlineData(HypernetPrecision.BFloat16)]
+    public void PredictAll_pipelines_batches_and_equals_them_one_by_one(HypernetPrecision precision)
+    {
+        Assert.SkipUnless(Cuda.IsAvailable, Cuda.UnavailableReason);
+        var o = new TinyOptions(Separate: true, Lang: true);
+        var (weights, source) = TinyHypernet.Create(o, 17);
+        const int rows = 71, batch = 8;  // nine batches through two staging slots, a short last one
+        int[] ids = TinyHypernet.SurfaceForms(o, rows, 3);
+        using var backend = new CudaHypernetBackend(weights, source, precision, maxBatchSize: batch);
+        var progress = new List<int>();
+        HypernetOutput all = HypernetBatching.PredictAll(backend, ids, rows, 1, weights.Config,
+            progress.Add);
+        Assert.Equal([8, 16, 24, 32, 40, 48, 56, 64, 71], progress);
+        for (int start = 0; start < rows; start += batch)
+        {
+            int n = Math.Min(batch, rows - start);
+            HypernetOutput one = backend.Predict(ids.AsSpan(start * o.MaxLen, n * o.MaxLen), n, 1);
+            // Same batch, same workspace, same algorithms: the same bits.
+            Assert.Equal(one.EmbeddingsIn, all.EmbeddingsIn.AsSpan(start * o.NEmbd, n * o.NEmbd).ToArray());
+            Assert.Equal(one.EmbeddingsOut!, all.EmbeddingsOut!.AsSpan(start * o.NEmbd, n * o.NEmbd).ToArray());
+            Assert.Equal(one.Bias!, all.Bias!.AsSpan(start, n).ToArray());
+        }
+    }
+
     internal static void Compare(float[] expected, float[] actual, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
@@ -171,9 +197,9 @@ public sealed class CudaHypernetBackendTests
         long perRow = CudaHypernetBackend.WorkspaceBytesPerRow(mistral, HypernetPrecision.BFloat16);
         // packed batch (ids, then source, position, id per sequence token, row start)
         // + gathered bf16 rows + 4 fp32 [7, 4096] + 2 bf16 [7, 4096] + [7, 12288] fp32
-        // + [7, 8192] bf16 + head and results.
+        // + [7, 8192] bf16 + head output + results and bias in each of two staging slots.
         long expected = (7 + 3 * 7 + 1) * 4 + 7 * 8192 * 2 + 4 * 7 * 4096 * 4 + 2 * 7 * 4096 * 2
-            + 7 * 12288 * 4 + 7 * 8192 * 2 + 4096 * 4 + 2 * 4096 * 4 + 8;
+            + 7 * 12288 * 4 + 7 * 8192 * 2 + 4096 * 4 + 2 * (2 * 4096 * 4 + 4);
         Assert.Equal(expected, perRow);
         Assert.Equal(CudaHypernetBackend.DefaultBatchCap,
             CudaHypernetBackend.BatchSizeFor(100L << 30, perRow));

@@ -219,4 +219,20 @@ public sealed class ByteLevelConverterTests
             Assert.NotNull(converted.TokenToId(a + b));
         }
     }
+
+    [Fact]
+    public void A_merge_repeated_by_the_extra_merges_is_kept_once_at_its_last_rank()
+    {
+        // Mistral's '<0xFF>' is outside the reference's byte-fallback table (range(255)), so
+        // spelling it needs 'x F', which is also an original merge: the tokenizers library
+        // keeps that pair once, at the original merge's (later) rank.
+        var original = (BpeModel)TokenizerTestData.Load("mistral-7b-v0.1").Model;
+        var converted = (BpeModel)TokenizerTestData.Convert("mistral-7b-v0.1").Model;
+        var pairs = converted.Merges.Select(m => m.Left + " " + m.Right).ToList();
+        Assert.Equal(pairs.Count, pairs.Distinct(StringComparer.Ordinal).Count());
+        int originalRank = original.Merges.IndexOf(("x", "F"));
+        Assert.True(originalRank >= 0);
+        Assert.Equal(converted.LeadingExtraMerges + originalRank, pairs.IndexOf("x F"));
+        Assert.Contains("< 0", pairs.Take(converted.LeadingExtraMerges));
+    }
 }

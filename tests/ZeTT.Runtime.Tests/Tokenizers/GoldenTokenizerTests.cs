@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tokenizers;
@@ -33,15 +34,40 @@ public sealed class GoldenTokenizerTests
         { "roberta-base", "gpt-neox-20b" },
     };
 
+    // The fixtures are stored gzip-compressed (17 MB → 4.5 MB: the working tree travels to the
+    // GPU machine under a size limit).
     private static string Fixture(string relative)
     {
-        string path = Path.Combine(FixtureDir, relative);
+        string path = Path.Combine(FixtureDir, relative + ".gz");
         if (!File.Exists(path))
         {
             Assert.Skip($"{path} is absent: run scripts/golden_tokenizers.py on the GPU machine " +
                 "(no GPU session has made the tokenizer fixtures yet)");
         }
         return path;
+    }
+
+    private static string ReadText(string relative)
+    {
+        using var gz = new GZipStream(File.OpenRead(Fixture(relative)), CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>A decompressed copy in a temporary file, deleted on dispose.</summary>
+    private sealed class TempCopy : IDisposable
+    {
+        public TempCopy(string gzPath)
+        {
+            Path = System.IO.Path.GetTempFileName();
+            using var gz = new GZipStream(File.OpenRead(gzPath), CompressionMode.Decompress);
+            using FileStream file = File.Create(Path);
+            gz.CopyTo(file);
+        }
+
+        public string Path { get; }
+
+        public void Dispose() => File.Delete(Path);
     }
 
     private static HfTokenizer Hn(string name)
@@ -54,7 +80,7 @@ public sealed class GoldenTokenizerTests
     [MemberData(nameof(Originals))]
     public void Original_length_and_special_tokens_match_transformers(string name)
     {
-        JsonNode expected = JsonNode.Parse(File.ReadAllText(Fixture("originals.json")))![name]!;
+        JsonNode expected = JsonNode.Parse(ReadText("originals.json"))![name]!;
         HfTokenizer t = TokenizerTestData.Load(name);
         Assert.Equal((int)expected["len"]!, t.VocabSize);
         Assert.Equal(expected["all_special_tokens"]!.AsArray().Select(x => (string)x!),
@@ -71,7 +97,7 @@ public sealed class GoldenTokenizerTests
         string? target)
     {
         string label = target is null ? hn : $"{hn}__{target}";
-        JsonNode expected = JsonNode.Parse(File.ReadAllText(Fixture($"converted/{label}.json")))!;
+        JsonNode expected = JsonNode.Parse(ReadText($"converted/{label}.json"))!;
         HfTokenizer ours = target is null ? Hn(hn) : TokenizerTestData.Convert(target, true, hn);
 
         Assert.Equal((int)expected["len"]!, ours.VocabSize);
@@ -81,10 +107,19 @@ public sealed class GoldenTokenizerTests
             Assert.True(vocab[id] == ours.IdToToken(id),
                 $"{label} id {id}: reference '{vocab[id]}', ours '{ours.IdToToken(id)}'");
         }
-        Assert.Equal(expected["all_special_tokens"]!.AsArray().Select(x => (string)x!),
-            ours.AllSpecialTokens.Select(s => s.Token));
-        Assert.Equal(expected["all_special_ids"]!.AsArray().Select(x => (int)x!),
-            ours.AllSpecialTokens.Select(s => s.Id));
+        // Deliberate deviation (docs/tokenizers.md): the reference keeps a matched target's own
+        // additional special tokens (T5's <extra_id_N>) as special tokens although they left
+        // its vocabulary (their ids read as unk); a saved tokenizer would then grow them back
+        // as new tokens, so we drop them. Every other special token must agree, id for id.
+        string[] specials = [.. expected["all_special_tokens"]!.AsArray().Select(x => (string)x!)];
+        int[] specialIds = [.. expected["all_special_ids"]!.AsArray().Select(x => (int)x!)];
+        var inVocabulary = new HashSet<string>(vocab, StringComparer.Ordinal);
+        string[] dropped = [.. specials.Where(t => !inVocabulary.Contains(t))];
+        Assert.True(target is not null || dropped.Length == 0,
+            $"{label}: special tokens outside the vocabulary: {string.Join(" ", dropped)}");
+        Assert.Equal(specials.Where(inVocabulary.Contains), ours.AllSpecialTokens.Select(s => s.Token));
+        Assert.Equal(specials.Zip(specialIds).Where(p => inVocabulary.Contains(p.First))
+            .Select(p => p.Second), ours.AllSpecialTokens.Select(s => s.Id));
         if (target is null)
         {
             Assert.Equal((int)expected["n_added"]!, ours.VocabSize - ours.OriginalVocabSize);
@@ -108,7 +143,17 @@ public sealed class GoldenTokenizerTests
         if (expected["scores"] is JsonArray scores)
         {
             UnigramModel unigram = Assert.IsType<UnigramModel>(ours.Model);
-            Assert.Equal(scores.Select(x => (double)x!), unigram.Pieces.Select(p => p.Score));
+            // Equal up to one unit in the last place: the tokenizers library parses JSON numbers
+            // with serde_json's fast float parser, which can land one ulp from the correctly
+            // rounded double that .NET (and the written file) holds.
+            double[] theirs = [.. scores.Select(x => (double)x!)];
+            Assert.Equal(theirs.Length, unigram.Pieces.Count);
+            for (int id = 0; id < theirs.Length; id++)
+            {
+                double mine = unigram.Pieces[id].Score, ulp = Math.BitIncrement(Math.Abs(mine)) - Math.Abs(mine);
+                Assert.True(Math.Abs(theirs[id] - mine) <= ulp,
+                    $"{label} piece {id}: reference score {theirs[id]:R}, ours {mine:R}");
+            }
         }
         if (expected["post_processor"] is JsonNode post && target is not null)
         {
@@ -122,8 +167,8 @@ public sealed class GoldenTokenizerTests
     [MemberData(nameof(SurfaceForms))]
     public void Surface_forms_equal_the_reference(string hn, string target)
     {
-        string path = Fixture($"surface_forms/{hn}__{target}.safetensors");
-        using SafetensorsFile file = SafetensorsFile.Open(path);
+        using var copy = new TempCopy(Fixture($"surface_forms/{hn}__{target}.safetensors"));
+        using SafetensorsFile file = SafetensorsFile.Open(copy.Path);
         int[] expected = file.ReadInt32("surface_forms", out int[] shape);
         SurfaceFormMatrix ours = SurfaceFormMatrix.Build(
             TokenizerTestData.Convert(target, true, hn), Hn(hn), shape[1]);
