@@ -173,8 +173,12 @@ public static class ByteLevelConverter
         {
             if (model.TokenToId(token) is int id)
             {
+                // normalized = false, as transformers re-adds special tokens (normalized = not
+                // special) after the reference drops them: under the converted Prepend(" ")
+                // normalizer a normalized special token would read " <s>" (roberta's are
+                // normalized in the original). lstrip/rstrip/single_word carry over.
                 added.Add(originalAdded.TryGetValue(token, out HfAddedToken? o)
-                    ? o with { Id = id, Special = true }
+                    ? o with { Id = id, Special = true, Normalized = false }
                     : new HfAddedToken(id, token, Special: true));
             }
         }

@@ -235,4 +235,16 @@ public sealed class ByteLevelConverterTests
         Assert.Equal(converted.LeadingExtraMerges + originalRank, pairs.IndexOf("x F"));
         Assert.Contains("< 0", pairs.Take(converted.LeadingExtraMerges));
     }
+
+    [Fact]
+    public void Special_tokens_of_a_conversion_are_not_normalized_and_keep_their_strip_flags()
+    {
+        // roberta-base's special tokens are "normalized" in its tokenizer.json; under the
+        // converted Prepend(" ") normalizer transformers would then report id 0 as " <s>".
+        Assert.Contains(TokenizerTestData.Load("roberta-base").AddedTokens, t => t.Normalized);
+        HfTokenizer converted = TokenizerTestData.Convert("gpt2", true, "roberta-base");
+        Assert.Equal(5, converted.AddedTokens.Count);
+        Assert.All(converted.AddedTokens, t => Assert.False(t.Normalized, t.Content));
+        Assert.True(converted.AddedTokens.Single(t => t.Content == "<mask>").LStrip);
+    }
 }
