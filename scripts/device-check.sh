@@ -92,7 +92,7 @@ fi
 # Hugging Face interop beside the tests: the default asset and the default transfer load in
 # transformers; tiny random models of each family, transferred by zett on CUDA, load and
 # match the reference hypernetwork and conversion (families in parallel).
-bg default-asset 120 $PY scripts/check_default_asset.py --asset assets/stories260K --out "$RES"
+bg default-asset 240 $PY scripts/check_default_asset.py --asset assets/stories260K --out "$RES"
 bg default-transfer 120 bash -c "'$ZETT' transfer && $PY -c \"
 from transformers import AutoModelForCausalLM, AutoTokenizer
 m = AutoModelForCausalLM.from_pretrained('out/default'); t = AutoTokenizer.from_pretrained('out/default')
