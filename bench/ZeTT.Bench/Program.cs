@@ -17,6 +17,7 @@ internal static class Program
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
+            ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,
         };
 
     private static int Main(string[] args)

@@ -1,3 +1,4 @@
+using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 
@@ -15,9 +16,40 @@ internal static class RandomHypernet
     public static HypernetWeights Create(HypernetConfig c, int seed)
     {
         var tensors = new Dictionary<string, HostTensor>();
+        foreach (Spec t in Specs(c, seed))
+        {
+            tensors[t.Name] = Fill(t.Name, t.Shape, t.Scale, t.Offset, t.Seed);
+        }
+        return HypernetWeights.FromTensors(c, tensors, "random");
+    }
+
+    /// <summary>Writes the same random parameters as <see cref="Create"/> to
+    /// <paramref name="path"/> (safetensors, stored as <paramref name="storeAs"/>), generating
+    /// one tensor at a time so that memory stays at the largest tensor.</summary>
+    public static long WriteCheckpoint(HypernetConfig c, int seed, string path, DType storeAs)
+    {
+        var entries = new List<SafetensorsEntry>();
+        long parameters = 0;
+        foreach (Spec t in Specs(c, seed))
+        {
+            long[] shape = Array.ConvertAll(t.Shape, d => (long)d);
+            parameters += shape.Aggregate(1L, (a, b) => a * b);
+            entries.Add(new SafetensorsEntry(t.Name, storeAs, shape, stream =>
+                SafetensorsEntry.FromTensor(Fill(t.Name, t.Shape, t.Scale, t.Offset, t.Seed), storeAs)
+                    .WriteData(stream)));
+        }
+        SafetensorsWriter.Write(path, entries, new Dictionary<string, string> { ["format"] = "pt" });
+        return parameters;
+    }
+
+    private sealed record Spec(string Name, int[] Shape, float Scale, float Offset, int Seed);
+
+    private static List<Spec> Specs(HypernetConfig c, int seed)
+    {
+        var specs = new List<Spec>();
         int next = seed * 1000;
         void T(string name, float scale, float offset, params int[] shape) =>
-            tensors[name] = Fill(name, shape, scale, offset, ++next);
+            specs.Add(new Spec(name, shape, scale, offset, ++next));
         void Lin(string p, int fanIn, int fanOut)
         {
             T(p + ".weight", 1f / MathF.Sqrt(fanIn), 0, fanOut, fanIn);
@@ -80,7 +112,7 @@ internal static class RandomHypernet
         {
             Lin("bias_projection", h, 1);
         }
-        return HypernetWeights.FromTensors(c, tensors, "random");
+        return specs;
     }
 
     /// <summary>Random source embeddings [vocab, width] (±0.05).</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Transfer;
@@ -67,7 +68,11 @@ internal static class TransferMemoryBench
             };
             Directory.CreateDirectory(context.OutputDirectory);
             File.WriteAllText(Path.Combine(context.OutputDirectory, "transfer-memory.json"),
-                JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                JsonSerializer.Serialize(json, new JsonSerializerOptions
+                {
+                    WriteIndented = true,
+                    Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+                }) + "\n");
             return 0;
         }
         finally
@@ -76,7 +81,7 @@ internal static class TransferMemoryBench
         }
     }
 
-    private static long WriteSyntheticMistral(string dir)
+    internal static long WriteSyntheticMistral(string dir)
     {
         Directory.CreateDirectory(dir);
         var shards = new List<(string Name, long[] Shape)>[] { [], [] };
@@ -145,7 +150,7 @@ internal static class TransferMemoryBench
         return offset;
     }
 
-    private static string FindRepoRoot()
+    internal static string FindRepoRoot()
     {
         foreach (string start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
         {
