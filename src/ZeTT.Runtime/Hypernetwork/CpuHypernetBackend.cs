@@ -76,8 +76,16 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
 
     /// <summary>Builds the backend for batches of at most <paramref name="maxBatchSize"/> rows
     /// (0: as many as fit <see cref="DefaultWorkspaceFloats"/>, at most 512).</summary>
+    /// <param name="weights">The bound hypernetwork parameters.</param>
+    /// <param name="sourceEmbeddings">E [V, D_in].</param>
+    /// <param name="precision">fp32, or bf16 emulation.</param>
+    /// <param name="maxBatchSize">Rows per batch, 0 for the default.</param>
+    /// <param name="releaseUnpacked">Release each GEMM weight matrix of
+    /// <paramref name="weights"/> (<see cref="HostTensor.Release"/>) as soon as its packed copy
+    /// exists, so that the hypernetwork is never held twice: for a caller that will not use
+    /// <paramref name="weights"/> again (a transfer).</param>
     public CpuHypernetBackend(HypernetWeights weights, HostTensor sourceEmbeddings,
-        HypernetPrecision precision, int maxBatchSize)
+        HypernetPrecision precision, int maxBatchSize, bool releaseUnpacked = false)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(sourceEmbeddings);
@@ -108,19 +116,24 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         Precision = precision;
         _bf16 = precision == HypernetPrecision.BFloat16;
 
-        _inputProjection = PackedWeight.FromLinear(weights.InputProjection, _bf16);
-        _inputBlock = new PackedBlock(weights.InputBlock, _bf16);
-        _layers = weights.Layers.Select(l => new PackedLayer(l, _bf16)).ToArray();
-        _outputBlock = new PackedBlock(weights.OutputBlock, _bf16);
-        _outputLinear = PackedWeight.FromLinear(weights.OutputLinear, _bf16);
+        bool r = releaseUnpacked;
+        _inputProjection = Packed(PackedWeight.FromLinear(weights.InputProjection, _bf16), r,
+            weights.InputProjection);
+        _inputBlock = new PackedBlock(weights.InputBlock, _bf16, r);
+        _layers = weights.Layers.Select(l => new PackedLayer(l, _bf16, r)).ToArray();
+        _outputBlock = new PackedBlock(weights.OutputBlock, _bf16, r);
+        _outputLinear = Packed(PackedWeight.FromLinear(weights.OutputLinear, _bf16), r,
+            weights.OutputLinear);
         if (weights.OutputOutBlock is not null && weights.OutputOutLinear is not null)
         {
-            _outputOutBlock = new PackedBlock(weights.OutputOutBlock, _bf16);
-            _outputOutLinear = PackedWeight.FromLinear(weights.OutputOutLinear, _bf16);
+            _outputOutBlock = new PackedBlock(weights.OutputOutBlock, _bf16, r);
+            _outputOutLinear = Packed(PackedWeight.FromLinear(weights.OutputOutLinear, _bf16), r,
+                weights.OutputOutLinear);
         }
         if (weights.BiasProjection is not null)
         {
-            _biasProjection = PackedWeight.FromLinear(weights.BiasProjection, _bf16);
+            _biasProjection = Packed(PackedWeight.FromLinear(weights.BiasProjection, _bf16), r,
+                weights.BiasProjection);
         }
         _embLnGamma = Pinned(weights.EmbeddingsLn.Weight.Data);
         _embLnBeta = Pinned(weights.EmbeddingsLn.Bias.Data);
@@ -570,32 +583,66 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     /// <inheritdoc />
     public void Dispose() => _disposed = true;
 
-    private sealed class PackedBlock(ProjectorBlockParams p, bool bf16)
+    /// <summary>Returns <paramref name="packed"/>, first releasing the unpacked weight matrices
+    /// of <paramref name="sources"/> when <paramref name="release"/> is set.</summary>
+    private static PackedWeight Packed(PackedWeight packed, bool release,
+        params LinearParams[] sources)
     {
-        public PackedWeight Dense1 { get; } = PackedWeight.FromLinear(p.Dense1, bf16);
+        if (release)
+        {
+            foreach (LinearParams p in sources)
+            {
+                p.Weight.Release();
+                // The released matrices are large-object-heap arrays, which a gen-2 collection
+                // alone reclaims; collect every 256 MiB so that the next packed matrices reuse
+                // that memory instead of adding to it (a Mistral-7B-sized hypernetwork is 2.6
+                // GB in fp32).
+                if (Interlocked.Add(ref s_releasedSinceCollect, (long)p.Weight.Shape[0]
+                    * p.Weight.Shape[1] * sizeof(float)) > 256L << 20)
+                {
+                    Interlocked.Exchange(ref s_releasedSinceCollect, 0);
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+                }
+            }
+        }
+        return packed;
+    }
 
-        public PackedWeight Dense2 { get; } = PackedWeight.FromLinear(p.Dense2, bf16);
+    private static long s_releasedSinceCollect;
+
+    private sealed class PackedBlock(ProjectorBlockParams p, bool bf16, bool release)
+    {
+        public PackedWeight Dense1 { get; } = Packed(PackedWeight.FromLinear(p.Dense1, bf16),
+            release, p.Dense1);
+
+        public PackedWeight Dense2 { get; } = Packed(PackedWeight.FromLinear(p.Dense2, bf16),
+            release, p.Dense2);
 
         public float[] LnGamma { get; } = Pinned(p.Ln.Weight.Data);
 
         public float[] LnBeta { get; } = Pinned(p.Ln.Bias.Data);
     }
 
-    private sealed class PackedLayer(EncoderLayerParams p, bool bf16)
+    private sealed class PackedLayer(EncoderLayerParams p, bool bf16, bool release)
     {
-        public PackedWeight Query { get; } = PackedWeight.FromLinear(p.Query, bf16);
+        public PackedWeight Query { get; } = Packed(PackedWeight.FromLinear(p.Query, bf16),
+            release, p.Query);
 
-        public PackedWeight KeyValue { get; } = PackedWeight.Concat([p.Key, p.Value], bf16);
+        public PackedWeight KeyValue { get; } = Packed(PackedWeight.Concat([p.Key, p.Value], bf16),
+            release, p.Key, p.Value);
 
-        public PackedWeight AttentionOutput { get; } = PackedWeight.FromLinear(p.AttentionOutput, bf16);
+        public PackedWeight AttentionOutput { get; } = Packed(
+            PackedWeight.FromLinear(p.AttentionOutput, bf16), release, p.AttentionOutput);
 
         public float[] AttentionLnGamma { get; } = Pinned(p.AttentionLn.Weight.Data);
 
         public float[] AttentionLnBeta { get; } = Pinned(p.AttentionLn.Bias.Data);
 
-        public PackedWeight Intermediate { get; } = PackedWeight.FromLinear(p.Intermediate, bf16);
+        public PackedWeight Intermediate { get; } = Packed(
+            PackedWeight.FromLinear(p.Intermediate, bf16), release, p.Intermediate);
 
-        public PackedWeight Output { get; } = PackedWeight.FromLinear(p.Output, bf16);
+        public PackedWeight Output { get; } = Packed(PackedWeight.FromLinear(p.Output, bf16),
+            release, p.Output);
 
         public float[] OutputLnGamma { get; } = Pinned(p.OutputLn.Weight.Data);
 

@@ -22,9 +22,12 @@ public static class HypernetBackends
     /// <param name="batchSize">Rows per batch; 0 lets the backend choose.</param>
     /// <param name="log">Receives one line naming the backend and why.</param>
     /// <param name="gpu">CUDA device ordinal.</param>
+    /// <param name="consumeWeights">The caller will not use <paramref name="weights"/> again:
+    /// their GEMM matrices are released once the backend has its own copy (packed on the CPU,
+    /// uploaded on CUDA), so that a transfer never holds the hypernetwork twice.</param>
     public static IHypernetBackend Create(string device, HypernetWeights weights,
         HostTensor sourceEmbeddings, HypernetPrecision precision, int batchSize,
-        Action<string>? log, int gpu = 0)
+        Action<string>? log, int gpu = 0, bool consumeWeights = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(weights);
@@ -42,23 +45,24 @@ public static class HypernetBackends
         {
             case "cpu":
                 log?.Invoke("backend: cpu (--device cpu)");
-                return Cpu(weights, sourceEmbeddings, precision, batchSize);
+                return Cpu(weights, sourceEmbeddings, precision, batchSize, consumeWeights);
             case "cuda":
                 if (!Cuda.IsAvailable)
                 {
                     throw new ZettException($"--device cuda: no usable CUDA device{visible}: "
                         + Cuda.UnavailableReason);
                 }
-                return Gpu(weights, sourceEmbeddings, precision, batchSize, gpu, log, "--device cuda");
+                return Gpu(weights, sourceEmbeddings, precision, batchSize, gpu, log, "--device cuda",
+                    consumeWeights);
             case "auto":
                 if (Cuda.IsAvailable)
                 {
                     return Gpu(weights, sourceEmbeddings, precision, batchSize, gpu, log,
-                        $"auto: {Cuda.DeviceSummary}{visible}");
+                        $"auto: {Cuda.DeviceSummary}{visible}", consumeWeights);
                 }
                 log?.Invoke($"backend: cpu (auto: no usable CUDA device{visible}: "
                     + $"{Cuda.UnavailableReason})");
-                return Cpu(weights, sourceEmbeddings, precision, batchSize);
+                return Cpu(weights, sourceEmbeddings, precision, batchSize, consumeWeights);
             default:
                 throw new ZettException($"--device {device}: expected one of "
                     + string.Join(", ", Devices));
@@ -66,14 +70,23 @@ public static class HypernetBackends
     }
 
     private static CpuHypernetBackend Cpu(HypernetWeights weights, HostTensor source,
-        HypernetPrecision precision, int batchSize) =>
-        new(weights, source, precision, batchSize);
+        HypernetPrecision precision, int batchSize, bool consume) =>
+        new(weights, source, precision, batchSize, releaseUnpacked: consume);
 
     private static CudaHypernetBackend Gpu(HypernetWeights weights, HostTensor source,
-        HypernetPrecision precision, int batchSize, int gpu, Action<string>? log, string why)
+        HypernetPrecision precision, int batchSize, int gpu, Action<string>? log, string why,
+        bool consume)
     {
         var backend = new CudaHypernetBackend(weights, source, precision, batchSize, gpu, log);
         log?.Invoke($"backend: {backend.Name} ({why}), batch {backend.MaxBatchSize}");
+        if (consume)
+        {
+            // Uploaded: the host copies of the GEMM weights are no longer needed.
+            foreach (LinearParams linear in weights.Linears())
+            {
+                linear.Weight.Release();
+            }
+        }
         return backend;
     }
 }

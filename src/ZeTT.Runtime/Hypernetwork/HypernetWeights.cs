@@ -168,6 +168,39 @@ public sealed class HypernetWeights
     /// <summary>Every tensor the model uses, with its name.</summary>
     public IReadOnlyDictionary<string, HostTensor> Tensors => _tensors;
 
+    /// <summary>Every Linear layer (the GEMM weights: almost all of the parameters).</summary>
+    public IEnumerable<LinearParams> Linears()
+    {
+        yield return InputProjection;
+        yield return InputBlock.Dense1;
+        yield return InputBlock.Dense2;
+        foreach (EncoderLayerParams l in Layers)
+        {
+            yield return l.Query;
+            yield return l.Key;
+            yield return l.Value;
+            yield return l.AttentionOutput;
+            yield return l.Intermediate;
+            yield return l.Output;
+        }
+        yield return OutputBlock.Dense1;
+        yield return OutputBlock.Dense2;
+        yield return OutputLinear;
+        if (OutputOutBlock is not null)
+        {
+            yield return OutputOutBlock.Dense1;
+            yield return OutputOutBlock.Dense2;
+        }
+        if (OutputOutLinear is not null)
+        {
+            yield return OutputOutLinear;
+        }
+        if (BiasProjection is not null)
+        {
+            yield return BiasProjection;
+        }
+    }
+
     private ZettException Error(string name, string what) =>
         new($"{_source}: parameter '{name}' {what}");
 

@@ -30,7 +30,7 @@ public sealed class HostTensor
         }
         Name = name;
         Shape = shape;
-        Data = data;
+        _data = data;
     }
 
     /// <summary>The tensor's name (parameter name in its checkpoint).</summary>
@@ -39,8 +39,26 @@ public sealed class HostTensor
     /// <summary>Dimensions, outermost first.</summary>
     public int[] Shape { get; }
 
+    private float[] _data;
+
     /// <summary>Elements in row-major order.</summary>
-    public float[] Data { get; }
+    /// <exception cref="InvalidOperationException">The data was released
+    /// (<see cref="Release"/>).</exception>
+    public float[] Data => Released
+        ? throw new InvalidOperationException($"tensor '{Name}': its data was released after a "
+            + "backend took a packed copy of it")
+        : _data;
+
+    /// <summary>True once <see cref="Release"/> dropped the data.</summary>
+    public bool Released { get; private set; }
+
+    /// <summary>Drops the data so that the memory can be reclaimed (shape and name stay):
+    /// for an owner that has made its own copy, e.g. a backend packing GEMM weights.</summary>
+    public void Release()
+    {
+        Released = true;
+        _data = [];
+    }
 
     /// <summary>Number of dimensions.</summary>
     public int Rank => Shape.Length;

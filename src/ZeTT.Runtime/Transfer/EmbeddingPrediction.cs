@@ -111,8 +111,10 @@ public static class EmbeddingPrediction
             source = ReadSourceEmbeddings(options.SourceEmbeddingsFile!, config);
         }
 
+        // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
+        // matrices once it has its own copy, so the hypernetwork is never held twice.
         using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
-            source, options.Precision, options.BatchSize, log, options.Gpu);
+            source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
         HypernetOutput output = HypernetBatching.PredictAll(backend, ids, rows, lang, config,
             done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens")));
 

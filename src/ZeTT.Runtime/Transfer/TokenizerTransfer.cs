@@ -195,8 +195,10 @@ public static class TokenizerTransfer
             HypernetConfig config = checkpoint.Config;
             HostTensor source = times.Measure("read embeddings",
                 () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
+            // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
+            // matrices once it has its own copy, so the hypernetwork is never held twice.
             using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
-                source, options.Precision, options.BatchSize, log, options.Gpu);
+                source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
             backendName = backend.Name;
             SurfaceFormMatrix sf = prepared!.SurfaceForms;
             HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,

@@ -102,4 +102,29 @@ public sealed class CpuHypernetBackendTests
             + (4 * h * i) + (2 * h * n) + (2 * h);
         Assert.Equal(expected, backend.FlopsPerRow, 6);
     }
+
+    [Theory]
+    [InlineData(HypernetPrecision.Float32)]
+    [InlineData(HypernetPrecision.BFloat16)]
+    public void Releasing_the_unpacked_weights_changes_no_bit_and_frees_every_gemm_matrix(
+        HypernetPrecision precision)
+    {
+        var o = new TinyOptions(Separate: true);
+        var (kept, source) = TinyHypernet.Create(o, 29);
+        var (consumed, _) = TinyHypernet.Create(o, 29);
+        int[] ids = TinyHypernet.SurfaceForms(o, 19, 4);
+        using var reference = new CpuHypernetBackend(kept, source, precision, maxBatchSize: 0);
+        using var releasing = new CpuHypernetBackend(consumed, source, precision, maxBatchSize: 0,
+            releaseUnpacked: true);
+        HypernetOutput a = reference.Predict(ids, 19, 1), b = releasing.Predict(ids, 19, 1);
+        Assert.Equal(a.EmbeddingsIn, b.EmbeddingsIn);
+        Assert.Equal(a.EmbeddingsOut!, b.EmbeddingsOut!);
+        Assert.Equal(a.Bias!, b.Bias!);
+        Assert.All(consumed.Linears(), l => Assert.True(l.Weight.Released, l.Weight.Name));
+        Assert.All(kept.Linears(), l => Assert.False(l.Weight.Released, l.Weight.Name));
+        // Biases, norms and tables stay (the backend reads some of them per batch).
+        Assert.False(consumed.PositionEmbeddings.Released);
+        var e = Assert.Throws<InvalidOperationException>(() => consumed.InputProjection.Weight.Data);
+        Assert.Contains("input_projection.0.weight", e.Message, StringComparison.Ordinal);
+    }
 }
