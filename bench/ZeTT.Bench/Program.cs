@@ -16,6 +16,7 @@ internal static class Program
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
+            ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
             ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,
         };

@@ -77,7 +77,11 @@ internal sealed class UnigramModel : TokenizerModel
                 throw new ZettException(
                     $"{file}: Unigram vocab entry {entry?.ToJsonString()} is not [piece, score]");
             }
-            pieces.Add((pair[0]!.GetValue<string>(), pair[1]!.GetValue<double>()));
+            double score = pair[1] is JsonValue sv
+                && SerdeJsonFloat.Parse(sv.ToJsonString()) is double parsed ? parsed
+                : throw new ZettException(
+                    $"{file}: Unigram vocab entry {entry.ToJsonString()} has no numeric score");
+            pieces.Add((pair[0]!.GetValue<string>(), score));
         }
         int? unkId = model["unk_id"] is JsonValue v && v.TryGetValue(out int u) ? u : null;
         return new UnigramModel(pieces, unkId, OptionalBool(model, "byte_fallback"),

@@ -59,6 +59,7 @@ public sealed class RustParityTests : IDisposable
         " ",
         "a",
         "𝐇𝐞𝐥𝐥𝐨 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀀𠀁 𝟏𝟐 \U0001F600\U0001F4A9",
+        "ties: ---------- ------- ===== ~~~~~~~~ ........ ________ ########",
         "def f(x):\n\tif x:\n\t\treturn {'a': [1, 2]}  # ok\n\n\nclass A:\n    pass\n",
     ];
 
