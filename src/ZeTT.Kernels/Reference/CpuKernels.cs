@@ -132,6 +132,7 @@ public static class CpuKernels
     {
         Activation.GeluTanh => GeluTanh(x),
         Activation.GeluErf => GeluErf(x),
+        Activation.Silu => (float)(x / (1 + Math.Exp(-x))),
         _ => x,
     };
 
