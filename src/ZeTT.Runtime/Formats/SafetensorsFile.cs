@@ -3,6 +3,7 @@ using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
