@@ -15,6 +15,7 @@
 #define ZETT_ACT_GELU_TANH 1
 #define ZETT_ACT_GELU_ERF 2
 #define ZETT_ACT_SILU 3
+#define ZETT_ACT_RELU 4
 
 __device__ __forceinline__ float zett_bf16_to_f32(uint16_t v) {
     return __uint_as_float(static_cast<uint32_t>(v) << 16);
@@ -60,6 +61,7 @@ __device__ __forceinline__ float zett_activate(float x, int act) {
     return act == ZETT_ACT_GELU_TANH ? zett_gelu_tanh(x)
          : act == ZETT_ACT_GELU_ERF ? zett_gelu_erf(x)
          : act == ZETT_ACT_SILU ? zett_silu(x)
+         : act == ZETT_ACT_RELU ? fmaxf(x, 0.0f)
          : x;
 }
 
@@ -67,6 +69,7 @@ __device__ __forceinline__ float zett_activate(float x, int act) {
 //   GELU erf:  Φ(x) + x·φ(x)
 //   GELU tanh: 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(u)
 //   SiLU:      σ(x)·(1 + x·(1 − σ(x)))
+//   ReLU:      [x > 0]
 __device__ __forceinline__ float zett_activate_grad(float x, int act) {
     if (act == ZETT_ACT_GELU_ERF) {
         const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
@@ -82,6 +85,7 @@ __device__ __forceinline__ float zett_activate_grad(float x, int act) {
         const float s = 1.0f / (1.0f + expf(-x));
         return s * (1.0f + x * (1.0f - s));
     }
+    if (act == ZETT_ACT_RELU) return x > 0.0f ? 1.0f : 0.0f;
     return 1.0f;
 }
 

@@ -6,8 +6,10 @@
 //   stride in elements, head h at columns h·D of a token row (so Q, K and V may be column
 //   windows of one fused QKV projection). D ≤ 128.
 //   Query i sits at absolute position i + q_offset (q_offset = kv_len − q_len when a KV cache
-//   holds earlier tokens); it sees key j iff j ≤ i + q_offset and, with window > 0,
-//   (i + q_offset) − j < window (Mistral's sliding window: the window counts the query itself).
+//   holds earlier tokens). It sees key j iff j < kv_lens[b] (when kv_lens is given: padded
+//   batches, the hypernetwork's masked attention) and, when causal, j ≤ i + q_offset and, with
+//   window > 0, (i + q_offset) − j < window (Mistral's sliding window: the window counts the
+//   query itself).
 //   GQA: query head h reads kv head h / (heads / kv_heads).
 //   score = (q·k)·scale; out = softmax(score)·V; lse [batch, heads, q_len] fp32 = the natural
 //   log of the softmax denominator (max + log Σ exp), saved for the backward. A query that sees
@@ -50,33 +52,35 @@ struct FlashFwdArgs {
     const void* v;               //  16
     void* out;                   //  24
     float* lse;                  //  32
-    long long q_batch_stride;    //  40
-    long long k_batch_stride;    //  48
-    long long v_batch_stride;    //  56
-    long long o_batch_stride;    //  64
-    int q_row_stride;            //  72
-    int k_row_stride;            //  76
-    int v_row_stride;            //  80
-    int o_row_stride;            //  84
-    int batch;                   //  88
-    int q_len;                   //  92
-    int kv_len;                  //  96
-    int q_offset;                // 100
-    int heads;                   // 104
-    int kv_heads;                // 108
-    int head_dim;                // 112
-    int window;                  // 116
-    float scale;                 // 120
-    int in_dtype;                // 124
-    int out_dtype;               // 128
-    int pad0;                    // 132
-};                               // 136
+    const int* kv_lens;          //  40  [batch] or null (all kv_len keys valid)
+    long long q_batch_stride;    //  48
+    long long k_batch_stride;    //  56
+    long long v_batch_stride;    //  64
+    long long o_batch_stride;    //  72
+    int q_row_stride;            //  80
+    int k_row_stride;            //  84
+    int v_row_stride;            //  88
+    int o_row_stride;            //  92
+    int batch;                   //  96
+    int q_len;                   // 100
+    int kv_len;                  // 104
+    int q_offset;                // 108
+    int heads;                   // 112
+    int kv_heads;                // 116
+    int head_dim;                // 120
+    int window;                  // 124
+    float scale;                 // 128
+    int in_dtype;                // 132
+    int out_dtype;               // 136
+    int causal;                  // 140
+};                               // 144
 
 extern "C" __device__ int zett_flash_fwd_layout[] = {
     (int)sizeof(FlashFwdArgs),
     (int)offsetof(FlashFwdArgs, q), (int)offsetof(FlashFwdArgs, k),
     (int)offsetof(FlashFwdArgs, v), (int)offsetof(FlashFwdArgs, out),
-    (int)offsetof(FlashFwdArgs, lse), (int)offsetof(FlashFwdArgs, q_batch_stride),
+    (int)offsetof(FlashFwdArgs, lse), (int)offsetof(FlashFwdArgs, kv_lens),
+    (int)offsetof(FlashFwdArgs, q_batch_stride),
     (int)offsetof(FlashFwdArgs, k_batch_stride), (int)offsetof(FlashFwdArgs, v_batch_stride),
     (int)offsetof(FlashFwdArgs, o_batch_stride), (int)offsetof(FlashFwdArgs, q_row_stride),
     (int)offsetof(FlashFwdArgs, k_row_stride), (int)offsetof(FlashFwdArgs, v_row_stride),
@@ -86,11 +90,11 @@ extern "C" __device__ int zett_flash_fwd_layout[] = {
     (int)offsetof(FlashFwdArgs, kv_heads), (int)offsetof(FlashFwdArgs, head_dim),
     (int)offsetof(FlashFwdArgs, window), (int)offsetof(FlashFwdArgs, scale),
     (int)offsetof(FlashFwdArgs, in_dtype), (int)offsetof(FlashFwdArgs, out_dtype),
-    (int)offsetof(FlashFwdArgs, pad0)};
+    (int)offsetof(FlashFwdArgs, causal)};
 extern "C" __device__ char zett_flash_fwd_fields[] =
-    "q,k,v,out,lse,q_batch_stride,k_batch_stride,v_batch_stride,o_batch_stride,q_row_stride,"
+    "q,k,v,out,lse,kv_lens,q_batch_stride,k_batch_stride,v_batch_stride,o_batch_stride,q_row_stride,"
     "k_row_stride,v_row_stride,o_row_stride,batch,q_len,kv_len,q_offset,heads,kv_heads,head_dim,"
-    "window,scale,in_dtype,out_dtype,pad0";
+    "window,scale,in_dtype,out_dtype,causal";
 
 struct FlashBwdArgs {
     const void* q;               //   0
@@ -103,27 +107,28 @@ struct FlashBwdArgs {
     void* dq;                    //  56  (q's strides)
     void* dk;                    //  64  (k's strides)
     void* dv;                    //  72  (v's strides)
-    long long q_batch_stride;    //  80
-    long long k_batch_stride;    //  88
-    long long v_batch_stride;    //  96
-    long long o_batch_stride;    // 104  (out and dout)
-    int q_row_stride;            // 112
-    int k_row_stride;            // 116
-    int v_row_stride;            // 120
-    int o_row_stride;            // 124
-    int batch;                   // 128
-    int q_len;                   // 132
-    int kv_len;                  // 136
-    int q_offset;                // 140
-    int heads;                   // 144
-    int kv_heads;                // 148
-    int head_dim;                // 152
-    int window;                  // 156
-    float scale;                 // 160
-    int in_dtype;                // 164  (q, k, v, out, dout)
-    int grad_dtype;              // 168  (dq, dk, dv)
-    int pad0;                    // 172
-};                               // 176
+    const int* kv_lens;          //  80
+    long long q_batch_stride;    //  88
+    long long k_batch_stride;    //  96
+    long long v_batch_stride;    // 104
+    long long o_batch_stride;    // 112  (out and dout)
+    int q_row_stride;            // 120
+    int k_row_stride;            // 124
+    int v_row_stride;            // 128
+    int o_row_stride;            // 132
+    int batch;                   // 136
+    int q_len;                   // 140
+    int kv_len;                  // 144
+    int q_offset;                // 148
+    int heads;                   // 152
+    int kv_heads;                // 156
+    int head_dim;                // 160
+    int window;                  // 164
+    float scale;                 // 168
+    int in_dtype;                // 172  (q, k, v, out, dout)
+    int grad_dtype;              // 176  (dq, dk, dv)
+    int causal;                  // 180
+};                               // 184
 
 extern "C" __device__ int zett_flash_bwd_layout[] = {
     (int)sizeof(FlashBwdArgs),
@@ -132,7 +137,7 @@ extern "C" __device__ int zett_flash_bwd_layout[] = {
     (int)offsetof(FlashBwdArgs, dout), (int)offsetof(FlashBwdArgs, lse),
     (int)offsetof(FlashBwdArgs, delta), (int)offsetof(FlashBwdArgs, dq),
     (int)offsetof(FlashBwdArgs, dk), (int)offsetof(FlashBwdArgs, dv),
-    (int)offsetof(FlashBwdArgs, q_batch_stride), (int)offsetof(FlashBwdArgs, k_batch_stride),
+    (int)offsetof(FlashBwdArgs, kv_lens), (int)offsetof(FlashBwdArgs, q_batch_stride), (int)offsetof(FlashBwdArgs, k_batch_stride),
     (int)offsetof(FlashBwdArgs, v_batch_stride), (int)offsetof(FlashBwdArgs, o_batch_stride),
     (int)offsetof(FlashBwdArgs, q_row_stride), (int)offsetof(FlashBwdArgs, k_row_stride),
     (int)offsetof(FlashBwdArgs, v_row_stride), (int)offsetof(FlashBwdArgs, o_row_stride),
@@ -141,17 +146,23 @@ extern "C" __device__ int zett_flash_bwd_layout[] = {
     (int)offsetof(FlashBwdArgs, heads), (int)offsetof(FlashBwdArgs, kv_heads),
     (int)offsetof(FlashBwdArgs, head_dim), (int)offsetof(FlashBwdArgs, window),
     (int)offsetof(FlashBwdArgs, scale), (int)offsetof(FlashBwdArgs, in_dtype),
-    (int)offsetof(FlashBwdArgs, grad_dtype), (int)offsetof(FlashBwdArgs, pad0)};
+    (int)offsetof(FlashBwdArgs, grad_dtype), (int)offsetof(FlashBwdArgs, causal)};
 extern "C" __device__ char zett_flash_bwd_fields[] =
-    "q,k,v,out,dout,lse,delta,dq,dk,dv,q_batch_stride,k_batch_stride,v_batch_stride,"
+    "q,k,v,out,dout,lse,delta,dq,dk,dv,kv_lens,q_batch_stride,k_batch_stride,v_batch_stride,"
     "o_batch_stride,q_row_stride,k_row_stride,v_row_stride,o_row_stride,batch,q_len,kv_len,"
-    "q_offset,heads,kv_heads,head_dim,window,scale,in_dtype,grad_dtype,pad0";
+    "q_offset,heads,kv_heads,head_dim,window,scale,in_dtype,grad_dtype,causal";
 
-// Key j visible from query i (local index)?
+// Key j visible from query i (local index)? kv_len here is the sequence's valid key count.
 __device__ __forceinline__ bool fa_visible(int i, int j, int q_len, int kv_len, int q_offset,
-                                           int window) {
+                                           int window, int causal) {
     const int pos = i + q_offset;
-    return i < q_len && j < kv_len && j <= pos && (window <= 0 || pos - j < window);
+    return i < q_len && j < kv_len
+        && (!causal || (j <= pos && (window <= 0 || pos - j < window)));
+}
+
+// Keys of sequence b that exist (kv_lens clamps, never extends, kv_len).
+__device__ __forceinline__ int fa_valid_keys(const int* kv_lens, int b, int kv_len) {
+    return kv_lens != nullptr ? max(0, min(kv_lens[b], kv_len)) : kv_len;
 }
 
 // Stages rows [row0, row0 + rows) of one head of a [*, len, *, D] tensor into s[rows][ld] as
@@ -167,13 +178,14 @@ __device__ __forceinline__ void fa_stage(float* s, int ld, const void* src, int 
     }
 }
 
-// Keys [begin, end) that a query tile [q0, q_last] can see.
+// Keys [begin, end) that a query tile [q0, q_last] can see (kv_len: the valid keys).
 __device__ __forceinline__ void fa_key_range(int q0, int q_last, int q_offset, int kv_len,
-                                             int window, int tile, int* begin, int* end) {
+                                             int window, int causal, int tile, int* begin,
+                                             int* end) {
     int b = 0;
-    if (window > 0) b = max(0, q0 + q_offset - window + 1);
+    if (causal && window > 0) b = max(0, q0 + q_offset - window + 1);
     *begin = (b / tile) * tile;
-    *end = min(kv_len, q_last + q_offset + 1);
+    *end = causal ? min(kv_len, q_last + q_offset + 1) : kv_len;
 }
 
 extern "C" __global__ void __launch_bounds__(FA_THREADS)
@@ -200,9 +212,10 @@ zett_flash_attn_forward(const FlashFwdArgs a) {
     for (int e = 0; e < FA_PER_THREAD; e++) acc[e] = 0.0f;
     float m = -INFINITY, l = 0.0f;
 
+    const int kv_valid = fa_valid_keys(a.kv_lens, b, a.kv_len);
     int k_begin, k_end;
-    fa_key_range(q0, min(q0 + FA_BR, a.q_len) - 1, a.q_offset, a.kv_len, a.window, FA_BC,
-                 &k_begin, &k_end);
+    fa_key_range(q0, min(q0 + FA_BR, a.q_len) - 1, a.q_offset, kv_valid, a.window, a.causal,
+                 FA_BC, &k_begin, &k_end);
     for (int k0 = k_begin; k0 < k_end; k0 += FA_BC) {
         __syncthreads();  // the previous tile's P·V is done with sK, sV, sP
         fa_stage(sK, ld, a.k, a.in_dtype, kbase, a.k_row_stride, k0, FA_BC, a.kv_len, D);
@@ -216,7 +229,7 @@ zett_flash_attn_forward(const FlashFwdArgs a) {
             const int j = sub + 4 * jj;
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += sQ[r * ld + d] * sK[j * ld + d];
-            s[jj] = fa_visible(qi, k0 + j, a.q_len, a.kv_len, a.q_offset, a.window)
+            s[jj] = fa_visible(qi, k0 + j, a.q_len, kv_valid, a.q_offset, a.window, a.causal)
                 ? dot * a.scale : -INFINITY;
             tile_max = fmaxf(tile_max, s[jj]);
         }
@@ -314,9 +327,10 @@ zett_flash_attn_bwd_dq(const FlashBwdArgs a) {
 #pragma unroll
     for (int e = 0; e < FA_PER_THREAD; e++) acc[e] = 0.0f;
 
+    const int kv_valid = fa_valid_keys(a.kv_lens, b, a.kv_len);
     int k_begin, k_end;
-    fa_key_range(q0, min(q0 + FA_BR, a.q_len) - 1, a.q_offset, a.kv_len, a.window, FA_BC,
-                 &k_begin, &k_end);
+    fa_key_range(q0, min(q0 + FA_BR, a.q_len) - 1, a.q_offset, kv_valid, a.window, a.causal,
+                 FA_BC, &k_begin, &k_end);
     for (int k0 = k_begin; k0 < k_end; k0 += FA_BC) {
         __syncthreads();
         fa_stage(sK, ld, a.k, a.in_dtype, kbase, a.k_row_stride, k0, FA_BC, a.kv_len, D);
@@ -327,7 +341,7 @@ zett_flash_attn_bwd_dq(const FlashBwdArgs a) {
             const int j = sub + 4 * jj;
             float ds = 0.0f;
             if (lse != -INFINITY
-                && fa_visible(qi, k0 + j, a.q_len, a.kv_len, a.q_offset, a.window)) {
+                && fa_visible(qi, k0 + j, a.q_len, kv_valid, a.q_offset, a.window, a.causal)) {
                 float s = 0.0f, dp = 0.0f;
                 for (int d = 0; d < D; d++) {
                     s += sQ[r * ld + d] * sK[j * ld + d];
@@ -385,13 +399,15 @@ zett_flash_attn_bwd_dkdv(const FlashBwdArgs a) {
 #pragma unroll
     for (int e = 0; e < FA_PER_THREAD; e++) dk[e] = dv[e] = 0.0f;
 
-    // Queries that see some key of [k0, k_last]: position ≥ k0, and with a window,
-    // position < k_last + window.
+    // Queries that see some key of [k0, k_last]: all of them without the causal mask; with
+    // it, position ≥ k0 and, with a window, position < k_last + window. A tile past the
+    // sequence's valid keys sees none (its gradients are zeros).
+    const int kv_valid = fa_valid_keys(a.kv_lens, b, a.kv_len);
     const int k_last = min(k0 + FA_BKV, a.kv_len) - 1;
-    int i_begin = max(0, k0 - a.q_offset);
+    int i_begin = a.causal ? max(0, k0 - a.q_offset) : 0;
     i_begin = (i_begin / FA_BQ) * FA_BQ;
-    int i_end = a.q_len;
-    if (a.window > 0) i_end = min(i_end, k_last + a.window - a.q_offset);
+    int i_end = k0 < kv_valid ? a.q_len : 0;
+    if (a.causal && a.window > 0) i_end = min(i_end, k_last + a.window - a.q_offset);
 
     for (int g = 0; g < group; g++) {
         const int h = kvh * group + g;
@@ -415,7 +431,8 @@ zett_flash_attn_bwd_dkdv(const FlashBwdArgs a) {
                 const int i = sub + 4 * ii;
                 float p = 0.0f, ds = 0.0f;
                 if (sL[i] != -INFINITY
-                    && fa_visible(i0 + i, kj, a.q_len, a.kv_len, a.q_offset, a.window)) {
+                    && fa_visible(i0 + i, kj, a.q_len, kv_valid, a.q_offset, a.window,
+                                  a.causal)) {
                     float s = 0.0f, dp = 0.0f;
                     for (int d = 0; d < D; d++) {
                         s += sK[r * ld + d] * sQ[i * ld + d];

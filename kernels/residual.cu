@@ -70,3 +70,49 @@ extern "C" __global__ void zett_sum_rows(const SumRowsArgs a) {
     for (int r = 0; r < a.rows; r++) s += zett_load(a.x, a.x_dtype, static_cast<size_t>(r) * a.ld + c);
     a.out[c] = a.beta == 0.0f ? s : a.beta * a.out[c] + s;
 }
+
+// zett_copy_strided — dst[idx] = src[idx] (or = value when src is null) over a tensor of up to
+//   6 dimensions, each side with its own element strides and dtype: the op layer's Copy (KV
+//   cache writes, contiguous copies of views, dtype conversion) and Fill. Threads: grid-stride
+//   over the elements in row-major order of the shape.
+#define ZETT_COPY_MAX_RANK 6
+
+struct CopyArgs {
+    const void* src;                       //   0
+    void* dst;                             //   8
+    long long count;                       //  16
+    long long shape[ZETT_COPY_MAX_RANK];   //  24
+    long long src_strides[ZETT_COPY_MAX_RANK];  //  72
+    long long dst_strides[ZETT_COPY_MAX_RANK];  // 120
+    int rank;                              // 168
+    int src_dtype;                         // 172
+    int dst_dtype;                         // 176
+    float value;                           // 180
+};                                         // 184
+
+extern "C" __device__ int zett_copy_layout[] = {
+    (int)sizeof(CopyArgs),
+    (int)offsetof(CopyArgs, src), (int)offsetof(CopyArgs, dst), (int)offsetof(CopyArgs, count),
+    (int)offsetof(CopyArgs, shape), (int)offsetof(CopyArgs, src_strides),
+    (int)offsetof(CopyArgs, dst_strides), (int)offsetof(CopyArgs, rank),
+    (int)offsetof(CopyArgs, src_dtype), (int)offsetof(CopyArgs, dst_dtype),
+    (int)offsetof(CopyArgs, value)};
+extern "C" __device__ char zett_copy_fields[] =
+    "src,dst,count,shape,src_strides,dst_strides,rank,src_dtype,dst_dtype,value";
+
+extern "C" __global__ void zett_copy_strided(const CopyArgs a) {
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+         i < a.count; i += stride) {
+        long long rest = i, so = 0, d_o = 0;
+        for (int d = a.rank - 1; d >= 0; d--) {
+            const long long n = a.shape[d];
+            const long long c = rest % n;
+            rest /= n;
+            so += c * a.src_strides[d];
+            d_o += c * a.dst_strides[d];
+        }
+        const float v = a.src != nullptr ? zett_load(a.src, a.src_dtype, so) : a.value;
+        zett_store(a.dst, a.dst_dtype, d_o, v);
+    }
+}

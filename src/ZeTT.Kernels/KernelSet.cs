@@ -45,6 +45,7 @@ public sealed class KernelSet : IDisposable
             CudaModule residual = Load("residual");
             Axpby = residual.GetFunction("zett_axpby");
             SumRows = residual.GetFunction("zett_sum_rows");
+            CopyStrided = residual.GetFunction("zett_copy_strided");
             CudaModule flash = Load("flash_attention");
             FlashForward = flash.GetFunction("zett_flash_attn_forward");
             FlashBwdPreprocess = flash.GetFunction("zett_flash_attn_bwd_preprocess");
@@ -107,6 +108,8 @@ public sealed class KernelSet : IDisposable
     internal CudaFunction Axpby { get; }
 
     internal CudaFunction SumRows { get; }
+
+    internal CudaFunction CopyStrided { get; }
 
     internal CudaFunction FlashForward { get; }
 

@@ -17,11 +17,12 @@ internal struct CrossEntropyArgs
     public ulong Lse;
     public ulong Dloss;
     public ulong Dlogits;
+    public ulong Bias;
     public int Rows;
     public int Cols;
     public int Ld;
     public int Col0;
-    public int IgnoreIndex;
+    public int BiasDtype;
     public int OutDtype;
 }
 
@@ -78,8 +79,8 @@ public static class LmHeadCrossEntropy
     }
 
     /// <summary>
-    /// Queues the forward: <c>loss[r] = lse_r − z[r, target_r]</c> (0 where target_r =
-    /// <paramref name="ignoreIndex"/>) and <c>lse[r] = log Σ_v exp z[r, v]</c>, z = hidden·Wᵀ.
+    /// Queues the forward: <c>loss[r] = lse_r − z[r, target_r]</c> (0 for a negative target:
+    /// ignored) and <c>lse[r] = log Σ_v exp z[r, v]</c>, z = hidden·Wᵀ + bias.
     /// </summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="blas">BLAS handle; its stream runs everything.</param>
@@ -89,19 +90,19 @@ public static class LmHeadCrossEntropy
     /// <param name="rows">Tokens.</param>
     /// <param name="hiddenSize">Hidden size.</param>
     /// <param name="vocab">Vocabulary size.</param>
-    /// <param name="targets">[rows] I32 in [0, vocab) or ignoreIndex.</param>
-    /// <param name="ignoreIndex">Target that contributes no loss (−100 as PyTorch).</param>
+    /// <param name="bias">[vocab] F32 or BF16, or none.</param>
+    /// <param name="targets">[rows] I32 in [0, vocab), or negative (no loss).</param>
     /// <param name="loss">[rows] F32.</param>
     /// <param name="lse">[rows] F32 (the backward's input).</param>
     /// <param name="workspace">Chunk buffers.</param>
     public static void Forward(KernelSet kernels, BlasHandle blas, DeviceView hidden,
-        DeviceView weight, int rows, int hiddenSize, int vocab, DeviceView targets,
-        int ignoreIndex, DeviceView loss, DeviceView lse, in CrossEntropyWorkspace workspace)
+        DeviceView weight, DeviceView bias, int rows, int hiddenSize, int vocab,
+        DeviceView targets, DeviceView loss, DeviceView lse, in CrossEntropyWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         ArgumentNullException.ThrowIfNull(blas);
-        CrossEntropyArgs args = PlanForward(hidden, weight, rows, hiddenSize, vocab, targets,
-            ignoreIndex, loss, lse, workspace);
+        CrossEntropyArgs args = PlanForward(hidden, weight, bias, rows, hiddenSize, vocab,
+            targets, loss, lse, workspace);
         int ld = workspace.ChunkColumns;
         foreach ((int c0, int cols) in Chunks(vocab, ld))
         {
@@ -116,35 +117,35 @@ public static class LmHeadCrossEntropy
 
     /// <summary>
     /// Queues the backward: with g_r = dLoss[r] (1 when dLoss is none, 0 for ignored rows),
-    /// <c>dHidden = Σ_chunks dlogits·W_chunk</c> and <c>dWeight[chunk] = dlogitsᵀ·hidden</c>,
-    /// dlogits = (softmax − onehot)·g. Overwrites dHidden and dWeight, or adds to them with
-    /// <paramref name="accumulate"/>.
+    /// <c>dHidden = Σ_chunks dlogits·W_chunk</c> (overwritten),
+    /// <c>dWeight[chunk] += dlogitsᵀ·hidden</c> and <c>dBias[chunk] += Σ_rows dlogits</c>
+    /// (accumulated, as parameter gradients are), dlogits = (softmax − onehot)·g.
     /// </summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="blas">BLAS handle; its stream runs everything.</param>
     /// <param name="hidden">As in the forward.</param>
     /// <param name="weight">As in the forward.</param>
+    /// <param name="bias">As in the forward.</param>
     /// <param name="rows">Tokens.</param>
     /// <param name="hiddenSize">Hidden size.</param>
     /// <param name="vocab">Vocabulary size.</param>
     /// <param name="targets">As in the forward.</param>
-    /// <param name="ignoreIndex">As in the forward.</param>
     /// <param name="lse">The forward's lse.</param>
     /// <param name="dLoss">[rows] F32 gradient of each row's loss, or none (1).</param>
     /// <param name="dHidden">[rows, hiddenSize] F32 (or BF16 for a BF16 weight).</param>
     /// <param name="dWeight">[vocab, hiddenSize] F32 (or BF16 for a BF16 weight), or none.
     /// </param>
+    /// <param name="dBias">[vocab] F32, or none.</param>
     /// <param name="workspace">Chunk buffers, DLogits included.</param>
-    /// <param name="accumulate">Add to dHidden and dWeight instead of overwriting them.</param>
     public static void Backward(KernelSet kernels, BlasHandle blas, DeviceView hidden,
-        DeviceView weight, int rows, int hiddenSize, int vocab, DeviceView targets,
-        int ignoreIndex, DeviceView lse, DeviceView dLoss, DeviceView dHidden,
-        DeviceView dWeight, in CrossEntropyWorkspace workspace, bool accumulate = false)
+        DeviceView weight, DeviceView bias, int rows, int hiddenSize, int vocab,
+        DeviceView targets, DeviceView lse, DeviceView dLoss, DeviceView dHidden,
+        DeviceView dWeight, DeviceView dBias, in CrossEntropyWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         ArgumentNullException.ThrowIfNull(blas);
-        CrossEntropyArgs args = PlanBackward(hidden, weight, rows, hiddenSize, vocab, targets,
-            ignoreIndex, lse, dLoss, dHidden, dWeight, workspace);
+        CrossEntropyArgs args = PlanBackward(hidden, weight, bias, rows, hiddenSize, vocab,
+            targets, lse, dLoss, dHidden, dWeight, dBias, workspace);
         int ld = workspace.ChunkColumns;
         foreach ((int c0, int cols) in Chunks(vocab, ld))
         {
@@ -155,14 +156,20 @@ public static class LmHeadCrossEntropy
             DeviceView wChunk = weight.Slice((long)c0 * hiddenSize, (long)cols * hiddenSize);
             // dHidden (+)= dlogits[rows, cols] · W_chunk[cols, H]
             Gemm.Run(blas, false, false, rows, hiddenSize, cols, workspace.DLogits, ld, wChunk,
-                hiddenSize, dHidden, hiddenSize, 1f, accumulate || c0 > 0 ? 1f : 0f);
+                hiddenSize, dHidden, hiddenSize, 1f, c0 > 0 ? 1f : 0f);
             if (dWeight.IsPresent)
             {
-                // dW_chunk (+)= dlogitsᵀ[cols, rows] · hidden[rows, H]
+                // dW_chunk += dlogitsᵀ[cols, rows] · hidden[rows, H]
                 Gemm.Run(blas, true, false, cols, hiddenSize, rows, workspace.DLogits, ld,
                     hidden, hiddenSize,
                     dWeight.Slice((long)c0 * hiddenSize, (long)cols * hiddenSize), hiddenSize,
-                    1f, accumulate ? 1f : 0f);
+                    1f, 1f);
+            }
+            if (dBias.IsPresent)
+            {
+                var (cfg, sum) = ResidualKernels.PlanSumRows(workspace.DLogits, rows, cols, ld,
+                    1f, dBias.Slice(c0, cols));
+                kernels.SumRows.Launch(cfg, blas.Stream, sum);
             }
         }
     }
@@ -176,27 +183,28 @@ public static class LmHeadCrossEntropy
             ws.Logits, ws.ChunkColumns);
     }
 
-    internal static CrossEntropyArgs PlanForward(DeviceView hidden, DeviceView weight, int rows,
-        int hiddenSize, int vocab, DeviceView targets, int ignoreIndex, DeviceView loss,
-        DeviceView lse, in CrossEntropyWorkspace ws)
+    internal static CrossEntropyArgs PlanForward(DeviceView hidden, DeviceView weight,
+        DeviceView bias, int rows, int hiddenSize, int vocab, DeviceView targets,
+        DeviceView loss, DeviceView lse, in CrossEntropyWorkspace ws)
     {
         const string k = "lm_head_cross_entropy";
-        Common(k, hidden, weight, rows, hiddenSize, vocab, targets, ws);
+        Common(k, hidden, weight, bias, rows, hiddenSize, vocab, targets, ws);
         View(k, loss, nameof(loss), rows, KernelDType.F32);
         View(k, lse, nameof(lse), rows, KernelDType.F32);
-        return Args(ws, rows, targets, ignoreIndex) with
+        return Args(ws, rows, targets, bias) with
         {
             Loss = loss.Address,
             Lse = lse.Address,
         };
     }
 
-    internal static CrossEntropyArgs PlanBackward(DeviceView hidden, DeviceView weight, int rows,
-        int hiddenSize, int vocab, DeviceView targets, int ignoreIndex, DeviceView lse,
-        DeviceView dLoss, DeviceView dHidden, DeviceView dWeight, in CrossEntropyWorkspace ws)
+    internal static CrossEntropyArgs PlanBackward(DeviceView hidden, DeviceView weight,
+        DeviceView bias, int rows, int hiddenSize, int vocab, DeviceView targets,
+        DeviceView lse, DeviceView dLoss, DeviceView dHidden, DeviceView dWeight,
+        DeviceView dBias, in CrossEntropyWorkspace ws)
     {
         const string k = "lm_head_cross_entropy_backward";
-        Common(k, hidden, weight, rows, hiddenSize, vocab, targets, ws);
+        Common(k, hidden, weight, bias, rows, hiddenSize, vocab, targets, ws);
         View(k, lse, nameof(lse), rows, KernelDType.F32);
         ulong dl = Optional(k, dLoss, nameof(dLoss), rows, KernelDType.F32);
         View(k, ws.DLogits, "workspace.DLogits", (long)rows * ws.ChunkColumns, weight.DType);
@@ -204,7 +212,8 @@ public static class LmHeadCrossEntropy
             ? [KernelDType.F32, KernelDType.BF16] : [KernelDType.F32];
         View(k, dHidden, nameof(dHidden), (long)rows * hiddenSize, gradTypes);
         Optional(k, dWeight, nameof(dWeight), (long)vocab * hiddenSize, gradTypes);
-        return Args(ws, rows, targets, ignoreIndex) with
+        Optional(k, dBias, nameof(dBias), vocab, KernelDType.F32);
+        return Args(ws, rows, targets, bias) with
         {
             Lse = lse.Address,
             Dloss = dl,
@@ -213,9 +222,10 @@ public static class LmHeadCrossEntropy
         };
     }
 
-    private static void Common(string k, DeviceView hidden, DeviceView weight, int rows,
-        int hiddenSize, int vocab, DeviceView targets, in CrossEntropyWorkspace ws)
+    private static void Common(string k, DeviceView hidden, DeviceView weight, DeviceView bias,
+        int rows, int hiddenSize, int vocab, DeviceView targets, in CrossEntropyWorkspace ws)
     {
+        Optional(k, bias, nameof(bias), vocab, KernelDType.F32, KernelDType.BF16);
         Positive(k, rows, nameof(rows));
         Positive(k, hiddenSize, nameof(hiddenSize));
         Positive(k, vocab, nameof(vocab));
@@ -229,8 +239,10 @@ public static class LmHeadCrossEntropy
     }
 
     private static CrossEntropyArgs Args(in CrossEntropyWorkspace ws, int rows,
-        DeviceView targets, int ignoreIndex) => new()
+        DeviceView targets, DeviceView bias) => new()
         {
+            Bias = bias.Address,
+            BiasDtype = (int)bias.DType,
             Logits = ws.Logits.Address,
             Targets = targets.Address,
             RowMax = ws.Stats.Address,
@@ -238,7 +250,6 @@ public static class LmHeadCrossEntropy
             TargetLogit = ws.Stats.Slice(2L * rows, rows).Address,
             Rows = rows,
             Ld = ws.ChunkColumns,
-            IgnoreIndex = ignoreIndex,
             OutDtype = (int)KernelDType.F32,
         };
 }

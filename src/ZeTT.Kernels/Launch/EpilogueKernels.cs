@@ -18,6 +18,9 @@ public enum Activation
 
     /// <summary>SiLU, x·σ(x) (the SwiGLU gate).</summary>
     Silu = 3,
+
+    /// <summary>ReLU, max(x, 0).</summary>
+    Relu = 4,
 }
 
 /// <summary>Args of <c>zett_bias_act</c> (kernels/epilogue.cu, same layout).</summary>

@@ -12,6 +12,7 @@ internal struct FlashFwdArgs
     public ulong V;
     public ulong Out;
     public ulong Lse;
+    public ulong KvLens;
     public long QBatchStride;
     public long KBatchStride;
     public long VBatchStride;
@@ -31,7 +32,7 @@ internal struct FlashFwdArgs
     public float Scale;
     public int InDtype;
     public int OutDtype;
-    public int Pad0;
+    public int Causal;
 }
 
 /// <summary>Args of the three backward kernels in kernels/flash_attention.cu (same layout).
@@ -49,6 +50,7 @@ internal struct FlashBwdArgs
     public ulong Dq;
     public ulong Dk;
     public ulong Dv;
+    public ulong KvLens;
     public long QBatchStride;
     public long KBatchStride;
     public long VBatchStride;
@@ -68,15 +70,16 @@ internal struct FlashBwdArgs
     public float Scale;
     public int InDtype;
     public int GradDtype;
-    public int Pad0;
+    public int Causal;
 }
 
 /// <summary>
-/// The shape of one causal attention call: <see cref="Batch"/> sequences of
-/// <see cref="QLen"/> queries over <see cref="KvLen"/> keys; query i is at absolute position
-/// i + <see cref="QOffset"/> and sees keys j ≤ that position (and, with
-/// <see cref="Window"/> &gt; 0, position − j &lt; window). <see cref="Heads"/> query heads
-/// share <see cref="KvHeads"/> key/value heads (GQA; heads a multiple of kvHeads).
+/// The shape of one attention call: <see cref="Batch"/> sequences of <see cref="QLen"/>
+/// queries over <see cref="KvLen"/> keys. With <see cref="Causal"/>, query i is at absolute
+/// position i + <see cref="QOffset"/> and sees keys j ≤ that position (and, with
+/// <see cref="Window"/> &gt; 0, position − j &lt; window); without, every key. Key lengths
+/// (a separate device array) may cut each sequence's keys shorter. <see cref="Heads"/> query
+/// heads share <see cref="KvHeads"/> key/value heads (GQA; heads a multiple of kvHeads).
 /// </summary>
 /// <param name="Batch">Sequences.</param>
 /// <param name="QLen">Queries per sequence.</param>
@@ -90,8 +93,9 @@ internal struct FlashBwdArgs
 /// </param>
 /// <param name="Window">Sliding window (Mistral), 0 for none.</param>
 /// <param name="Scale">Score scale (1/√headDim unless the model says otherwise).</param>
+/// <param name="Causal">Apply the causal mask (and the window).</param>
 public readonly record struct AttentionShape(int Batch, int QLen, int KvLen, int QOffset,
-    int Heads, int KvHeads, int HeadDim, int Window, float Scale);
+    int Heads, int KvHeads, int HeadDim, int Window, float Scale, bool Causal = true);
 
 /// <summary>A [batch, len, heads, headDim] operand: its memory, the elements between two
 /// sequences and between two tokens (head h starts at column h·headDim of a token row).</summary>
@@ -106,7 +110,8 @@ public readonly record struct AttentionOperand(DeviceView View, long BatchStride
 }
 
 /// <summary>
-/// Launchers of kernels/flash_attention.cu: causal (optionally sliding-window, GQA) attention
+/// Launchers of kernels/flash_attention.cu: attention (causal with an optional sliding window,
+/// or bidirectional; GQA; per-sequence key lengths)
 /// tiled so that no [T, T] matrix exists; the forward saves the log-sum-exp, the backward
 /// recomputes the probabilities from it. The oracle is the op layer's CPU attention.
 /// </summary>
@@ -149,12 +154,14 @@ public static class FlashAttentionKernels
     /// <param name="v">[batch, kvLen, kvHeads, headDim], q's dtype.</param>
     /// <param name="output">[batch, qLen, heads, headDim] F32 or BF16.</param>
     /// <param name="lse">[batch·heads·qLen] F32.</param>
+    /// <param name="kvLens">[batch] I32 valid keys per sequence (device data, clamped to
+    /// kvLen), or none.</param>
     public static void Forward(KernelSet kernels, CudaStream stream, in AttentionShape shape,
         in AttentionOperand q, in AttentionOperand k, in AttentionOperand v,
-        in AttentionOperand output, DeviceView lse)
+        in AttentionOperand output, DeviceView lse, DeviceView kvLens = default)
     {
         ArgumentNullException.ThrowIfNull(kernels);
-        var (config, args) = PlanForward(shape, q, k, v, output, lse);
+        var (config, args) = PlanForward(shape, q, k, v, output, lse, kvLens);
         kernels.FlashForward.Launch(config, stream, args);
     }
 
@@ -177,13 +184,15 @@ public static class FlashAttentionKernels
     /// <param name="dq">Gradient of Q (q's strides), F32 or BF16.</param>
     /// <param name="dk">Gradient of K (k's strides), dq's dtype.</param>
     /// <param name="dv">Gradient of V (v's strides), dq's dtype.</param>
+    /// <param name="kvLens">As in the forward.</param>
     public static void Backward(KernelSet kernels, CudaStream stream, in AttentionShape shape,
         in AttentionOperand q, in AttentionOperand k, in AttentionOperand v,
         in AttentionOperand output, DeviceView dOutput, DeviceView lse, DeviceView delta,
-        DeviceView dq, DeviceView dk, DeviceView dv)
+        DeviceView dq, DeviceView dk, DeviceView dv, DeviceView kvLens = default)
     {
         ArgumentNullException.ThrowIfNull(kernels);
-        BackwardPlan plan = PlanBackward(shape, q, k, v, output, dOutput, lse, delta, dq, dk, dv);
+        BackwardPlan plan = PlanBackward(shape, q, k, v, output, dOutput, lse, delta, dq, dk, dv,
+            kvLens);
         kernels.FlashBwdPreprocess.Launch(plan.Preprocess, stream, plan.Args);
         kernels.FlashBwdDq.Launch(plan.Dq, stream, plan.Args);
         kernels.FlashBwdDkdv.Launch(plan.Dkdv, stream, plan.Args);
@@ -194,7 +203,7 @@ public static class FlashAttentionKernels
 
     internal static (LaunchConfig, FlashFwdArgs) PlanForward(in AttentionShape shape,
         in AttentionOperand q, in AttentionOperand k, in AttentionOperand v,
-        in AttentionOperand output, DeviceView lse)
+        in AttentionOperand output, DeviceView lse, DeviceView kvLens = default)
     {
         const string n = "zett_flash_attn_forward";
         CheckShape(n, shape);
@@ -205,8 +214,11 @@ public static class FlashAttentionKernels
         Operand(n, output, "output", shape.Batch, shape.QLen, shape.Heads, shape.HeadDim,
             KernelDType.F32, KernelDType.BF16);
         View(n, lse, nameof(lse), (long)shape.Batch * shape.Heads * shape.QLen, KernelDType.F32);
+        ulong lens = Optional(n, kvLens, nameof(kvLens), shape.Batch, KernelDType.I32);
         var args = new FlashFwdArgs
         {
+            KvLens = lens,
+            Causal = shape.Causal ? 1 : 0,
             Q = q.View.Address,
             K = k.View.Address,
             V = v.View.Address,
@@ -240,7 +252,7 @@ public static class FlashAttentionKernels
     internal static BackwardPlan PlanBackward(in AttentionShape shape, in AttentionOperand q,
         in AttentionOperand k, in AttentionOperand v, in AttentionOperand output,
         DeviceView dOutput, DeviceView lse, DeviceView delta, DeviceView dq, DeviceView dk,
-        DeviceView dv)
+        DeviceView dv, DeviceView kvLens = default)
     {
         const string n = "zett_flash_attn_backward";
         CheckShape(n, shape);
@@ -266,8 +278,11 @@ public static class FlashAttentionKernels
             throw new ArgumentException($"{n}: batch·kvHeads = {shape.Batch * shape.KvHeads} "
                 + "exceeds the grid's y limit 65535", nameof(shape));
         }
+        ulong lens = Optional(n, kvLens, nameof(kvLens), shape.Batch, KernelDType.I32);
         var args = new FlashBwdArgs
         {
+            KvLens = lens,
+            Causal = shape.Causal ? 1 : 0,
             Q = q.View.Address,
             K = k.View.Address,
             V = v.View.Address,

@@ -33,11 +33,114 @@ internal struct SumRowsArgs
     public int Pad0;
 }
 
+/// <summary>Args of <c>zett_copy_strided</c> (kernels/residual.cu, same layout).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CopyArgs
+{
+    public ulong Src;
+    public ulong Dst;
+    public long Count;
+    public fixed long Shape[ResidualKernels.MaxCopyRank];
+    public fixed long SrcStrides[ResidualKernels.MaxCopyRank];
+    public fixed long DstStrides[ResidualKernels.MaxCopyRank];
+    public int Rank;
+    public int SrcDtype;
+    public int DstDtype;
+    public float Value;
+}
+
 /// <summary>Launchers of kernels/residual.cu: <c>alpha·x + beta·y</c> (residual adds, scales,
 /// gradient accumulation) and ordered column sums (bias gradients).</summary>
 public static class ResidualKernels
 {
     private const uint SumThreads = 256;
+
+    /// <summary>Most dimensions a strided copy takes.</summary>
+    public const int MaxCopyRank = 6;
+
+    /// <summary>
+    /// Queues <c>destination[idx] = source[idx]</c> over <paramref name="shape"/> (any element
+    /// strides on either side, F32/BF16 converted), or <c>= value</c> when source is none.
+    /// </summary>
+    /// <param name="kernels">Loaded kernels.</param>
+    /// <param name="stream">Stream to queue on.</param>
+    /// <param name="source">Element 0 of the source, or none (fill).</param>
+    /// <param name="sourceStrides">Source strides in elements, one per dimension.</param>
+    /// <param name="destination">Element 0 of the destination.</param>
+    /// <param name="destinationStrides">Destination strides in elements.</param>
+    /// <param name="shape">Dimensions (at most <see cref="MaxCopyRank"/>).</param>
+    /// <param name="value">Fill value.</param>
+    public static void CopyStrided(KernelSet kernels, CudaStream stream, DeviceView source,
+        ReadOnlySpan<long> sourceStrides, DeviceView destination,
+        ReadOnlySpan<long> destinationStrides, ReadOnlySpan<long> shape, float value = 0f)
+    {
+        ArgumentNullException.ThrowIfNull(kernels);
+        var (config, args) = PlanCopy(source, sourceStrides, destination, destinationStrides,
+            shape, value);
+        if (args.Count > 0)
+        {
+            kernels.CopyStrided.Launch(config, stream, args);
+        }
+    }
+
+    internal static unsafe (LaunchConfig, CopyArgs) PlanCopy(DeviceView source,
+        ReadOnlySpan<long> sourceStrides, DeviceView destination,
+        ReadOnlySpan<long> destinationStrides, ReadOnlySpan<long> shape, float value)
+    {
+        const string k = "zett_copy_strided";
+        if (shape.Length > MaxCopyRank)
+        {
+            throw new ArgumentException($"{k}: {shape.Length} dimensions exceed {MaxCopyRank}",
+                nameof(shape));
+        }
+        if (destinationStrides.Length != shape.Length
+            || (source.IsPresent && sourceStrides.Length != shape.Length))
+        {
+            throw new ArgumentException($"{k}: strides must have one entry per dimension",
+                nameof(shape));
+        }
+        long count = 1, srcExtent = 1, dstExtent = 1;
+        foreach (long d in shape)
+        {
+            if (d < 0)
+            {
+                throw new ArgumentException($"{k}: negative dimension {d}", nameof(shape));
+            }
+            count *= d;
+        }
+        for (int i = 0; i < shape.Length && count > 0; i++)
+        {
+            if (destinationStrides[i] < 0 || (source.IsPresent && sourceStrides[i] < 0))
+            {
+                throw new ArgumentException($"{k}: negative strides are not supported",
+                    nameof(shape));
+            }
+            dstExtent += (shape[i] - 1) * destinationStrides[i];
+            if (source.IsPresent)
+            {
+                srcExtent += (shape[i] - 1) * sourceStrides[i];
+            }
+        }
+        var args = new CopyArgs { Count = count, Rank = shape.Length, Value = value };
+        if (count == 0)
+        {
+            return (new LaunchConfig(1, 1, 256, 0), args);
+        }
+        ulong src = Optional(k, source, nameof(source), srcExtent, KernelDType.F32,
+            KernelDType.BF16);
+        View(k, destination, nameof(destination), dstExtent, KernelDType.F32, KernelDType.BF16);
+        args.Src = src;
+        args.Dst = destination.Address;
+        args.SrcDtype = (int)source.DType;
+        args.DstDtype = (int)destination.DType;
+        for (int i = 0; i < shape.Length; i++)
+        {
+            args.Shape[i] = shape[i];
+            args.DstStrides[i] = destinationStrides[i];
+            args.SrcStrides[i] = source.IsPresent ? sourceStrides[i] : 0;
+        }
+        return (new LaunchConfig(GridStride(count), 1, 256, 0), args);
+    }
 
     /// <summary>Queues <c>output = alpha·x + beta·y</c> element-wise (y none: alpha·x); output
     /// may be x or y.</summary>

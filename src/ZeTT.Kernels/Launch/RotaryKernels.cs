@@ -23,17 +23,6 @@ internal struct RotaryArgs
     public int OutDtype;
 }
 
-/// <summary>Which columns of a head form a rotary pair.</summary>
-public enum RotaryStyle
-{
-    /// <summary>Columns (i, i + rotaryDim/2): Hugging Face's rotate_half (Llama, Mistral,
-    /// Qwen2, Gemma, GPT-NeoX).</summary>
-    HalfSplit = 0,
-
-    /// <summary>Columns (2i, 2i + 1): GPT-J and the original Meta checkpoints.</summary>
-    Interleaved = 1,
-}
-
 /// <summary>Launcher of kernels/rotary.cu: rotary position embeddings, forward (rotate by
 /// +θ) and backward (by −θ), partial rotary supported.</summary>
 public static class RotaryKernels
@@ -52,23 +41,25 @@ public static class RotaryKernels
     /// <param name="heads">Heads.</param>
     /// <param name="headDim">Head dimension.</param>
     /// <param name="rotaryDim">Rotated columns per head (even, ≤ headDim).</param>
-    /// <param name="style">Pairing of the columns.</param>
+    /// <param name="interleaved">Pairs (2i, 2i + 1) (GPT-J, the original Meta layout) instead
+    /// of (i, i + rotaryDim/2) (Hugging Face's rotate_half: Llama, Mistral, Qwen2, Gemma,
+    /// GPT-NeoX).</param>
     /// <param name="backward">Rotate by −θ (the gradient of the forward).</param>
     /// <param name="output">[tokens, outRowStride] F32 or BF16.</param>
     /// <param name="outRowStride">Elements between tokens of output.</param>
     public static void Run(KernelSet kernels, CudaStream stream, DeviceView x, int xRowStride,
         DeviceView positions, DeviceView invFreq, int tokens, int heads, int headDim,
-        int rotaryDim, RotaryStyle style, bool backward, DeviceView output, int outRowStride)
+        int rotaryDim, bool interleaved, bool backward, DeviceView output, int outRowStride)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         var (config, args) = Plan(x, xRowStride, positions, invFreq, tokens, heads, headDim,
-            rotaryDim, style, backward, output, outRowStride);
+            rotaryDim, interleaved, backward, output, outRowStride);
         kernels.Rotary.Launch(config, stream, args);
     }
 
     internal static (LaunchConfig, RotaryArgs) Plan(DeviceView x, int xRowStride,
         DeviceView positions, DeviceView invFreq, int tokens, int heads, int headDim,
-        int rotaryDim, RotaryStyle style, bool backward, DeviceView output, int outRowStride)
+        int rotaryDim, bool interleaved, bool backward, DeviceView output, int outRowStride)
     {
         const string k = "zett_rotary";
         Positive(k, tokens, nameof(tokens));
@@ -79,10 +70,6 @@ public static class RotaryKernels
         {
             throw new ArgumentException($"{k}: rotary dimension {rotaryDim} must be even and at "
                 + $"most the head dimension {headDim}", nameof(rotaryDim));
-        }
-        if (!Enum.IsDefined(style))
-        {
-            throw new ArgumentException($"{k}: unknown rotary style {(int)style}", nameof(style));
         }
         int width = heads * headDim;
         if (xRowStride < width || outRowStride < width)
@@ -108,7 +95,7 @@ public static class RotaryKernels
             RotaryDim = rotaryDim,
             XRowStride = xRowStride,
             OutRowStride = outRowStride,
-            Style = (int)style,
+            Style = interleaved ? 1 : 0,
             Sign = backward ? -1f : 1f,
             XDtype = (int)x.DType,
             OutDtype = (int)output.DType,
