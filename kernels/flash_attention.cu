@@ -30,7 +30,8 @@
 //   heads, q_len] fp32 (one warp per query row and head); zett_flash_attn_bwd_dq recomputes
 //   P = exp(score − lse) per (query tile, key tile), dP = dO·Vᵀ, dS = P ∘ (dP − delta) and
 //   accumulates dQ = scale·dS·K — grid and thread mapping as the forward, with dO staged next to
-//   Q; zett_flash_attn_bwd_dkdv takes one block per (64-key tile, batch·kv head), four threads
+//   Q (dO, dQ, dK, dV have strides of their own, so gradients may land in dense buffers or in
+//   one fused dQKV buffer); zett_flash_attn_bwd_dkdv takes one block per (64-key tile, batch·kv head), four threads
 //   per key row, and loops over the query heads of its group and the 32-query tiles that see
 //   the key tile: dV += Pᵀ·dO, dK += scale·dSᵀ·Q. Every sum runs in a fixed order, so two runs
 //   give the same bits. The score matrix is recomputed twice (once per backward kernel): the
@@ -104,14 +105,14 @@ struct FlashBwdArgs {
     const void* dout;            //  32
     const float* lse;            //  40
     float* delta;                //  48
-    void* dq;                    //  56  (q's strides)
-    void* dk;                    //  64  (k's strides)
-    void* dv;                    //  72  (v's strides)
+    void* dq;                    //  56
+    void* dk;                    //  64
+    void* dv;                    //  72
     const int* kv_lens;          //  80
     long long q_batch_stride;    //  88
     long long k_batch_stride;    //  96
     long long v_batch_stride;    // 104
-    long long o_batch_stride;    // 112  (out and dout)
+    long long o_batch_stride;    // 112
     int q_row_stride;            // 120
     int k_row_stride;            // 124
     int v_row_stride;            // 128
@@ -128,7 +129,15 @@ struct FlashBwdArgs {
     int in_dtype;                // 172  (q, k, v, out, dout)
     int grad_dtype;              // 176  (dq, dk, dv)
     int causal;                  // 180
-};                               // 184
+    long long do_batch_stride;   // 184  dout
+    long long dq_batch_stride;   // 192
+    long long dk_batch_stride;   // 200
+    long long dv_batch_stride;   // 208
+    int do_row_stride;           // 216
+    int dq_row_stride;           // 220
+    int dk_row_stride;           // 224
+    int dv_row_stride;           // 228
+};                               // 232
 
 extern "C" __device__ int zett_flash_bwd_layout[] = {
     (int)sizeof(FlashBwdArgs),
@@ -146,11 +155,17 @@ extern "C" __device__ int zett_flash_bwd_layout[] = {
     (int)offsetof(FlashBwdArgs, heads), (int)offsetof(FlashBwdArgs, kv_heads),
     (int)offsetof(FlashBwdArgs, head_dim), (int)offsetof(FlashBwdArgs, window),
     (int)offsetof(FlashBwdArgs, scale), (int)offsetof(FlashBwdArgs, in_dtype),
-    (int)offsetof(FlashBwdArgs, grad_dtype), (int)offsetof(FlashBwdArgs, causal)};
+    (int)offsetof(FlashBwdArgs, grad_dtype), (int)offsetof(FlashBwdArgs, causal),
+    (int)offsetof(FlashBwdArgs, do_batch_stride), (int)offsetof(FlashBwdArgs, dq_batch_stride),
+    (int)offsetof(FlashBwdArgs, dk_batch_stride), (int)offsetof(FlashBwdArgs, dv_batch_stride),
+    (int)offsetof(FlashBwdArgs, do_row_stride), (int)offsetof(FlashBwdArgs, dq_row_stride),
+    (int)offsetof(FlashBwdArgs, dk_row_stride), (int)offsetof(FlashBwdArgs, dv_row_stride)};
 extern "C" __device__ char zett_flash_bwd_fields[] =
     "q,k,v,out,dout,lse,delta,dq,dk,dv,kv_lens,q_batch_stride,k_batch_stride,v_batch_stride,"
     "o_batch_stride,q_row_stride,k_row_stride,v_row_stride,o_row_stride,batch,q_len,kv_len,"
-    "q_offset,heads,kv_heads,head_dim,window,scale,in_dtype,grad_dtype,causal";
+    "q_offset,heads,kv_heads,head_dim,window,scale,in_dtype,grad_dtype,causal,do_batch_stride,"
+    "dq_batch_stride,dk_batch_stride,dv_batch_stride,do_row_stride,dq_row_stride,dk_row_stride,"
+    "dv_row_stride";
 
 // Key j visible from query i (local index)? kv_len here is the sequence's valid key count.
 __device__ __forceinline__ bool fa_visible(int i, int j, int q_len, int kv_len, int q_offset,
@@ -290,9 +305,11 @@ extern "C" __global__ void zett_flash_attn_bwd_preprocess(const FlashBwdArgs a) 
     const int b = static_cast<int>(bh / a.heads), h = static_cast<int>(bh % a.heads);
     const size_t base = static_cast<size_t>(b) * a.o_batch_stride
         + static_cast<size_t>(i) * a.o_row_stride + static_cast<size_t>(h) * a.head_dim;
+    const size_t dbase = static_cast<size_t>(b) * a.do_batch_stride
+        + static_cast<size_t>(i) * a.do_row_stride + static_cast<size_t>(h) * a.head_dim;
     float s = 0.0f;
     for (int d = lane; d < a.head_dim; d += 32) {
-        s += zett_load(a.dout, a.in_dtype, base + d) * zett_load(a.out, a.in_dtype, base + d);
+        s += zett_load(a.dout, a.in_dtype, dbase + d) * zett_load(a.out, a.in_dtype, base + d);
     }
     s = zett_warp_sum(s);
     if (lane == 0) a.delta[row] = s;
@@ -314,11 +331,11 @@ zett_flash_attn_bwd_dq(const FlashBwdArgs a) {
     const int qi = q0 + r;
 
     const size_t qbase = static_cast<size_t>(b) * a.q_batch_stride + static_cast<size_t>(h) * D;
-    const size_t obase = static_cast<size_t>(b) * a.o_batch_stride + static_cast<size_t>(h) * D;
+    const size_t dobase = static_cast<size_t>(b) * a.do_batch_stride + static_cast<size_t>(h) * D;
     const size_t kbase = static_cast<size_t>(b) * a.k_batch_stride + static_cast<size_t>(kvh) * D;
     const size_t vbase = static_cast<size_t>(b) * a.v_batch_stride + static_cast<size_t>(kvh) * D;
     fa_stage(sQ, ld, a.q, a.in_dtype, qbase, a.q_row_stride, q0, FA_BR, a.q_len, D);
-    fa_stage(sdO, ld, a.dout, a.in_dtype, obase, a.o_row_stride, q0, FA_BR, a.q_len, D);
+    fa_stage(sdO, ld, a.dout, a.in_dtype, dobase, a.do_row_stride, q0, FA_BR, a.q_len, D);
     const size_t stat = static_cast<size_t>(bh) * a.q_len + qi;
     const float lse = qi < a.q_len ? a.lse[stat] : -INFINITY;
     const float delta = qi < a.q_len ? a.delta[stat] : 0.0f;
@@ -363,7 +380,8 @@ zett_flash_attn_bwd_dq(const FlashBwdArgs a) {
         }
     }
     if (qi < a.q_len) {
-        const size_t o = qbase + static_cast<size_t>(qi) * a.q_row_stride;
+        const size_t o = static_cast<size_t>(b) * a.dq_batch_stride + static_cast<size_t>(h) * D
+            + static_cast<size_t>(qi) * a.dq_row_stride;
 #pragma unroll
         for (int e = 0; e < FA_PER_THREAD; e++) {
             const int d = sub + 4 * e;
@@ -413,13 +431,14 @@ zett_flash_attn_bwd_dkdv(const FlashBwdArgs a) {
         const int h = kvh * group + g;
         const size_t qbase = static_cast<size_t>(b) * a.q_batch_stride
             + static_cast<size_t>(h) * D;
-        const size_t obase = static_cast<size_t>(b) * a.o_batch_stride
+        const size_t dobase = static_cast<size_t>(b) * a.do_batch_stride
             + static_cast<size_t>(h) * D;
         const size_t stat0 = (static_cast<size_t>(b) * a.heads + h) * a.q_len;
         for (int i0 = i_begin; i0 < i_end; i0 += FA_BQ) {
             __syncthreads();
             fa_stage(sQ, ld, a.q, a.in_dtype, qbase, a.q_row_stride, i0, FA_BQ, a.q_len, D);
-            fa_stage(sdO, ld, a.dout, a.in_dtype, obase, a.o_row_stride, i0, FA_BQ, a.q_len, D);
+            fa_stage(sdO, ld, a.dout, a.in_dtype, dobase, a.do_row_stride, i0, FA_BQ, a.q_len,
+                     D);
             for (int t = threadIdx.x; t < FA_BQ; t += blockDim.x) {
                 const int qi = i0 + t;
                 sL[t] = qi < a.q_len ? a.lse[stat0 + qi] : -INFINITY;
@@ -459,8 +478,10 @@ zett_flash_attn_bwd_dkdv(const FlashBwdArgs a) {
         }
     }
     if (kj < a.kv_len) {
-        const size_t ko = kbase + static_cast<size_t>(kj) * a.k_row_stride;
-        const size_t vo = vbase + static_cast<size_t>(kj) * a.v_row_stride;
+        const size_t ko = static_cast<size_t>(b) * a.dk_batch_stride
+            + static_cast<size_t>(kvh) * D + static_cast<size_t>(kj) * a.dk_row_stride;
+        const size_t vo = static_cast<size_t>(b) * a.dv_batch_stride
+            + static_cast<size_t>(kvh) * D + static_cast<size_t>(kj) * a.dv_row_stride;
 #pragma unroll
         for (int e = 0; e < FA_PER_THREAD; e++) {
             const int d = sub + 4 * e;

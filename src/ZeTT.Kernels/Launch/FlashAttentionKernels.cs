@@ -71,6 +71,14 @@ internal struct FlashBwdArgs
     public int InDtype;
     public int GradDtype;
     public int Causal;
+    public long DoBatchStride;
+    public long DqBatchStride;
+    public long DkBatchStride;
+    public long DvBatchStride;
+    public int DoRowStride;
+    public int DqRowStride;
+    public int DkRowStride;
+    public int DvRowStride;
 }
 
 /// <summary>
@@ -166,10 +174,10 @@ public static class FlashAttentionKernels
     }
 
     /// <summary>
-    /// Queues the backward of <see cref="Forward"/>: dQ, dK, dV (each with the strides of Q, K,
-    /// V, so they may be windows of one fused gradient buffer) from Q, K, V, the forward's
-    /// output and lse, and dO (the output's strides). <paramref name="delta"/>
-    /// [batch·heads·qLen] F32 is workspace. dK and dV are written, not accumulated.
+    /// Queues the backward of <see cref="Forward"/>: dQ, dK, dV (each with strides of its own:
+    /// dense buffers or windows of one fused gradient buffer) from Q, K, V, the forward's
+    /// output and lse, and dO. <paramref name="delta"/> [batch·heads·qLen] F32 is workspace.
+    /// dQ, dK and dV are written, not accumulated.
     /// </summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="stream">Stream to queue on.</param>
@@ -178,17 +186,18 @@ public static class FlashAttentionKernels
     /// <param name="k">K as in the forward.</param>
     /// <param name="v">V as in the forward.</param>
     /// <param name="output">The forward's output (q's dtype).</param>
-    /// <param name="dOutput">Gradient of the output, the output's strides and dtype.</param>
+    /// <param name="dOutput">Gradient of the output, the output's dtype.</param>
     /// <param name="lse">The forward's log-sum-exp.</param>
     /// <param name="delta">[batch·heads·qLen] F32 workspace.</param>
-    /// <param name="dq">Gradient of Q (q's strides), F32 or BF16.</param>
-    /// <param name="dk">Gradient of K (k's strides), dq's dtype.</param>
-    /// <param name="dv">Gradient of V (v's strides), dq's dtype.</param>
+    /// <param name="dq">Gradient of Q, F32 or BF16.</param>
+    /// <param name="dk">Gradient of K, dq's dtype.</param>
+    /// <param name="dv">Gradient of V, dq's dtype.</param>
     /// <param name="kvLens">As in the forward.</param>
     public static void Backward(KernelSet kernels, CudaStream stream, in AttentionShape shape,
         in AttentionOperand q, in AttentionOperand k, in AttentionOperand v,
-        in AttentionOperand output, DeviceView dOutput, DeviceView lse, DeviceView delta,
-        DeviceView dq, DeviceView dk, DeviceView dv, DeviceView kvLens = default)
+        in AttentionOperand output, in AttentionOperand dOutput, DeviceView lse,
+        DeviceView delta, in AttentionOperand dq, in AttentionOperand dk,
+        in AttentionOperand dv, DeviceView kvLens = default)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         BackwardPlan plan = PlanBackward(shape, q, k, v, output, dOutput, lse, delta, dq, dk, dv,
@@ -251,8 +260,8 @@ public static class FlashAttentionKernels
 
     internal static BackwardPlan PlanBackward(in AttentionShape shape, in AttentionOperand q,
         in AttentionOperand k, in AttentionOperand v, in AttentionOperand output,
-        DeviceView dOutput, DeviceView lse, DeviceView delta, DeviceView dq, DeviceView dk,
-        DeviceView dv, DeviceView kvLens = default)
+        in AttentionOperand dOutput, DeviceView lse, DeviceView delta, in AttentionOperand dq,
+        in AttentionOperand dk, in AttentionOperand dv, DeviceView kvLens = default)
     {
         const string n = "zett_flash_attn_backward";
         CheckShape(n, shape);
@@ -262,17 +271,17 @@ public static class FlashAttentionKernels
         Operand(n, k, "k", shape.Batch, shape.KvLen, shape.KvHeads, shape.HeadDim, t);
         Operand(n, v, "v", shape.Batch, shape.KvLen, shape.KvHeads, shape.HeadDim, t);
         Operand(n, output, "output", shape.Batch, shape.QLen, shape.Heads, shape.HeadDim, t);
-        Operand(n, output with { View = dOutput }, nameof(dOutput), shape.Batch, shape.QLen,
-            shape.Heads, shape.HeadDim, t);
+        Operand(n, dOutput, nameof(dOutput), shape.Batch, shape.QLen, shape.Heads,
+            shape.HeadDim, t);
         long stats = (long)shape.Batch * shape.Heads * shape.QLen;
         View(n, lse, nameof(lse), stats, KernelDType.F32);
         View(n, delta, nameof(delta), stats, KernelDType.F32);
-        Operand(n, q with { View = dq }, nameof(dq), shape.Batch, shape.QLen, shape.Heads,
-            shape.HeadDim, KernelDType.F32, KernelDType.BF16);
-        Operand(n, k with { View = dk }, nameof(dk), shape.Batch, shape.KvLen, shape.KvHeads,
-            shape.HeadDim, dq.DType);
-        Operand(n, v with { View = dv }, nameof(dv), shape.Batch, shape.KvLen, shape.KvHeads,
-            shape.HeadDim, dq.DType);
+        Operand(n, dq, nameof(dq), shape.Batch, shape.QLen, shape.Heads, shape.HeadDim,
+            KernelDType.F32, KernelDType.BF16);
+        Operand(n, dk, nameof(dk), shape.Batch, shape.KvLen, shape.KvHeads, shape.HeadDim,
+            dq.View.DType);
+        Operand(n, dv, nameof(dv), shape.Batch, shape.KvLen, shape.KvHeads, shape.HeadDim,
+            dq.View.DType);
         if (shape.Batch * shape.KvHeads > 65535)
         {
             throw new ArgumentException($"{n}: batch·kvHeads = {shape.Batch * shape.KvHeads} "
@@ -287,12 +296,20 @@ public static class FlashAttentionKernels
             K = k.View.Address,
             V = v.View.Address,
             Out = output.View.Address,
-            Dout = dOutput.Address,
+            Dout = dOutput.View.Address,
             Lse = lse.Address,
             Delta = delta.Address,
-            Dq = dq.Address,
-            Dk = dk.Address,
-            Dv = dv.Address,
+            Dq = dq.View.Address,
+            Dk = dk.View.Address,
+            Dv = dv.View.Address,
+            DoBatchStride = dOutput.BatchStride,
+            DqBatchStride = dq.BatchStride,
+            DkBatchStride = dk.BatchStride,
+            DvBatchStride = dv.BatchStride,
+            DoRowStride = dOutput.RowStride,
+            DqRowStride = dq.RowStride,
+            DkRowStride = dk.RowStride,
+            DvRowStride = dv.RowStride,
             QBatchStride = q.BatchStride,
             KBatchStride = k.BatchStride,
             VBatchStride = v.BatchStride,
@@ -311,7 +328,7 @@ public static class FlashAttentionKernels
             Window = shape.Window,
             Scale = shape.Scale,
             InDtype = (int)t,
-            GradDtype = (int)dq.DType,
+            GradDtype = (int)dq.View.DType,
         };
         const uint warpsPerBlock = 8;
         var pre = new LaunchConfig((uint)((stats + warpsPerBlock - 1) / warpsPerBlock), 1,

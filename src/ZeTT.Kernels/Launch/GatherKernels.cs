@@ -12,12 +12,13 @@ internal struct EmbeddingArgs
     public ulong Table;
     public ulong Out;
     public ulong Dout;
+    public ulong Error;
     public int Tokens;
     public int Cols;
     public float Scale;
     public int TableDtype;
     public int OutDtype;
-    public int Pad0;
+    public int Vocab;
 }
 
 /// <summary>Launchers of kernels/gather.cu: the language models' embedding lookup and its
@@ -26,8 +27,9 @@ public static class GatherKernels
 {
     private const uint BackwardThreads = 256;
 
-    /// <summary>Queues <c>output[t] = table[ids[t]] · scale</c>. The kernel trusts the ids
-    /// (device data) to lie in [0, vocab).</summary>
+    /// <summary>Queues <c>output[t] = table[ids[t]] · scale</c>. An id outside [0, vocab)
+    /// (device data) gives a zero row and, when <paramref name="error"/> is given, raises it to
+    /// 1 + the token's index (atomic max), for the caller to read after synchronising.</summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="stream">Stream to queue on.</param>
     /// <param name="ids">[tokens] I32.</param>
@@ -36,16 +38,19 @@ public static class GatherKernels
     /// <param name="cols">Embedding width.</param>
     /// <param name="scale">Multiplier (√hidden for gemma, else 1).</param>
     /// <param name="output">[tokens, cols] F32 or BF16.</param>
+    /// <param name="error">[1] I32 error flag (0 when all ids are valid), or none.</param>
     public static void Forward(KernelSet kernels, CudaStream stream, DeviceView ids,
-        DeviceView table, int vocab, int cols, float scale, DeviceView output)
+        DeviceView table, int vocab, int cols, float scale, DeviceView output,
+        DeviceView error = default)
     {
         ArgumentNullException.ThrowIfNull(kernels);
-        var (config, args) = PlanForward(ids, table, vocab, cols, scale, output);
+        var (config, args) = PlanForward(ids, table, vocab, cols, scale, output, error);
         kernels.EmbeddingForward.Launch(config, stream, args);
     }
 
     /// <summary>Queues <c>dTable[ids[t]] += scale · dOutput[t]</c> for every token, in token
-    /// order per column (deterministic, no atomics). dTable is accumulated into.</summary>
+    /// order per column (deterministic, no atomics); out-of-range ids are skipped. dTable is
+    /// accumulated into.</summary>
     /// <param name="kernels">Loaded kernels.</param>
     /// <param name="stream">Stream to queue on.</param>
     /// <param name="ids">[tokens] I32.</param>
@@ -63,7 +68,7 @@ public static class GatherKernels
     }
 
     internal static (LaunchConfig, EmbeddingArgs) PlanForward(DeviceView ids, DeviceView table,
-        int vocab, int cols, float scale, DeviceView output)
+        int vocab, int cols, float scale, DeviceView output, DeviceView error = default)
     {
         const string k = "zett_embedding_forward";
         Positive(k, vocab, nameof(vocab));
@@ -71,8 +76,11 @@ public static class GatherKernels
         int tokens = TokenCount(k, ids);
         View(k, table, nameof(table), (long)vocab * cols, KernelDType.F32, KernelDType.BF16);
         View(k, output, nameof(output), (long)tokens * cols, KernelDType.F32, KernelDType.BF16);
+        ulong err = Optional(k, error, nameof(error), 1, KernelDType.I32);
         var args = new EmbeddingArgs
         {
+            Error = err,
+            Vocab = vocab,
             Ids = ids.Address,
             Table = table.Address,
             Out = output.Address,
@@ -97,6 +105,7 @@ public static class GatherKernels
         View(k, dTable, nameof(dTable), (long)vocab * cols, KernelDType.F32);
         var args = new EmbeddingArgs
         {
+            Vocab = vocab,
             Ids = ids.Address,
             Out = dTable.Address,
             Dout = dOutput.Address,
