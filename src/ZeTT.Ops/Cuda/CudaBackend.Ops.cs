@@ -576,7 +576,7 @@ public sealed partial class CudaBackend
     private CrossEntropyWorkspace LossWorkspace(int rows, int vocab, KernelDType weightType,
         bool backward)
     {
-        int chunk = Kernels.Launch.LmHeadCrossEntropy.ChunkColumns(rows, vocab);
+        int chunk = Kernels.Launch.LmHeadCrossEntropy.ChunkColumns(rows, vocab, LossChunkBytes);
         long n = (long)rows * chunk;
         DeviceView logits = Scratch("loss-logits", KernelDType.F32, n);
         DeviceView stats = Scratch("loss-stats", KernelDType.F32, 3L * rows);

@@ -61,6 +61,10 @@ public sealed partial class CudaBackend : IOpBackend
     /// <inheritdoc />
     public TensorDevice Device => TensorDevice.Cuda;
 
+    /// <summary>Budget of one fp32 logits chunk of the fused LM-head loss (tests shrink it to
+    /// force several chunks).</summary>
+    internal long LossChunkBytes { get; init; } = Kernels.Launch.LmHeadCrossEntropy.DefaultChunkBytes;
+
     /// <summary>The device's name and compute capability.</summary>
     public string DeviceName => _context.ToString();
 
