@@ -218,6 +218,37 @@ public sealed unsafe class Tensor : IDisposable
         return new Tensor(Storage, DType, shape, strides, s.Offset, false, Name);
     }
 
+    /// <summary>A view with explicit <paramref name="shape"/> and <paramref name="strides"/>
+    /// (elements), starting <paramref name="offset"/> elements after this view's first
+    /// element; the caller keeps it inside the storage (checked).</summary>
+    public Tensor AsStrided(long[] shape, long[] strides, long offset = 0)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(strides);
+        if (shape.Length != strides.Length)
+        {
+            throw new ArgumentException($"tensor '{Name}': {shape.Length} dimensions but "
+                + $"{strides.Length} strides", nameof(strides));
+        }
+        long last = Offset + offset;
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (shape[d] == 0)
+            {
+                last = Offset + offset;
+                break;
+            }
+            last += (shape[d] - 1) * strides[d];
+        }
+        if (Offset + offset < 0 || (last + 1) * ElementSize > Storage.ByteLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(shape), $"tensor '{Name}': view "
+                + $"{ShapeText(shape)} with strides {ShapeText(strides)} leaves the storage");
+        }
+        return new Tensor(Storage, DType, (long[])shape.Clone(), (long[])strides.Clone(),
+            Offset + offset, false, Name);
+    }
+
     /// <summary>A typed span over a contiguous host tensor.</summary>
     public Span<T> AsSpan<T>() where T : unmanaged
     {
