@@ -428,6 +428,43 @@ public abstract class BackendOpTests : IDisposable
         Close(rdf, dfused, true, "fused attention gradients");
     }
 
+    [Fact]
+    public void Rotary_and_attention_on_gpt_neox_per_head_qkv()
+    {
+        // GPT-NeoX's fused projection is per head [q k v]: heads 3·Dh apart in a token row.
+        const int T = 40, H = 3, Dh = 16, W = 3 * H * Dh;
+        float[] qkv = Random(36, T * W, 2), dout = Random(37, T * H * Dh);
+        int[] pos = [.. Enumerable.Range(0, T)];
+        var rot = new RotaryOptions(RotaryStyle.HalfSplit, 4, 10000);
+        var o = new AttentionOptions(1f / MathF.Sqrt(Dh), true);
+        Tensor fused = Up(qkv, DType.F32, T, W);
+        using Tensor rf = R(qkv, T, W);
+        Tensor Part(Tensor t, int i, bool batch) => batch
+            ? t.AsStrided([1, T, H, Dh], [(long)T * W, W, 3L * Dh, 1], (long)i * Dh)
+            : t.AsStrided([T, H, Dh], [W, 3L * Dh, 1], (long)i * Dh);
+        for (int i = 0; i < 2; i++)
+        {
+            Ops.Rotary(Part(fused, i, false), UpInts(pos), rot, Part(fused, i, false));
+            _ref.Rotary(Part(rf, i, false), Tensor.FromInts(pos), rot, Part(rf, i, false));
+        }
+        Close(rf, fused, false, "per-head rotary");
+        Tensor y = Out(DType.F32, 1, T, H, Dh), lse = Out(DType.F32, 1, H, T);
+        Ops.AttentionForward(Part(fused, 0, true), Part(fused, 1, true), Part(fused, 2, true), o,
+            y, lse);
+        using Tensor ry = RZ(1, T, H, Dh), rl = RZ(1, H, T);
+        _ref.AttentionForward(Part(rf, 0, true), Part(rf, 1, true), Part(rf, 2, true), o, ry, rl);
+        Close(ry, y, true, "per-head attention");
+        Tensor dfused = Out(DType.F32, T, W);
+        Ops.AttentionBackward(Up(dout, DType.F32, 1, T, H, Dh), Part(fused, 0, true),
+            Part(fused, 1, true), Part(fused, 2, true), y, lse, o, Part(dfused, 0, true),
+            Part(dfused, 1, true), Part(dfused, 2, true));
+        using Tensor rdf = RZ(T, W);
+        _ref.AttentionBackward(R(dout, 1, T, H, Dh), Part(rf, 0, true), Part(rf, 1, true),
+            Part(rf, 2, true), ry, rl, o, Part(rdf, 0, true), Part(rdf, 1, true),
+            Part(rdf, 2, true));
+        Close(rdf, dfused, true, "per-head attention gradients");
+    }
+
     // ---- loss -------------------------------------------------------------------------------
 
     [Theory]

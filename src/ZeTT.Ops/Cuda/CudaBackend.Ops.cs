@@ -370,31 +370,46 @@ public sealed partial class CudaBackend
         }
         int tokens = ToInt(x.Shape[0], x, "tokens"), heads = (int)x.Shape[1];
         int dh = (int)x.Shape[2];
-        HeadLayout(x, "rotary");
-        HeadLayout(y, "rotary");
         RequireIds(positions, tokens, "rotary");
         if (tokens == 0 || heads == 0)
         {
             return;
         }
-        RotaryKernels.Run(_kernels, _stream, View(x), ToInt(x.Strides[0], x, "row stride"),
-            View(positions), InverseFrequencies(options), tokens, heads, dh, options.Dims,
-            options.Style == RotaryStyle.Interleaved, inverse, View(y),
-            ToInt(y.Strides[0], y, "row stride"));
+        if (HeadDense(x) && HeadDense(y))
+        {
+            RotaryKernels.Run(_kernels, _stream, View(x), ToInt(x.Strides[0], x, "row stride"),
+                View(positions), InverseFrequencies(options), tokens, heads, dh, options.Dims,
+                options.Style == RotaryStyle.Interleaved, inverse, View(y),
+                ToInt(y.Strides[0], y, "row stride"));
+            return;
+        }
+        // Heads further apart than head_dim (GPT-NeoX's per-head [q k v] layout): rotate a dense
+        // copy, then write it back through y's strides.
+        DeviceView dense = Dense(x, "rotary");
+        RotaryKernels.Run(_kernels, _stream, dense, heads * dh, View(positions),
+            InverseFrequencies(options), tokens, heads, dh, options.Dims,
+            options.Style == RotaryStyle.Interleaved, inverse, dense, heads * dh);
+        ResidualKernels.CopyStrided(_kernels, _stream, dense, Tensor.ContiguousStrides(y.Shape),
+            View(y), y.Strides, y.Shape);
     }
 
-    /// <summary>A [.., heads, head_dim] tensor whose heads lie head_dim apart and whose
-    /// head_dim is contiguous (what the kernels index as h·head_dim + d).</summary>
-    private static void HeadLayout(Tensor t, string op)
+    /// <summary>A dense copy of <paramref name="t"/> (its dtype) in scratch.</summary>
+    private DeviceView Dense(Tensor t, string purpose)
+    {
+        DeviceView dense = Scratch(purpose, KernelType(t), t.Count);
+        ResidualKernels.CopyStrided(_kernels, _stream, View(t), t.Strides, dense,
+            Tensor.ContiguousStrides(t.Shape), t.Shape);
+        return dense;
+    }
+
+    /// <summary>Whether a [.., heads, head_dim] tensor's heads lie head_dim apart with a
+    /// contiguous head_dim (what the kernels index as h·head_dim + d); other layouts go through
+    /// a dense copy.</summary>
+    private static bool HeadDense(Tensor t)
     {
         int r = t.Rank;
-        bool ok = (t.Strides[r - 1] == 1 || t.Shape[r - 1] == 1)
+        return (t.Strides[r - 1] == 1 || t.Shape[r - 1] == 1)
             && (t.Strides[r - 2] == t.Shape[r - 1] || t.Shape[r - 2] == 1);
-        if (!ok)
-        {
-            throw new ArgumentException($"{op}: '{t.Name}' needs dense heads (strides "
-                + $"{Tensor.ShapeText(t.Strides)} for shape {Tensor.ShapeText(t.Shape)})");
-        }
     }
 
     private DeviceView InverseFrequencies(RotaryOptions o)
@@ -421,8 +436,11 @@ public sealed partial class CudaBackend
         Tensor output, Tensor logSumExp)
     {
         AttentionShape s = Shape(q, k, v, output, logSumExp, options);
-        FlashAttentionKernels.Forward(_kernels, _stream, s, Operand(q), Operand(k), Operand(v),
-            Operand(output), View(logSumExp), KeyLengths(options, s.Batch));
+        var writeBack = new List<(DeviceView, Tensor)>();
+        FlashAttentionKernels.Forward(_kernels, _stream, s, In(q, "attn-q"), In(k, "attn-k"),
+            In(v, "attn-v"), Out(output, "attn-o", writeBack), View(logSumExp),
+            KeyLengths(options, s.Batch));
+        WriteBack(writeBack);
     }
 
     /// <inheritdoc />
@@ -440,9 +458,39 @@ public sealed partial class CudaBackend
         RequireSameShape(v, dv);
         DeviceView delta = Scratch("attention-delta", KernelDType.F32,
             (long)s.Batch * s.Heads * s.QLen);
-        FlashAttentionKernels.Backward(_kernels, _stream, s, Operand(q), Operand(k), Operand(v),
-            Operand(output), Operand(dOutput), View(logSumExp), delta, Operand(dq), Operand(dk),
-            Operand(dv), KeyLengths(options, s.Batch));
+        var writeBack = new List<(DeviceView, Tensor)>();
+        FlashAttentionKernels.Backward(_kernels, _stream, s, In(q, "attn-q"), In(k, "attn-k"),
+            In(v, "attn-v"), In(output, "attn-o"), In(dOutput, "attn-do"), View(logSumExp),
+            delta, Out(dq, "attn-dq", writeBack), Out(dk, "attn-dk", writeBack),
+            Out(dv, "attn-dv", writeBack), KeyLengths(options, s.Batch));
+        WriteBack(writeBack);
+    }
+
+    /// <summary>An attention input as the kernels read it: itself, or a dense copy.</summary>
+    private AttentionOperand In(Tensor t, string purpose) => HeadDense(t) ? Operand(t)
+        : AttentionOperand.Dense(Dense(t, purpose), (int)t.Shape[1], (int)t.Shape[2],
+            (int)t.Shape[3]);
+
+    /// <summary>An attention output: itself, or dense scratch copied into it afterwards.
+    /// </summary>
+    private AttentionOperand Out(Tensor t, string purpose, List<(DeviceView, Tensor)> writeBack)
+    {
+        if (HeadDense(t))
+        {
+            return Operand(t);
+        }
+        DeviceView dense = Scratch(purpose, KernelType(t), t.Count);
+        writeBack.Add((dense, t));
+        return AttentionOperand.Dense(dense, (int)t.Shape[1], (int)t.Shape[2], (int)t.Shape[3]);
+    }
+
+    private void WriteBack(List<(DeviceView Dense, Tensor Target)> writeBack)
+    {
+        foreach ((DeviceView dense, Tensor t) in writeBack)
+        {
+            ResidualKernels.CopyStrided(_kernels, _stream, dense,
+                Tensor.ContiguousStrides(t.Shape), View(t), t.Strides, t.Shape);
+        }
     }
 
     private static AttentionShape Shape(Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
@@ -456,7 +504,6 @@ public sealed partial class CudaBackend
                 throw new ArgumentException($"attention: '{t.Name}' must be [batch, tokens, "
                     + $"heads, head_dim], is {Tensor.ShapeText(t.Shape)}");
             }
-            HeadLayout(t, "attention");
         }
         ArgumentNullException.ThrowIfNull(lse);
         RequireSameShape(k, v);
