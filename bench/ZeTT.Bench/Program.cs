@@ -15,6 +15,7 @@ internal static class Program
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["ops-gpu"] = OpsGpuBench.Run,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,

@@ -21,6 +21,8 @@ public static class Program
         {
             new TransferCommand(),
             new PredictCommand(),
+            new EvalCommand(),
+            new GenerateCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),
