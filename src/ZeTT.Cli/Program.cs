@@ -21,6 +21,7 @@ public static class Program
         {
             new TransferCommand(),
             new PredictCommand(),
+            new TrainCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),

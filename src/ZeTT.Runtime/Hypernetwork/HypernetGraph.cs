@@ -26,7 +26,7 @@ public sealed class HypernetGraph : IDisposable
     private readonly HypernetConfig _c;
     private readonly DType _dt;
     private readonly Tensor _table; // in_scaler(E) [V, D_in], activation dtype
-    private readonly int _l, _s, _h, _i, _d, _n, _heads;
+    private readonly int _l, _h, _i, _d, _n, _heads;
 
     /// <summary>Builds the graph over <paramref name="parameters"/> (which it reads, never owns)
     /// and the source embeddings <paramref name="sourceEmbeddings"/> [V, D_in] (a host or
@@ -42,7 +42,6 @@ public sealed class HypernetGraph : IDisposable
         _ops = parameters.Backend;
         _dt = parameters.DType;
         _l = config.SurfaceMaxLen;
-        _s = config.SequenceLength;
         _h = config.HiddenSize;
         _i = config.IntermediateSize;
         _d = config.SourceWidth;
@@ -86,13 +85,22 @@ public sealed class HypernetGraph : IDisposable
     private Tensor? Maybe(string name) => Parameters.Find(name);
 
     /// <summary>Predicts embeddings for <paramref name="rows"/> surface forms [rows, L]
-    /// (hn-tokenizer ids, padded with the pad id), keeping what the backward needs.</summary>
-    public HypernetPass Forward(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    /// (hn-tokenizer ids, padded with the pad id), keeping what the backward needs.
+    /// <paramref name="surfaceLength"/> L may be shorter than the config's (the identity stage
+    /// feeds single ids, L = 1); 0 means the config's.</summary>
+    public HypernetPass Forward(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
+        int surfaceLength = 0)
     {
-        if (rows <= 0 || surfaceForms.Length != (long)rows * _l)
+        int l = surfaceLength == 0 ? _l : surfaceLength;
+        if (l < 1 || l > _l)
+        {
+            throw new ArgumentOutOfRangeException(nameof(surfaceLength), surfaceLength,
+                $"surface forms are 1..{_l} ids long");
+        }
+        if (rows <= 0 || surfaceForms.Length != (long)rows * l)
         {
             throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
-                + $"rows·L = {rows}·{_l} with rows > 0", nameof(surfaceForms));
+                + $"rows·L = {rows}·{l} with rows > 0", nameof(surfaceForms));
         }
         if (_c.EmbedLangId ? langIndex < 0 || langIndex >= _c.NumLangs : langIndex != -1)
         {
@@ -102,7 +110,7 @@ public sealed class HypernetGraph : IDisposable
         var pass = new HypernetPass(this, rows, langIndex);
         try
         {
-            pass.Layout = BatchLayout.Build(surfaceForms, rows, _c, _ops);
+            pass.Layout = BatchLayout.Build(surfaceForms, rows, l, _c, _ops);
             RunForward(pass);
         }
         catch
@@ -139,8 +147,8 @@ public sealed class HypernetGraph : IDisposable
             // adds pos[L] + type[0] back (the language row's position id is L).
             Tensor langRow = p.U.Slice(0, n, 1);
             _ops.Copy(P("lang_embeddings.weight").Slice(0, p.LangIndex, 1), langRow);
-            _ops.AddScaled(P("model.embeddings.position_embeddings.weight").Slice(0, _l, 1), -1f,
-                langRow);
+            _ops.AddScaled(P("model.embeddings.position_embeddings.weight").Slice(0, lay.L, 1),
+                -1f, langRow);
             _ops.AddScaled(P("model.embeddings.token_type_embeddings.weight").Slice(0, 0, 1), -1f,
                 langRow);
         }
@@ -229,7 +237,7 @@ public sealed class HypernetGraph : IDisposable
         Linear(h, pre + "attention.self.key", s.K);
         Linear(h, pre + "attention.self.value", s.V);
         s.Context = p.Keep(_ops.Empty(_dt, [t, _h], "context"));
-        s.Lse = p.Keep(_ops.Empty(_dt, [lay.Rows, _heads, _s], "lse"));
+        s.Lse = p.Keep(_ops.Empty(_dt, [lay.Rows, _heads, lay.S], "lse"));
         _ops.AttentionForward(Heads(s.Q, lay), Heads(s.K, lay), Heads(s.V, lay), Options(lay, dh),
             Heads(s.Context, lay), s.Lse);
         s.R1 = p.Keep(_ops.Empty(_dt, [t, _h], "r1"));
@@ -250,7 +258,7 @@ public sealed class HypernetGraph : IDisposable
     }
 
     private Tensor Heads(Tensor x, BatchLayout lay) =>
-        x.View(lay.Rows, _s, _heads, _h / _heads);
+        x.View(lay.Rows, lay.S, _heads, _h / _heads);
 
     private AttentionOptions Options(BatchLayout lay, int dh) =>
         new(1f / MathF.Sqrt(dh), Causal: false, KeyLengths: lay.KeyLengths);
@@ -405,7 +413,7 @@ public sealed class HypernetGraph : IDisposable
             _ops.EmbeddingBackward(dr, lay.Positions, dPos);
             if (_c.EmbedLangId)
             {
-                _ops.AddScaled(dU.Slice(0, n, 1), -1f, dPos.Slice(0, _l, 1));
+                _ops.AddScaled(dU.Slice(0, n, 1), -1f, dPos.Slice(0, lay.L, 1));
             }
         }
         if (Gm("model.embeddings.token_type_embeddings.weight") is { } dType)
@@ -625,6 +633,8 @@ internal sealed class BatchLayout : IDisposable
     private readonly List<Tensor> _owned = [];
 
     public int Rows { get; private init; }
+    public int L { get; private init; }
+    public int S { get; private init; }
     public long Tokens { get; private init; }
     public long Sequence { get; private init; }
     public Tensor SourceIds { get; private set; } = null!;
@@ -637,10 +647,10 @@ internal sealed class BatchLayout : IDisposable
     public Tensor Pool { get; private set; } = null!;
     public Tensor? UniformQueries { get; private set; }
 
-    public static BatchLayout Build(ReadOnlySpan<int> sf, int rows, HypernetConfig c,
+    public static BatchLayout Build(ReadOnlySpan<int> sf, int rows, int l, HypernetConfig c,
         IOpBackend ops)
     {
-        int l = c.SurfaceMaxLen, s = c.SequenceLength, v0 = c.OriginalVocabSize;
+        int s = l + (c.EmbedLangId ? 1 : 0), v0 = c.OriginalVocabSize;
         int limit = v0 + c.NumExtraTokens;
         long n = (long)rows * l, t = (long)rows * s;
         var srcIds = new int[n];
@@ -712,7 +722,7 @@ internal sealed class BatchLayout : IDisposable
                 at++;
             }
         }
-        var layout = new BatchLayout { Rows = rows, Tokens = n, Sequence = t };
+        var layout = new BatchLayout { Rows = rows, L = l, S = s, Tokens = n, Sequence = t };
         try
         {
             layout.SourceIds = layout.Up(ops, srcIds);
