@@ -21,6 +21,8 @@ public static class Program
         {
             new TransferCommand(),
             new PredictCommand(),
+            new EvalCommand(),
+            new GenerateCommand(),
             new TrainCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
