@@ -23,6 +23,7 @@ public static class Program
             new PredictCommand(),
             new EvalCommand(),
             new GenerateCommand(),
+            new TrainCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),

@@ -180,4 +180,26 @@ public interface IOpBackend : IDisposable
 
     /// <summary>y = alpha · x (y may be x).</summary>
     void Scale(Tensor x, float alpha, Tensor y);
+
+    // ---- training -----------------------------------------------------------------------
+    // These have host round-trip defaults (download, compute on the CPU backend, copy back), so
+    // that every backend runs them correctly from the start; a device backend overrides them
+    // with kernels when they matter for speed.
+
+    /// <summary>y = x ⊙ scale + shift per column: scale and shift [D] (any float dtype) over
+    /// rows of [*, D] (the hypernetwork's rescalers). shift may be null; y may be x.</summary>
+    void ScaleShift(Tensor x, Tensor scale, Tensor? shift, Tensor y) =>
+        HostFallback.ScaleShift(this, x, scale, shift, y);
+
+    /// <summary>Backward of <see cref="ScaleShift"/>: dx = dy ⊙ scale (overwritten);
+    /// dScale += Σ_rows dy ⊙ x; dShift += Σ_rows dy. Any of the three may be null.</summary>
+    void ScaleShiftBackward(Tensor dy, Tensor x, Tensor scale, Tensor? dx, Tensor? dScale,
+        Tensor? dShift) => HostFallback.ScaleShiftBackward(this, dy, x, scale, dx, dScale, dShift);
+
+    /// <summary>One decoupled AdamW update (optax's adamw) of a contiguous parameter in place:
+    /// g = gradient · GradientScale; m, v (the parameter's dtype) updated; bias-corrected with
+    /// <see cref="AdamWStep.Step"/>; parameter −= lr · (m̂ / (√v̂ + eps) + wd · parameter).
+    /// </summary>
+    void AdamW(Tensor parameter, Tensor gradient, Tensor m, Tensor v, AdamWStep step) =>
+        HostFallback.AdamW(this, parameter, gradient, m, v, step);
 }

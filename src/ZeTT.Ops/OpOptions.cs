@@ -45,3 +45,16 @@ public readonly record struct RotaryOptions(RotaryStyle Style, int Dims, double 
 /// attention, padded encoder batches). A query with no visible key outputs zeros.</param>
 public readonly record struct AttentionOptions(float Scale, bool Causal, int Window = 0,
     Tensor? KeyLengths = null);
+
+/// <summary>The settings of one AdamW update.</summary>
+/// <param name="LearningRate">Learning rate of this step.</param>
+/// <param name="Beta1">First-moment decay (0.9 in the reference).</param>
+/// <param name="Beta2">Second-moment decay (0.95 in the reference).</param>
+/// <param name="Eps">Added to √v̂ (1e-8).</param>
+/// <param name="WeightDecay">Decoupled weight decay, 0 for parameters outside the decay mask.
+/// </param>
+/// <param name="Step">The update's number, counting from 1 (bias correction).</param>
+/// <param name="GradientScale">Multiplies the gradient first: the clipping factor divided by
+/// the number of accumulated micro-batches.</param>
+public readonly record struct AdamWStep(double LearningRate, double Beta1, double Beta2,
+    double Eps, double WeightDecay, long Step, double GradientScale = 1);
