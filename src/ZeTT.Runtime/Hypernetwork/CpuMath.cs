@@ -48,14 +48,15 @@ internal sealed unsafe class PackedWeight
     /// <summary>Bias, N values (zeros where the layer has none).</summary>
     public float* Bias => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_bias));
 
-    /// <summary>Packs a Linear layer; <paramref name="roundToBf16"/> rounds every weight and
-    /// bias to bf16 (stored widened).</summary>
-    public static PackedWeight FromLinear(LinearParams p, bool roundToBf16) =>
-        FromRows([p.Weight.Data], p.Out, p.In, [p.Bias.Data], roundToBf16);
+    /// <summary>Packs a Linear layer for <paramref name="kernel"/>; <paramref name="roundToBf16"/>
+    /// rounds every weight and bias to bf16 (stored widened).</summary>
+    public static PackedWeight FromLinear(LinearParams p, bool roundToBf16, GemmKernel kernel) =>
+        FromRows([p.Weight.Data], p.Out, p.In, [p.Bias.Data], roundToBf16, kernel);
 
     /// <summary>Packs several Linear layers with the same input width side by side (their outputs
     /// concatenated), e.g. key and value.</summary>
-    public static PackedWeight Concat(IReadOnlyList<LinearParams> layers, bool roundToBf16)
+    public static PackedWeight Concat(IReadOnlyList<LinearParams> layers, bool roundToBf16,
+        GemmKernel kernel)
     {
         int k = layers[0].In;
         if (layers.Any(l => l.In != k))
@@ -63,12 +64,13 @@ internal sealed unsafe class PackedWeight
             throw new ArgumentException("layers must share their input width", nameof(layers));
         }
         return FromRows(layers.Select(l => l.Weight.Data).ToArray(), layers.Sum(l => l.Out), k,
-            layers.Select(l => l.Bias.Data).ToArray(), roundToBf16);
+            layers.Select(l => l.Bias.Data).ToArray(), roundToBf16, kernel);
     }
 
-    /// <summary>Packs row blocks <c>[n_i, k]</c> stacked into one <c>[Σn_i, k]</c> weight.</summary>
+    /// <summary>Packs row blocks <c>[n_i, k]</c> stacked into one <c>[Σn_i, k]</c> weight for
+    /// <paramref name="kernel"/> (default: this CPU's fastest).</summary>
     public static PackedWeight FromRows(float[][] rowBlocks, int n, int k, float[]?[] biases,
-        bool roundToBf16)
+        bool roundToBf16, GemmKernel? kernel = null)
     {
         int total = rowBlocks.Sum(w => w.Length / Math.Max(k, 1));
         if (total != n)
@@ -76,7 +78,7 @@ internal sealed unsafe class PackedWeight
             throw new ArgumentException($"row blocks hold {total} rows, expected {n}",
                 nameof(rowBlocks));
         }
-        var packed = new GemmPackedB(GemmKernels.Best, n, k);
+        var packed = new GemmPackedB(kernel ?? GemmKernels.Best, n, k);
         float[] bias = GC.AllocateArray<float>(Math.Max(1, n), pinned: true);
         int row = 0;
         for (int blk = 0; blk < rowBlocks.Length; blk++)

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace ZeTT.Ops.Cpu;
 
@@ -147,7 +148,7 @@ public static unsafe class CpuGemm
         private readonly int _threads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
 
         // The current column block: its first column, width, panels and where they are.
-        private int _col0, _cols, _rowBlock, _colGroups;
+        private int _col0, _cols, _strips, _rowBlocks, _colGroups;
         private float* _panels;
 
         public GemmOperand A { get; init; }
@@ -171,15 +172,22 @@ public static unsafe class CpuGemm
             }
             bool parallel = (long)m * n * k >= ParallelMinMacs && _threads > 1;
             var options = new ParallelOptions { MaxDegreeOfParallelism = _threads };
-            int mcMax = GemmKernels.MCMax(kernel);
-            _rowBlock = Math.Clamp(RoundUp(CeilDiv(m, 2 * _threads), _mr), _mr, mcMax);
-            int rowBlocks = CeilDiv(m, _rowBlock);
+            // Row blocks of at most MC rows, as many as a multiple of the thread count and equal
+            // to a strip, so every thread gets the same work (11 blocks on 2 threads left one
+            // idle for a twelfth of the time).
+            _strips = CeilDiv(m, _mr);
+            int maxStrips = GemmKernels.MCMax(kernel) / _mr;
+            _rowBlocks = CeilDiv(_strips, maxStrips);
+            if (parallel)
+            {
+                _rowBlocks = Math.Min(_strips, RoundUp(_rowBlocks, _threads));
+            }
             if (PackedB is not null)
             {
                 _col0 = 0;
                 _cols = n;
                 _panels = PackedB.Data;
-                RunBlock(parallel, options, rowBlocks);
+                RunBlock(parallel, options);
                 return;
             }
             int blockCols = (int)Math.Min(RoundUp(n, _nr),
@@ -209,7 +217,7 @@ public static unsafe class CpuGemm
                             PackBPanel(p);
                         }
                     }
-                    RunBlock(parallel, options, rowBlocks);
+                    RunBlock(parallel, options);
                 }
             }
             finally
@@ -218,12 +226,12 @@ public static unsafe class CpuGemm
             }
         }
 
-        private void RunBlock(bool parallel, ParallelOptions options, int rowBlocks)
+        private void RunBlock(bool parallel, ParallelOptions options)
         {
             int panels = CeilDiv(_cols, _nr);
-            _colGroups = rowBlocks >= 2 * _threads ? 1
-                : Math.Min(panels, CeilDiv(2 * _threads, rowBlocks));
-            int tasks = rowBlocks * _colGroups;
+            _colGroups = !parallel || _rowBlocks >= 2 * _threads ? 1
+                : Math.Min(panels, CeilDiv(2 * _threads, _rowBlocks));
+            int tasks = _rowBlocks * _colGroups;
             if (parallel && tasks > 1)
             {
                 Parallel.For(0, tasks, options, Task);
@@ -246,7 +254,8 @@ public static unsafe class CpuGemm
         private void Task(int task)
         {
             int rb = task / _colGroups, cg = task % _colGroups;
-            int row0 = rb * _rowBlock, rows = Math.Min(_rowBlock, m - row0);
+            int s0 = (int)((long)rb * _strips / _rowBlocks), s1 = (int)((long)(rb + 1) * _strips / _rowBlocks);
+            int row0 = s0 * _mr, rows = Math.Min(s1 * _mr, m) - row0;
             int panels = CeilDiv(_cols, _nr);
             int p0 = (int)((long)cg * panels / _colGroups);
             int p1 = (int)((long)(cg + 1) * panels / _colGroups);
@@ -272,6 +281,7 @@ public static unsafe class CpuGemm
                     {
                         int r = row0 + (s * _mr), rr = Math.Min(_mr, row0 + rows - r);
                         float* dst = c + ((long)r * ldc) + col;
+                        PrefetchTile(dst, rr, cols);
                         GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile);
                         GemmMicroKernels.StoreTile(tile, _nr, dst, ldc, rr, cols, alpha, beta, first);
                         if (last && epilogue.Apply != null)
@@ -283,6 +293,28 @@ public static unsafe class CpuGemm
                             }
                         }
                     }
+                }
+            }
+        }
+
+        /// <summary>Starts loading the C tile the kernel will update: its rows are ldc apart, so
+        /// no hardware prefetcher sees them coming, and the kernel's ~KC·MR/2 cycles of FMAs hide
+        /// the misses.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PrefetchTile(float* dst, int rows, int cols)
+        {
+            if (!Sse.IsSupported)
+            {
+                return;
+            }
+            for (int i = 0; i < rows; i++)
+            {
+                float* row = dst + (i * ldc);
+                Sse.Prefetch0(row);
+                Sse.Prefetch0(row + cols - 1);
+                if (cols > 16)
+                {
+                    Sse.Prefetch0(row + 16);
                 }
             }
         }
