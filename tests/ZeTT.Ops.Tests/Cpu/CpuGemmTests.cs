@@ -78,10 +78,13 @@ public sealed unsafe class CpuGemmTests
         int m = 77, n = 81, k = 700;
         var a = new StoredMatrix(GemmType.F32, m, k, k, 11);
         var b = new StoredMatrix(GemmType.BF16, n, k, k, 12);
-        float[] reference = Run(GemmKernel.Scalar, 0, a, b, m, n, k);
-        foreach (GemmKernel kernel in Kernels.Where(GemmKernels.IsSupported))
+        foreach ((float alpha, float beta) in new[] { (1f, 0f), (0.75f, 1.5f), (-1f, 1f) })
         {
-            Assert.Equal(reference, Run(kernel, 0, a, b, m, n, k));
+            float[] reference = Run(GemmKernel.Scalar, 0, a, b, m, n, k, alpha, beta);
+            foreach (GemmKernel kernel in Kernels.Where(GemmKernels.IsSupported))
+            {
+                Assert.Equal(reference, Run(kernel, 0, a, b, m, n, k, alpha, beta));
+            }
         }
     }
 
@@ -143,13 +146,17 @@ public sealed unsafe class CpuGemmTests
             GemmType.F32, ldb, 0f, (float*)p, ldc);
 
     private static float[] Run(GemmKernel kernel, int threads, StoredMatrix a, StoredMatrix b, int m,
-        int n, int k)
+        int n, int k, float alpha = 1f, float beta = 0f)
     {
         var c = new float[m * n];
+        for (int i = 0; i < c.Length; i++)
+        {
+            c[i] = (i % 13) - 6.5f;
+        }
         fixed (float* pc = c)
         {
-            CpuGemm.Gemm(kernel, threads, false, true, m, n, k, 1f, a.Pointer, a.Type, a.Ld,
-                b.Pointer, b.Type, b.Ld, 0f, pc, n);
+            CpuGemm.Gemm(kernel, threads, false, true, m, n, k, alpha, a.Pointer, a.Type, a.Ld,
+                b.Pointer, b.Type, b.Ld, beta, pc, n);
         }
         return c;
     }

@@ -268,6 +268,7 @@ public static unsafe class CpuGemm
             float* ap = Align64(buffer);
             float* tile = stackalloc float[12 * 32];
             int strips = CeilDiv(rows, _mr);
+            bool direct = kernel == GemmKernel.Avx512;
             for (int k0 = 0; k0 < k; k0 += KC)
             {
                 int kc = Math.Min(KC, k - k0);
@@ -282,8 +283,18 @@ public static unsafe class CpuGemm
                         int r = row0 + (s * _mr), rr = Math.Min(_mr, row0 + rows - r);
                         float* dst = c + ((long)r * ldc) + col;
                         PrefetchTile(dst, rr, cols);
-                        GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile);
-                        GemmMicroKernels.StoreTile(tile, _nr, dst, ldc, rr, cols, alpha, beta, first);
+                        if (direct && rr == _mr && cols == _nr)
+                        {
+                            GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile,
+                                new TileUpdate(dst, ldc, alpha, beta, first));
+                        }
+                        else
+                        {
+                            GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile,
+                                default);
+                            GemmMicroKernels.StoreTile(tile, _nr, dst, ldc, rr, cols, alpha, beta,
+                                first);
+                        }
                         if (last && epilogue.Apply != null)
                         {
                             float* bias = epilogue.Bias == null ? null : epilogue.Bias + col;
