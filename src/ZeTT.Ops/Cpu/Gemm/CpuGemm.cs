@@ -55,6 +55,10 @@ public static unsafe class CpuGemm
 
     private static float[]? s_packBCache;
 
+    /// <summary>C bytes of one chunk of a task's panels, kept in L2 (1 MB per core here) while
+    /// the chunk runs through every k block.</summary>
+    private const int ChunkBytes = 512 * 1024;
+
     /// <summary>
     /// <c>C[m, n] = α·op(A)[m, k]·op(B)[k, n] + β·C</c>. Row-major; <paramref name="lda"/>,
     /// <paramref name="ldb"/>, <paramref name="ldc"/> in elements. <paramref name="transA"/>: A
@@ -263,17 +267,39 @@ public static unsafe class CpuGemm
             {
                 return;
             }
-            float[] buffer = t_packA ??= GC.AllocateArray<float>(
-                (GemmKernels.MCMax(GemmKernel.Avx512) * KC) + 16, pinned: true);
-            float* ap = Align64(buffer);
-            float* tile = stackalloc float[12 * 32];
             int strips = CeilDiv(rows, _mr);
+            long packed = ((long)strips * _mr * k) + 16;
+            if (t_packA is null || t_packA.Length < packed)
+            {
+                t_packA = GC.AllocateUninitializedArray<float>(checked((int)packed), pinned: true);
+            }
+            float* apAll = Align64(t_packA);
+            float* tile = stackalloc float[12 * 32];
             bool direct = kernel == GemmKernel.Avx512;
+            // All of this row block's A is packed once (k block by k block, each slice
+            // [strip][kc][MR]); then the panels run in chunks whose C (≤ 512 KB) stays in L2
+            // across the k blocks instead of going back to memory after each (C is read and
+            // written K/KC times).
+            for (int k0 = 0; k0 < k; k0 += KC)
+            {
+                PackA(row0, rows, k0, Math.Min(KC, k - k0), apAll + ((long)k0 * strips * _mr));
+            }
+            int chunk = Math.Max(1, (ChunkBytes / sizeof(float) / rows) / _nr);
+            for (int pc0 = p0; pc0 < p1; pc0 += chunk)
+            {
+                int pc1 = Math.Min(p1, pc0 + chunk);
+                RunChunk(row0, rows, strips, pc0, pc1, apAll, tile, direct);
+            }
+        }
+
+        private void RunChunk(int row0, int rows, int strips, int p0, int p1, float* apAll,
+            float* tile, bool direct)
+        {
             for (int k0 = 0; k0 < k; k0 += KC)
             {
                 int kc = Math.Min(KC, k - k0);
                 bool first = k0 == 0, last = k0 + kc == k;
-                PackA(row0, rows, k0, kc, ap);
+                float* ap = apAll + ((long)k0 * strips * _mr);
                 for (int p = p0; p < p1; p++)
                 {
                     float* bp = _panels + ((((long)p * k) + k0) * _nr);
