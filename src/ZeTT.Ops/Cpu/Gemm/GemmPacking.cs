@@ -141,7 +141,24 @@ internal static unsafe class GemmPacking
     /// even, NaN stays NaN), as if the operand had been stored in bf16.</summary>
     public static void RoundToBf16(float* x, long n)
     {
-        for (long i = 0; i < n; i++)
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // The scalar rule on 8 lanes (the bf16 hypernetwork rounds every A element it packs).
+            var absMask = Vector256.Create(0x7FFF_FFFFu);
+            var inf = Vector256.Create(0x7F80_0000u);
+            var high = Vector256.Create(0xFFFF_0000u);
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256<uint> bits = Vector256.Load((uint*)(x + i));
+                Vector256<uint> rounded = (bits + Vector256.Create(0x7FFFu)
+                    + ((bits >> 16) & Vector256<uint>.One)) & high;
+                Vector256<uint> nan = (bits | Vector256.Create(0x0040_0000u)) & high;
+                Vector256.ConditionalSelect(Vector256.GreaterThan(bits & absMask, inf), nan, rounded)
+                    .Store((uint*)(x + i));
+            }
+        }
+        for (; i < n; i++)
         {
             x[i] = RoundToBf16(x[i]);
         }
