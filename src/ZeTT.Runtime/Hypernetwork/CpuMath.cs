@@ -2,8 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
-using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Hypernetwork;
 
