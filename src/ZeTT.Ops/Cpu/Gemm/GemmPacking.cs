@@ -144,7 +144,7 @@ internal static unsafe class GemmPacking
         long i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            // The scalar rule on 8 lanes (the bf16 hypernetwork rounds every A element it packs).
+            // BFloat16.Round's rule on 8 lanes (the bf16 hypernetwork rounds every A element it packs).
             var absMask = Vector256.Create(0x7FFF_FFFFu);
             var inf = Vector256.Create(0x7F80_0000u);
             var high = Vector256.Create(0xFFFF_0000u);
@@ -160,21 +160,8 @@ internal static unsafe class GemmPacking
         }
         for (; i < n; i++)
         {
-            x[i] = RoundToBf16(x[i]);
+            x[i] = BFloat16.Round(x[i]);
         }
-    }
-
-    /// <summary>One value rounded to bf16 precision (same rule as the tensors' BFloat16).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float RoundToBf16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if ((bits & 0x7FFF_FFFFu) > 0x7F80_0000u)
-        {
-            return BitConverter.UInt32BitsToSingle((bits | 0x0040_0000u) & 0xFFFF_0000u);
-        }
-        uint rounding = 0x7FFFu + ((bits >> 16) & 1u);
-        return BitConverter.UInt32BitsToSingle((bits + rounding) & 0xFFFF_0000u);
     }
 }
 
