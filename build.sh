@@ -5,7 +5,8 @@
 #   ./build.sh test      the above, then run every test project; ends with
 #                        "N passed, N failed, N skipped" and exits non-zero on any failure
 #   ./build.sh publish   the above, then a NativeAOT `zett` in publish/zett
-#   ./build.sh bench [NAME ...]   run CPU benchmarks (results in bench/results/)
+#   ./build.sh bench [NAME ...]   run CPU benchmarks (results in bench/results/); installs
+#                        libopenblas0-pthread, gemm-cpu's anchor
 #
 # After a build, ./zett runs the CLI from the repo root.
 set -euo pipefail
@@ -126,6 +127,15 @@ case "$MODE" in
             -clp:ErrorsOnly -v:q
         say "NativeAOT binary: publish/zett" ;;
     bench)
+        # The CPU benchmarks' anchors: OpenBLAS for gemm-cpu (loaded by the benchmark only,
+        # never by zett) and, when installed, Debian's python3-torch for hypernet-cpu.
+        if ! ldconfig -p | grep -q 'libopenblas\.so\.0'; then
+            say "installing libopenblas0-pthread (the gemm-cpu benchmark's anchor)"
+            apt_install libopenblas0-pthread
+        fi
+        if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+            say "no python3-torch: hypernet-cpu runs without its PyTorch anchor (apt-get install python3-torch)"
+        fi
         build_dotnet; shift
         dotnet bench/ZeTT.Bench/bin/$CONFIG/net10.0/ZeTT.Bench.dll "$@" ;;
     *) say "unknown mode '$MODE' (build | test | publish | bench)"; exit 2 ;;
