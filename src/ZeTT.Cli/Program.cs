@@ -14,6 +14,7 @@ public static class Program
         new InspectCommand(),
         new ApplyToFtCommand(),
         new TransferCommand(),
+        new ExportGgufCommand(),
         new PredictCommand(),
         new ConvertTokenizerCommand(),
         new SurfaceFormsCommand(),

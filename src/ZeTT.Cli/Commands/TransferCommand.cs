@@ -15,6 +15,7 @@ internal sealed class TransferCommand : ICommand
                              [--method hypernet|fvt] [--lang CODE] [--device auto|cpu|cuda]
                              [--gpu N] [--dtype bf16|fp32] [--batch-size N]
                              [--model-class causal|masked|base] [--overwrite]
+                             [--format hf|gguf|both] [--gguf-type f16|bf16|f32|q8_0]
                zett transfer        (no arguments: assets/stories260K -> gpt2 with FVT,
                                      written to ./out/default)
 
@@ -33,6 +34,9 @@ internal sealed class TransferCommand : ICommand
           --model-class  check the checkpoint kind: causal (bias saved beside as
                          bias.safetensors), masked (bias into lm_head.bias), base
           --overwrite    replace an existing output directory
+          --format       hf (default): a Hugging Face directory; gguf: --out is one .gguf file
+                         for llama.cpp; both: the directory with model.gguf inside
+          --gguf-type    type of the GGUF file's matrices (default f16; norms stay f32)
         """;
 
     public int Run(CommandLine args, CliConsole console)
@@ -72,6 +76,13 @@ internal sealed class TransferCommand : ICommand
                         _ => ModelClass.Causal,
                     },
                 Overwrite = args.Flag("overwrite"),
+                Format = args.Choice("format", "hf", "hf", "gguf", "both") switch
+                {
+                    "gguf" => TransferFormat.Gguf,
+                    "both" => TransferFormat.Both,
+                    _ => TransferFormat.Hf,
+                },
+                GgufType = ExportGgufCommand.GgufTypeOption(args),
             };
             args.EnsureAllUsed();
         }
