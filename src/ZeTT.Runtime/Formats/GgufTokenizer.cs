@@ -79,13 +79,13 @@ public static class GgufTokenizer
             ? HfModelDirectory.ReadJsonObject(Path.Combine(directory, "tokenizer_config.json"))
             : null;
 
-        if (root["model"] is not JsonObject model || Str(model["type"]) is not { } type)
+        if (root["model"] is not JsonObject model)
         {
-            throw new ZettException($"{file}: no model.type");
+            throw new ZettException($"{file}: no model object");
         }
-        if (type != "BPE")
+        if (tokenizer.ModelKind != TokenizerModelKind.Bpe)
         {
-            throw new ZettException($"{file}: a {type} tokenizer cannot be written as a GGUF "
+            throw new ZettException($"{file}: a {tokenizer.ModelKind} tokenizer cannot be written as a GGUF "
                 + "tokenizer model zett supports: llama.cpp's gpt2 and llama models are BPE "
                 + "(its Unigram model needs SentencePiece's precompiled normalizer, which "
                 + "tokenizer.json does not hold)");
@@ -176,7 +176,10 @@ public static class GgufTokenizer
                 && t.Key[5] == '>';
             Put(t.Key, id, isByte ? Byte : Normal);
         }
-        string? unk = tokenizer.SpecialTokens.Unk;
+        // As llama.cpp's converter types them: SentencePiece vocabularies mark their unknown
+        // token UNKNOWN, byte-level ones (where it is an ordinary special token, GPT-2's
+        // <|endoftext|>) CONTROL.
+        string? unk = byteLevel ? null : tokenizer.SpecialTokens.Unk;
         foreach (HfAddedToken a in tokenizer.AddedTokens)
         {
             Put(a.Content, a.Id, a.Content == unk ? Unknown : a.Special ? Control : UserDefined);
@@ -243,6 +246,13 @@ public static class GgufTokenizer
             {
                 prepend = true;
             }
+            else if (Str(normalizer["type"]) == "NFC")
+            {
+                // As llama.cpp's converter does: NFC changes nothing in text that is already
+                // NFC, which is how text is normally stored.
+                notes.Add("the tokenizer's NFC normalizer is not written (llama.cpp has none): "
+                    + "text that is not in NFC tokenizes differently");
+            }
             else
             {
                 throw new ZettException($"{file}: normalizer {normalizer.ToJsonString()} cannot be "
@@ -258,7 +268,7 @@ public static class GgufTokenizer
         var regexes = new List<string>();
         JsonNode pre = root["pre_tokenizer"]!;
         IEnumerable<JsonNode?> steps = Str(pre["type"]) == "Sequence"
-            ? pre["pretokenizers"] as JsonArray ?? [] : [pre];
+            ? pre["pretokenizers"] as JsonArray ?? [] : new List<JsonNode?> { pre };
         foreach (JsonNode? step in steps)
         {
             switch (Str(step?["type"]))
@@ -323,7 +333,7 @@ public static class GgufTokenizer
         JsonNode? normalizer = root["normalizer"];
         IEnumerable<JsonNode?> norms = normalizer is null ? []
             : Str(normalizer["type"]) == "Sequence" ? normalizer["normalizers"] as JsonArray ?? []
-            : [normalizer];
+            : new List<JsonNode?> { normalizer };
         foreach (JsonNode? n in norms)
         {
             if (Str(n?["type"]) == "Prepend" && Str(n!["prepend"]) == "\u2581")
