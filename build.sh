@@ -101,6 +101,18 @@ build_dotnet() {
     dotnet build ZeTT.Native.sln -c $CONFIG -nologo -clp:ErrorsOnly -v:q
 }
 
+# xunit v3 writes "    Namespace.Class.Method(args) [SKIP]" (or [FAIL]) with the reason or the
+# first line of the failure on the next line: one line each, "SKIP name: reason", skips first.
+name_outcomes() {
+    awk '/\[(FAIL|SKIP)\][[:space:]]*$/ {
+            tag = ($0 ~ /\[FAIL\][[:space:]]*$/) ? "FAIL" : "SKIP"
+            test = $0; sub(/^[[:space:]]+/, "", test); sub(/[[:space:]]*\[(FAIL|SKIP)\][[:space:]]*$/, "", test)
+            why = ""; if ((getline line) > 0) { why = line; sub(/^[[:space:]]+/, "", why) }
+            if (tag == "SKIP") { skips[++s] = "  SKIP " test ": " why } else { fails[++f] = "  FAIL " test ": " why }
+         }
+         END { for (i = 1; i <= s; i++) print skips[i]; for (i = 1; i <= f; i++) print fails[i] }' "$1"
+}
+
 run_tests() {
     local results=$ROOT/.test-results passed=0 failed=0 skipped=0 status=0 t name xml
     rm -rf "$results"; mkdir -p "$results"
@@ -111,7 +123,7 @@ run_tests() {
         xml=$results/$name.xml
         say "running $name"
         "$exe" -xml "$xml" -noColor -parallel collections >"$results/$name.log" 2>&1 || status=1
-        grep -E '^\s*\[(FAIL|SKIP)\]' "$results/$name.log" || true
+        name_outcomes "$results/$name.log" | tee -a "$results/outcomes.txt"
         if [ ! -s "$xml" ]; then
             cat "$results/$name.log" >&2; say "$name produced no results"; failed=$((failed + 1))
             continue
@@ -123,6 +135,9 @@ run_tests() {
         skipped=$((skipped + $(attr skipped)))
     done
     if [ $status != 0 ] && [ $failed = 0 ]; then failed=1; fi
+    if grep -q '^  FAIL ' "$results/outcomes.txt" 2>/dev/null; then
+        echo "failed:"; grep '^  FAIL ' "$results/outcomes.txt"
+    fi
     echo "$passed passed, $failed failed, $skipped skipped"
     [ $failed = 0 ]
 }

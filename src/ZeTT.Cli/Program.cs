@@ -1,3 +1,6 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using ZeTT.Kernels;
 using ZeTT.Runtime;
 
@@ -7,49 +10,60 @@ namespace ZeTT.Cli;
 /// (one line <c>error: …</c> on stderr), 1 an internal error (with its stack trace).</summary>
 public static class Program
 {
-    /// <summary>Every sub-command, in the order <c>zett --help</c> lists them.</summary>
-    internal static IReadOnlyList<ICommand> Commands { get; } =
-    [
-        new VersionCommand(),
-        new InspectCommand(),
-        new ApplyToFtCommand(),
-        new TransferCommand(),
-        new ExportGgufCommand(),
-        new PredictCommand(),
-        new ConvertTokenizerCommand(),
-        new SurfaceFormsCommand(),
-    ];
-
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>
     public static int Main(string[] args) => Run(args, CliConsole.System);
 
+    /// <summary>The command tree: every sub-command, in the order <c>zett --help</c> lists them.
+    /// Built per run (commands hold their option declarations).</summary>
+    internal static RootCommand CreateRootCommand()
+    {
+        var root = new RootCommand("zett — zero-shot tokenizer transfer, native.")
+        {
+            new TransferCommand(),
+            new ExportGgufCommand(),
+            new PredictCommand(),
+            new ApplyToFtCommand(),
+            new ConvertTokenizerCommand(),
+            new SurfaceFormsCommand(),
+            new InspectCommand(),
+            new VersionCommand(),
+            new CompletionCommand(),
+        };
+        foreach (Option option in root.Options)
+        {
+            if (option is VersionOption version)
+            {
+                version.Action = new PrintVersionAction();
+            }
+        }
+        // `zett` alone prints the help, as `zett --help` does.
+        root.SetAction(parse => root.Parse(["--help"]).Invoke(parse.InvocationConfiguration));
+        return root;
+    }
+
     internal static int Run(string[] args, CliConsole console)
     {
-        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        // `zett help [COMMAND]` is `zett [COMMAND] --help`.
+        if (args is ["help", .. string[] rest])
         {
-            PrintHelp(console.Out);
-            return 0;
+            args = [.. rest, "--help"];
         }
-        ICommand? command = Commands.FirstOrDefault(c => c.Name == args[0]);
-        if (command is null)
+        RootCommand root = CreateRootCommand();
+        ParseResult parse = root.Parse(args);
+        if (parse.Action is ParseErrorAction)
         {
-            console.Error.WriteLine($"error: unknown command '{args[0]}' (see zett --help)");
+            console.Error.WriteLine($"error: {UsageError(parse)}");
             return 2;
         }
-        if (args.Skip(1).Any(a => a is "--help" or "-h"))
-        {
-            console.Out.WriteLine(command.Usage);
-            return 0;
-        }
+        string name = parse.CommandResult.Command.Name;
         try
         {
-            return command.Run(new CommandLine(args[1..]), console);
-        }
-        catch (UsageException e)
-        {
-            console.Error.WriteLine($"error: {e.Message}");
-            console.Error.WriteLine(command.Usage);
-            return 2;
+            return parse.Invoke(new InvocationConfiguration
+            {
+                Output = console.Out,
+                Error = console.Error,
+                EnableDefaultExceptionHandler = false,
+            });
         }
         catch (ZettException e)
         {
@@ -71,20 +85,69 @@ public static class Program
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            console.Error.WriteLine($"error: internal error in zett {command.Name}: {e}");
+            console.Error.WriteLine($"error: internal error in zett {name}: {e}");
             return 1;
         }
     }
 
-    private static void PrintHelp(TextWriter o)
+    /// <summary>One parse error as one line, naming where help is. Errors of the whole line
+    /// (an unreadable response file) come first; then a stray token, the likeliest cause of what
+    /// follows (a misspelt option leaves a required one missing); then every missing required
+    /// option and argument together; then the rest (a bad value).</summary>
+    private static string UsageError(ParseResult parse)
     {
-        o.WriteLine("zett — zero-shot tokenizer transfer, native.");
-        o.WriteLine();
-        o.WriteLine("usage: zett <command> [options]   (zett <command> --help for its options)");
-        o.WriteLine();
-        foreach (ICommand c in Commands)
+        Command command = parse.CommandResult.Command;
+        bool atRoot = command is RootCommand;
+        string help = atRoot ? "zett --help" : $"zett {command.Name} --help";
+        string[] missing = [
+            .. command.Options.Where(o => o.Required
+                && parse.GetResult(o) is not OptionResult { IdentifierToken: not null })
+                .Select(o => o.HelpName is null ? o.Name : $"{o.Name} {o.HelpName}"),
+            .. command.Arguments.Where(a => a.Arity.MinimumNumberOfValues > 0
+                && parse.GetResult(a) is not ArgumentResult { Tokens.Count: > 0 }).Select(a => a.Name),
+        ];
+        string message;
+        if (parse.Errors.FirstOrDefault(e => e.SymbolResult is null) is { } whole)
         {
-            o.WriteLine($"  {c.Name,-18} {c.Summary}");
+            message = Sentence(whole.Message);
+        }
+        else if (parse.UnmatchedTokens.Count > 0)
+        {
+            string token = parse.UnmatchedTokens[0];
+            message = token.StartsWith('-') ? $"unknown option {token}"
+                : atRoot ? $"unknown command '{token}'"
+                : $"unexpected argument '{token}'";
+        }
+        else if (missing.Length > 0)
+        {
+            message = $"{command.Name} needs " + (missing.Length == 1 ? missing[0]
+                : string.Join(", ", missing[..^1]) + " and " + missing[^1]);
+        }
+        else
+        {
+            message = Sentence(parse.Errors[0].Message);
+        }
+        return $"{message} (see {help})";
+    }
+
+    /// <summary>System.CommandLine's own sentences ("Response file not found 'x'.") as one
+    /// line in the style of ours.</summary>
+    private static string Sentence(string text)
+    {
+        text = string.Join(' ', text.Split((char[])['\n', '\r', '\t'],
+            StringSplitOptions.RemoveEmptyEntries).Select(s => s.Trim())).TrimEnd('.');
+        return text.Length > 1 && char.IsUpper(text[0]) && !char.IsUpper(text[1])
+            ? char.ToLowerInvariant(text[0]) + text[1..] : text;
+    }
+
+    /// <summary><c>zett --version</c>: the version alone, as scripts expect.</summary>
+    private sealed class PrintVersionAction : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            ArgumentNullException.ThrowIfNull(parseResult);
+            parseResult.InvocationConfiguration.Output.WriteLine(VersionCommand.Version);
+            return 0;
         }
     }
 }

@@ -145,7 +145,7 @@ public sealed class TransferCommandTests : IDisposable
         SafetensorsWriter.Write(P("sf.safetensors"), [SafetensorsEntry.FromInt32("surface_forms", [4, 3], ids)]);
         var r = Zett.Run("predict", "--hypernet", hn, "--source-embeddings", P("src.safetensors"),
             "--surface-forms", P("sf.safetensors"), "--out", P("a.safetensors"), "--lang", "de",
-            "--device", "cpu");
+            "--device", "cpu", "--dtype", "fp32");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("4 tokens (cpu)", r.Out, StringComparison.Ordinal);
 
@@ -169,7 +169,7 @@ public sealed class TransferCommandTests : IDisposable
         // --model and --tokens: the same rows for tokens whose surface forms are those ids.
         File.WriteAllLines(P("tokens.txt"), ["Ġthe", "Ġwo", "<s>"]);
         r = Zett.Run("predict", "--hypernet", hn, "--model", m.Directory, "--tokens", P("tokens.txt"),
-            "--out", P("b.safetensors"), "--lang", "de", "--device", "cpu");
+            "--out", P("b.safetensors"), "--lang", "de", "--device", "cpu", "--dtype", "fp32");
         Assert.True(r.Code == 0, r.Err);
         using (SafetensorsFile f = SafetensorsFile.Open(P("b.safetensors")))
         {

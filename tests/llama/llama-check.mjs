@@ -30,7 +30,7 @@ if (job.tokenize) {
 }
 if (job.generate || job.probabilities) {
     const context = await model.createContext({contextSize: job.contextSize ?? 512, batchSize: 512,
-        threads: 2, sequences: 1});
+        threads: 1, sequences: 1});
     const sequence = context.getSequence();
     if (job.generate) {
         const ids = [];

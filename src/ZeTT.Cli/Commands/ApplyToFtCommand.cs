@@ -1,39 +1,46 @@
+using System.CommandLine;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
 
 /// <summary><c>zett apply-to-ft</c>: carry a tokenizer transfer over to a fine-tuned model.</summary>
-internal sealed class ApplyToFtCommand : ICommand
+internal sealed class ApplyToFtCommand : ZettCommand
 {
-    public string Name => "apply-to-ft";
+    private readonly Option<string> _base = CommonOptions.Required("--base", "DIR", "the base model B");
 
-    public string Summary => "apply a transferred base model's new tokenizer to a fine-tune of it";
+    private readonly Option<string> _ft = CommonOptions.Required("--ft", "DIR",
+        "a fine-tune F of B (same tokenizer)");
 
-    public string Usage => """
-        usage: zett apply-to-ft --base DIR --ft DIR --transferred-base DIR --out DIR
-                                [--lambdas 0.5 ...] [--overwrite]
+    private readonly Option<string> _transferred = CommonOptions.Required("--transferred-base",
+        "DIR", "B transferred to the new tokenizer (B')");
 
-          --base              the base model B
-          --ft                a fine-tune F of B (same tokenizer)
-          --transferred-base  B transferred to the new tokenizer (B')
-          --out               output: with one lambda the model itself, with several
-                              one model per lambda in OUT/lambda_<value>
-          --lambdas           interpolation weights (default 0.5): every non-embedding tensor
-                              becomes F + lambda * (B' - B); embeddings and tokenizer are B''s,
-                              the chat template F's
-          --overwrite         replace existing output directories
-        """;
+    private readonly Option<string> _out = CommonOptions.Required("--out", "DIR",
+        "output: with one lambda the model itself, with several one model per lambda in "
+        + "OUT/lambda_<value>");
 
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Option<double[]> _lambdas = CommonOptions.Numbers("--lambdas",
+        "interpolation weights: every non-embedding tensor becomes "
+        + "F + lambda * (B' - B); embeddings and tokenizer are B''s, the chat template F's");
+
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
+    public ApplyToFtCommand() : base("apply-to-ft",
+        "apply a transferred base model's new tokenizer to a fine-tune of it")
     {
-        string baseDir = args.Required("base");
-        string ft = args.Required("ft");
-        string transferred = args.Required("transferred-base");
-        string output = args.Required("out");
-        IReadOnlyList<double> lambdas = args.Has("lambdas") ? args.Doubles("lambdas") : [0.5];
-        bool overwrite = args.Flag("overwrite");
-        args.EnsureAllUsed();
-        ApplyToFineTuned.Run(baseDir, ft, transferred, output, lambdas, overwrite,
+        _lambdas.DefaultValueFactory = _ => [0.5];
+        Options.Add(_base);
+        Options.Add(_ft);
+        Options.Add(_transferred);
+        Options.Add(_out);
+        Options.Add(_lambdas);
+        Options.Add(_overwrite);
+    }
+
+    protected override int Run(ParseResult parse, CliConsole console)
+    {
+        ApplyToFineTuned.Run(parse.GetRequiredValue(_base), parse.GetRequiredValue(_ft),
+            parse.GetRequiredValue(_transferred), parse.GetRequiredValue(_out),
+            parse.GetRequiredValue(_lambdas), parse.GetValue(_overwrite),
             line => console.Out.WriteLine(line));
         return 0;
     }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -5,30 +6,38 @@ namespace ZeTT.Cli;
 /// <summary><c>zett convert-tokenizer</c>: a tokenizer converted to byte level as the reference
 /// converts it, written as tokenizer.json (+ tokenizer_config.json, special_tokens_map.json).
 /// </summary>
-internal sealed class ConvertTokenizerCommand : ICommand
+internal sealed class ConvertTokenizerCommand : ZettCommand
 {
-    public string Name => "convert-tokenizer";
+    private readonly Option<string> _tokenizer = CommonOptions.Required("--tokenizer", "PATH|NAME",
+        "tokenizer.json, a directory with one, or gpt2, r50k_base, cl100k_base, o200k_base");
 
-    public string Summary => "convert a tokenizer to byte level (the ids the reference assigns)";
+    private readonly Option<string> _out = CommonOptions.Required("--out", "DIR",
+        "directory to write tokenizer.json, tokenizer_config.json and special_tokens_map.json into");
 
-    public string Usage =>
-        "usage: zett convert-tokenizer --tokenizer PATH|NAME --out DIR [--whitespace-consistent]\n" +
-        "                              [--match-special-tokens-to PATH|NAME]\n" +
-        "  --tokenizer                 tokenizer.json, a directory with one, or gpt2, r50k_base,\n" +
-        "                              cl100k_base, o200k_base\n" +
-        "  --whitespace-consistent     replace whitespace-run tokens, add the canonical runs\n" +
-        "  --match-special-tokens-to   put the special tokens at this tokenizer's ids";
-
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Option<bool> _whitespace = new("--whitespace-consistent")
     {
-        string source = args.Required("tokenizer");
-        string output = args.Required("out");
-        bool whitespace = args.Flag("whitespace-consistent");
-        string? match = args.Optional("match-special-tokens-to");
-        args.EnsureAllUsed();
+        Description = "replace whitespace-run tokens, add the canonical runs",
+    };
 
+    private readonly Option<string> _match = CommonOptions.Optional("--match-special-tokens-to",
+        "PATH|NAME", "put the special tokens at this tokenizer's ids");
+
+    public ConvertTokenizerCommand() : base("convert-tokenizer",
+        "convert a tokenizer to byte level (the ids the reference assigns)")
+    {
+        Options.Add(_tokenizer);
+        Options.Add(_out);
+        Options.Add(_whitespace);
+        Options.Add(_match);
+    }
+
+    protected override int Run(ParseResult parse, CliConsole console)
+    {
+        string source = parse.GetRequiredValue(_tokenizer);
+        string output = parse.GetRequiredValue(_out);
+        string? match = parse.GetValue(_match);
         HfTokenizer original = HfTokenizer.Load(source);
-        HfTokenizer converted = ByteLevelConverter.Convert(original, whitespace,
+        HfTokenizer converted = ByteLevelConverter.Convert(original, parse.GetValue(_whitespace),
             match is null ? null : HfTokenizer.Load(match));
         converted.Save(output);
         string kept = converted.OriginalVocabSize is int n

@@ -1,33 +1,34 @@
+using System.CommandLine;
 using ZeTT.Runtime.Formats;
 
 namespace ZeTT.Cli;
 
 /// <summary><c>zett inspect PATH</c>: what a checkpoint file, model directory, hypernetwork or
 /// tokenizer.json holds.</summary>
-internal sealed class InspectCommand : ICommand
+internal sealed class InspectCommand : ZettCommand
 {
-    public string Name => "inspect";
-
-    public string Summary => "describe a .safetensors file, model or hypernetwork directory, or tokenizer.json";
-
-    public string Usage => """
-        usage: zett inspect PATH [--tensors]
-
-          PATH        a .safetensors file or model.safetensors.index.json, a Hugging Face model
-                      directory, a ZeTT hypernetwork directory, a flax_model.msgpack, or a
-                      tokenizer.json
-          --tensors   list every tensor of a model directory (files always list them)
-        """;
-
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Argument<string> _path = new("PATH")
     {
-        bool tensors = args.Flag("tensors");
-        args.EnsureAllUsed(maxPositionals: 1);
-        if (args.Positionals.Count != 1)
-        {
-            throw new UsageException("inspect needs one PATH");
-        }
-        FormatInspector.Describe(args.Positionals[0], console.Out, tensors);
+        Description = "a .safetensors file or model.safetensors.index.json, a .gguf file, a "
+            + "Hugging Face model directory, a ZeTT hypernetwork directory, a flax_model.msgpack, "
+            + "or a tokenizer.json",
+    };
+
+    private readonly Option<bool> _tensors = new("--tensors")
+    {
+        Description = "list every tensor of a model directory (files always list them)",
+    };
+
+    public InspectCommand() : base("inspect",
+        "describe a .safetensors or .gguf file, model or hypernetwork directory, or tokenizer.json")
+    {
+        Arguments.Add(_path);
+        Options.Add(_tensors);
+    }
+
+    protected override int Run(ParseResult parse, CliConsole console)
+    {
+        FormatInspector.Describe(parse.GetRequiredValue(_path), console.Out, parse.GetValue(_tensors));
         return 0;
     }
 }

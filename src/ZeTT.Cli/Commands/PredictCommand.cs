@@ -1,54 +1,67 @@
+using System.CommandLine;
 using System.Globalization;
-using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
 
 /// <summary><c>zett predict</c>: run a hypernetwork over surface forms or tokens.</summary>
-internal sealed class PredictCommand : ICommand
+internal sealed class PredictCommand : ZettCommand
 {
-    public string Name => "predict";
+    private readonly Option<string> _hypernet = CommonOptions.Required("--hypernet", "DIR",
+        "ZeTT hypernetwork directory");
 
-    public string Summary => "predict embeddings for surface forms or tokens with a hypernetwork";
+    private readonly Option<string> _sourceEmbeddings = CommonOptions.Optional(
+        "--source-embeddings", "FILE", "safetensors with embeddings_in [V, n_embd] (and "
+        + "embeddings_out [V, n_embd] for untied models); or --model");
 
-    public string Usage => """
-        usage: zett predict --hypernet DIR (--source-embeddings FILE | --model DIR)
-                            (--surface-forms FILE | --tokens FILE) --out FILE
-                            [--lang CODE] [--device auto|cpu|cuda] [--gpu N] [--dtype fp32|bf16]
-                            [--batch-size N]
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
+        "a Hugging Face model directory to take the source embeddings from; or "
+        + "--source-embeddings");
 
-          --hypernet           ZeTT hypernetwork directory
-          --source-embeddings  safetensors with embeddings_in [V, n_embd] (and embeddings_out
-                               [V, n_embd] for untied models)
-          --model              or: a Hugging Face model directory to take them from
-          --surface-forms      safetensors with surface_forms I32 [N, hn_surface_maxlen]
-          --tokens             or: a text file, one byte-level token per line (surface forms
-                               made with the hypernetwork's tokenizer, converted to byte level)
-          --out                output safetensors: embeddings_in F32 [N, n_embd],
-                               embeddings_out F32 [N, n_embd] (untied), bias F32 [N]
-          --lang               language code of a multilingual hypernetwork
-          --device             auto (default), cpu or cuda
-          --dtype              fp32 (default) or bf16
-        """;
+    private readonly Option<string> _surfaceForms = CommonOptions.Optional("--surface-forms",
+        "FILE", "safetensors with surface_forms I32 [N, hn_surface_maxlen]; or --tokens");
 
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Option<string> _tokens = CommonOptions.Optional("--tokens", "FILE",
+        "a text file, one byte-level token per line (surface forms made with the hypernetwork's "
+        + "tokenizer, converted to byte level); or --surface-forms");
+
+    private readonly Option<string> _out = CommonOptions.Required("--out", "FILE",
+        "output safetensors: embeddings_in F32 [N, n_embd], embeddings_out F32 [N, n_embd] "
+        + "(untied), bias F32 [N] (when predicted)");
+
+    private readonly Option<string?> _lang = CommonOptions.Language();
+
+    private readonly ComputeOptions _compute = new();
+
+    public PredictCommand() : base("predict",
+        "predict embeddings for surface forms or tokens with a hypernetwork")
+    {
+        Options.Add(_hypernet);
+        Options.Add(_sourceEmbeddings);
+        Options.Add(_model);
+        Options.Add(_surfaceForms);
+        Options.Add(_tokens);
+        Options.Add(_out);
+        Options.Add(_lang);
+        _compute.AddTo(this);
+    }
+
+    protected override int Run(ParseResult parse, CliConsole console)
     {
         var options = new PredictOptions
         {
-            HypernetDirectory = args.Required("hypernet"),
-            SourceEmbeddingsFile = args.Optional("source-embeddings"),
-            ModelDirectory = args.Optional("model"),
-            SurfaceFormsFile = args.Optional("surface-forms"),
-            TokensFile = args.Optional("tokens"),
-            OutputFile = args.Required("out"),
-            Language = args.Optional("lang"),
-            Device = args.Choice("device", "auto", "auto", "cpu", "cuda"),
-            Gpu = args.Int("gpu", 0, min: 0),
-            Precision = args.Choice("dtype", "fp32", "fp32", "bf16") == "bf16"
-                ? HypernetPrecision.BFloat16 : HypernetPrecision.Float32,
-            BatchSize = args.Int("batch-size", 0, min: 1),
+            HypernetDirectory = parse.GetRequiredValue(_hypernet),
+            SourceEmbeddingsFile = parse.GetValue(_sourceEmbeddings),
+            ModelDirectory = parse.GetValue(_model),
+            SurfaceFormsFile = parse.GetValue(_surfaceForms),
+            TokensFile = parse.GetValue(_tokens),
+            OutputFile = parse.GetRequiredValue(_out),
+            Language = parse.GetValue(_lang),
+            Device = parse.GetValue(_compute.Device)!,
+            Gpu = parse.GetValue(_compute.Gpu),
+            Precision = _compute.Precision(parse),
+            BatchSize = parse.GetValue(_compute.BatchSize),
         };
-        args.EnsureAllUsed();
         PredictResult result = EmbeddingPrediction.Run(options, ProgressBar.ForConsole(console),
             line => console.Error.WriteLine(line));
         string truncated = options.TokensFile is null ? ""

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tokenizers;
@@ -6,35 +7,41 @@ namespace ZeTT.Cli;
 
 /// <summary><c>zett surface-forms</c>: the hypernetwork's input matrix for a target tokenizer,
 /// as transfer prepares it.</summary>
-internal sealed class SurfaceFormsCommand : ICommand
+internal sealed class SurfaceFormsCommand : ZettCommand
 {
-    public string Name => "surface-forms";
+    private readonly Option<string> _hn = CommonOptions.Required("--hn-tokenizer", "PATH",
+        "the hypernetwork's tokenizer (converted plainly, pad := eos)");
 
-    public string Summary => "write the surface-form matrix of a target tokenizer";
+    private readonly Option<string> _tokenizer = CommonOptions.Required("--tokenizer", "PATH|NAME",
+        "the target (converted with whitespace consistency, special tokens matched to "
+        + "--model-tokenizer)");
 
-    public string Usage =>
-        "usage: zett surface-forms --hn-tokenizer PATH --tokenizer PATH|NAME --maxlen N\n" +
-        "                          --out FILE.safetensors [--model-tokenizer PATH]\n" +
-        "  --hn-tokenizer     the hypernetwork's tokenizer (converted plainly, pad := eos)\n" +
-        "  --tokenizer        the target (converted with whitespace consistency, special\n" +
-        "                     tokens matched to --model-tokenizer, default the hn tokenizer)\n" +
-        "  --maxlen           surface-form length (hn_surface_maxlen of the hypernetwork)\n" +
-        "  writes tensor surface_forms, int32 [target vocab, maxlen]";
+    private readonly Option<int> _maxLen = CommonOptions.Integer("--maxlen",
+        "surface-form length (hn_surface_maxlen of the hypernetwork)", min: 1);
 
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Option<string> _out = CommonOptions.Required("--out", "FILE",
+        "output safetensors: tensor surface_forms, int32 [target vocab, maxlen]");
+
+    private readonly Option<string> _modelTokenizer = CommonOptions.Optional("--model-tokenizer",
+        "PATH", "the model's tokenizer, whose special-token ids the target takes [default: the "
+        + "--hn-tokenizer]");
+
+    public SurfaceFormsCommand() : base("surface-forms",
+        "write the surface-form matrix of a target tokenizer")
     {
-        string hn = args.Required("hn-tokenizer");
-        string target = args.Required("tokenizer");
-        int maxLen = args.Int("maxlen", 0, min: 1);
-        if (maxLen == 0)
-        {
-            throw new UsageException("missing required option --maxlen");
-        }
-        string output = args.Required("out");
-        string? model = args.Optional("model-tokenizer");
-        args.EnsureAllUsed();
+        _maxLen.Required = true;
+        Options.Add(_hn);
+        Options.Add(_tokenizer);
+        Options.Add(_maxLen);
+        Options.Add(_out);
+        Options.Add(_modelTokenizer);
+    }
 
-        TransferTokenizers t = TransferTokenizers.Prepare(hn, target, model, maxLen);
+    protected override int Run(ParseResult parse, CliConsole console)
+    {
+        string output = parse.GetRequiredValue(_out);
+        TransferTokenizers t = TransferTokenizers.Prepare(parse.GetRequiredValue(_hn),
+            parse.GetRequiredValue(_tokenizer), parse.GetValue(_modelTokenizer), parse.GetValue(_maxLen));
         SurfaceFormMatrix m = t.SurfaceForms;
         SafetensorsWriter.Write(output,
             [SafetensorsEntry.FromInt32("surface_forms", [m.Rows, m.MaxLen], m.Ids)],

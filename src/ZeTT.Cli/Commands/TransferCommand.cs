@@ -1,52 +1,72 @@
-using ZeTT.Runtime.Hypernetwork;
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using ZeTT.Runtime;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
 
 /// <summary><c>zett transfer</c>: a model under a new tokenizer (ZETT.md §4).</summary>
-internal sealed class TransferCommand : ICommand
+internal sealed class TransferCommand : ZettCommand
 {
-    public string Name => "transfer";
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
+        "Hugging Face model directory (config.json, safetensors, tokenizer.json)");
 
-    public string Summary => "transfer a model to a new tokenizer (hypernetwork or FVT); no arguments: the built-in default";
+    private readonly Option<string> _tokenizer = CommonOptions.Optional("--tokenizer", "PATH|NAME",
+        "target tokenizer: tokenizer.json, a directory holding one, or a built-in name (gpt2, "
+        + "r50k_base, cl100k_base, o200k_base)");
 
-    public string Usage => """
-        usage: zett transfer --model DIR --tokenizer PATH|NAME --out DIR [--hypernet DIR]
-                             [--method hypernet|fvt] [--lang CODE] [--device auto|cpu|cuda]
-                             [--gpu N] [--dtype bf16|fp32] [--batch-size N]
-                             [--model-class causal|masked|base] [--overwrite]
-                             [--format hf|gguf|both] [--gguf-type f16|bf16|f32|q8_0]
-               zett transfer        (no arguments: assets/stories260K -> gpt2 with FVT,
-                                     written to ./out/default)
+    private readonly Option<string> _out = CommonOptions.Optional("--out", "DIR",
+        "output directory (written atomically: it appears only when complete); with --format "
+        + "gguf, the .gguf file");
 
-          --model        Hugging Face model directory (config.json, safetensors, tokenizer.json)
-          --tokenizer    target tokenizer: tokenizer.json, a directory holding one, or a
-                         built-in name (gpt2, r50k_base, cl100k_base, o200k_base)
-          --out          output directory (written atomically: it appears only when complete)
-          --hypernet     ZeTT hypernetwork directory (config.json, weights, tokenizer.json)
-          --method       hypernet (default) or fvt: each token the mean of the source embeddings
-                         of its pieces under the model's own tokenizer (no hypernetwork)
-          --lang         language code of a multilingual hypernetwork
-          --device       auto (CUDA when available, else CPU), cpu or cuda
-          --gpu          CUDA device ordinal (after CUDA_VISIBLE_DEVICES), default 0
-          --dtype        hypernetwork precision: bf16 (default, as the reference) or fp32
-          --batch-size   tokens per hypernetwork batch (default: the backend's choice)
-          --model-class  check the checkpoint kind: causal (bias saved beside as
-                         bias.safetensors), masked (bias into lm_head.bias), base
-          --overwrite    replace an existing output directory
-          --format       hf (default): a Hugging Face directory; gguf: --out is one .gguf file
-                         for llama.cpp; both: the directory with model.gguf inside
-          --gguf-type    type of the GGUF file's matrices (default f16; norms stay f32)
-        """;
+    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR",
+        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json); required by "
+        + "--method hypernet");
 
-    public int Run(CommandLine args, CliConsole console)
+    private readonly Option<string> _method = CommonOptions.Choice("--method",
+        "hypernet: embeddings predicted by the hypernetwork; fvt: each token the mean of the "
+        + "source embeddings of its pieces under the model's own tokenizer (no hypernetwork)",
+        "hypernet", "hypernet", "fvt");
+
+    private readonly Option<string?> _lang = CommonOptions.Language();
+
+    private readonly ComputeOptions _compute = new();
+
+    private readonly Option<string> _modelClass = CommonOptions.Choice("--model-class",
+        "check the checkpoint kind: causal (a predicted bias is saved beside as "
+        + "bias.safetensors), masked (bias into lm_head.bias), base [default: from the "
+        + "directory]", null, "causal", "masked", "base");
+
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
+    private readonly Option<string> _format = CommonOptions.Choice("--format",
+        "hf: a Hugging Face directory; gguf: --out is one .gguf file for llama.cpp; both: the "
+        + "directory with model.gguf inside", "hf", "hf", "gguf", "both");
+
+    private readonly Option<string> _ggufType = ExportGgufCommand.GgufTypeOption();
+
+    public TransferCommand() : base("transfer", "transfer a model to a new tokenizer "
+        + "(hypernetwork or FVT); with no options: the built-in default, assets/stories260K to "
+        + "gpt2 with FVT, written to ./out/default")
+    {
+        Options.Add(_model);
+        Options.Add(_tokenizer);
+        Options.Add(_out);
+        Options.Add(_hypernet);
+        Options.Add(_method);
+        Options.Add(_lang);
+        _compute.AddTo(this);
+        Options.Add(_modelClass);
+        Options.Add(_overwrite);
+        Options.Add(_format);
+        Options.Add(_ggufType);
+    }
+
+    protected override int Run(ParseResult parse, CliConsole console)
     {
         TransferOptions options;
-        bool isDefault = args.Positionals.Count == 0 && !args.Has("model") && !args.Has("tokenizer")
-            && !args.Has("out") && !args.Has("hypernet");
-        if (isDefault)
+        if (parse.CommandResult.Children.All(c => c is OptionResult { Implicit: true }))
         {
-            args.EnsureAllUsed();
             options = DefaultTransfer.Options();
             console.Out.WriteLine($"zett transfer (built-in default): {options.ModelDirectory} -> "
                 + $"tokenizer {options.Tokenizer}, method fvt, model class causal, out "
@@ -54,37 +74,44 @@ internal sealed class TransferCommand : ICommand
         }
         else
         {
+            string? model = parse.GetValue(_model), tokenizer = parse.GetValue(_tokenizer),
+                output = parse.GetValue(_out);
+            if (model is null || tokenizer is null || output is null)
+            {
+                string missing = string.Join(", ", new[] { ("--model DIR", model), ("--tokenizer "
+                    + "PATH|NAME", tokenizer), ("--out DIR", output) }
+                    .Where(p => p.Item2 is null).Select(p => p.Item1));
+                throw new ZettException($"transfer needs --model, --tokenizer and --out (missing "
+                    + $"{missing}); run zett transfer with no options for the built-in default");
+            }
             options = new TransferOptions
             {
-                ModelDirectory = args.Required("model"),
-                Tokenizer = args.Required("tokenizer"),
-                OutputDirectory = args.Required("out"),
-                HypernetDirectory = args.Optional("hypernet"),
-                Method = args.Choice("method", "hypernet", "hypernet", "fvt") == "fvt"
-                    ? TransferMethod.Fvt : TransferMethod.Hypernet,
-                Language = args.Optional("lang"),
-                Device = args.Choice("device", "auto", "auto", "cpu", "cuda"),
-                Gpu = args.Int("gpu", 0, min: 0),
-                Precision = args.Choice("dtype", "bf16", "bf16", "fp32") == "fp32"
-                    ? HypernetPrecision.Float32 : HypernetPrecision.BFloat16,
-                BatchSize = args.Int("batch-size", 0, min: 1),
-                ModelClass = args.Optional("model-class") is null ? null
-                    : args.Choice("model-class", "causal", "causal", "masked", "base") switch
-                    {
-                        "masked" => ModelClass.Masked,
-                        "base" => ModelClass.Base,
-                        _ => ModelClass.Causal,
-                    },
-                Overwrite = args.Flag("overwrite"),
-                Format = args.Choice("format", "hf", "hf", "gguf", "both") switch
+                ModelDirectory = model,
+                Tokenizer = tokenizer,
+                OutputDirectory = output,
+                HypernetDirectory = parse.GetValue(_hypernet),
+                Method = parse.GetValue(_method) == "fvt" ? TransferMethod.Fvt : TransferMethod.Hypernet,
+                Language = parse.GetValue(_lang),
+                Device = parse.GetValue(_compute.Device)!,
+                Gpu = parse.GetValue(_compute.Gpu),
+                Precision = _compute.Precision(parse),
+                BatchSize = parse.GetValue(_compute.BatchSize),
+                ModelClass = parse.GetValue(_modelClass) switch
+                {
+                    null => null,
+                    "masked" => ModelClass.Masked,
+                    "base" => ModelClass.Base,
+                    _ => ModelClass.Causal,
+                },
+                Overwrite = parse.GetValue(_overwrite),
+                Format = parse.GetValue(_format) switch
                 {
                     "gguf" => TransferFormat.Gguf,
                     "both" => TransferFormat.Both,
                     _ => TransferFormat.Hf,
                 },
-                GgufType = ExportGgufCommand.GgufTypeOption(args),
+                GgufType = ExportGgufCommand.ParseGgufType(parse.GetValue(_ggufType)),
             };
-            args.EnsureAllUsed();
         }
         TransferResult result = TokenizerTransfer.Run(options, ProgressBar.ForConsole(console),
             line => console.Error.WriteLine(line));

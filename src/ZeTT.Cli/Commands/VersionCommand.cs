@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Reflection;
 using ZeTT.Kernels;
 
@@ -5,21 +6,19 @@ namespace ZeTT.Cli;
 
 /// <summary><c>zett version</c>: the program's version and whether a CUDA device is usable.
 /// </summary>
-internal sealed class VersionCommand : ICommand
+internal sealed class VersionCommand : ZettCommand
 {
-    public string Name => "version";
-
-    public string Summary => "print the version and the compute devices zett can use";
-
-    public string Usage => "usage: zett version";
-
-    public int Run(CommandLine args, CliConsole console)
+    public VersionCommand() : base("version", "print the version and the compute devices zett can use")
     {
-        args.EnsureAllUsed();
-        string version = typeof(Program).Assembly
-            .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
-            ?? "unknown";
-        console.Out.WriteLine($"zett {version}");
+    }
+
+    /// <summary>This build's version (the informational version: release and commit).</summary>
+    public static string Version { get; } = typeof(Program).Assembly
+        .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
+    protected override int Run(ParseResult parse, CliConsole console)
+    {
+        console.Out.WriteLine($"zett {Version}");
         console.Out.WriteLine($"cpu: {Environment.ProcessorCount} logical cores");
         console.Out.WriteLine(Cuda.IsAvailable
             ? $"cuda: {Cuda.DeviceSummary}"

@@ -246,7 +246,7 @@ public static class GgufExporter
                     continue;
                 }
                 throw new ZettException($"{weights.FileOf(info.Name).Path}: tensor '{info.Name}' is "
-                    + $"{ZeTT.Runtime.Tensors.DTypes.ToSafetensorsName(info.DType)}, not a float tensor");
+                    + $"{ZeTT.Ops.DTypes.ToSafetensorsName(info.DType)}, not a float tensor");
             }
             Mapping? map = Map(model, arch, hp, info.Name);
             if (map is null)

@@ -193,13 +193,13 @@ public sealed class GgufFile
         switch (type)
         {
             case GgmlType.F32:
-                DTypeConverter.ToFloat32(ZeTT.Runtime.Tensors.DType.F32, raw, result);
+                DTypeConverter.ToFloat32(ZeTT.Ops.DType.F32, raw, result);
                 break;
             case GgmlType.F16:
-                DTypeConverter.ToFloat32(ZeTT.Runtime.Tensors.DType.F16, raw, result);
+                DTypeConverter.ToFloat32(ZeTT.Ops.DType.F16, raw, result);
                 break;
             case GgmlType.BF16:
-                DTypeConverter.ToFloat32(ZeTT.Runtime.Tensors.DType.BF16, raw, result);
+                DTypeConverter.ToFloat32(ZeTT.Ops.DType.BF16, raw, result);
                 break;
             case GgmlType.Q8_0:
                 for (int b = 0; b < result.Length / GgmlTypes.Q8BlockSize; b++)

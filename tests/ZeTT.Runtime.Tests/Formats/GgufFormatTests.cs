@@ -68,7 +68,7 @@ public sealed class GgufFormatTests : IDisposable
         Assert.Equal(0, g.DataStart % GgufWriter.DefaultAlignment);
         Assert.Equal(vector, g.ReadFloat32("v"));
         Assert.Equal(matrix.Select(x => (float)(Half)x), g.ReadFloat32("m16"));
-        Assert.Equal(matrix.Select(Tensors.BFloat16.Round), g.ReadFloat32("mbf"));
+        Assert.Equal(matrix.Select(ZeTT.Ops.BFloat16.Round), g.ReadFloat32("mbf"));
         float[] q = g.ReadFloat32("q8");
         for (int b = 0; b < cube.Length / 32; b++)
         {
