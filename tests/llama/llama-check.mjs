@@ -7,7 +7,8 @@
 //     "vocabOnly": false,
 //     "tokenize": ["text", ...],          // llama_tokenize(text, add_special=false, parse_special=false)
 //     "generate": {"prompt": [ids], "steps": N},   // greedy (temperature 0)
-//     "probabilities": {"prompt": [ids]}  // next-token distribution after the prompt
+//     "probabilities": {"prompt": [ids]}, // next-token distribution after the prompt
+//     "kvF32": true                       // fp32 KV cache instead of llama.cpp's F16 default
 //   }
 // Never downloads or compiles: build "never", prebuilt binaries only, no GPU.
 import fs from "node:fs";
@@ -22,7 +23,7 @@ const llama = await getLlama({
     progressLogs: false, logLevel: LlamaLogLevel.error,
 });
 const model = await llama.loadModel({modelPath: job.model, vocabOnly: !!job.vocabOnly, gpuLayers: 0});
-const out = {vocabSize: model.tokens ? undefined : undefined};
+const out = {};
 out.bos = model.tokens.bos;
 out.eos = model.tokens.eos;
 if (job.tokenize) {
@@ -30,7 +31,9 @@ if (job.tokenize) {
 }
 if (job.generate || job.probabilities) {
     const context = await model.createContext({contextSize: job.contextSize ?? 512, batchSize: 512,
-        threads: 1, sequences: 1});
+        threads: 1, sequences: 1,
+        // fp32 keys and values when asked (llama.cpp's default cache is F16), for logit checks.
+        ...(job.kvF32 ? {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"} : {})});
     const sequence = context.getSequence();
     if (job.generate) {
         const ids = [];

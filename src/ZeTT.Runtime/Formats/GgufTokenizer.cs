@@ -61,7 +61,8 @@ public static class GgufTokenizer
             "the tokenizer's regex keeps combining marks (\\p{M}) with the letters before them; "
             + "llama.cpp's gpt-2 pre-tokenizer, the nearest it has, splits them off, so words with "
             + "combining marks (Devanagari, Thai, Arabic vowel signs, decomposed accents) can "
-            + "tokenize differently"),
+            + "tokenize differently where the vocabulary has tokens joining a letter and a mark "
+            + "(GPT-2's has none)"),
         (Cl100kRegex, "llama-bpe", null),
         (Qwen2Regex, "qwen2", null),
         (O200kRegex, "gpt-4o", null),

@@ -44,11 +44,23 @@ public sealed class GgufTokenizerTests
         Dictionary<string, GgufValue> ours = Ours(tokenizer, rows);
         foreach (string key in new[]
         {
-            "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
-            "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges",
+            "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
         })
         {
             AssertSameKey(theirs, ours, key);
+        }
+        // Token types equal, except the rows past the tokenizer ("[PAD{id}]"): the GPT-NeoX
+        // file comes from an older converter that typed them USER_DEFINED; today's writes
+        // UNUSED, as zett does.
+        string[] tokens = (string[])theirs.Require("tokenizer.ggml.tokens").Value;
+        int[] theirTypes = (int[])theirs.Require("tokenizer.ggml.token_type").Value;
+        int[] ourTypes = (int[])ours["tokenizer.ggml.token_type"].Value;
+        for (int id = 0; id < tokens.Length; id++)
+        {
+            bool pad = tokens[id] == $"[PAD{id}]";
+            Assert.True(pad ? ourTypes[id] == 5 : ourTypes[id] == theirTypes[id],
+                $"token {id} '{tokens[id]}': type {ourTypes[id]}, llama.cpp {theirTypes[id]}");
         }
         if (theirs.Get("tokenizer.ggml.pre") is not null)
         {
