@@ -34,8 +34,13 @@ internal static class GgufTestModels
             tensors[name] = (shape, data);
         }
         int headDim = Hidden / Heads;
-        var config = new JsonObject { ["model_type"] = family, ["vocab_size"] = Vocab, ["bos_token_id"] = 1,
-            ["eos_token_id"] = 2 };
+        var config = new JsonObject
+        {
+            ["model_type"] = family,
+            ["vocab_size"] = Vocab,
+            ["bos_token_id"] = 1,
+            ["eos_token_id"] = 2,
+        };
         switch (family)
         {
             case "gpt2":
