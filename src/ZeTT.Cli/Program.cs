@@ -25,6 +25,7 @@ public static class Program
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),
+            new TokenizeCommand(),
             new InspectCommand(),
             new VersionCommand(),
             new CompletionCommand(),
