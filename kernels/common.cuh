@@ -14,6 +14,8 @@
 #define ZETT_ACT_NONE 0
 #define ZETT_ACT_GELU_TANH 1
 #define ZETT_ACT_GELU_ERF 2
+#define ZETT_ACT_SILU 3
+#define ZETT_ACT_RELU 4
 
 __device__ __forceinline__ float zett_bf16_to_f32(uint16_t v) {
     return __uint_as_float(static_cast<uint32_t>(v) << 16);
@@ -52,10 +54,39 @@ __device__ __forceinline__ float zett_gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+// SiLU (swish): x·σ(x).
+__device__ __forceinline__ float zett_silu(float x) { return x / (1.0f + expf(-x)); }
+
 __device__ __forceinline__ float zett_activate(float x, int act) {
     return act == ZETT_ACT_GELU_TANH ? zett_gelu_tanh(x)
          : act == ZETT_ACT_GELU_ERF ? zett_gelu_erf(x)
+         : act == ZETT_ACT_SILU ? zett_silu(x)
+         : act == ZETT_ACT_RELU ? fmaxf(x, 0.0f)
          : x;
+}
+
+// d act(x) / dx, the derivatives of the forms above (written out, not approximated):
+//   GELU erf:  Φ(x) + x·φ(x)
+//   GELU tanh: 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²), t = tanh(u)
+//   SiLU:      σ(x)·(1 + x·(1 − σ(x)))
+//   ReLU:      [x > 0]
+__device__ __forceinline__ float zett_activate_grad(float x, int act) {
+    if (act == ZETT_ACT_GELU_ERF) {
+        const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        const float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
+        return cdf + x * pdf;
+    }
+    if (act == ZETT_ACT_GELU_TANH) {
+        const float k = 0.7978845608028654f;
+        const float t = tanhf(k * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 0.134145f * x * x);
+    }
+    if (act == ZETT_ACT_SILU) {
+        const float s = 1.0f / (1.0f + expf(-x));
+        return s * (1.0f + x * (1.0f - s));
+    }
+    if (act == ZETT_ACT_RELU) return x > 0.0f ? 1.0f : 0.0f;
+    return 1.0f;
 }
 
 __device__ __forceinline__ float zett_warp_sum(float v) {

@@ -9,7 +9,7 @@
 # interop and the sanitizer follow, the interop beside the tests.
 #
 # Writes:  bench/results/   (benchmarks, device info, test and step logs)
-#          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/)
+#          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/, lm/)
 # and packs both into $OUT/device-results.tar.gz to be unpacked and committed here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +76,12 @@ else
     log "=== golden fixtures not regenerated (GOLDEN=${GOLDEN:-1}, .ref/zett $( [ -d .ref/zett ] && echo present || echo absent))"
 fi
 
+# Language-model golden logits from transformers itself (no .ref needed): written beside the
+# plain-PyTorch fixtures, which they must equal (the CPU tests then check against both).
+if [ "${GOLDEN:-1}" = 1 ]; then
+    step golden-lm 120 $PY scripts/golden_lm_transformers.py --fixtures tests/fixtures/lm
+fi
+
 # Benchmarks, GPU to themselves: ours (with CUDA-vs-golden parity), then the PyTorch reference
 # at the same sizes, over the real surface forms of GPT-2's 50257 tokens spelled by Mistral's
 # tokenizer (L = 7).
@@ -84,6 +90,9 @@ step surface-forms 60 "$ZETT" surface-forms \
     --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
 step bench-zett 200 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu \
     --surface-forms "$SF" --out "$RES"
+# The op layer's own kernels: flash attention forward/backward at 2k-8k tokens and the fused
+# LM-head cross-entropy, TFLOP/s against the measured bf16 GEMM peak.
+step bench-ops 150 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" ops-gpu --out "$RES"
 if [ -d .ref/zett ]; then
     step bench-pytorch 150 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
         --surface-forms "$SF" --out "$RES"
@@ -104,7 +113,7 @@ if [ -d .ref/zett ]; then
 fi
 
 # All tests (GPU tests included) from the self-contained runners, with the fresh fixtures.
-for name in ZeTT.Kernels.Tests ZeTT.Runtime.Tests; do
+for name in ZeTT.Kernels.Tests ZeTT.Ops.Tests ZeTT.Runtime.Tests; do
     step "tests-$name" 180 "$BIN/$name" -xml "$RES/tests-$name.xml" -noColor
 done
 GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
@@ -114,7 +123,9 @@ if [ -f build/kernels-sm90/attention.cubin ]; then
         "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     step cuda-backend-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
-        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -noColor
+        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -class "*CudaLanguageModelTests" -noColor
+    step op-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
+        "$BIN/ZeTT.Ops.Tests" -class "ZeTT.Ops.Tests.CudaBackendOpTests" -noColor
 fi
 
 SANITIZER=""
@@ -125,8 +136,13 @@ if command -v compute-sanitizer >/dev/null; then
         step "sanitizer-$tool" 120 compute-sanitizer --tool $tool --error-exitcode 9 \
             --report-api-errors no \
             "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
-        rc=$(awk -F'\t' -v n="sanitizer-$tool" '$1 == n { print $2 }' "$STEPS")
-        [ "$rc" = 0 ] || SANITIZER="$SANITIZER $tool: rc=$rc;"
+        step "sanitizer-ops-$tool" 120 compute-sanitizer --tool $tool --error-exitcode 9 \
+            --report-api-errors no \
+            "$BIN/ZeTT.Ops.Tests" -class "ZeTT.Ops.Tests.CudaBackendOpTests" -noColor
+        for n in "sanitizer-$tool" "sanitizer-ops-$tool"; do
+            rc=$(awk -F'\t' -v n="$n" '$1 == n { print $2 }' "$STEPS")
+            [ "$rc" = 0 ] || SANITIZER="$SANITIZER $n: rc=$rc;"
+        done
     done
     SANITIZER=${SANITIZER:-clean}
 else

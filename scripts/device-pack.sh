@@ -17,6 +17,7 @@ rm -rf .device && mkdir -p .device/stage/app
 # folder so they share one copy of the runtime (four separate publishes were 157 MB packed).
 # The CLI tests are CPU-only and stay here.
 for proj in tests/ZeTT.Kernels.Tests/ZeTT.Kernels.Tests.csproj \
+            tests/ZeTT.Ops.Tests/ZeTT.Ops.Tests.csproj \
             tests/ZeTT.Runtime.Tests/ZeTT.Runtime.Tests.csproj \
             bench/ZeTT.Bench/ZeTT.Bench.csproj; do
     name=$(basename "$proj" .csproj)

@@ -36,7 +36,7 @@ internal static class GpuBenchmarks
     /// of a 32k–50k vocabulary once).</summary>
     private const int TargetVocab = 32768;
 
-    private static bool Skip()
+    internal static bool Skip()
     {
         if (Cuda.IsAvailable)
         {
@@ -245,7 +245,7 @@ internal static class GpuBenchmarks
         return failed;
     }
 
-    private static double MeasuredPeak()
+    internal static double MeasuredPeak()
     {
         using CudaContext ctx = CudaContext.Create();
         using var stream = new CudaStream(ctx);
@@ -356,7 +356,7 @@ internal static class GpuBenchmarks
         return (RandomHypernet.Create(c, seed: 1), RandomHypernet.Source(s.Vocab, c.SourceWidth, 2));
     }
 
-    private static void Write(BenchContext context, string file, JsonObject json)
+    internal static void Write(BenchContext context, string file, JsonObject json)
     {
         string path = Path.Combine(context.OutputDirectory, file);
         File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true })

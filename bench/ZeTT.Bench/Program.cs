@@ -15,6 +15,7 @@ internal static class Program
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["ops-gpu"] = OpsGpuBench.Run,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
             ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,

@@ -22,6 +22,8 @@ public static class Program
             new TransferCommand(),
             new ExportGgufCommand(),
             new PredictCommand(),
+            new EvalCommand(),
+            new GenerateCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),

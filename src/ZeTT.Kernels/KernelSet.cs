@@ -9,7 +9,9 @@ public sealed class KernelSet : IDisposable
 {
     private readonly List<CudaModule> _modules = [];
 
-    /// <summary>Loads the embedding, epilogue, attention and heads modules.</summary>
+    /// <summary>Loads every module: the hypernetwork's (embedding, epilogue, attention, heads)
+    /// and the op layer's (gather, norm, activation, rotary, residual, flash_attention,
+    /// cross_entropy).</summary>
     public KernelSet(CudaContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -26,6 +28,33 @@ public sealed class KernelSet : IDisposable
             CudaModule heads = Load("heads");
             PoolFirst = heads.GetFunction("zett_pool_first");
             BiasRescale = heads.GetFunction("zett_bias_rescale");
+            CudaModule gather = Load("gather");
+            EmbeddingForward = gather.GetFunction("zett_embedding_forward");
+            EmbeddingBackward = gather.GetFunction("zett_embedding_backward");
+            CudaModule norm = Load("norm");
+            RmsNormForward = norm.GetFunction("zett_rmsnorm_forward");
+            LayerNormForward = norm.GetFunction("zett_layernorm_forward");
+            NormBackward = norm.GetFunction("zett_norm_backward");
+            NormBackwardParams = norm.GetFunction("zett_norm_backward_params");
+            CudaModule act = Load("activation");
+            ActForward = act.GetFunction("zett_act_forward");
+            ActBackward = act.GetFunction("zett_act_backward");
+            GluForward = act.GetFunction("zett_glu_forward");
+            GluBackward = act.GetFunction("zett_glu_backward");
+            Rotary = Load("rotary").GetFunction("zett_rotary");
+            CudaModule residual = Load("residual");
+            Axpby = residual.GetFunction("zett_axpby");
+            SumRows = residual.GetFunction("zett_sum_rows");
+            CopyStrided = residual.GetFunction("zett_copy_strided");
+            CudaModule flash = Load("flash_attention");
+            FlashForward = flash.GetFunction("zett_flash_attn_forward");
+            FlashBwdPreprocess = flash.GetFunction("zett_flash_attn_bwd_preprocess");
+            FlashBwdDq = flash.GetFunction("zett_flash_attn_bwd_dq");
+            FlashBwdDkdv = flash.GetFunction("zett_flash_attn_bwd_dkdv");
+            CudaModule ce = Load("cross_entropy");
+            CeChunkStats = ce.GetFunction("zett_ce_chunk_stats");
+            CeFinish = ce.GetFunction("zett_ce_finish");
+            CeChunkGrad = ce.GetFunction("zett_ce_chunk_grad");
         }
         catch
         {
@@ -53,6 +82,48 @@ public sealed class KernelSet : IDisposable
     internal CudaFunction PoolFirst { get; }
 
     internal CudaFunction BiasRescale { get; }
+
+    internal CudaFunction EmbeddingForward { get; }
+
+    internal CudaFunction EmbeddingBackward { get; }
+
+    internal CudaFunction RmsNormForward { get; }
+
+    internal CudaFunction LayerNormForward { get; }
+
+    internal CudaFunction NormBackward { get; }
+
+    internal CudaFunction NormBackwardParams { get; }
+
+    internal CudaFunction ActForward { get; }
+
+    internal CudaFunction ActBackward { get; }
+
+    internal CudaFunction GluForward { get; }
+
+    internal CudaFunction GluBackward { get; }
+
+    internal CudaFunction Rotary { get; }
+
+    internal CudaFunction Axpby { get; }
+
+    internal CudaFunction SumRows { get; }
+
+    internal CudaFunction CopyStrided { get; }
+
+    internal CudaFunction FlashForward { get; }
+
+    internal CudaFunction FlashBwdPreprocess { get; }
+
+    internal CudaFunction FlashBwdDq { get; }
+
+    internal CudaFunction FlashBwdDkdv { get; }
+
+    internal CudaFunction CeChunkStats { get; }
+
+    internal CudaFunction CeFinish { get; }
+
+    internal CudaFunction CeChunkGrad { get; }
 
     private CudaModule Load(string name)
     {

@@ -18,6 +18,18 @@ public sealed class ArgsLayoutTests
         { "attention", "zett_attention", typeof(AttentionArgs) },
         { "heads", "zett_pool", typeof(PoolArgs) },
         { "heads", "zett_rescale", typeof(RescaleArgs) },
+        { "gather", "zett_embedding", typeof(EmbeddingArgs) },
+        { "norm", "zett_norm", typeof(NormArgs) },
+        { "norm", "zett_norm_bwd", typeof(NormBwdArgs) },
+        { "activation", "zett_act", typeof(ActArgs) },
+        { "activation", "zett_glu", typeof(GluArgs) },
+        { "rotary", "zett_rotary", typeof(RotaryArgs) },
+        { "residual", "zett_axpby", typeof(AxpbyArgs) },
+        { "residual", "zett_sum_rows", typeof(SumRowsArgs) },
+        { "residual", "zett_copy", typeof(CopyArgs) },
+        { "flash_attention", "zett_flash_fwd", typeof(FlashFwdArgs) },
+        { "flash_attention", "zett_flash_bwd", typeof(FlashBwdArgs) },
+        { "cross_entropy", "zett_cross_entropy", typeof(CrossEntropyArgs) },
     };
 
     [Theory]

@@ -11,7 +11,7 @@ public sealed class GemmMappingTests
         [.. Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1))];
 
     private static void NaiveRowMajor(int m, int n, int k, float[] a, int lda, float[] b,
-        int ldb, bool transB, float[] c, int ldc)
+        int ldb, bool transB, float[] c, int ldc, bool transA = false)
     {
         for (int i = 0; i < m; i++)
         {
@@ -20,14 +20,15 @@ public sealed class GemmMappingTests
                 double s = 0;
                 for (int p = 0; p < k; p++)
                 {
-                    s += a[i * lda + p] * (double)(transB ? b[j * ldb + p] : b[p * ldb + j]);
+                    float av = transA ? a[p * lda + i] : a[i * lda + p];
+                    s += av * (double)(transB ? b[j * ldb + p] : b[p * ldb + j]);
                 }
                 c[i * ldc + j] = (float)s;
             }
         }
     }
 
-    /// <summary>What cuBLAS computes: column-major C (m×n) = op(A)·B.</summary>
+    /// <summary>What cuBLAS computes: column-major C (m×n) = op(A)·op(B).</summary>
     private static void ColumnMajor(ColumnMajorGemm g, float[] a, float[] b, float[] c)
     {
         for (int i = 0; i < g.M; i++)
@@ -38,7 +39,8 @@ public sealed class GemmMappingTests
                 for (int p = 0; p < g.K; p++)
                 {
                     float av = g.TransA == CublasOperation.T ? a[i * g.Lda + p] : a[p * g.Lda + i];
-                    s += av * (double)b[j * g.Ldb + p];
+                    float bv = g.TransB == CublasOperation.T ? b[p * g.Ldb + j] : b[j * g.Ldb + p];
+                    s += av * (double)bv;
                 }
                 c[j * g.Ldc + i] = (float)s;
             }
@@ -65,6 +67,46 @@ public sealed class GemmMappingTests
         Assert.Equal((n, m, k), (g.M, g.N, g.K));
         ColumnMajor(g, b, a, actual);
         Assert.Equal(expected, actual);
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, true, false)]
+    [InlineData(7, 33, 5, true, true)]
+    [InlineData(33, 7, 13, true, false)]
+    [InlineData(5, 9, 31, false, true)]
+    [InlineData(6, 4, 3, false, false)]
+    public void Swap_with_transposed_a_computes_the_row_major_product(int m, int n, int k,
+        bool transA, bool transB)
+    {
+        var rng = new Random(m * 977 + n * 31 + k);
+        int lda = (transA ? m : k) + 2, ldb = (transB ? k : n) + 3, ldc = n + 1;
+        float[] a = Random(rng, (transA ? k : m) * lda), b = Random(rng, (transB ? n : k) * ldb);
+        float[] expected = new float[m * ldc], actual = new float[m * ldc];
+        NaiveRowMajor(m, n, k, a, lda, b, ldb, transB, expected, ldc, transA);
+        ColumnMajorGemm g = Gemm.ToColumnMajor(transA, transB, m, n, k, 0x1000, lda, 0x2000, ldb,
+            0x3000, ldc);
+        Assert.Equal(transA ? CublasOperation.T : CublasOperation.N, g.TransB);
+        Assert.Equal(transB ? CublasOperation.T : CublasOperation.N, g.TransA);
+        ColumnMajor(g, b, a, actual);
+        Assert.Equal(expected, actual);
+    }
+
+    [Fact]
+    public void Validation_takes_a_transposed_a_and_bf16_outputs_only_from_bf16_inputs()
+    {
+        // transA: A is stored [k, m] = [4, 6] with lda ≥ 6.
+        var a = new DeviceView(0x1000, 4 * 6, KernelDType.BF16);
+        var b = new DeviceView(0x9000, 4 * 5, KernelDType.BF16);
+        var c = new DeviceView(0x20000, 6 * 5, KernelDType.BF16);
+        Gemm.Validate(true, 6, 5, 4, a, 6, 0, b, 5, 0, false, c, 5, 0, 1);
+        var e = Assert.Throws<ArgumentException>(() =>
+            Gemm.Validate(true, 6, 5, 4, a, 4, 0, b, 5, 0, false, c, 5, 0, 1));
+        Assert.Contains("leading dimension of a is 4, less than its 6 columns", e.Message,
+            StringComparison.Ordinal);
+        e = Assert.Throws<ArgumentException>(() => Gemm.Validate(false, 6, 5, 4,
+            a with { DType = KernelDType.F32 }, 4, 0, b with { DType = KernelDType.F32 }, 5, 0,
+            false, c, 5, 0, 1));
+        Assert.Contains("c must be F32", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -104,9 +146,9 @@ public sealed class GemmMappingTests
             b with { DType = KernelDType.BF16 }, 5, 0, false, c, 5, 0, 1));
         Assert.Contains("leading dimension of a is 3", e.Message, StringComparison.Ordinal);
         e = Assert.Throws<ArgumentException>(() => Gemm.Validate(6, 5, 4, a, 4, 0,
-            b with { DType = KernelDType.BF16 }, 5, 0, false, c with { DType = KernelDType.BF16 },
+            b with { DType = KernelDType.BF16 }, 5, 0, false, c with { DType = KernelDType.I32 },
             5, 0, 1));
-        Assert.Contains("c must be F32", e.Message, StringComparison.Ordinal);
+        Assert.Contains("c must be F32 or BF16", e.Message, StringComparison.Ordinal);
         e = Assert.Throws<ArgumentException>(() => Gemm.Validate(6, 5, 4, a with { Length = 40 }, 4, 10,
             b with { DType = KernelDType.BF16, Length = 40 }, 5, 20, false,
             c with { Length = 60 }, 5, 30, 2));

@@ -60,6 +60,6 @@ public sealed partial class KernelImagesTests
         Assert.Throws<InvalidOperationException>(() => KernelImages.ReadIntArray(ptx, "u"));
     }
 
-    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(")]
+    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*\(")]
     private static partial Regex GlobalRegex();
 }

@@ -84,8 +84,8 @@ public sealed class BlasHandle : IDisposable
 
 /// <summary>Everything a cuBLASLt plan depends on (column-major problem after the swap).
 /// </summary>
-internal readonly record struct LtKey(CublasOperation TransA, int M, int N, int K,
-    CudaDataType InputType, int Lda, int Ldb, int Ldc, int Batch, long StrideA, long StrideB,
+internal readonly record struct LtKey(CublasOperation TransA, CublasOperation TransB, int M,
+    int N, int K, CudaDataType InputType, CudaDataType OutputType, int Lda, int Ldb, int Ldc, int Batch, long StrideA, long StrideB,
     long StrideC, int AlignA, int AlignB, int AlignC);
 
 /// <summary>Matmul descriptor, four layouts and the chosen algorithm for one <see cref="LtKey"/>.
@@ -106,7 +106,7 @@ internal sealed unsafe class LtPlan : IDisposable
         {
             Cublas.Check(CublasLt.cublasLtMatmulDescCreate(out plan.Desc,
                 CublasComputeType.Compute32F, CudaDataType.R32F));
-            int ta = (int)key.TransA, tb = (int)CublasOperation.N;
+            int ta = (int)key.TransA, tb = (int)key.TransB;
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
                 CublasLtMatmulDescAttribute.TransA, &ta, sizeof(int)));
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
@@ -114,8 +114,10 @@ internal sealed unsafe class LtPlan : IDisposable
             bool transA = key.TransA == CublasOperation.T;
             plan.A = Layout(key.InputType, transA ? key.K : key.M, transA ? key.M : key.K,
                 key.Lda, key.Batch, key.StrideA);
-            plan.B = Layout(key.InputType, key.K, key.N, key.Ldb, key.Batch, key.StrideB);
-            plan.C = Layout(CudaDataType.R32F, key.M, key.N, key.Ldc, key.Batch, key.StrideC);
+            bool transB = key.TransB == CublasOperation.T;
+            plan.B = Layout(key.InputType, transB ? key.N : key.K, transB ? key.K : key.N,
+                key.Ldb, key.Batch, key.StrideB);
+            plan.C = Layout(key.OutputType, key.M, key.N, key.Ldc, key.Batch, key.StrideC);
             Cublas.Check(CublasLt.cublasLtMatmulPreferenceCreate(out IntPtr pref));
             try
             {

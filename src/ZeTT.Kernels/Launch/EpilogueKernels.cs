@@ -15,6 +15,12 @@ public enum Activation
 
     /// <summary>GELU with erf (RoBERTa encoder).</summary>
     GeluErf = 2,
+
+    /// <summary>SiLU, x·σ(x) (the SwiGLU gate).</summary>
+    Silu = 3,
+
+    /// <summary>ReLU, max(x, 0).</summary>
+    Relu = 4,
 }
 
 /// <summary>Args of <c>zett_bias_act</c> (kernels/epilogue.cu, same layout).</summary>

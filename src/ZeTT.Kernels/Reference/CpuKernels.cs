@@ -132,6 +132,8 @@ public static class CpuKernels
     {
         Activation.GeluTanh => GeluTanh(x),
         Activation.GeluErf => GeluErf(x),
+        Activation.Silu => (float)(x / (1 + Math.Exp(-x))),
+        Activation.Relu => MathF.Max(x, 0),
         _ => x,
     };
 

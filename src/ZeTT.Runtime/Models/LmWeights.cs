@@ -34,9 +34,10 @@ internal sealed class LmWeights
     /// <summary>Resolves every tensor of <paramref name="a"/>'s family in
     /// <paramref name="model"/>; a missing tensor or a wrong shape is a ZettException naming
     /// the checkpoint and the tensor.</summary>
-    public static LmWeights Load(HfModelDirectory model, LmArchitecture a, IOpBackend backend)
+    public static LmWeights Load(HfModelDirectory model, LmArchitecture a, IOpBackend backend,
+        DType activations)
     {
-        var r = new Resolver(model, backend);
+        var r = new Resolver(model, backend, activations == DType.F64);
         return a.ModelType switch
         {
             "gpt2" => Gpt2(r, a),
@@ -182,7 +183,9 @@ internal sealed class LmWeights
         };
     }
 
-    private sealed class Resolver(HfModelDirectory model, IOpBackend backend)
+    /// <summary>Resolves names; <paramref name="widen"/> (the F64 test path) makes a float64
+    /// host copy of each tensor instead of mapping it.</summary>
+    private sealed class Resolver(HfModelDirectory model, IOpBackend backend, bool widen)
     {
         public bool Has(string name) => model.Weights.Contains(name);
 
@@ -210,7 +213,8 @@ internal sealed class LmWeights
                     + $"shape {Tensor.ShapeText(t.Shape)}, expected {Tensor.ShapeText(shape)} from "
                     + "config.json");
             }
-            return backend.Upload(t);
+            return widen ? backend.Upload(Tensor.FromDoubles(t.ToDoubles(), t.Shape))
+                : backend.Upload(t);
         }
 
         public Tensor? Maybe(string name, params long[] shape) =>

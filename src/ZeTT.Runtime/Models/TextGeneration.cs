@@ -117,3 +117,59 @@ public static class TextGeneration
         return order[count - 1];
     }
 }
+
+/// <summary>Text generation with a tokenizer: the prompt encoded as Hugging Face does (with
+/// special tokens), an empty prompt starting from the BOS token alone, the continuation
+/// decoded and streamed piece by piece.</summary>
+public static class TextStreaming
+{
+    /// <summary>Yields the continuation of <paramref name="prompt"/> as text pieces, as soon
+    /// as they decode to whole characters; stops at the EOS token or after
+    /// <paramref name="maxNewTokens"/>.</summary>
+    public static IEnumerable<string> Generate(LanguageModel model,
+        Tokenizers.HfTokenizer tokenizer, string prompt, int maxNewTokens,
+        SamplingOptions sampling)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(prompt);
+        int[] ids;
+        if (prompt.Length == 0)
+        {
+            int bos = tokenizer.BosTokenId ?? throw new ZettException($"{model.Path}: an empty "
+                + "prompt starts from the BOS token, but the tokenizer has none");
+            ids = [bos];
+        }
+        else
+        {
+            ids = tokenizer.Encode(prompt, addSpecialTokens: true).Ids;
+        }
+        return Stream(model, tokenizer, ids, maxNewTokens, sampling);
+    }
+
+    private static IEnumerable<string> Stream(LanguageModel model,
+        Tokenizers.HfTokenizer tokenizer, int[] prompt, int maxNewTokens, SamplingOptions sampling)
+    {
+        var all = new List<int>(prompt);
+        int printed = tokenizer.Decode(prompt, skipSpecialTokens: true).Length;
+        foreach (int id in TextGeneration.Generate(model, prompt, maxNewTokens, sampling,
+            tokenizer.EosTokenId))
+        {
+            all.Add(id);
+            string text = tokenizer.Decode(all.ToArray(), skipSpecialTokens: true);
+            // A byte-fallback or byte-level character may need the next token: hold back a
+            // trailing replacement character until it completes.
+            int end = text.EndsWith('\uFFFD') ? text.TrimEnd('\uFFFD').Length : text.Length;
+            if (end > printed)
+            {
+                yield return text[printed..end];
+                printed = end;
+            }
+        }
+        string final = tokenizer.Decode(all.ToArray(), skipSpecialTokens: true);
+        if (final.Length > printed)
+        {
+            yield return final[printed..];
+        }
+    }
+}

@@ -59,6 +59,30 @@ public class GoldenLogitsTests
         Assert.True(worst <= 1e-4 * scale, $"{family}: max |diff| {worst:E2}, scale {scale:F3}");
     }
 
+    /// <summary>The same bound against logits from Hugging Face transformers
+    /// (scripts/golden_lm_transformers.py, run on the GPU machine); skipped until that file
+    /// has been made and committed.</summary>
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Cpu_fp32_logits_match_transformers(string family)
+    {
+        string dir = FixtureDir(family);
+        string path = Path.Combine(dir, "golden_transformers.safetensors");
+        Assert.SkipUnless(File.Exists(path), $"{path} not made yet (GPU machine script)");
+        using SafetensorsFile golden = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
+        using SafetensorsFile hf = SafetensorsFile.Open(path);
+        int[] ids = golden.ReadInt32("input_ids", out _);
+        float[] expected = hf.ReadFloat32("logits").Data;
+        using var model = LanguageModel.Open(dir, new CpuBackend());
+        using Tensor hidden = model.Forward(ids, 1);
+        using Tensor head = model.HeadInput(hidden);
+        using Tensor logits = model.Logits(head);
+        float[] actual = logits.ToFloats();
+        double scale = expected.Max(Math.Abs);
+        double worst = expected.Select((e, i) => Math.Abs(actual[i] - e)).Max();
+        Assert.True(worst <= 1e-4 * scale, $"{family}: max |diff| {worst:E2}, scale {scale:F3}");
+    }
+
     private static DType WeightDType(string dir)
     {
         using SafetensorsFile f = SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));

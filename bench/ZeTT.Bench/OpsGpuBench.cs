@@ -1,0 +1,184 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using ZeTT.Kernels;
+using ZeTT.Kernels.Blas;
+using ZeTT.Kernels.Launch;
+
+namespace ZeTT.Bench;
+
+/// <summary>
+/// <c>ops-gpu</c>: the op layer's long-sequence kernels on the GPU, bf16 storage —
+/// flash attention forward and backward (causal, GQA 32/8 heads of 128 as Mistral-7B, 2k–8k
+/// tokens per sequence, 16k tokens per call) and the fused LM-head cross-entropy forward and
+/// backward (16k tokens, hidden 4096, vocabularies of 32,000 and 128,256). TFLOP/s count useful
+/// work only — attention: 4·B·H·T²·D/2 forward (causal) and 2.5× that backward (FlashAttention's
+/// convention; the recomputation is not counted); loss: 2·N·V·H forward, 4·N·V·H backward (the
+/// recomputed logits are not counted) — against the bf16 GEMM peak measured in the same run
+/// (an 8192³ cuBLASLt GEMM). Medians of 5 event-timed runs after a warm-up. Prints "skipped:
+/// no CUDA device" and succeeds where there is none (fails under ZETT_REQUIRE_GPU=1).
+/// </summary>
+internal static class OpsGpuBench
+{
+    private const int Heads = 32, KvHeads = 8, HeadDim = 128, TokensPerCall = 16384;
+    private const int Hidden = 4096;
+
+    public static int Run(BenchContext context)
+    {
+        if (GpuBenchmarks.Skip())
+        {
+            return 0;
+        }
+        double peak = GpuBenchmarks.MeasuredPeak();
+        using CudaContext ctx = CudaContext.Create();
+        using var stream = new CudaStream(ctx);
+        using var kernels = new KernelSet(ctx);
+        using var blas = new BlasHandle(stream);
+        using var start = new CudaEvent(ctx);
+        using var end = new CudaEvent(ctx);
+        Console.WriteLine($"{ctx}: measured bf16 peak (8192³ GEMM) {peak:F0} TFLOP/s");
+
+        double Median(Action run)
+        {
+            run();
+            var times = new double[5];
+            for (int i = 0; i < times.Length; i++)
+            {
+                start.Record(stream);
+                run();
+                end.Record(stream);
+                end.Synchronize();
+                times[i] = CudaEvent.ElapsedMilliseconds(start, end) / 1000.0;
+            }
+            Array.Sort(times);
+            return times[times.Length / 2];
+        }
+
+        var attention = new JsonArray();
+        foreach (int t in new[] { 2048, 4096, 8192 })
+        {
+            int b = TokensPerCall / t;
+            long qn = (long)b * t * Heads * HeadDim, kn = (long)b * t * KvHeads * HeadDim;
+            using DeviceBuffer q = Random(ctx, KernelDType.BF16, qn, 1);
+            using DeviceBuffer k = Random(ctx, KernelDType.BF16, kn, 2);
+            using DeviceBuffer v = Random(ctx, KernelDType.BF16, kn, 3);
+            using DeviceBuffer o = DeviceBuffer.Allocate(ctx, KernelDType.BF16, qn);
+            using DeviceBuffer dO = Random(ctx, KernelDType.BF16, qn, 4);
+            using DeviceBuffer dq = DeviceBuffer.Allocate(ctx, KernelDType.BF16, qn);
+            using DeviceBuffer dk = DeviceBuffer.Allocate(ctx, KernelDType.BF16, kn);
+            using DeviceBuffer dv = DeviceBuffer.Allocate(ctx, KernelDType.BF16, kn);
+            long stats = (long)b * Heads * t;
+            using DeviceBuffer lse = DeviceBuffer.Allocate(ctx, KernelDType.F32, stats);
+            using DeviceBuffer delta = DeviceBuffer.Allocate(ctx, KernelDType.F32, stats);
+            var shape = new AttentionShape(b, t, t, 0, Heads, KvHeads, HeadDim, 0,
+                1f / MathF.Sqrt(HeadDim));
+            AttentionOperand Q(DeviceBuffer x) => AttentionOperand.Dense(x.View, t, Heads, HeadDim);
+            AttentionOperand K(DeviceBuffer x) =>
+                AttentionOperand.Dense(x.View, t, KvHeads, HeadDim);
+            double fwd = Median(() => FlashAttentionKernels.Forward(kernels, stream, shape, Q(q),
+                K(k), K(v), Q(o), lse.View));
+            double bwd = Median(() => FlashAttentionKernels.Backward(kernels, stream, shape, Q(q),
+                K(k), K(v), Q(o), Q(dO), lse.View, delta.View, Q(dq), K(dk), K(dv)));
+            double flops = 4.0 * b * Heads * (double)t * t * HeadDim / 2;
+            double fT = flops / fwd / 1e12, bT = 2.5 * flops / bwd / 1e12;
+            Console.WriteLine($"attention T {t,5} x {b,2}: forward {fwd * 1e3,8:F2} ms "
+                + $"{fT,6:F1} TFLOP/s ({100 * fT / peak:F1} % of peak), backward "
+                + $"{bwd * 1e3,8:F2} ms {bT,6:F1} TFLOP/s ({100 * bT / peak:F1} %)");
+            attention.Add(new JsonObject
+            {
+                ["tokens_per_sequence"] = t,
+                ["batch"] = b,
+                ["forward_ms"] = Math.Round(fwd * 1e3, 3),
+                ["forward_tflops"] = Math.Round(fT, 2),
+                ["backward_ms"] = Math.Round(bwd * 1e3, 3),
+                ["backward_tflops"] = Math.Round(bT, 2),
+            });
+        }
+
+        var loss = new JsonArray();
+        foreach (int vocab in new[] { 32000, 128256 })
+        {
+            const int n = TokensPerCall;
+            using DeviceBuffer h = Random(ctx, KernelDType.BF16, (long)n * Hidden, 5);
+            using DeviceBuffer w = Random(ctx, KernelDType.BF16, (long)vocab * Hidden, 6);
+            int[] targetIds = new int[n];
+            var rng = new Random(7);
+            for (int i = 0; i < n; i++)
+            {
+                targetIds[i] = rng.Next(vocab);
+            }
+            using DeviceBuffer targets = DeviceBuffer.FromHost<int>(ctx, KernelDType.I32,
+                targetIds);
+            int chunk = LmHeadCrossEntropy.ChunkColumns(n, vocab);
+            using DeviceBuffer logits = DeviceBuffer.Allocate(ctx, KernelDType.F32,
+                (long)n * chunk);
+            using DeviceBuffer dlogits = DeviceBuffer.Allocate(ctx, KernelDType.BF16,
+                (long)n * chunk);
+            using DeviceBuffer st = DeviceBuffer.Allocate(ctx, KernelDType.F32, 3L * n);
+            using DeviceBuffer lossRows = DeviceBuffer.Allocate(ctx, KernelDType.F32, n);
+            using DeviceBuffer lse = DeviceBuffer.Allocate(ctx, KernelDType.F32, n);
+            using DeviceBuffer dh = DeviceBuffer.Allocate(ctx, KernelDType.F32, (long)n * Hidden);
+            using DeviceBuffer dw = DeviceBuffer.Allocate(ctx, KernelDType.F32,
+                (long)vocab * Hidden);
+            var ws = new CrossEntropyWorkspace(logits.View, st.View, dlogits.View, chunk);
+            double fwd = Median(() => LmHeadCrossEntropy.Forward(kernels, blas, h.View, w.View,
+                default, n, Hidden, vocab, targets.View, lossRows.View, lse.View, ws));
+            double bwd = Median(() => LmHeadCrossEntropy.Backward(kernels, blas, h.View, w.View,
+                default, n, Hidden, vocab, targets.View, lse.View, default, dh.View, dw.View,
+                default, ws));
+            double flops = 2.0 * n * vocab * Hidden;
+            double fT = flops / fwd / 1e12, bT = 2 * flops / bwd / 1e12;
+            Console.WriteLine($"lm-head cross-entropy V {vocab,6} (chunk {chunk}): forward "
+                + $"{fwd * 1e3,8:F2} ms {fT,6:F1} TFLOP/s ({100 * fT / peak:F1} %), backward "
+                + $"{bwd * 1e3,8:F2} ms {bT,6:F1} TFLOP/s ({100 * bT / peak:F1} %)");
+            loss.Add(new JsonObject
+            {
+                ["tokens"] = n,
+                ["hidden"] = Hidden,
+                ["vocab"] = vocab,
+                ["chunk_columns"] = chunk,
+                ["forward_ms"] = Math.Round(fwd * 1e3, 3),
+                ["forward_tflops"] = Math.Round(fT, 2),
+                ["backward_ms"] = Math.Round(bwd * 1e3, 3),
+                ["backward_tflops"] = Math.Round(bT, 2),
+            });
+        }
+        GpuBenchmarks.Write(context, "ops-gpu.json", new JsonObject
+        {
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            ["gpu"] = ctx.ToString(),
+            ["peak_tflops"] = Math.Round(peak, 1),
+            ["attention"] = new JsonObject
+            {
+                ["heads"] = Heads,
+                ["kv_heads"] = KvHeads,
+                ["head_dim"] = HeadDim,
+                ["dtype"] = "bf16",
+                ["causal"] = true,
+                ["runs"] = attention,
+            },
+            ["lm_head_cross_entropy"] = loss,
+        });
+        return 0;
+    }
+
+    /// <summary>Uniform values in [−1, 1) (bf16 bits or fp32), made on the host.</summary>
+    private static DeviceBuffer Random(CudaContext ctx, KernelDType type, long n, int seed)
+    {
+        var rng = new Random(seed);
+        if (type == KernelDType.BF16)
+        {
+            var bits = new ushort[n];
+            for (long i = 0; i < n; i++)
+            {
+                bits[i] = Ops.BFloat16.FromFloat((float)(rng.NextDouble() * 2 - 1));
+            }
+            return DeviceBuffer.FromHost<ushort>(ctx, type, bits);
+        }
+        var values = new float[n];
+        for (long i = 0; i < n; i++)
+        {
+            values[i] = (float)(rng.NextDouble() * 2 - 1);
+        }
+        return DeviceBuffer.FromHost<float>(ctx, type, values);
+    }
+}

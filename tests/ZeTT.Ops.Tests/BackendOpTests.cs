@@ -1,0 +1,625 @@
+using ZeTT.Ops.Cpu;
+using ZeTT.Ops.Cuda;
+
+namespace ZeTT.Ops.Tests;
+
+/// <summary>
+/// Every op of the op layer, forward and backward, on one backend against the CPU backend's
+/// float64 path (the oracle; its backwards are checked by finite differences in
+/// <see cref="GradientTests"/>). The same class runs on the CPU backend (F32 against F64) and
+/// on the CUDA backend (F32 and BF16 against F64; skipped, and reported as skipped, where there
+/// is no CUDA device). Sizes are awkward on purpose: not multiples of a warp, a vector, a tile
+/// (64 queries, 32/64 keys) or a loss chunk.
+/// <para>Tolerance |got − ref| ≤ atol + rtol·|ref|:</para>
+/// <list type="bullet">
+/// <item>F32, element-wise ops: 1e-5 + 1e-5 — one fp32 rounding of a float32 computation
+/// against float64 (and fp32 erf/tanh/exp in the activations, within a few ulp).</item>
+/// <item>F32, reductions (GEMM with k ≤ 100, norms, softmax, attention, the loss): 2e-4 +
+/// 2e-4 — fp32 sums of up to a few hundred terms of size ~1 in another order than the
+/// reference (each adds ≲ 6e-8 relative), and fp32 exp/log of scores up to ~10.</item>
+/// <item>BF16 outputs: rtol 2⁻⁷ (one bf16 rounding is at most 2⁻⁸ relative; a value near a
+/// rounding tie may land on either side after an fp32 computation that differs in its last
+/// bits) plus the F32 reduction atol. Inputs are rounded to bf16 before the reference sees
+/// them, so only the computation and the output rounding differ.</item>
+/// </list>
+/// </summary>
+public abstract class BackendOpTests : IDisposable
+{
+    private const double Atol = 1e-5, Rtol = 1e-5, SumAtol = 2e-4, SumRtol = 2e-4;
+    private const double Bf16Rtol = 1.0 / 128;
+
+    private readonly CpuBackend _ref = new();
+    private readonly List<Tensor> _owned = [];
+
+    /// <summary>The backend under test (skips the test when it cannot run here).</summary>
+    protected abstract IOpBackend Ops { get; }
+
+    /// <summary>Whether activations may be BF16 on this backend.</summary>
+    protected abstract bool Bf16Activations { get; }
+
+    // ---- data ---------------------------------------------------------------------------------
+
+    private static float[] Random(int seed, long n, double scale = 1)
+    {
+        var rng = new Random(seed);
+        var a = new float[n];
+        for (long i = 0; i < n; i++)
+        {
+            a[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+        }
+        return a;
+    }
+
+    private static float[] RoundTo(DType t, float[] a) =>
+        t == DType.BF16 ? [.. a.Select(BFloat16.Round)] : a;
+
+    /// <summary>The values on the backend under test in <paramref name="t"/>.</summary>
+    private Tensor Up(float[] data, DType t, params long[] shape)
+    {
+        Tensor host = Tensor.Host(t, shape);
+        if (t == DType.BF16)
+        {
+            Span<ushort> s = host.AsSpan<ushort>();
+            for (int i = 0; i < data.Length; i++)
+            {
+                s[i] = BFloat16.FromFloat(data[i]);
+            }
+        }
+        else
+        {
+            data.CopyTo(host.AsSpan<float>());
+        }
+        return Keep(Ops.Upload(host), host);
+    }
+
+    private Tensor UpInts(int[] data) => Keep(Ops.Upload(Tensor.FromInts(data)), null);
+
+    private Tensor Out(DType t, params long[] shape) => Keep(Ops.Zeros(t, shape), null);
+
+    private Tensor Keep(Tensor device, Tensor? host)
+    {
+        _owned.Add(device);
+        if (host is not null && !ReferenceEquals(device, host))
+        {
+            host.Dispose();
+        }
+        return device;
+    }
+
+    /// <summary>The oracle's F64 copy of values (already rounded as the backend holds them).
+    /// </summary>
+    private static Tensor R(float[] data, params long[] shape) =>
+        Tensor.FromDoubles([.. data.Select(x => (double)x)], shape);
+
+    private Tensor RZ(params long[] shape) => _ref.Zeros(DType.F64, shape);
+
+    private double[] Down(Tensor t)
+    {
+        using Tensor host = Tensor.Host(DType.F64, t.Shape);
+        Ops.Download(t, host);
+        return host.ToDoubles();
+    }
+
+    private void Bf16Guard(DType t)
+    {
+        if (t == DType.BF16 && !Bf16Activations)
+        {
+            Assert.Skip($"the {Ops.Name} backend's activations are F32 (and F64)");
+        }
+    }
+
+    private static void Close(Tensor expected, double[] actual, double atol, double rtol,
+        string what)
+    {
+        double[] e = expected.ToDoubles();
+        Assert.Equal(e.Length, actual.Length);
+        int worst = -1;
+        double worstExcess = 0, maxErr = 0;
+        for (int i = 0; i < e.Length; i++)
+        {
+            double err = Math.Abs(actual[i] - e[i]);
+            maxErr = Math.Max(maxErr, err);
+            double excess = err - (atol + rtol * Math.Abs(e[i]));
+            if (excess > worstExcess || double.IsNaN(err))
+            {
+                worstExcess = double.IsNaN(err) ? double.PositiveInfinity : excess;
+                worst = i;
+            }
+        }
+        Assert.True(worst < 0, worst < 0 ? "" : $"{what}: element {worst} is {actual[worst]}, "
+            + $"expected {e[worst]} (atol {atol}, rtol {rtol}; max abs error {maxErr:E2} over "
+            + $"{e.Length} elements)");
+    }
+
+    private void Close(Tensor expected, Tensor actual, bool sum, string what)
+    {
+        double atol = sum ? SumAtol : Atol, rtol = sum ? SumRtol : Rtol;
+        if (actual.DType == DType.BF16)
+        {
+            atol = Math.Max(atol, SumAtol);
+            rtol = Bf16Rtol;
+        }
+        Close(expected, Down(actual), atol, rtol, what);
+    }
+
+    // ---- embedding ----------------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(DType.F32, 1f)]
+    [InlineData(DType.BF16, 8f)]
+    public void Embedding_gathers_and_scatter_adds_repeated_ids(DType dtype, float scale)
+    {
+        const int V = 37, D = 45;
+        int[] ids = [3, 0, 36, 3, 17, 3, 0];
+        float[] table = RoundTo(dtype, Random(1, V * D));
+        float[] dout = Random(2, ids.Length * D);
+        Tensor y = Out(DType.F32, ids.Length, D);
+        Ops.EmbeddingForward(Up(table, dtype, V, D), UpInts(ids), y, scale);
+        using Tensor ry = RZ(ids.Length, D);
+        _ref.EmbeddingForward(R(table, V, D), Tensor.FromInts(ids), ry, scale);
+        Close(ry, y, false, "embedding");
+
+        Tensor dt = Out(DType.F32, V, D);
+        Ops.EmbeddingBackward(Up(dout, DType.F32, ids.Length, D), UpInts(ids), dt, scale);
+        using Tensor rdt = RZ(V, D);
+        _ref.EmbeddingBackward(R(dout, ids.Length, D), Tensor.FromInts(ids), rdt, scale);
+        Close(rdt, dt, false, "embedding backward");
+    }
+
+    // ---- matrix products ------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(false, false, DType.F32)]
+    [InlineData(true, false, DType.F32)]
+    [InlineData(false, true, DType.F32)]
+    [InlineData(true, true, DType.F32)]
+    [InlineData(false, true, DType.BF16)]
+    public void MatMul_with_either_operand_transposed(bool transA, bool transB, DType dtype)
+    {
+        const int M = 33, N = 19, K = 70;
+        float[] a = RoundTo(dtype, Random(3, M * K)), b = RoundTo(dtype, Random(4, K * N));
+        float[] c0 = Random(5, M * N);
+        long[] sa = transA ? [K, M] : [M, K], sb = transB ? [N, K] : [K, N];
+        Tensor c = Up(c0, DType.F32, M, N);
+        Ops.MatMul(Up(a, dtype, sa), transA, Up(b, dtype, sb), transB, c, 1.5f, 0.5f);
+        using Tensor rc = R(c0, M, N);
+        _ref.MatMul(R(a, sa), transA, R(b, sb), transB, rc, 1.5f, 0.5f);
+        Close(rc, c, true, "matmul");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Linear_and_its_backward(bool weightInOut)
+    {
+        const int N = 21, In = 50, Out_ = 13;
+        float[] x = Random(6, N * In), w = Random(7, In * Out_), b = Random(8, Out_);
+        float[] dy = Random(9, N * Out_), dw0 = Random(10, In * Out_), db0 = Random(11, Out_);
+        long[] ws = weightInOut ? [In, Out_] : [Out_, In];
+        Tensor y = Out(DType.F32, N, Out_);
+        Tensor tx = Up(x, DType.F32, N, In), tw = Up(w, DType.F32, ws);
+        Ops.Linear(tx, tw, Up(b, DType.F32, Out_), y, weightInOut);
+        using Tensor ry = RZ(N, Out_);
+        _ref.Linear(R(x, N, In), R(w, ws), R(b, Out_), ry, weightInOut);
+        Close(ry, y, true, "linear");
+
+        Tensor dx = Out(DType.F32, N, In), dw = Up(dw0, DType.F32, ws);
+        Tensor db = Up(db0, DType.F32, Out_);
+        Ops.LinearBackward(Up(dy, DType.F32, N, Out_), tx, tw, weightInOut, dx, dw, db);
+        using Tensor rdx = RZ(N, In), rdw = R(dw0, ws), rdb = R(db0, Out_);
+        _ref.LinearBackward(R(dy, N, Out_), R(x, N, In), R(w, ws), weightInOut, rdx, rdw, rdb);
+        Close(rdx, dx, true, "linear dx");
+        Close(rdw, dw, true, "linear dW (accumulated)");
+        Close(rdb, db, true, "linear db (accumulated)");
+    }
+
+    // ---- normalisation --------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(DType.F32, 1)]
+    [InlineData(DType.F32, 70)]
+    [InlineData(DType.BF16, 70)]
+    public void LayerNorm_forward_and_backward(DType dtype, int rows)
+    {
+        Bf16Guard(dtype);
+        const int W = 131;
+        float[] x = RoundTo(dtype, Random(12, rows * W, 3)), w = Random(13, W), b = Random(14, W);
+        float[] dy = RoundTo(dtype, Random(15, rows * W));
+        Tensor tx = Up(x, dtype, rows, W), tw = Up(w, DType.F32, W);
+        Tensor y = Out(dtype, rows, W), mean = Out(DType.F32, rows), rstd = Out(DType.F32, rows);
+        Ops.LayerNormForward(tx, tw, Up(b, DType.F32, W), 1e-5f, y, mean, rstd);
+        using Tensor ry = RZ(rows, W), rm = RZ(rows), rs = RZ(rows);
+        _ref.LayerNormForward(R(x, rows, W), R(w, W), R(b, W), 1e-5f, ry, rm, rs);
+        Close(ry, y, true, "layer norm");
+        Close(rm, mean, true, "layer norm mean");
+        Close(rs, rstd, true, "layer norm rstd");
+
+        Tensor dx = Out(dtype, rows, W), dw = Out(DType.F32, W), db = Out(DType.F32, W);
+        Ops.LayerNormBackward(Up(dy, dtype, rows, W), tx, tw, mean, rstd, dx, dw, db);
+        using Tensor rdx = RZ(rows, W), rdw = RZ(W), rdb = RZ(W);
+        _ref.LayerNormBackward(R(dy, rows, W), R(x, rows, W), R(w, W), rm, rs, rdx, rdw, rdb);
+        Close(rdx, dx, true, "layer norm dx");
+        Close(rdw, dw, true, "layer norm dW");
+        Close(rdb, db, true, "layer norm db");
+    }
+
+    [Theory]
+    [InlineData(DType.F32, false)]
+    [InlineData(DType.F32, true)]
+    [InlineData(DType.BF16, true)]
+    public void RmsNorm_forward_and_backward(DType dtype, bool unitOffset)
+    {
+        Bf16Guard(dtype);
+        const int N = 67, W = 200;
+        float[] x = RoundTo(dtype, Random(16, N * W, 2)), w = RoundTo(dtype, Random(17, W));
+        float[] dy = RoundTo(dtype, Random(18, N * W));
+        Tensor tx = Up(x, dtype, N, W), tw = Up(w, dtype, W);
+        Tensor y = Out(dtype, N, W), rstd = Out(DType.F32, N);
+        Ops.RmsNormForward(tx, tw, 1e-6f, unitOffset, y, rstd);
+        using Tensor ry = RZ(N, W), rs = RZ(N);
+        _ref.RmsNormForward(R(x, N, W), R(w, W), 1e-6f, unitOffset, ry, rs);
+        Close(ry, y, true, "rms norm");
+        Close(rs, rstd, true, "rms norm rstd");
+
+        Tensor dx = Out(dtype, N, W), dw = Out(DType.F32, W);
+        Ops.RmsNormBackward(Up(dy, dtype, N, W), tx, tw, unitOffset, rstd, dx, dw);
+        using Tensor rdx = RZ(N, W), rdw = RZ(W);
+        _ref.RmsNormBackward(R(dy, N, W), R(x, N, W), R(w, W), unitOffset, rs, rdx, rdw);
+        Close(rdx, dx, true, "rms norm dx");
+        Close(rdw, dw, true, "rms norm dW");
+    }
+
+    // ---- activations ----------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(ActivationFunction.GeluErf)]
+    [InlineData(ActivationFunction.GeluTanh)]
+    [InlineData(ActivationFunction.Silu)]
+    [InlineData(ActivationFunction.Relu)]
+    public void Activation_forward_and_backward(ActivationFunction f)
+    {
+        const int N = 9, W = 77;
+        float[] x = Random(19, N * W, 4), dy = Random(20, N * W);
+        Tensor tx = Up(x, DType.F32, N, W), y = Out(DType.F32, N, W);
+        Ops.Activation(f, tx, y);
+        using Tensor ry = RZ(N, W);
+        _ref.Activation(f, R(x, N, W), ry);
+        Close(ry, y, false, $"{f}");
+
+        Tensor dx = Out(DType.F32, N, W);
+        Ops.ActivationBackward(f, Up(dy, DType.F32, N, W), tx, dx);
+        using Tensor rdx = RZ(N, W);
+        _ref.ActivationBackward(f, R(dy, N, W), R(x, N, W), rdx);
+        Close(rdx, dx, false, $"{f} backward");
+    }
+
+    [Theory]
+    [InlineData(ActivationFunction.Silu)]
+    [InlineData(ActivationFunction.GeluTanh)]
+    public void Gated_activation_reads_a_fused_projection(ActivationFunction f)
+    {
+        const int N = 11, I = 93;
+        float[] fused = Random(21, N * 2 * I, 3), dy = Random(22, N * I);
+        Tensor tf = Up(fused, DType.F32, N, 2 * I);
+        Tensor gate = tf.Slice(1, 0, I), up = tf.Slice(1, I, I);
+        Tensor y = Out(DType.F32, N, I);
+        Ops.GatedActivation(f, gate, up, y);
+        using Tensor rf = R(fused, N, 2 * I), ry = RZ(N, I);
+        Tensor rgate = rf.Slice(1, 0, I), rup = rf.Slice(1, I, I);
+        _ref.GatedActivation(f, rgate, rup, ry);
+        Close(ry, y, false, $"gated {f}");
+
+        Tensor dfused = Out(DType.F32, N, 2 * I);
+        Ops.GatedActivationBackward(f, Up(dy, DType.F32, N, I), gate, up,
+            dfused.Slice(1, 0, I), dfused.Slice(1, I, I));
+        using Tensor rdf = RZ(N, 2 * I);
+        _ref.GatedActivationBackward(f, R(dy, N, I), rgate, rup, rdf.Slice(1, 0, I),
+            rdf.Slice(1, I, I));
+        Close(rdf, dfused, false, $"gated {f} backward");
+    }
+
+    // ---- rotary ---------------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(RotaryStyle.HalfSplit, 64)]
+    [InlineData(RotaryStyle.HalfSplit, 16)]
+    [InlineData(RotaryStyle.Interleaved, 64)]
+    public void Rotary_turns_and_turns_back(RotaryStyle style, int dims)
+    {
+        const int T = 13, H = 3, Dh = 64;
+        float[] x = Random(23, T * H * Dh);
+        int[] pos = [.. Enumerable.Range(0, T).Select(i => 7 * i + 1)];
+        var o = new RotaryOptions(style, dims, 10000);
+        Tensor tx = Up(x, DType.F32, T, H, Dh), y = Out(DType.F32, T, H, Dh);
+        Ops.Rotary(tx, UpInts(pos), o, y);
+        using Tensor ry = RZ(T, H, Dh);
+        _ref.Rotary(R(x, T, H, Dh), Tensor.FromInts(pos), o, ry);
+        Close(ry, y, false, "rotary");
+
+        Tensor back = Out(DType.F32, T, H, Dh);
+        Ops.Rotary(y, UpInts(pos), o, back, inverse: true);
+        Close(R(x, T, H, Dh), back, false, "rotary inverse of rotary");
+    }
+
+    // ---- attention --------------------------------------------------------------------------
+
+    public static TheoryData<int, int, int, int, int, int, bool, int, bool, DType> AttentionCases
+        => new()
+        {
+            // batch, Tq, Tk, Hq, Hkv, Dh, causal, window, key lengths, dtype
+            { 1, 77, 77, 2, 2, 64, true, 0, false, DType.F32 },
+            { 2, 130, 130, 4, 2, 32, true, 0, false, DType.F32 },
+            { 1, 100, 100, 2, 1, 80, true, 37, false, DType.F32 },
+            { 1, 5, 70, 3, 3, 16, true, 0, false, DType.F32 },
+            { 3, 9, 9, 2, 2, 24, false, 0, true, DType.F32 },
+            { 1, 150, 150, 4, 4, 128, true, 0, false, DType.F32 },
+            { 2, 90, 90, 4, 2, 64, true, 0, false, DType.BF16 },
+        };
+
+    [Theory]
+    [MemberData(nameof(AttentionCases))]
+    public void Attention_forward_and_backward(int b, int tq, int tk, int hq, int hkv, int dh,
+        bool causal, int window, bool keyLengths, DType dtype)
+    {
+        Bf16Guard(dtype);
+        float[] q = RoundTo(dtype, Random(24, (long)b * tq * hq * dh, 2));
+        float[] k = RoundTo(dtype, Random(25, (long)b * tk * hkv * dh, 2));
+        float[] v = RoundTo(dtype, Random(26, (long)b * tk * hkv * dh));
+        float[] dout = RoundTo(dtype, Random(27, (long)b * tq * hq * dh));
+        int[] lens = [.. Enumerable.Range(0, b).Select(i => i == 1 ? 0 : tk - 2 * i)];
+        long[] qs = [b, tq, hq, dh], ks = [b, tk, hkv, dh];
+        float scale = 1f / MathF.Sqrt(dh);
+        var o = new AttentionOptions(scale, causal, window, keyLengths ? UpInts(lens) : null);
+        var ro = new AttentionOptions(scale, causal, window,
+            keyLengths ? Tensor.FromInts(lens) : null);
+        Tensor tq_ = Up(q, dtype, qs), tk_ = Up(k, dtype, ks), tv = Up(v, dtype, ks);
+        Tensor y = Out(dtype, qs), lse = Out(DType.F32, b, hq, tq);
+        Ops.AttentionForward(tq_, tk_, tv, o, y, lse);
+        using Tensor rq = R(q, qs), rk = R(k, ks), rv = R(v, ks), ry = RZ(qs), rl = RZ(b, hq, tq);
+        _ref.AttentionForward(rq, rk, rv, ro, ry, rl);
+        Close(ry, y, true, "attention output");
+        // A query with no visible key has lse −∞ on both sides; compare the rest.
+        double[] lg = Down(lse), le = rl.ToDoubles();
+        for (int i = 0; i < le.Length; i++)
+        {
+            if (double.IsNegativeInfinity(le[i]))
+            {
+                Assert.True(double.IsNegativeInfinity(lg[i]), $"lse[{i}] = {lg[i]}, expected −∞");
+                lg[i] = le[i] = 0;
+            }
+        }
+        using Tensor rlFinite = Tensor.FromDoubles(le, b, hq, tq);
+        Close(rlFinite, lg, SumAtol, SumRtol, "attention lse");
+
+        Tensor dq = Out(dtype, qs), dk = Out(dtype, ks), dv = Out(dtype, ks);
+        Ops.AttentionBackward(Up(dout, dtype, qs), tq_, tk_, tv, y, lse, o, dq, dk, dv);
+        using Tensor rdq = RZ(qs), rdk = RZ(ks), rdv = RZ(ks);
+        _ref.AttentionBackward(R(dout, qs), rq, rk, rv, ry, rl, ro, rdq, rdk, rdv);
+        // The backward reads the forward's output (bf16-rounded on a bf16 run, exact in the
+        // reference): delta = rowsum(dO ∘ O) inherits one bf16 rounding, hence the looser atol.
+        double gradAtol = dtype == DType.BF16 ? 2e-2 : SumAtol;
+        double gradRtol = dtype == DType.BF16 ? 2 * Bf16Rtol : SumRtol;
+        Close(rdq, Down(dq), gradAtol, gradRtol, "attention dq");
+        Close(rdk, Down(dk), gradAtol, gradRtol, "attention dk");
+        Close(rdv, Down(dv), gradAtol, gradRtol, "attention dv");
+    }
+
+    [Fact]
+    public void Attention_reads_q_k_v_out_of_one_fused_projection()
+    {
+        const int T = 70, H = 2, Dh = 32;
+        float[] qkv = Random(28, T * 3 * H * Dh, 2), dout = Random(29, T * H * Dh);
+        Tensor fused = Up(qkv, DType.F32, 1, T, 3 * H, Dh);
+        Tensor q = fused.Slice(2, 0, H), k = fused.Slice(2, H, H), v = fused.Slice(2, 2 * H, H);
+        var o = new AttentionOptions(1f / MathF.Sqrt(Dh), true);
+        Tensor y = Out(DType.F32, 1, T, H, Dh), lse = Out(DType.F32, 1, H, T);
+        Ops.AttentionForward(q, k, v, o, y, lse);
+        using Tensor rf = R(qkv, 1, T, 3 * H, Dh), ry = RZ(1, T, H, Dh), rl = RZ(1, H, T);
+        Tensor rq = rf.Slice(2, 0, H), rk = rf.Slice(2, H, H), rv = rf.Slice(2, 2 * H, H);
+        _ref.AttentionForward(rq, rk, rv, o, ry, rl);
+        Close(ry, y, true, "fused attention");
+
+        Tensor dfused = Out(DType.F32, 1, T, 3 * H, Dh);
+        Ops.AttentionBackward(Up(dout, DType.F32, 1, T, H, Dh), q, k, v, y, lse, o,
+            dfused.Slice(2, 0, H), dfused.Slice(2, H, H), dfused.Slice(2, 2 * H, H));
+        using Tensor rdf = RZ(1, T, 3 * H, Dh);
+        _ref.AttentionBackward(R(dout, 1, T, H, Dh), rq, rk, rv, ry, rl, o, rdf.Slice(2, 0, H),
+            rdf.Slice(2, H, H), rdf.Slice(2, 2 * H, H));
+        Close(rdf, dfused, true, "fused attention gradients");
+    }
+
+    [Fact]
+    public void Rotary_and_attention_on_gpt_neox_per_head_qkv()
+    {
+        // GPT-NeoX's fused projection is per head [q k v]: heads 3·Dh apart in a token row.
+        const int T = 40, H = 3, Dh = 16, W = 3 * H * Dh;
+        float[] qkv = Random(36, T * W, 2), dout = Random(37, T * H * Dh);
+        int[] pos = [.. Enumerable.Range(0, T)];
+        var rot = new RotaryOptions(RotaryStyle.HalfSplit, 4, 10000);
+        var o = new AttentionOptions(1f / MathF.Sqrt(Dh), true);
+        Tensor fused = Up(qkv, DType.F32, T, W);
+        using Tensor rf = R(qkv, T, W);
+        Tensor Part(Tensor t, int i, bool batch) => batch
+            ? t.AsStrided([1, T, H, Dh], [(long)T * W, W, 3L * Dh, 1], (long)i * Dh)
+            : t.AsStrided([T, H, Dh], [W, 3L * Dh, 1], (long)i * Dh);
+        for (int i = 0; i < 2; i++)
+        {
+            Ops.Rotary(Part(fused, i, false), UpInts(pos), rot, Part(fused, i, false));
+            _ref.Rotary(Part(rf, i, false), Tensor.FromInts(pos), rot, Part(rf, i, false));
+        }
+        Close(rf, fused, false, "per-head rotary");
+        Tensor y = Out(DType.F32, 1, T, H, Dh), lse = Out(DType.F32, 1, H, T);
+        Ops.AttentionForward(Part(fused, 0, true), Part(fused, 1, true), Part(fused, 2, true), o,
+            y, lse);
+        using Tensor ry = RZ(1, T, H, Dh), rl = RZ(1, H, T);
+        _ref.AttentionForward(Part(rf, 0, true), Part(rf, 1, true), Part(rf, 2, true), o, ry, rl);
+        Close(ry, y, true, "per-head attention");
+        Tensor dfused = Out(DType.F32, T, W);
+        Ops.AttentionBackward(Up(dout, DType.F32, 1, T, H, Dh), Part(fused, 0, true),
+            Part(fused, 1, true), Part(fused, 2, true), y, lse, o, Part(dfused, 0, true),
+            Part(dfused, 1, true), Part(dfused, 2, true));
+        using Tensor rdf = RZ(T, W);
+        _ref.AttentionBackward(R(dout, 1, T, H, Dh), Part(rf, 0, true), Part(rf, 1, true),
+            Part(rf, 2, true), ry, rl, o, Part(rdf, 0, true), Part(rdf, 1, true),
+            Part(rdf, 2, true));
+        Close(rdf, dfused, true, "per-head attention gradients");
+    }
+
+    // ---- loss -------------------------------------------------------------------------------
+
+    [Theory]
+    [InlineData(DType.F32, true)]
+    [InlineData(DType.F32, false)]
+    [InlineData(DType.BF16, false)]
+    public void Lm_head_cross_entropy_over_several_chunks(DType dtype, bool bias)
+    {
+        Bf16Guard(dtype);
+        const int N = 9, D = 40, V = 300;
+        float[] h = RoundTo(dtype, Random(30, N * D)), w = RoundTo(dtype, Random(31, V * D));
+        float[] bb = Random(32, V), dl = Random(33, N);
+        int[] targets = [5, 299, -100, 0, 128, 127, 256, 1, 200];
+        Tensor th = Up(h, dtype, N, D), tw = Up(w, dtype, V, D);
+        Tensor? tb = bias ? Up(bb, DType.F32, V) : null;
+        Tensor tt = UpInts(targets);
+        Tensor loss = Out(DType.F32, N), lse = Out(DType.F32, N);
+        Ops.LmHeadCrossEntropy(th, tw, tb, tt, loss, lse);
+        using Tensor rh = R(h, N, D), rw = R(w, V, D), rloss = RZ(N), rlse = RZ(N);
+        using Tensor? rb = bias ? R(bb, V) : null;
+        _ref.LmHeadCrossEntropy(rh, rw, rb, Tensor.FromInts(targets), rloss, rlse);
+        Close(rloss, loss, true, "loss");
+        Close(rlse, lse, true, "lse");
+
+        Tensor dh = Out(DType.F32, N, D), dw = Out(DType.F32, V, D);
+        Tensor? db = bias ? Out(DType.F32, V) : null;
+        Ops.LmHeadCrossEntropyBackward(th, tw, tb, tt, lse, Up(dl, DType.F32, N), dh, dw, db);
+        using Tensor rdh = RZ(N, D), rdw = RZ(V, D);
+        using Tensor? rdb = bias ? RZ(V) : null;
+        _ref.LmHeadCrossEntropyBackward(rh, rw, rb, Tensor.FromInts(targets), rlse, R(dl, N), rdh,
+            rdw, rdb);
+        // bf16: dlogits are rounded to bf16 before the two gradient GEMMs.
+        double atol = dtype == DType.BF16 ? 2e-3 : SumAtol;
+        double rtol = dtype == DType.BF16 ? 2 * Bf16Rtol : SumRtol;
+        Close(rdh, Down(dh), atol, rtol, "dHidden");
+        Close(rdw, Down(dw), atol, rtol, "dWeight");
+        if (rdb is not null)
+        {
+            Close(rdb, Down(db!), atol, rtol, "dBias");
+        }
+    }
+
+    // ---- elementwise and memory ---------------------------------------------------------------
+
+    [Fact]
+    public void Add_scale_copy_and_fill()
+    {
+        const int N = 7, W = 33;
+        float[] a = Random(34, N * W), b = Random(35, N * W);
+        Tensor ta = Up(a, DType.F32, N, W), tb = Up(b, DType.F32, N, W);
+        Tensor y = Out(DType.F32, N, W);
+        Ops.Add(ta, tb, y);
+        Ops.AddScaled(ta, -0.25f, y);
+        Ops.Scale(y, 3f, y);
+        var expected = new double[N * W];
+        for (int i = 0; i < expected.Length; i++)
+        {
+            expected[i] = 3.0 * (a[i] + b[i] - 0.25 * a[i]);
+        }
+        using Tensor re = Tensor.FromDoubles(expected, N, W);
+        Close(re, y, false, "add / add scaled / scale");
+
+        // A strided window copied into a dense tensor, then a column band filled.
+        Tensor window = Out(DType.F32, N, 10);
+        Ops.Copy(ta.Slice(1, 5, 10), window);
+        double[] got = Down(window);
+        for (int r = 0; r < N; r++)
+        {
+            for (int c = 0; c < 10; c++)
+            {
+                Assert.Equal(a[r * W + 5 + c], got[r * 10 + c]);
+            }
+        }
+        Ops.Fill(ta.Slice(1, 2, 3), 7.5);
+        got = Down(ta);
+        for (int r = 0; r < N; r++)
+        {
+            for (int c = 0; c < W; c++)
+            {
+                Assert.Equal(c is >= 2 and < 5 ? 7.5 : a[r * W + c], got[r * W + c]);
+            }
+        }
+    }
+
+    /// <summary>Releases the tensors the test made (the backends live in fixtures).</summary>
+    public void Dispose()
+    {
+        foreach (Tensor t in _owned)
+        {
+            t.Dispose();
+        }
+        _owned.Clear();
+        _ref.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>One CPU backend for the CPU run of the shared op tests.</summary>
+public sealed class CpuOpFixture : IDisposable
+{
+    /// <summary>The backend.</summary>
+    public CpuBackend Backend { get; } = new();
+
+    /// <inheritdoc />
+    public void Dispose() => Backend.Dispose();
+}
+
+/// <summary>One CUDA backend for the CUDA run of the shared op tests, created on first use
+/// (loading the kernels JIT-compiles their PTX once).</summary>
+public sealed class CudaOpFixture : IDisposable
+{
+    // A 4 KiB logits chunk: 8 rows × 128 columns, so the loss tests cross chunks.
+    private readonly Lazy<CudaBackend> _backend = new(() => new CudaBackend
+    {
+        LossChunkBytes = 4096,
+    });
+
+    /// <summary>The backend; skips the calling test where there is no CUDA device.</summary>
+    public CudaBackend Backend
+    {
+        get
+        {
+            Assert.SkipUnless(Kernels.Cuda.IsAvailable, Kernels.Cuda.UnavailableReason);
+            return _backend.Value;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_backend.IsValueCreated)
+        {
+            _backend.Value.Dispose();
+        }
+    }
+}
+
+/// <summary>The shared op tests on the CPU backend (F32 against its own F64 path).</summary>
+public sealed class CpuBackendOpTests(CpuOpFixture fixture) : BackendOpTests,
+    IClassFixture<CpuOpFixture>
+{
+    /// <inheritdoc />
+    protected override IOpBackend Ops => fixture.Backend;
+
+    /// <inheritdoc />
+    protected override bool Bf16Activations => false;
+}
+
+/// <summary>The shared op tests on the CUDA backend; skipped without a CUDA device.</summary>
+public sealed class CudaBackendOpTests(CudaOpFixture fixture) : BackendOpTests,
+    IClassFixture<CudaOpFixture>
+{
+    /// <inheritdoc />
+    protected override IOpBackend Ops => fixture.Backend;
+
+    /// <inheritdoc />
+    protected override bool Bf16Activations => true;
+}
