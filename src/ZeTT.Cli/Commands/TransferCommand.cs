@@ -16,7 +16,8 @@ internal sealed class TransferCommand : ZettCommand
         + "r50k_base, cl100k_base, o200k_base)");
 
     private readonly Option<string> _out = CommonOptions.Optional("--out", "DIR",
-        "output directory (written atomically: it appears only when complete)");
+        "output directory (written atomically: it appears only when complete); with --format "
+        + "gguf, the .gguf file");
 
     private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR",
         "ZeTT hypernetwork directory (config.json, weights, tokenizer.json); required by "
@@ -38,6 +39,12 @@ internal sealed class TransferCommand : ZettCommand
 
     private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
 
+    private readonly Option<string> _format = CommonOptions.Choice("--format",
+        "hf: a Hugging Face directory; gguf: --out is one .gguf file for llama.cpp; both: the "
+        + "directory with model.gguf inside", "hf", "hf", "gguf", "both");
+
+    private readonly Option<string> _ggufType = ExportGgufCommand.GgufTypeOption();
+
     public TransferCommand() : base("transfer", "transfer a model to a new tokenizer "
         + "(hypernetwork or FVT); with no options: the built-in default, assets/stories260K to "
         + "gpt2 with FVT, written to ./out/default")
@@ -51,6 +58,8 @@ internal sealed class TransferCommand : ZettCommand
         _compute.AddTo(this);
         Options.Add(_modelClass);
         Options.Add(_overwrite);
+        Options.Add(_format);
+        Options.Add(_ggufType);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -95,6 +104,13 @@ internal sealed class TransferCommand : ZettCommand
                     _ => ModelClass.Causal,
                 },
                 Overwrite = parse.GetValue(_overwrite),
+                Format = parse.GetValue(_format) switch
+                {
+                    "gguf" => TransferFormat.Gguf,
+                    "both" => TransferFormat.Both,
+                    _ => TransferFormat.Hf,
+                },
+                GgufType = ExportGgufCommand.ParseGgufType(parse.GetValue(_ggufType)),
             };
         }
         TransferResult result = TokenizerTransfer.Run(options, ProgressBar.ForConsole(console),

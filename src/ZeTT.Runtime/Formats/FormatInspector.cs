@@ -50,6 +50,11 @@ public static class FormatInspector
             ListTensors(c, output);
             return;
         }
+        if (path.EndsWith(".gguf", StringComparison.Ordinal))
+        {
+            DescribeGguf(path, output);
+            return;
+        }
         if (path.EndsWith(".msgpack", StringComparison.Ordinal))
         {
             Dictionary<string, HostTensor> tensors = FlaxMsgpack.ReadTensors(path);
@@ -66,8 +71,25 @@ public static class FormatInspector
             DescribeTokenizer(path, output);
             return;
         }
-        throw new ZettException($"{path}: not a .safetensors, .index.json, .msgpack or tokenizer.json "
+        throw new ZettException($"{path}: not a .safetensors, .index.json, .gguf, .msgpack or tokenizer.json "
             + "file, nor a model or hypernetwork directory");
+    }
+
+    private static void DescribeGguf(string path, TextWriter o)
+    {
+        GgufFile g = GgufFile.Open(path);
+        o.WriteLine($"{path}: GGUF v{g.Version}, {g.Metadata.Count} metadata keys, {g.Tensors.Count} "
+            + $"tensors, {Bytes(g.FileLength)}");
+        foreach (KeyValuePair<string, GgufValue> kv in g.Metadata)
+        {
+            o.WriteLine($"  {kv.Key} = {kv.Value}");
+        }
+        foreach (GgufTensorInfo t in g.Tensors)
+        {
+            string type = GgmlTypes.IsKnown(t.Type) ? ((GgmlType)t.Type).ToString()
+                : $"type {t.Type}";
+            o.WriteLine($"  {t.Name} {type} {HostTensor.ShapeToString(t.Shape)}");
+        }
     }
 
     private static bool IsHypernetConfig(string config) =>

@@ -8,7 +8,7 @@ namespace ZeTT.Runtime.Formats;
 
 /// <summary>What to change when writing a model directory with <see cref="HfModelWriter"/>.
 /// Everything not named here is copied unchanged.</summary>
-public sealed class HfModelEdit
+public sealed record HfModelEdit
 {
     /// <summary>New input embeddings [vocab', hidden] (null keeps the model's). Stored in the
     /// model's embedding dtype; tied copies get the same matrix; config.json's vocab_size
@@ -35,6 +35,10 @@ public sealed class HfModelEdit
     /// <summary>Optional replacement of non-embedding tensors: called once per tensor with its
     /// file; returns the entry to write (same name) or null to copy it bit for bit.</summary>
     public Func<SafetensorsFile, SafetensorsTensorInfo, SafetensorsEntry?>? TransformTensor { get; init; }
+
+    /// <summary>Called with the complete, not yet published output directory (to add files
+    /// that must appear together with it); an exception aborts the write.</summary>
+    public Action<string>? BeforePublish { get; init; }
 }
 
 /// <summary>
@@ -42,7 +46,7 @@ public sealed class HfModelEdit
 /// original dtype, config.json updated, every other tensor copied bit for bit and streamed (a
 /// shard without changes is copied as a file, one with changes is rewritten tensor by tensor
 /// from the memory map), the shard index rewritten, and the other files carried over (weights
-/// in other formats — pytorch_model*.bin, tf_model.h5, flax_model.msgpack — are left out, as
+/// in other formats — pytorch_model*.bin, tf_model.h5, flax_model.msgpack, *.gguf — are left out, as
 /// they would hold the old embeddings). Host memory stays at the new embedding matrices plus
 /// I/O buffers. The whole directory is written to <c>&lt;out&gt;.tmp-&lt;pid&gt;</c> and
 /// renamed at the end: a failure leaves no output directory.
@@ -53,6 +57,7 @@ public static class HfModelWriter
     [
         "pytorch_model*.bin", "*.bin.index.json", "tf_model.h5", "*.h5.index.json",
         "flax_model.msgpack", "*.msgpack.index.json", "*.safetensors", "*.safetensors.index.json",
+        "*.gguf",
         "model.ckpt*", "*.tmp-*",
     ];
 
@@ -109,6 +114,7 @@ public static class HfModelWriter
             WriteWeights(model, temp, replacements, edit.TransformTensor);
             WriteConfig(model, temp, newVocab, edit.ConfigUpdates);
             CopyOtherFiles(model.Directory, temp, edit.Files);
+            edit.BeforePublish?.Invoke(temp);
             Publish(temp, output);
         }
         catch

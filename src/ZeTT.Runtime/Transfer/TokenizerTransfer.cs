@@ -62,11 +62,24 @@ public sealed record TransferResult
     /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
     public required long EmbeddingBytes { get; init; }
 
+    /// <summary>The GGUF file written (formats gguf and both), or null.</summary>
+    public GgufExportResult? Gguf { get; init; }
+
     /// <summary>The summary as printed by the CLI, one line per entry.</summary>
     public IEnumerable<string> SummaryLines()
     {
         CultureInfo c = CultureInfo.InvariantCulture;
-        yield return $"wrote {OutputDirectory}";
+        yield return Gguf is { } g && g.Path == OutputDirectory ? $"wrote {OutputDirectory} (GGUF)"
+            : $"wrote {OutputDirectory}";
+        if (Gguf is { } gguf)
+        {
+            yield return $"  gguf            {gguf.Path}: {gguf.Architecture}, {gguf.Tensors} tensors, "
+                + string.Create(c, $"{gguf.Bytes / 1048576.0:F1} MiB");
+            foreach (string note in gguf.Notes)
+            {
+                yield return $"  gguf note       {note}";
+            }
+        }
         yield return $"  method          {(Method == TransferMethod.Fvt ? "fvt" : "hypernet")} ({Backend})";
         yield return $"  vocab size      {SourceVocabSize} -> {VocabSize} (hidden {HiddenSize})";
         if (Method == TransferMethod.Hypernet)
@@ -102,6 +115,10 @@ public static class TokenizerTransfer
     /// <summary>Name of the file the predicted bias is saved to when the model has no output
     /// bias (tensor <c>bias</c>, F32 [vocab]).</summary>
     public const string BiasFileName = "bias.safetensors";
+
+    /// <summary>Name of the GGUF file inside the output directory of
+    /// <see cref="TransferFormat.Both"/>.</summary>
+    public const string GgufFileName = "model.gguf";
 
     /// <summary>Runs a transfer.</summary>
     /// <param name="options">What to transfer.</param>
@@ -252,8 +269,9 @@ public static class TokenizerTransfer
         }
 
         int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
+        GgufExportResult? gguf = null;
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
-            modelClass, target, newIn, newOut, newBias, MapId, progress, log));
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log, out gguf));
 
         return result with
         {
@@ -264,6 +282,7 @@ public static class TokenizerTransfer
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
             PeakHeapBytes = memory.PeakAnonymousBytes,
             EmbeddingBytes = embeddingBytes,
+            Gguf = gguf,
         };
     }
 
@@ -283,6 +302,19 @@ public static class TokenizerTransfer
             throw new ZettException("--lang is not used by --method fvt");
         }
         string output = Path.GetFullPath(o.OutputDirectory);
+        if (o.Format == TransferFormat.Gguf)
+        {
+            if (Directory.Exists(output))
+            {
+                throw new ZettException($"{o.OutputDirectory}: is a directory; --format gguf writes "
+                    + "one .gguf file");
+            }
+            if (File.Exists(output) && !o.Overwrite)
+            {
+                throw new ZettException($"{o.OutputDirectory}: output file exists");
+            }
+            return;
+        }
         if (File.Exists(output))
         {
             throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
@@ -344,8 +376,11 @@ public static class TokenizerTransfer
 
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
         ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
-        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log)
+        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
+        out GgufExportResult? gguf)
     {
+        gguf = null;
+        GgufExportResult? written = null;
         int rows = target.VocabSize, d = model.HiddenSize;
         string staging = Directory.CreateTempSubdirectory("zett-transfer-").FullName;
         try
@@ -390,7 +425,51 @@ public static class TokenizerTransfer
                     return null;
                 },
             };
-            HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+            void Export(string hfDirectory, string file)
+            {
+                written = GgufExporter.Export(hfDirectory, file, options.GgufType, progress,
+                    overwrite: true);
+                if (options.Format == TransferFormat.Gguf)
+                {
+                    written = written with { Path = options.OutputDirectory };
+                }
+            }
+            switch (options.Format)
+            {
+                case TransferFormat.Hf:
+                    HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+                    break;
+                case TransferFormat.Both:
+                    // Written inside the unpublished directory: both appear together or neither.
+                    HfModelWriter.Write(model, options.OutputDirectory, edit with
+                    {
+                        BeforePublish = dir => Export(dir, Path.Combine(dir, GgufFileName)),
+                    }, options.Overwrite);
+                    written = written! with
+                    {
+                        Path = Path.Combine(options.OutputDirectory, GgufFileName),
+                    };
+                    break;
+                default:
+                    // The Hugging Face directory is only a step: written beside the .gguf (same
+                    // file system, no copy of a large model to /tmp) and removed afterwards.
+                    string full = Path.GetFullPath(options.OutputDirectory);
+                    string hf = full + ".hf.tmp-" + Environment.ProcessId;
+                    try
+                    {
+                        HfModelWriter.Write(model, hf, edit, overwrite: true);
+                        Export(hf, full);
+                    }
+                    finally
+                    {
+                        if (Directory.Exists(hf))
+                        {
+                            Directory.Delete(hf, recursive: true);
+                        }
+                    }
+                    break;
+            }
+            gguf = written;
             return biasDestination;
         }
         finally
