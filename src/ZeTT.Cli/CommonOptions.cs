@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Cli;
@@ -108,6 +109,24 @@ internal static class CommonOptions
         Description = "language code of a multilingual hypernetwork (zett inspect HYPERNET lists them)",
         HelpName = "CODE",
     };
+
+    /// <summary><c>--revision</c>: which revision of a model named on the Hub.</summary>
+    public static Option<string?> Revision() => new("--revision")
+    {
+        Description = "branch, tag or commit of a --model given by Hugging Face name [default: "
+            + "main]; NAME@REV names a revision for any name",
+        HelpName = "REV",
+    };
+
+    /// <summary>The local path of a model, hypernetwork or tokenizer the user named: a path is
+    /// itself, <c>org/name</c> resolves in the Hugging Face cache (downloading where the Hub is
+    /// reachable).</summary>
+    public static string Locate(string value, HubRepoKind kind, CliConsole console, string? revision = null)
+    {
+        ArgumentNullException.ThrowIfNull(console);
+        return HubResolver.Locate(value, kind, revision, null, ProgressBar.ForConsole(console),
+            line => console.Error.WriteLine(line));
+    }
 
     /// <summary>Whether <paramref name="option"/> was typed on the command line (not a default).
     /// </summary>

@@ -17,7 +17,7 @@ internal sealed class ProgressBar(TextWriter error, bool interactive) : IProgres
 
     /// <summary>A bar on the process's stderr, interactive when stderr is a terminal.</summary>
     public static ProgressBar ForConsole(CliConsole console) =>
-        new(console.Error, ReferenceEquals(console, CliConsole.System) && !Console.IsErrorRedirected);
+        new(console.Error, console.Interactive);
 
     public void Report(ProgressUpdate value)
     {

@@ -3,6 +3,7 @@ using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tests.Formats;
+using ZeTT.Runtime.Tests.Hub;
 using ZeTT.Runtime.Tests.Transfer;
 
 namespace ZeTT.Cli.Tests;
@@ -62,6 +63,58 @@ public sealed class TransferCommandTests : IDisposable
             "--out", P("fvt"), "--method", "fvt");
         Assert.True(code == 0, err);
         Assert.Contains("fvt rows", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Models_and_tokenizers_by_hugging_face_name_come_from_the_cache()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "llama");
+        string target = TransferTestData.WriteTarget(P("target"));
+        using var hub = new LocalHub();
+        const string commit = "89abcdef0123456789abcdef0123456789abcdef";
+        hub.Add("org/tiny-llama", commit, Directory.GetFiles(m.Directory)
+            .ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes));
+        hub.Add("org/target", commit, Directory.GetFiles(target).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes));
+        string[] variables = ["HF_ENDPOINT", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"];
+        Dictionary<string, string?> saved = variables.ToDictionary(v => v, Environment.GetEnvironmentVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+            Environment.SetEnvironmentVariable("HF_HUB_CACHE", P("cache"));
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", null);
+            Environment.SetEnvironmentVariable("HF_TOKEN", null);
+            string[] args = ["transfer", "--model", "org/tiny-llama", "--tokenizer", "org/target",
+                "--method", "fvt", "--out", P("out")];
+            var (code, output, err) = Zett.Run(args);
+            Assert.True(code == 0, err);
+            Assert.Contains("download org/tiny-llama", err, StringComparison.Ordinal);
+            string snapshot = P($"cache/models--org--tiny-llama/snapshots/{commit}");
+            Assert.True(File.Exists(Path.Combine(snapshot, "config.json")));
+            // The same model as from the local directories.
+            (code, _, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
+                "--method", "fvt", "--out", P("local"));
+            Assert.True(code == 0, err);
+            foreach (string file in new[] { "model.safetensors", "tokenizer.json", "config.json" })
+            {
+                Assert.Equal(File.ReadAllBytes(P($"local/{file}")), File.ReadAllBytes(P($"out/{file}")));
+            }
+
+            // Offline, the same names resolve from the cache with no request.
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+            int requests = hub.Requests.Count;
+            (code, _, err) = Zett.Run([.. args[..^1], P("out2")]);
+            Assert.True(code == 0, err);
+            Assert.Equal(requests, hub.Requests.Count);
+            AssertOneError(Zett.Run("transfer", "--model", "org/absent", "--tokenizer", "gpt2",
+                "--method", "fvt", "--out", P("out3")), "HF_HUB_OFFLINE is set");
+        }
+        finally
+        {
+            foreach ((string name, string? value) in saved)
+            {
+                Environment.SetEnvironmentVariable(name, value);
+            }
+        }
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hub;
 using System.Globalization;
 using ZeTT.Runtime.Transfer;
 
@@ -7,16 +8,18 @@ namespace ZeTT.Cli;
 /// <summary><c>zett predict</c>: run a hypernetwork over surface forms or tokens.</summary>
 internal sealed class PredictCommand : ZettCommand
 {
-    private readonly Option<string> _hypernet = CommonOptions.Required("--hypernet", "DIR",
-        "ZeTT hypernetwork directory");
+    private readonly Option<string> _hypernet = CommonOptions.Required("--hypernet", "DIR|NAME",
+        "ZeTT hypernetwork directory or Hugging Face name");
 
     private readonly Option<string> _sourceEmbeddings = CommonOptions.Optional(
         "--source-embeddings", "FILE", "safetensors with embeddings_in [V, n_embd] (and "
         + "embeddings_out [V, n_embd] for untied models); or --model");
 
-    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
-        "a Hugging Face model directory to take the source embeddings from; or "
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR|NAME",
+        "a Hugging Face model directory or name to take the source embeddings from; or "
         + "--source-embeddings");
+
+    private readonly Option<string?> _revision = CommonOptions.Revision();
 
     private readonly Option<string> _surfaceForms = CommonOptions.Optional("--surface-forms",
         "FILE", "safetensors with surface_forms I32 [N, hn_surface_maxlen]; or --tokens");
@@ -39,6 +42,7 @@ internal sealed class PredictCommand : ZettCommand
         Options.Add(_hypernet);
         Options.Add(_sourceEmbeddings);
         Options.Add(_model);
+        Options.Add(_revision);
         Options.Add(_surfaceForms);
         Options.Add(_tokens);
         Options.Add(_out);
@@ -50,9 +54,11 @@ internal sealed class PredictCommand : ZettCommand
     {
         var options = new PredictOptions
         {
-            HypernetDirectory = parse.GetRequiredValue(_hypernet),
+            HypernetDirectory = CommonOptions.Locate(parse.GetRequiredValue(_hypernet),
+                HubRepoKind.Hypernetwork, console),
             SourceEmbeddingsFile = parse.GetValue(_sourceEmbeddings),
-            ModelDirectory = parse.GetValue(_model),
+            ModelDirectory = parse.GetValue(_model) is { } model
+                ? CommonOptions.Locate(model, HubRepoKind.Model, console, parse.GetValue(_revision)) : null,
             SurfaceFormsFile = parse.GetValue(_surfaceForms),
             TokensFile = parse.GetValue(_tokens),
             OutputFile = parse.GetRequiredValue(_out),

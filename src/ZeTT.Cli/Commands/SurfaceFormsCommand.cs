@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hub;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tokenizers;
@@ -40,8 +41,10 @@ internal sealed class SurfaceFormsCommand : ZettCommand
     protected override int Run(ParseResult parse, CliConsole console)
     {
         string output = parse.GetRequiredValue(_out);
-        TransferTokenizers t = TransferTokenizers.Prepare(parse.GetRequiredValue(_hn),
-            parse.GetRequiredValue(_tokenizer), parse.GetValue(_modelTokenizer), parse.GetValue(_maxLen));
+        string Tokenizer(string value) => CommonOptions.Locate(value, HubRepoKind.Tokenizer, console);
+        TransferTokenizers t = TransferTokenizers.Prepare(Tokenizer(parse.GetRequiredValue(_hn)),
+            Tokenizer(parse.GetRequiredValue(_tokenizer)),
+            parse.GetValue(_modelTokenizer) is { } mt ? Tokenizer(mt) : null, parse.GetValue(_maxLen));
         SurfaceFormMatrix m = t.SurfaceForms;
         SafetensorsWriter.Write(output,
             [SafetensorsEntry.FromInt32("surface_forms", [m.Rows, m.MaxLen], m.Ids)],

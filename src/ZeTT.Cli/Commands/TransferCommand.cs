@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hub;
 using System.CommandLine.Parsing;
 using ZeTT.Runtime;
 using ZeTT.Runtime.Transfer;
@@ -8,19 +9,22 @@ namespace ZeTT.Cli;
 /// <summary><c>zett transfer</c>: a model under a new tokenizer (ZETT.md §4).</summary>
 internal sealed class TransferCommand : ZettCommand
 {
-    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
-        "Hugging Face model directory (config.json, safetensors, tokenizer.json)");
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR|NAME",
+        "Hugging Face model directory (config.json, safetensors, tokenizer.json) or name "
+        + "(org/name, from the Hugging Face cache)");
+
+    private readonly Option<string?> _revision = CommonOptions.Revision();
 
     private readonly Option<string> _tokenizer = CommonOptions.Optional("--tokenizer", "PATH|NAME",
-        "target tokenizer: tokenizer.json, a directory holding one, or a built-in name (gpt2, "
-        + "r50k_base, cl100k_base, o200k_base)");
+        "target tokenizer: tokenizer.json, a directory holding one, a built-in name (gpt2, "
+        + "r50k_base, cl100k_base, o200k_base) or a Hugging Face name (org/name)");
 
     private readonly Option<string> _out = CommonOptions.Optional("--out", "DIR",
         "output directory (written atomically: it appears only when complete)");
 
-    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR",
-        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json); required by "
-        + "--method hypernet");
+    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR|NAME",
+        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json) or Hugging Face "
+        + "name; required by --method hypernet");
 
     private readonly Option<string> _method = CommonOptions.Choice("--method",
         "hypernet: embeddings predicted by the hypernetwork; fvt: each token the mean of the "
@@ -43,6 +47,7 @@ internal sealed class TransferCommand : ZettCommand
         + "gpt2 with FVT, written to ./out/default")
     {
         Options.Add(_model);
+        Options.Add(_revision);
         Options.Add(_tokenizer);
         Options.Add(_out);
         Options.Add(_hypernet);
@@ -77,10 +82,12 @@ internal sealed class TransferCommand : ZettCommand
             }
             options = new TransferOptions
             {
-                ModelDirectory = model,
-                Tokenizer = tokenizer,
+                ModelDirectory = CommonOptions.Locate(model, HubRepoKind.Model, console,
+                    parse.GetValue(_revision)),
+                Tokenizer = CommonOptions.Locate(tokenizer, HubRepoKind.Tokenizer, console),
                 OutputDirectory = output,
-                HypernetDirectory = parse.GetValue(_hypernet),
+                HypernetDirectory = parse.GetValue(_hypernet) is { } hn
+                    ? CommonOptions.Locate(hn, HubRepoKind.Hypernetwork, console) : null,
                 Method = parse.GetValue(_method) == "fvt" ? TransferMethod.Fvt : TransferMethod.Hypernet,
                 Language = parse.GetValue(_lang),
                 Device = parse.GetValue(_compute.Device)!,
