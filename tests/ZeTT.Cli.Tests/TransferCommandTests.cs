@@ -36,6 +36,16 @@ public sealed class TransferCommandTests : IDisposable
             using HfModelDirectory o = HfModelDirectory.Open(P("out/default"));
             Assert.InRange(o.VocabSize, 50257, 50257 + 200);
             Assert.True(File.Exists(P("out/default/tokenizer.json")));
+            // Only what describes the new model: no notes about the source's old vocabulary,
+            // a model card of its own.
+            Assert.Equal(["README.md", "config.json", "generation_config.json", "model.safetensors",
+                "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"],
+                Directory.EnumerateFiles(P("out/default")).Select(Path.GetFileName).Order());
+            string card = File.ReadAllText(P("out/default/README.md"));
+            Assert.Contains("# stories260K with the gpt2 tokenizer", card, StringComparison.Ordinal);
+            Assert.Contains("| vocabulary | 512 → ", card, StringComparison.Ordinal);
+            Assert.Contains("| made with | zett ", card, StringComparison.Ordinal);
+            Assert.Contains("method          fvt (mean of source pieces, on the cpu)", output, StringComparison.Ordinal);
             // A second run replaces the first atomically.
             (code, _, err) = Zett.Run("transfer");
             Assert.True(code == 0, err);
@@ -58,11 +68,21 @@ public sealed class TransferCommandTests : IDisposable
             "--batch-size", "16", "--model-class", "masked");
         Assert.True(code == 0, err);
         Assert.Contains("bias            lm_head.bias", output, StringComparison.Ordinal);
+        Assert.Contains("method          hypernet (cpu, fp32)", output, StringComparison.Ordinal);
+        Assert.Contains("| predicted output bias | lm_head.bias |", File.ReadAllText(P("out/README.md")),
+            StringComparison.Ordinal);
         Assert.Contains("backend: cpu (--device cpu)", err, StringComparison.Ordinal);
         (code, output, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
             "--out", P("fvt"), "--method", "fvt");
         Assert.True(code == 0, err);
         Assert.Contains("fvt rows", output, StringComparison.Ordinal);
+        foreach (string[] extra in new[] { new[] { "--device", "cuda" }, ["--dtype", "fp32"], ["--gpu", "1"],
+            ["--batch-size", "8"], ["--hypernet", hn], ["--lang", "en"] })
+        {
+            AssertOneError(Zett.Run(["transfer", "--model", m.Directory, "--tokenizer", target,
+                "--out", P("fvt2"), "--method", "fvt", .. extra]), $"error: {extra[0]} does not apply to --method fvt");
+        }
+        Assert.False(Directory.Exists(P("fvt2")));
     }
 
     [Fact]

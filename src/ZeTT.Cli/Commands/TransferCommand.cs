@@ -56,6 +56,22 @@ internal sealed class TransferCommand : ZettCommand
         _compute.AddTo(this);
         Options.Add(_modelClass);
         Options.Add(_overwrite);
+        Validators.Add(result =>
+        {
+            if (result.GetValue(_method) != "fvt")
+            {
+                return;
+            }
+            foreach (Option option in _compute.All.Append(_hypernet).Append(_lang))
+            {
+                if (result.GetResult(option) is { Implicit: false })
+                {
+                    result.AddError($"{option.Name} does not apply to --method fvt (no hypernetwork "
+                        + "runs: each token is a mean of the model's embeddings, on the cpu)");
+                    return;
+                }
+            }
+        });
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -80,14 +96,19 @@ internal sealed class TransferCommand : ZettCommand
                 throw new ZettException($"transfer needs --model, --tokenizer and --out (missing "
                     + $"{missing}); run zett transfer with no options for the built-in default");
             }
+            string? hypernet = parse.GetValue(_hypernet);
+            string modelDirectory = CommonOptions.Locate(model, HubRepoKind.Model, console,
+                parse.GetValue(_revision));
             options = new TransferOptions
             {
-                ModelDirectory = CommonOptions.Locate(model, HubRepoKind.Model, console,
-                    parse.GetValue(_revision)),
+                ModelDirectory = modelDirectory,
+                ModelLabel = modelDirectory == model ? null : model,
                 Tokenizer = CommonOptions.Locate(tokenizer, HubRepoKind.Tokenizer, console),
+                TokenizerLabel = tokenizer,
                 OutputDirectory = output,
-                HypernetDirectory = parse.GetValue(_hypernet) is { } hn
-                    ? CommonOptions.Locate(hn, HubRepoKind.Hypernetwork, console) : null,
+                HypernetDirectory = hypernet is null ? null
+                    : CommonOptions.Locate(hypernet, HubRepoKind.Hypernetwork, console),
+                HypernetLabel = hypernet,
                 Method = parse.GetValue(_method) == "fvt" ? TransferMethod.Fvt : TransferMethod.Hypernet,
                 Language = parse.GetValue(_lang),
                 Device = parse.GetValue(_compute.Device)!,

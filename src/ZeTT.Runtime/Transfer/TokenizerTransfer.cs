@@ -19,6 +19,9 @@ public sealed record TransferResult
     /// <summary>The backend that ran the hypernetwork ("cpu", "cuda: …"), or "fvt".</summary>
     public required string Backend { get; init; }
 
+    /// <summary>The hypernetwork's precision as run ("bf16", "fp32"); null for FVT.</summary>
+    public string? Precision { get; init; }
+
     /// <summary>The model's vocabulary size before.</summary>
     public required int SourceVocabSize { get; init; }
 
@@ -67,7 +70,9 @@ public sealed record TransferResult
     {
         CultureInfo c = CultureInfo.InvariantCulture;
         yield return $"wrote {OutputDirectory}";
-        yield return $"  method          {(Method == TransferMethod.Fvt ? "fvt" : "hypernet")} ({Backend})";
+        yield return Method == TransferMethod.Fvt
+            ? $"  method          fvt ({Backend}, on the cpu)"
+            : $"  method          hypernet ({Backend}, {Precision})";
         yield return $"  vocab size      {SourceVocabSize} -> {VocabSize} (hidden {HiddenSize})";
         if (Method == TransferMethod.Hypernet)
         {
@@ -200,6 +205,10 @@ public static class TokenizerTransfer
             using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
                 source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
             backendName = backend.Name;
+            result = result with
+            {
+                Precision = options.Precision == HypernetPrecision.Float32 ? "fp32" : "bf16",
+            };
             SurfaceFormMatrix sf = prepared!.SurfaceForms;
             HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
                 sf.Ids, rows, langIndex, config,
@@ -252,13 +261,14 @@ public static class TokenizerTransfer
         }
 
         int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
+        result = result with { Backend = backendName, SpecialTokenRows = special };
+        TransferResult described = result;
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
-            modelClass, target, newIn, newOut, newBias, MapId, progress, log));
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log,
+            bias => ModelCard.Render(options, described with { BiasDestination = bias })));
 
         return result with
         {
-            Backend = backendName,
-            SpecialTokenRows = special,
             BiasDestination = biasDestination,
             TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
@@ -344,7 +354,8 @@ public static class TokenizerTransfer
 
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
         ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
-        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log)
+        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
+        Func<string?, string> modelCard)
     {
         int rows = target.VocabSize, d = model.HiddenSize;
         string staging = Directory.CreateTempSubdirectory("zett-transfer-").FullName;
@@ -366,6 +377,9 @@ public static class TokenizerTransfer
                 files[BiasFileName] = path;
                 biasDestination = BiasFileName + " (tensor 'bias', F32 [" + rows + "])";
             }
+            string card = Path.Combine(staging, "README.md");
+            File.WriteAllText(card, modelCard(biasDestination));
+            files["README.md"] = card;
             Dictionary<string, JsonNode?> configUpdates = TransferredTokenizerFiles.MapIds(model.CloneConfig(), mapId);
             foreach ((string key, JsonNode? value) in configUpdates)
             {
