@@ -118,6 +118,22 @@ public sealed class TokenizerCommandTests : IDisposable
         Assert.False(Directory.Exists(Path.GetDirectoryName(missing)));
     }
 
+    [Theory]
+    [InlineData("gpt2", "BPE, vocab size 50257, 1 added tokens (1 special, 0 beyond the model's vocabulary)")]
+    [InlineData("roberta-base", "BPE, vocab size 50265, 5 added tokens (5 special, 0 beyond")]
+    [InlineData("bert-base-uncased", "WordPiece, vocab size 30522, 5 added tokens (5 special")]
+    [InlineData("t5-small", "Unigram, vocab size 32100, 103 added tokens (103 special")]
+    [InlineData("gpt-neox-20b", "BPE, vocab size 50254, 25 added tokens (2 special, 23 beyond the model's vocabulary)")]
+    public void Inspect_names_the_model_type_of_every_tokenizer_and_takes_its_directory(string name, string expected)
+    {
+        // These tokenizer.json files predate the "type" key for their model (gpt2, roberta,
+        // bert, t5): the type is what their keys make it, as the loader decides.
+        var (code, output, err) = Zett.Run("inspect", Data(name));
+        Assert.True(code == 0, err);
+        Assert.Contains(expected, output, StringComparison.Ordinal);
+        Assert.Equal(output, Zett.Run("inspect", Path.Combine(Data(name), "tokenizer.json")).Out);
+    }
+
     [Fact]
     public void Surface_forms_needs_maxlen()
     {
