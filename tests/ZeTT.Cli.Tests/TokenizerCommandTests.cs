@@ -135,6 +135,32 @@ public sealed class TokenizerCommandTests : IDisposable
     }
 
     [Fact]
+    public void Every_command_that_writes_keeps_an_existing_output_unless_told_to_overwrite()
+    {
+        string tok = Path.Combine(_dir, "tok");
+        Assert.Equal(0, Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok).Code);
+        var (code, _, err) = Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {tok}: output directory exists and is not empty (--overwrite replaces it)", err.TrimEnd());
+        Assert.Equal(0, Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok, "--overwrite").Code);
+
+        string sf = Path.Combine(_dir, "sf.safetensors");
+        File.WriteAllText(sf, "keep");
+        string[] args = ["surface-forms", "--hn-tokenizer", Data("gpt2"), "--tokenizer", Data("gpt2"),
+            "--maxlen", "3", "--out", sf];
+        (code, _, err) = Zett.Run(args);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {sf}: output file exists (--overwrite replaces it)", err.TrimEnd());
+        Assert.Equal("keep", File.ReadAllText(sf));
+        Assert.Equal(0, Zett.Run([.. args, "--overwrite"]).Code);
+
+        (code, _, err) = Zett.Run("predict", "--hypernet", _dir, "--source-embeddings", sf,
+            "--surface-forms", sf, "--out", sf);
+        Assert.Equal(2, code);
+        Assert.Contains("output file exists", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Surface_forms_needs_maxlen()
     {
         var (code, _, err) = Zett.Run("surface-forms", "--hn-tokenizer", Data("gpt2"),

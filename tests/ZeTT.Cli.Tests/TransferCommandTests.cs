@@ -153,10 +153,12 @@ public sealed class TransferCommandTests : IDisposable
     private static void AssertOneError((int Code, string Out, string Err) r, string expected)
     {
         Assert.Equal(2, r.Code);
+        // One error line, last; before it only the progress of phases that had started.
         string[] lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("error: ", lines[0], StringComparison.Ordinal);
-        Assert.Contains(expected, lines[0], StringComparison.Ordinal);
+        Assert.Single(lines, l => l.StartsWith("error", StringComparison.Ordinal));
+        Assert.All(lines[..^1], l => Assert.Matches(@"^[a-z ]+ \[[#.]{24}\] \d+/\d+ ", l));
+        Assert.StartsWith("error: ", lines[^1], StringComparison.Ordinal);
+        Assert.Contains(expected, lines[^1], StringComparison.Ordinal);
     }
 
     private (int, string, string) Fvt(string model, string tokenizer = "gpt2") =>

@@ -24,6 +24,8 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
     private readonly Option<string> _match = CommonOptions.Optional("--match-special-tokens-to",
         "PATH|NAME", "put the special tokens at this tokenizer's ids");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public ConvertTokenizerCommand() : base("convert-tokenizer",
         "convert a tokenizer to byte level (the ids the reference assigns)")
     {
@@ -31,6 +33,7 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         Options.Add(_out);
         Options.Add(_whitespace);
         Options.Add(_match);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -38,6 +41,7 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         string source = parse.GetRequiredValue(_tokenizer);
         string output = parse.GetRequiredValue(_out);
         string? match = parse.GetValue(_match);
+        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: true);
         HfTokenizer original = HfTokenizer.Load(CommonOptions.Locate(source, HubRepoKind.Tokenizer, console));
         HfTokenizer converted = ByteLevelConverter.Convert(original, parse.GetValue(_whitespace),
             match is null ? null

@@ -36,6 +36,8 @@ internal sealed class PredictCommand : ZettCommand
 
     private readonly ComputeOptions _compute = new();
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public PredictCommand() : base("predict",
         "predict embeddings for surface forms or tokens with a hypernetwork")
     {
@@ -48,10 +50,12 @@ internal sealed class PredictCommand : ZettCommand
         Options.Add(_out);
         Options.Add(_lang);
         _compute.AddTo(this);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
+        CommonOptions.CheckOutput(parse.GetRequiredValue(_out), parse.GetValue(_overwrite), directory: false);
         var options = new PredictOptions
         {
             HypernetDirectory = CommonOptions.Locate(parse.GetRequiredValue(_hypernet),

@@ -27,6 +27,8 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         "PATH", "the model's tokenizer, whose special-token ids the target takes [default: the "
         + "--hn-tokenizer]");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public SurfaceFormsCommand() : base("surface-forms",
         "write the surface-form matrix of a target tokenizer")
     {
@@ -36,11 +38,13 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         Options.Add(_maxLen);
         Options.Add(_out);
         Options.Add(_modelTokenizer);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
         string output = parse.GetRequiredValue(_out);
+        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: false);
         string Tokenizer(string value) => CommonOptions.Locate(value, HubRepoKind.Tokenizer, console);
         TransferTokenizers t = TransferTokenizers.Prepare(Tokenizer(parse.GetRequiredValue(_hn)),
             Tokenizer(parse.GetRequiredValue(_tokenizer)),

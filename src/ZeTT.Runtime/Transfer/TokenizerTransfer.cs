@@ -143,13 +143,13 @@ public static class TokenizerTransfer
         if (hnConfig is not null)
         {
             CheckHypernetFits(hnConfig, model, options.HypernetDirectory!);
-            checkpoint = times.Measure("load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
+            checkpoint = Stage(times, progress, "load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
             if (checkpoint.TokenizerJsonPath is null)
             {
                 throw new ZettException($"{options.HypernetDirectory}: the hypernetwork directory has "
                     + "no tokenizer.json (its tokenizer spells the surface forms)");
             }
-            (modelTokenizer, prepared) = times.Measure("tokenizers", () => (
+            (modelTokenizer, prepared) = Stage(times, progress, "tokenizers", () => (
                 HfTokenizer.Load(model.Directory),
                 TransferTokenizers.Prepare(checkpoint.Directory, options.Tokenizer, model.Directory,
                     hnConfig.SurfaceMaxLen)));
@@ -157,7 +157,7 @@ public static class TokenizerTransfer
         }
         else
         {
-            (modelTokenizer, target) = times.Measure("tokenizers", () =>
+            (modelTokenizer, target) = Stage(times, progress, "tokenizers", () =>
             {
                 HfTokenizer m = HfTokenizer.Load(model.Directory);
                 return (m, ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
@@ -198,7 +198,7 @@ public static class TokenizerTransfer
         if (checkpoint is not null)
         {
             HypernetConfig config = checkpoint.Config;
-            HostTensor source = times.Measure("read embeddings",
+            HostTensor source = Stage(times, progress, "read embeddings",
                 () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
             // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
             // matrices once it has its own copy, so the hypernetwork is never held twice.
@@ -224,7 +224,7 @@ public static class TokenizerTransfer
         else
         {
             HfTokenizer sourceByteLevel = ByteLevelConverter.Convert(modelTokenizer);
-            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = times.Measure("read embeddings",
+            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = Stage(times, progress, "read embeddings",
                 () => (model.ReadInputEmbeddings(), model.ReadOutputEmbeddings(), model.ReadOutputBias()));
             FvtEmbeddings fvt = times.Measure("fvt", () => FastVocabularyTransfer.Compute(targetTokens,
                 sourceByteLevel, inT, outT, biasT,
@@ -275,6 +275,17 @@ public static class TokenizerTransfer
             PeakHeapBytes = memory.PeakAnonymousBytes,
             EmbeddingBytes = embeddingBytes,
         };
+    }
+
+    /// <summary>A phase without a count of its own (loading, converting tokenizers, reading
+    /// embeddings): timed, and reported when it starts and ends, so that a phase of seconds
+    /// shows on stderr.</summary>
+    private static T Stage<T>(PhaseTimes times, IProgress<ProgressUpdate>? progress, string phase, Func<T> work)
+    {
+        progress?.Report(new ProgressUpdate(phase, 0, 1, "step"));
+        T value = times.Measure(phase, work);
+        progress?.Report(new ProgressUpdate(phase, 1, 1, "step"));
+        return value;
     }
 
     private static void CheckOptions(TransferOptions o)
