@@ -1,6 +1,6 @@
 using System.CommandLine;
-using ZeTT.Runtime.Hub;
 using System.Globalization;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;

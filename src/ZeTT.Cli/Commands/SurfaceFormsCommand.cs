@@ -1,7 +1,7 @@
 using System.CommandLine;
-using ZeTT.Runtime.Hub;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;

@@ -1,7 +1,7 @@
 using System.CommandLine;
-using ZeTT.Runtime.Hub;
 using System.CommandLine.Parsing;
 using ZeTT.Runtime;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;

@@ -28,6 +28,7 @@ public sealed class HfTokenizer
     private readonly Dictionary<int, HfAddedToken> addedById;
     private readonly Dictionary<string, HfAddedToken> addedByContent;
     private readonly List<int> rawBuffer = [];
+    private EncodingPipeline? pipeline;
 
     internal HfTokenizer(string source, TokenizerModel model, JsonObject components,
         IReadOnlyList<HfAddedToken> addedTokens, SpecialTokenMap specialTokens,
@@ -140,6 +141,46 @@ public sealed class HfTokenizer
     internal void TokenizeRawModel(ReadOnlySpan<char> token, List<int> output) =>
         Model.Tokenize(token, output);
 
+    /// <summary>The normalizer, pre-tokenizer, model, post-processor and decoder of
+    /// tokenizer.json, built on first use.</summary>
+    internal EncodingPipeline Pipeline => LazyInitializer.EnsureInitialized(ref pipeline,
+        () => new EncodingPipeline(Model, Components, AddedTokens, Source));
+
+    /// <summary>
+    /// Encodes <paramref name="text"/> as the Rust <c>tokenizers</c> library's
+    /// <c>encode(text, add_special_tokens)</c> does: added tokens, normalizer, pre-tokenizer,
+    /// model, truncation, post-processor (its special tokens only if
+    /// <paramref name="addSpecialTokens"/>), padding. Thread-safe.
+    /// </summary>
+    public TokenizerEncoding Encode(string text, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Pipeline.Encode(text, addSpecialTokens);
+    }
+
+    /// <summary>Encodes every text on all cores; the results are in input order and equal to
+    /// <see cref="Encode"/> of each text.</summary>
+    public IReadOnlyList<TokenizerEncoding> EncodeBatch(IReadOnlyList<string> texts,
+        bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        EncodingPipeline p = Pipeline;
+        var results = new TokenizerEncoding[texts.Count];
+        Parallel.For(0, texts.Count, i => results[i] = p.Encode(
+            texts[i] ?? throw new ArgumentException($"text {i} is null", nameof(texts)),
+            addSpecialTokens));
+        return results;
+    }
+
+    /// <summary>
+    /// Decodes ids as the Rust library's <c>decode(ids, skip_special_tokens)</c>: each id's
+    /// token (added tokens first; unknown ids are left out), special tokens dropped if
+    /// <paramref name="skipSpecialTokens"/>, then the decoder (tokens joined by spaces if there
+    /// is none).
+    /// </summary>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
+        Pipeline.Decode(ids, skipSpecialTokens);
+
     /// <summary>A copy with the padding token set (as <c>tokenizer.pad_token = …</c>).</summary>
     public HfTokenizer WithPadToken(string? token) => WithSpecialTokens(SpecialTokens with { Pad = token });
 
@@ -165,6 +206,11 @@ public sealed class HfTokenizer
             string file = Path.Combine(path, "tokenizer.json");
             if (!File.Exists(file))
             {
+                string model = Path.Combine(path, "tokenizer.model");
+                if (File.Exists(model))
+                {
+                    RefuseNonJson(model, File.ReadAllBytes(model));
+                }
                 throw new ZettException($"{path}: directory has no tokenizer.json");
             }
             return LoadFile(file);
@@ -185,9 +231,11 @@ public sealed class HfTokenizer
     private static HfTokenizer LoadFile(string file)
     {
         JsonObject root;
+        byte[] bytes = File.ReadAllBytes(file);
+        RefuseNonJson(file, bytes);
         try
         {
-            root = JsonNode.Parse(File.ReadAllBytes(file),
+            root = JsonNode.Parse(bytes,
                 documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject
                 ?? throw new ZettException($"{file}: not a JSON object");
         }
@@ -221,7 +269,45 @@ public sealed class HfTokenizer
         {
             specials = specials.Override(map);
         }
-        return new HfTokenizer(file, model, components, added, specials, config, cls);
+        var tokenizer = new HfTokenizer(file, model, components, added, specials, config, cls);
+        _ = tokenizer.Pipeline;
+        return tokenizer;
+    }
+
+    /// <summary>Refuses, in one line, the files Llama-2, Mistral and Llama-3 ship beside or
+    /// instead of tokenizer.json: a SentencePiece model (protobuf) or tiktoken ranks (base64
+    /// token and rank per line). Anything else that does not start with <c>{</c> is no
+    /// tokenizer.json either.</summary>
+    private static void RefuseNonJson(string file, byte[] bytes)
+    {
+        int i = 0;
+        if (bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF)
+        {
+            i = 3;
+        }
+        while (i < bytes.Length && bytes[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')
+        {
+            i++;
+        }
+        if (i < bytes.Length && bytes[i] == (byte)'{')
+        {
+            return;
+        }
+        int end = Array.IndexOf(bytes, (byte)'\n');
+        string firstLine = System.Text.Encoding.UTF8.GetString(bytes, 0,
+            end < 0 ? Math.Min(bytes.Length, 200) : Math.Min(end, 200)).TrimEnd('\r');
+        if (System.Text.RegularExpressions.Regex.IsMatch(firstLine, "^[A-Za-z0-9+/]+=* [0-9]+$"))
+        {
+            throw new ZettException($"{file}: unsupported format: tiktoken BPE ranks (a base64 " +
+                "token and its rank per line); zett reads tokenizer.json, and has cl100k_base and " +
+                "o200k_base built in");
+        }
+        if (bytes.Length > 0 && bytes[0] == 0x0A)
+        {
+            throw new ZettException($"{file}: unsupported format: SentencePiece model " +
+                "(protobuf); zett reads the tokenizer.json that transformers writes for it");
+        }
+        throw new ZettException($"{file}: unsupported format: not a tokenizer.json (no JSON object)");
     }
 
     private static List<HfAddedToken> ParseAddedTokens(JsonNode? node, string file)
