@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using ZeTT.Runtime;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
@@ -8,20 +9,23 @@ namespace ZeTT.Cli;
 /// <summary><c>zett transfer</c>: a model under a new tokenizer (ZETT.md §4).</summary>
 internal sealed class TransferCommand : ZettCommand
 {
-    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
-        "Hugging Face model directory (config.json, safetensors, tokenizer.json)");
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR|NAME",
+        "Hugging Face model directory (config.json, safetensors, tokenizer.json) or name "
+        + "(org/name, from the Hugging Face cache)");
+
+    private readonly Option<string?> _revision = CommonOptions.Revision();
 
     private readonly Option<string> _tokenizer = CommonOptions.Optional("--tokenizer", "PATH|NAME",
-        "target tokenizer: tokenizer.json, a directory holding one, or a built-in name (gpt2, "
-        + "r50k_base, cl100k_base, o200k_base)");
+        "target tokenizer: tokenizer.json, a directory holding one, a built-in name (gpt2, "
+        + "r50k_base, cl100k_base, o200k_base) or a Hugging Face name (org/name)");
 
     private readonly Option<string> _out = CommonOptions.Optional("--out", "DIR",
         "output directory (written atomically: it appears only when complete); with --format "
         + "gguf, the .gguf file");
 
-    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR",
-        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json); required by "
-        + "--method hypernet");
+    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR|NAME",
+        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json) or Hugging Face "
+        + "name; required by --method hypernet");
 
     private readonly Option<string> _method = CommonOptions.Choice("--method",
         "hypernet: embeddings predicted by the hypernetwork; fvt: each token the mean of the "
@@ -50,6 +54,7 @@ internal sealed class TransferCommand : ZettCommand
         + "gpt2 with FVT, written to ./out/default")
     {
         Options.Add(_model);
+        Options.Add(_revision);
         Options.Add(_tokenizer);
         Options.Add(_out);
         Options.Add(_hypernet);
@@ -60,6 +65,22 @@ internal sealed class TransferCommand : ZettCommand
         Options.Add(_overwrite);
         Options.Add(_format);
         Options.Add(_ggufType);
+        Validators.Add(result =>
+        {
+            if (result.GetValue(_method) != "fvt")
+            {
+                return;
+            }
+            foreach (Option option in _compute.All.Append(_hypernet).Append(_lang))
+            {
+                if (result.GetResult(option) is { Implicit: false })
+                {
+                    result.AddError($"{option.Name} does not apply to --method fvt (no hypernetwork "
+                        + "runs: each token is a mean of the model's embeddings, on the cpu)");
+                    return;
+                }
+            }
+        });
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -84,12 +105,19 @@ internal sealed class TransferCommand : ZettCommand
                 throw new ZettException($"transfer needs --model, --tokenizer and --out (missing "
                     + $"{missing}); run zett transfer with no options for the built-in default");
             }
+            string? hypernet = parse.GetValue(_hypernet);
+            string modelDirectory = CommonOptions.Locate(model, HubRepoKind.Model, console,
+                parse.GetValue(_revision));
             options = new TransferOptions
             {
-                ModelDirectory = model,
-                Tokenizer = tokenizer,
+                ModelDirectory = modelDirectory,
+                ModelLabel = modelDirectory == model ? null : model,
+                Tokenizer = CommonOptions.Locate(tokenizer, HubRepoKind.Tokenizer, console),
+                TokenizerLabel = tokenizer,
                 OutputDirectory = output,
-                HypernetDirectory = parse.GetValue(_hypernet),
+                HypernetDirectory = hypernet is null ? null
+                    : CommonOptions.Locate(hypernet, HubRepoKind.Hypernetwork, console),
+                HypernetLabel = hypernet,
                 Method = parse.GetValue(_method) == "fvt" ? TransferMethod.Fvt : TransferMethod.Hypernet,
                 Language = parse.GetValue(_lang),
                 Device = parse.GetValue(_compute.Device)!,

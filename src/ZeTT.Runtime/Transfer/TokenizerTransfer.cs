@@ -19,6 +19,9 @@ public sealed record TransferResult
     /// <summary>The backend that ran the hypernetwork ("cpu", "cuda: …"), or "fvt".</summary>
     public required string Backend { get; init; }
 
+    /// <summary>The hypernetwork's precision as run ("bf16", "fp32"); null for FVT.</summary>
+    public string? Precision { get; init; }
+
     /// <summary>The model's vocabulary size before.</summary>
     public required int SourceVocabSize { get; init; }
 
@@ -80,7 +83,9 @@ public sealed record TransferResult
                 yield return $"  gguf note       {note}";
             }
         }
-        yield return $"  method          {(Method == TransferMethod.Fvt ? "fvt" : "hypernet")} ({Backend})";
+        yield return Method == TransferMethod.Fvt
+            ? $"  method          fvt ({Backend}, on the cpu)"
+            : $"  method          hypernet ({Backend}, {Precision})";
         yield return $"  vocab size      {SourceVocabSize} -> {VocabSize} (hidden {HiddenSize})";
         if (Method == TransferMethod.Hypernet)
         {
@@ -155,13 +160,13 @@ public static class TokenizerTransfer
         if (hnConfig is not null)
         {
             CheckHypernetFits(hnConfig, model, options.HypernetDirectory!);
-            checkpoint = times.Measure("load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
+            checkpoint = Stage(times, progress, "load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
             if (checkpoint.TokenizerJsonPath is null)
             {
                 throw new ZettException($"{options.HypernetDirectory}: the hypernetwork directory has "
                     + "no tokenizer.json (its tokenizer spells the surface forms)");
             }
-            (modelTokenizer, prepared) = times.Measure("tokenizers", () => (
+            (modelTokenizer, prepared) = Stage(times, progress, "tokenizers", () => (
                 HfTokenizer.Load(model.Directory),
                 TransferTokenizers.Prepare(checkpoint.Directory, options.Tokenizer, model.Directory,
                     hnConfig.SurfaceMaxLen)));
@@ -169,7 +174,7 @@ public static class TokenizerTransfer
         }
         else
         {
-            (modelTokenizer, target) = times.Measure("tokenizers", () =>
+            (modelTokenizer, target) = Stage(times, progress, "tokenizers", () =>
             {
                 HfTokenizer m = HfTokenizer.Load(model.Directory);
                 return (m, ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
@@ -210,13 +215,17 @@ public static class TokenizerTransfer
         if (checkpoint is not null)
         {
             HypernetConfig config = checkpoint.Config;
-            HostTensor source = times.Measure("read embeddings",
+            HostTensor source = Stage(times, progress, "read embeddings",
                 () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
             // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
             // matrices once it has its own copy, so the hypernetwork is never held twice.
             using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
                 source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
             backendName = backend.Name;
+            result = result with
+            {
+                Precision = options.Precision == HypernetPrecision.Float32 ? "fp32" : "bf16",
+            };
             SurfaceFormMatrix sf = prepared!.SurfaceForms;
             HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
                 sf.Ids, rows, langIndex, config,
@@ -232,7 +241,7 @@ public static class TokenizerTransfer
         else
         {
             HfTokenizer sourceByteLevel = ByteLevelConverter.Convert(modelTokenizer);
-            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = times.Measure("read embeddings",
+            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = Stage(times, progress, "read embeddings",
                 () => (model.ReadInputEmbeddings(), model.ReadOutputEmbeddings(), model.ReadOutputBias()));
             FvtEmbeddings fvt = times.Measure("fvt", () => FastVocabularyTransfer.Compute(targetTokens,
                 sourceByteLevel, inT, outT, biasT,
@@ -269,14 +278,15 @@ public static class TokenizerTransfer
         }
 
         int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
+        result = result with { Backend = backendName, SpecialTokenRows = special };
+        TransferResult described = result;
         GgufExportResult? gguf = null;
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
-            modelClass, target, newIn, newOut, newBias, MapId, progress, log, out gguf));
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log,
+            bias => ModelCard.Render(options, described with { BiasDestination = bias }), out gguf));
 
         return result with
         {
-            Backend = backendName,
-            SpecialTokenRows = special,
             BiasDestination = biasDestination,
             TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
@@ -284,6 +294,17 @@ public static class TokenizerTransfer
             EmbeddingBytes = embeddingBytes,
             Gguf = gguf,
         };
+    }
+
+    /// <summary>A phase without a count of its own (loading, converting tokenizers, reading
+    /// embeddings): timed, and reported when it starts and ends, so that a phase of seconds
+    /// shows on stderr.</summary>
+    private static T Stage<T>(PhaseTimes times, IProgress<ProgressUpdate>? progress, string phase, Func<T> work)
+    {
+        progress?.Report(new ProgressUpdate(phase, 0, 1, "step"));
+        T value = times.Measure(phase, work);
+        progress?.Report(new ProgressUpdate(phase, 1, 1, "step"));
+        return value;
     }
 
     private static void CheckOptions(TransferOptions o)
@@ -377,7 +398,7 @@ public static class TokenizerTransfer
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
         ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
         Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
-        out GgufExportResult? gguf)
+        Func<string?, string> modelCard, out GgufExportResult? gguf)
     {
         gguf = null;
         GgufExportResult? written = null;
@@ -401,6 +422,9 @@ public static class TokenizerTransfer
                 files[BiasFileName] = path;
                 biasDestination = BiasFileName + " (tensor 'bias', F32 [" + rows + "])";
             }
+            string card = Path.Combine(staging, "README.md");
+            File.WriteAllText(card, modelCard(biasDestination));
+            files["README.md"] = card;
             Dictionary<string, JsonNode?> configUpdates = TransferredTokenizerFiles.MapIds(model.CloneConfig(), mapId);
             foreach ((string key, JsonNode? value) in configUpdates)
             {

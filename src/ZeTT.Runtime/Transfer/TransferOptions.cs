@@ -92,6 +92,18 @@ public sealed record TransferOptions
     /// <summary>Type of the GGUF file's matrices.</summary>
     public GgmlType GgufType { get; init; } = GgmlType.F16;
 
+    /// <summary>How the user named the model (a Hugging Face name), for the model card; null:
+    /// the directory's name.</summary>
+    public string? ModelLabel { get; init; }
+
+    /// <summary>How the user named the target tokenizer, for the model card; null:
+    /// <see cref="Tokenizer"/>.</summary>
+    public string? TokenizerLabel { get; init; }
+
+    /// <summary>How the user named the hypernetwork, for the model card; null:
+    /// <see cref="HypernetDirectory"/>.</summary>
+    public string? HypernetLabel { get; init; }
+
     /// <summary>Test hook: called for every non-embedding tensor while the output is written
     /// (an exception aborts the run midway).</summary>
     internal Action<string>? OnTensorWritten { get; init; }
