@@ -28,6 +28,7 @@ public sealed class HfTokenizer
     private readonly Dictionary<int, HfAddedToken> addedById;
     private readonly Dictionary<string, HfAddedToken> addedByContent;
     private readonly List<int> rawBuffer = [];
+    private EncodingPipeline? pipeline;
 
     internal HfTokenizer(string source, TokenizerModel model, JsonObject components,
         IReadOnlyList<HfAddedToken> addedTokens, SpecialTokenMap specialTokens,
@@ -140,6 +141,46 @@ public sealed class HfTokenizer
     internal void TokenizeRawModel(ReadOnlySpan<char> token, List<int> output) =>
         Model.Tokenize(token, output);
 
+    /// <summary>The normalizer, pre-tokenizer, model, post-processor and decoder of
+    /// tokenizer.json, built on first use.</summary>
+    internal EncodingPipeline Pipeline => LazyInitializer.EnsureInitialized(ref pipeline,
+        () => new EncodingPipeline(Model, Components, AddedTokens, Source));
+
+    /// <summary>
+    /// Encodes <paramref name="text"/> as the Rust <c>tokenizers</c> library's
+    /// <c>encode(text, add_special_tokens)</c> does: added tokens, normalizer, pre-tokenizer,
+    /// model, truncation, post-processor (its special tokens only if
+    /// <paramref name="addSpecialTokens"/>), padding. Thread-safe.
+    /// </summary>
+    public TokenizerEncoding Encode(string text, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Pipeline.Encode(text, addSpecialTokens);
+    }
+
+    /// <summary>Encodes every text on all cores; the results are in input order and equal to
+    /// <see cref="Encode"/> of each text.</summary>
+    public IReadOnlyList<TokenizerEncoding> EncodeBatch(IReadOnlyList<string> texts,
+        bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        EncodingPipeline p = Pipeline;
+        var results = new TokenizerEncoding[texts.Count];
+        Parallel.For(0, texts.Count, i => results[i] = p.Encode(
+            texts[i] ?? throw new ArgumentException($"text {i} is null", nameof(texts)),
+            addSpecialTokens));
+        return results;
+    }
+
+    /// <summary>
+    /// Decodes ids as the Rust library's <c>decode(ids, skip_special_tokens)</c>: each id's
+    /// token (added tokens first; unknown ids are left out), special tokens dropped if
+    /// <paramref name="skipSpecialTokens"/>, then the decoder (tokens joined by spaces if there
+    /// is none).
+    /// </summary>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) =>
+        Pipeline.Decode(ids, skipSpecialTokens);
+
     /// <summary>A copy with the padding token set (as <c>tokenizer.pad_token = …</c>).</summary>
     public HfTokenizer WithPadToken(string? token) => WithSpecialTokens(SpecialTokens with { Pad = token });
 
@@ -221,7 +262,9 @@ public sealed class HfTokenizer
         {
             specials = specials.Override(map);
         }
-        return new HfTokenizer(file, model, components, added, specials, config, cls);
+        var tokenizer = new HfTokenizer(file, model, components, added, specials, config, cls);
+        _ = tokenizer.Pipeline;
+        return tokenizer;
     }
 
     private static List<HfAddedToken> ParseAddedTokens(JsonNode? node, string file)

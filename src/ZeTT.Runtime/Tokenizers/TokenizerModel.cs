@@ -14,6 +14,9 @@ public enum TokenizerModelKind
 
     /// <summary>WordPiece: greedy longest-match with a continuing-subword prefix.</summary>
     WordPiece,
+
+    /// <summary>WordLevel: whole pre-tokens looked up in a vocabulary.</summary>
+    WordLevel,
 }
 
 /// <summary>
@@ -43,6 +46,18 @@ internal abstract class TokenizerModel
     /// <summary>Appends the ids of <paramref name="text"/> to <paramref name="output"/>.</summary>
     public abstract void Tokenize(ReadOnlySpan<char> text, List<int> output);
 
+    /// <summary>Appends the ids of <paramref name="text"/> and their token strings as the
+    /// library reports them (by default each id's vocabulary entry).</summary>
+    public virtual void Tokenize(ReadOnlySpan<char> text, List<int> ids, List<string> tokens)
+    {
+        int first = ids.Count;
+        Tokenize(text, ids);
+        for (int i = first; i < ids.Count; i++)
+        {
+            tokens.Add(IdToToken(ids[i]) ?? "");
+        }
+    }
+
     /// <summary>Writes the model as tokenizer.json's <c>model</c> object.</summary>
     public abstract void WriteJson(System.Text.Json.Utf8JsonWriter writer);
 
@@ -61,9 +76,10 @@ internal abstract class TokenizerModel
             "BPE" => BpeModel.FromJson(model, file),
             "Unigram" => UnigramModel.FromJson(model, file),
             "WordPiece" => WordPieceModel.FromJson(model, file),
+            "WordLevel" => WordLevelModel.FromJson(model, file),
             _ => throw new ZettException(
-                $"{file}: tokenizer model type '{type}' is not supported (BPE, Unigram and " +
-                "WordPiece are)"),
+                $"{file}: tokenizer model type '{type}' is not supported (BPE, Unigram, " +
+                "WordPiece and WordLevel are)"),
         };
     }
 

@@ -100,6 +100,26 @@ internal sealed class UnigramModel : TokenizerModel
         public double Score;
     }
 
+    [ThreadStatic]
+    private static List<string>? capture;
+
+    /// <summary>As the library: an unknown piece's token is its own text, not the unk token.
+    /// </summary>
+    public override void Tokenize(ReadOnlySpan<char> text, List<int> ids, List<string> tokens)
+    {
+        int first = tokens.Count;
+        capture = tokens;
+        try
+        {
+            Tokenize(text, ids);
+        }
+        finally
+        {
+            capture = null;
+        }
+        tokens.Reverse(first, tokens.Count - first);
+    }
+
     public override void Tokenize(ReadOnlySpan<char> text, List<int> output)
     {
         if (text.IsEmpty)
@@ -198,6 +218,7 @@ internal sealed class UnigramModel : TokenizerModel
         if (lookup.TryGetValue(segment, out int id))
         {
             output.Add(id);
+            capture?.Add(segment.ToString());
             return;
         }
         if (byteFallback)
@@ -215,12 +236,14 @@ internal sealed class UnigramModel : TokenizerModel
                 for (int k = n - 1; k >= 0; k--)
                 {
                     output.Add(lookup[ByteName(bytes[k], name)]);
+                    capture?.Add(ByteName(bytes[k], name).ToString());
                 }
                 return;
             }
         }
         output.Add(UnkId ?? throw new ZettException(
             $"Unigram model has no unk_id but '{segment.ToString()}' needs it"));
+        capture?.Add(segment.ToString());
     }
 
     private static ReadOnlySpan<char> ByteName(byte b, Span<char> name)
