@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -22,6 +23,8 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
     private readonly Option<string> _match = CommonOptions.Optional("--match-special-tokens-to",
         "PATH|NAME", "put the special tokens at this tokenizer's ids");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public ConvertTokenizerCommand() : base("convert-tokenizer",
         "convert a tokenizer to byte level (the ids the reference assigns)")
     {
@@ -29,6 +32,7 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         Options.Add(_out);
         Options.Add(_whitespace);
         Options.Add(_match);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -36,10 +40,11 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         string source = parse.GetRequiredValue(_tokenizer);
         string output = parse.GetRequiredValue(_out);
         string? match = parse.GetValue(_match);
+        OutputTarget.Check(output, OutputKind.Directory, parse.GetValue(_overwrite), [source, match]);
         HfTokenizer original = HfTokenizer.Load(source);
         HfTokenizer converted = ByteLevelConverter.Convert(original, parse.GetValue(_whitespace),
             match is null ? null : HfTokenizer.Load(match));
-        converted.Save(output);
+        converted.SaveDirectory(output, parse.GetValue(_overwrite), [source, match]);
         string kept = converted.OriginalVocabSize is int n
             ? $"ids below {n} unchanged, {converted.VocabSize - n} appended"
             : "special tokens moved to the matched tokenizer's ids";

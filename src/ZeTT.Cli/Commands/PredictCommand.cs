@@ -33,6 +33,8 @@ internal sealed class PredictCommand : ZettCommand
 
     private readonly ComputeOptions _compute = new();
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public PredictCommand() : base("predict",
         "predict embeddings for surface forms or tokens with a hypernetwork")
     {
@@ -44,6 +46,7 @@ internal sealed class PredictCommand : ZettCommand
         Options.Add(_out);
         Options.Add(_lang);
         _compute.AddTo(this);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -56,6 +59,7 @@ internal sealed class PredictCommand : ZettCommand
             SurfaceFormsFile = parse.GetValue(_surfaceForms),
             TokensFile = parse.GetValue(_tokens),
             OutputFile = parse.GetRequiredValue(_out),
+            Overwrite = parse.GetValue(_overwrite),
             Language = parse.GetValue(_lang),
             Device = parse.GetValue(_compute.Device)!,
             Gpu = parse.GetValue(_compute.Gpu),

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -26,6 +27,8 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         "PATH", "the model's tokenizer, whose special-token ids the target takes [default: the "
         + "--hn-tokenizer]");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public SurfaceFormsCommand() : base("surface-forms",
         "write the surface-form matrix of a target tokenizer")
     {
@@ -35,11 +38,14 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         Options.Add(_maxLen);
         Options.Add(_out);
         Options.Add(_modelTokenizer);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
         string output = parse.GetRequiredValue(_out);
+        OutputTarget.Check(output, OutputKind.File, parse.GetValue(_overwrite),
+            [parse.GetRequiredValue(_hn), parse.GetRequiredValue(_tokenizer), parse.GetValue(_modelTokenizer)]);
         TransferTokenizers t = TransferTokenizers.Prepare(parse.GetRequiredValue(_hn),
             parse.GetRequiredValue(_tokenizer), parse.GetValue(_modelTokenizer), parse.GetValue(_maxLen));
         SurfaceFormMatrix m = t.SurfaceForms;

@@ -3,6 +3,8 @@ using System.Text.Json;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>
@@ -129,7 +131,9 @@ public static class FormatInspector
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            byte[] bytes = InputFile.ReadAllBytes(path, InputFile.TokenizerJsonLimit, "tokenizer.json");
+            JsonInput.Validate(bytes, path, JsonInput.TokenizerDepth);
+            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = JsonInput.TokenizerDepth });
         }
         catch (JsonException e)
         {

@@ -1,6 +1,8 @@
 using System.Text.Json;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>
@@ -96,7 +98,10 @@ public sealed class SafetensorsCollection : IDisposable
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         try
         {
-            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(indexPath),
+            byte[] indexBytes = InputFile.ReadAllBytes(indexPath, InputFile.ConfigJsonLimit,
+                "shard index");
+            JsonInput.Validate(indexBytes, indexPath, maxDepth: 16);
+            using JsonDocument doc = JsonDocument.Parse(indexBytes,
                 new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object
                 || !doc.RootElement.TryGetProperty("weight_map", out JsonElement map)

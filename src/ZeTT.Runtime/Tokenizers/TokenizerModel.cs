@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>The kind of model a tokenizer.json holds.</summary>
@@ -65,7 +67,7 @@ internal abstract class TokenizerModel
     /// as in files written by older versions of the library).</summary>
     public static TokenizerModel FromJson(JsonObject model, string file)
     {
-        string? type = model["type"]?.GetValue<string>();
+        string? type = JsonInput.String(model, "type", file);
         type ??= model.ContainsKey("merges") ? "BPE"
             : model["vocab"] is JsonArray ? "Unigram"
             : model.ContainsKey("continuing_subword_prefix")

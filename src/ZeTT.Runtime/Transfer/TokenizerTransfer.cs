@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
@@ -282,15 +283,8 @@ public static class TokenizerTransfer
         {
             throw new ZettException("--lang is not used by --method fvt");
         }
-        string output = Path.GetFullPath(o.OutputDirectory);
-        if (File.Exists(output))
-        {
-            throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
-        }
-        if (!o.Overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-        {
-            throw new ZettException($"{o.OutputDirectory}: output directory exists and is not empty");
-        }
+        OutputTarget.Check(o.OutputDirectory, OutputKind.Directory, o.Overwrite,
+            [o.ModelDirectory, o.Tokenizer, o.HypernetDirectory]);
     }
 
     private static ModelClass ResolveModelClass(HfModelDirectory model, ModelClass? requested)
