@@ -9,7 +9,7 @@
 # interop and the sanitizer follow, the interop beside the tests.
 #
 # Writes:  bench/results/   (benchmarks, device info, test and step logs)
-#          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/)
+#          tests/fixtures/  (golden outputs of the reference: hypernet/, tokenizers/, lm/)
 # and packs both into $OUT/device-results.tar.gz to be unpacked and committed here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +74,12 @@ if [ -d .ref/zett ] && [ "${GOLDEN:-1}" = 1 ]; then
     step golden-hypernet 90 $PY scripts/golden_hypernet.py --ref .ref/zett --out tests/fixtures/hypernet
 else
     log "=== golden fixtures not regenerated (GOLDEN=${GOLDEN:-1}, .ref/zett $( [ -d .ref/zett ] && echo present || echo absent))"
+fi
+
+# Language-model golden logits from transformers itself (no .ref needed): written beside the
+# plain-PyTorch fixtures, which they must equal (the CPU tests then check against both).
+if [ "${GOLDEN:-1}" = 1 ]; then
+    step golden-lm 120 $PY scripts/golden_lm_transformers.py --fixtures tests/fixtures/lm
 fi
 
 # Benchmarks, GPU to themselves: ours (with CUDA-vs-golden parity), then the PyTorch reference

@@ -4,7 +4,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Hypernetwork;
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Bench;

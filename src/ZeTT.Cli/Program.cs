@@ -27,9 +27,12 @@ public static class Program
         {
             new TransferCommand(),
             new PredictCommand(),
+            new EvalCommand(),
+            new GenerateCommand(),
             new ApplyToFtCommand(),
             new ConvertTokenizerCommand(),
             new SurfaceFormsCommand(),
+            new TokenizeCommand(),
             new InspectCommand(),
             new VersionCommand(),
             new CompletionCommand(),

@@ -1,5 +1,5 @@
 using ZeTT.Runtime.Formats;
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tests.Formats;
 
 namespace ZeTT.Cli.Tests;

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 
 namespace ZeTT.Runtime.Formats;
 

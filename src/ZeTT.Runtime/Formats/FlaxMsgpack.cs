@@ -1,5 +1,6 @@
 using System.IO.MemoryMappedFiles;
 using System.Text;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;

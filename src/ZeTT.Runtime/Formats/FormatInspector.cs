@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 

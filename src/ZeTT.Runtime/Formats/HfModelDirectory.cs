@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 

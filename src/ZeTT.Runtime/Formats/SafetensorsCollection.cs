@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 using ZeTT.Runtime.IO;
@@ -217,6 +218,10 @@ public sealed class SafetensorsCollection : IDisposable
 
     /// <summary>The header entry of <paramref name="name"/>.</summary>
     public SafetensorsTensorInfo GetInfo(string name) => FileOf(name).GetInfo(name);
+
+    /// <summary>A tensor memory-mapped in its stored dtype (see
+    /// <see cref="SafetensorsFile.GetTensor"/>).</summary>
+    public Tensor GetTensor(string name) => FileOf(name).GetTensor(name);
 
     /// <summary>Reads a float tensor as fp32 from whichever shard holds it.</summary>
     public HostTensor ReadFloat32(string name) => FileOf(name).ReadFloat32(name);

@@ -3,6 +3,7 @@ using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 using ZeTT.Runtime.IO;
@@ -424,6 +425,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
     }
 
     private byte* Base => _base != null ? _base : throw new ObjectDisposedException(Path);
+
+    /// <summary>A tensor as an op-layer <see cref="Tensor"/> over the memory map, in its stored
+    /// dtype, without copying; valid until this file is disposed.</summary>
+    public Tensor GetTensor(string name)
+    {
+        SafetensorsTensorInfo info = GetInfo(name);
+        var storage = new MappedStorage((nint)(Base + _dataStart + info.DataOffset),
+            info.ByteLength, this);
+        return Tensor.Over(storage, info.DType, info.Shape, ownsStorage: false, name);
+    }
 
     /// <summary>Copies the raw little-endian bytes of a tensor, starting
     /// <paramref name="byteOffset"/> bytes into it, into <paramref name="destination"/>.</summary>

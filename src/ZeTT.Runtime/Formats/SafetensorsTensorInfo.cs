@@ -1,4 +1,4 @@
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 
 namespace ZeTT.Runtime.Formats;
 

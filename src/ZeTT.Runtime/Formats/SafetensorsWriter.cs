@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 using ZeTT.Runtime.IO;

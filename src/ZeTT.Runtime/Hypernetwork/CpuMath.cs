@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 
 namespace ZeTT.Runtime.Hypernetwork;
 

@@ -1,4 +1,5 @@
 using ZeTT.Kernels;
+using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Hypernetwork;

@@ -43,12 +43,8 @@ internal sealed class EncodingPipeline
         decoder = Decoder.FromJson(components["decoder"], file);
         var raw = new List<HfAddedToken>();
         var normalized = new List<(HfAddedToken, string)>();
-        foreach (HfAddedToken t in addedTokens)
+        foreach (HfAddedToken t in AssignIds(model, addedTokens))
         {
-            if (t.Content.Length == 0)
-            {
-                continue;
-            }
             addedContent[t.Id] = t.Content;
             if (t.Special)
             {
@@ -67,6 +63,31 @@ internal sealed class EncodingPipeline
         normalizedMatcher = new AddedTokenMatcher(normalized);
         truncation = ParseTruncation(components["truncation"], file);
         padding = ParsePadding(components["padding"], file);
+    }
+
+    /// <summary>The ids the library gives added tokens when it loads tokenizer.json: it
+    /// ignores the file's ids and adds the tokens in order, each taking its id in the model's
+    /// vocabulary or an earlier added token's, else the next id from the model's vocabulary
+    /// size on (the file's ids for every file transformers or zett writes). A repeated token's
+    /// later entry decides its options.</summary>
+    private static List<HfAddedToken> AssignIds(TokenizerModel model,
+        IReadOnlyList<HfAddedToken> tokens)
+    {
+        var byContent = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byId = new Dictionary<int, HfAddedToken>();
+        int next = model.Size;
+        foreach (HfAddedToken t in tokens)
+        {
+            if (t.Content.Length == 0)
+            {
+                continue;
+            }
+            int id = byContent.TryGetValue(t.Content, out int existing) ? existing
+                : model.TokenToId(t.Content) ?? next++;
+            byContent[t.Content] = id;
+            byId[id] = t with { Id = id };
+        }
+        return [.. byId.Values];
     }
 
     public TokenizerEncoding Encode(string text, bool addSpecialTokens)

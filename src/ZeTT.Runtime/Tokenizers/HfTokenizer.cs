@@ -208,6 +208,11 @@ public sealed class HfTokenizer
             string file = Path.Combine(path, "tokenizer.json");
             if (!File.Exists(file))
             {
+                string model = Path.Combine(path, "tokenizer.model");
+                if (File.Exists(model))
+                {
+                    RefuseNonJson(model, InputFile.ReadAllBytes(model, InputFile.TokenizerJsonLimit, "tokenizer.model"));
+                }
                 throw new ZettException($"{path}: directory has no tokenizer.json");
             }
             return LoadFile(file);
@@ -227,8 +232,10 @@ public sealed class HfTokenizer
 
     private static HfTokenizer LoadFile(string file)
     {
-        JsonObject root = JsonInput.ReadObject(file, InputFile.TokenizerJsonLimit,
-            JsonInput.TokenizerDepth);
+        byte[] bytes = InputFile.ReadAllBytes(file, InputFile.TokenizerJsonLimit, "tokenizer.json");
+        RefuseNonJson(file, bytes);
+        JsonObject root = JsonInput.Parse(bytes, file, JsonInput.TokenizerDepth) as JsonObject
+            ?? throw new ZettException($"{file}: not a JSON object");
         try
         {
             return Build(root, file);
@@ -271,6 +278,42 @@ public sealed class HfTokenizer
         var tokenizer = new HfTokenizer(file, model, components, added, specials, config, cls);
         _ = tokenizer.Pipeline;
         return tokenizer;
+    }
+
+    /// <summary>Refuses, in one line, the files Llama-2, Mistral and Llama-3 ship beside or
+    /// instead of tokenizer.json: a SentencePiece model (protobuf) or tiktoken ranks (base64
+    /// token and rank per line). Anything else that does not start with <c>{</c> is no
+    /// tokenizer.json either.</summary>
+    private static void RefuseNonJson(string file, byte[] bytes)
+    {
+        int i = 0;
+        if (bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF)
+        {
+            i = 3;
+        }
+        while (i < bytes.Length && bytes[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')
+        {
+            i++;
+        }
+        if (i < bytes.Length && bytes[i] == (byte)'{')
+        {
+            return;
+        }
+        int end = Array.IndexOf(bytes, (byte)'\n');
+        string firstLine = System.Text.Encoding.UTF8.GetString(bytes, 0,
+            end < 0 ? Math.Min(bytes.Length, 200) : Math.Min(end, 200)).TrimEnd('\r');
+        if (System.Text.RegularExpressions.Regex.IsMatch(firstLine, "^[A-Za-z0-9+/]+=* [0-9]+$"))
+        {
+            throw new ZettException($"{file}: unsupported format: tiktoken BPE ranks (a base64 " +
+                "token and its rank per line); zett reads tokenizer.json, and has cl100k_base and " +
+                "o200k_base built in");
+        }
+        if (bytes.Length > 0 && bytes[0] == 0x0A)
+        {
+            throw new ZettException($"{file}: unsupported format: SentencePiece model " +
+                "(protobuf); zett reads the tokenizer.json that transformers writes for it");
+        }
+        throw new ZettException($"{file}: unsupported format: not a tokenizer.json (no JSON object)");
     }
 
     private static List<HfAddedToken> ParseAddedTokens(JsonObject root, string file)

@@ -216,14 +216,21 @@ internal sealed class RegexPattern : SplitPattern
             }
             return;
         }
-        for (Match m = regex!.Match(text); m.Success; m = m.NextMatch())
+        // .NET regexes match UTF-16 code units; a code point outside the BMP is replaced by
+        // one BMP character of the same general category, and offsets are mapped back.
+        int[]? map = null;
+        string subject = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0
+            ? text : SubstituteAstral(text, out map);
+        for (Match m = regex!.Match(subject); m.Success; m = m.NextMatch())
         {
-            if (previous != m.Index)
+            int start = map is null ? m.Index : map[m.Index];
+            int end = map is null ? m.Index + m.Length : map[m.Index + m.Length];
+            if (previous != start)
             {
-                output.Add((previous, m.Index, false));
+                output.Add((previous, start, false));
             }
-            output.Add((m.Index, m.Index + m.Length, true));
-            previous = m.Index + m.Length;
+            output.Add((start, end, true));
+            previous = end;
         }
         if (previous != text.Length)
         {
@@ -231,12 +238,52 @@ internal sealed class RegexPattern : SplitPattern
         }
     }
 
-    /// <summary>Oniguruma → .NET: <c>\w</c>/<c>\W</c> become Oniguruma's Unicode word class
-    /// (letters, marks, decimal digits, connector punctuation; .NET's leaves out Mc and Me).
-    /// </summary>
+    private static readonly char[] Representatives = BuildRepresentatives();
+
+    private static string SubstituteAstral(string text, out int[] map)
+    {
+        var sb = new StringBuilder(text.Length);
+        var offsets = new List<int>(text.Length + 1);
+        for (int i = 0; i < text.Length;)
+        {
+            int cp = Utf16.CodePointAt(text, i, out int w);
+            offsets.Add(i);
+            sb.Append(w == 2 ? Representatives[(int)CharUnicodeInfo.GetUnicodeCategory(cp)]
+                : (char)cp);
+            i += w;
+        }
+        offsets.Add(text.Length);
+        map = [.. offsets];
+        return sb.ToString();
+    }
+
+    /// <summary>For each general category, the first non-ASCII BMP character that has it
+    /// (the lowest one; U+0378, unassigned, for categories
+    /// the BMP lacks above U+00A0).</summary>
+    private static char[] BuildRepresentatives()
+    {
+        var result = new char[Enum.GetValues<UnicodeCategory>().Length];
+        Array.Fill(result, '\u0378');
+        for (int c = 0xFFFD; c >= 0xA0; c--)
+        {
+            if (c is >= 0xD800 and <= 0xDFFF)
+            {
+                continue;
+            }
+            var cat = (int)CharUnicodeInfo.GetUnicodeCategory((char)c);
+            result[cat] = (char)c;
+        }
+        return result;
+    }
+
+    /// <summary>Oniguruma → .NET: <c>\w</c>/<c>\W</c> become the Unicode word class of
+    /// Oniguruma and Rust's regex crate (Alphabetic — letters, Nl, the circled letters —, marks,
+    /// decimal digits, connector punctuation, joiners; .NET's leaves out Mc, Me, Nl and the
+    /// joiners). A character class with characters outside the BMP cannot be expressed over
+    /// UTF-16 code units and is refused.</summary>
     internal static string Translate(string pattern)
     {
-        const string Word = @"\p{L}\p{M}\p{Nd}\p{Pc}";
+        const string Word = @"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\u200C\u200D\u24B6-\u24E9";
         var sb = new StringBuilder(pattern.Length + 16);
         bool inClass = false;
         for (int i = 0; i < pattern.Length; i++)
@@ -262,6 +309,11 @@ internal sealed class RegexPattern : SplitPattern
             if (c == '[')
             {
                 inClass = true;
+            }
+            else if (inClass && char.IsSurrogate(c))
+            {
+                throw new ArgumentException(
+                    "a character class holds characters outside the Basic Multilingual Plane");
             }
             else if (c == ']')
             {

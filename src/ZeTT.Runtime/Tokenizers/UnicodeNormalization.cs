@@ -247,9 +247,10 @@ internal static class UnicodeCategories8
     /// unassigned in 8.0).</summary>
     public static string Category(int cp) => UnicodeTables.CategoryNames[CategoryIndex(cp)];
 
-    /// <summary>unicode_categories' <c>is_other</c>: Cc, Cf, Cs, Co or Cn in Unicode 8.0.
-    /// </summary>
-    public static bool IsOther(int cp) => CategoryIndex(cp) >= 25;
+    /// <summary>unicode_categories' <c>is_other</c>: Cc, Cf, Cs or Co in Unicode 8.0 (not
+    /// unassigned code points: BertNormalizer keeps an emoji newer than Unicode 8, measured
+    /// against the library with U+1F9D1).</summary>
+    public static bool IsOther(int cp) => CategoryIndex(cp) is >= 25 and <= 28;
 
     /// <summary>unicode_categories' <c>is_mark_nonspacing</c> (Mn, Unicode 8.0).</summary>
     public static bool IsNonSpacingMark(int cp) => CategoryIndex(cp) == 5;

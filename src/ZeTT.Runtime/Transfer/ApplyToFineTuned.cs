@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Numerics.Tensors;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;

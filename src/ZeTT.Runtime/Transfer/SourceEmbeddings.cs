@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tensors;
 

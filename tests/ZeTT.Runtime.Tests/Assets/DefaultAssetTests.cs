@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tensors;
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using MessagePack;
+using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tensors;
 

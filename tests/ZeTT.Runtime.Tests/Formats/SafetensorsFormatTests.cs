@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using ZeTT.Runtime.Formats;
-using ZeTT.Runtime.Tensors;
+using ZeTT.Ops;
 
 namespace ZeTT.Runtime.Tests.Formats;
 

@@ -1,3 +1,4 @@
+using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tensors;
 

@@ -1,5 +1,5 @@
+using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
-using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Tests.Hypernetwork;
 

@@ -143,10 +143,10 @@ public sealed class HfTokenizerTests : IDisposable
     {
         string file = Path.Combine(_dir, "tokenizer.json");
         File.WriteAllText(file,
-            """{"model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"},"added_tokens":[]}""");
+            """{"model":{"type":"WordChunks","vocab":{"a":0},"unk_token":"a"},"added_tokens":[]}""");
         var e = Assert.Throws<ZettException>(() => HfTokenizer.Load(_dir));
         Assert.Contains(file, e.Message, StringComparison.Ordinal);
-        Assert.Contains("'WordLevel'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'WordChunks'", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

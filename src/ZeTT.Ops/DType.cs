@@ -1,4 +1,4 @@
-namespace ZeTT.Runtime.Tensors;
+namespace ZeTT.Ops;
 
 /// <summary>Element types as named by the safetensors format.</summary>
 public enum DType

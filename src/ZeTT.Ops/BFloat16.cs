@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace ZeTT.Runtime.Tensors;
+namespace ZeTT.Ops;
 
 /// <summary>bfloat16 ⇄ fp32 conversion with round-to-nearest-even, as PyTorch and CUDA do.</summary>
 public static class BFloat16

@@ -1,0 +1,197 @@
+using System.Text;
+using System.Text.Json;
+using Parquet;
+using Parquet.Schema;
+
+namespace ZeTT.Runtime.Models;
+
+/// <summary>One evaluation document: its text and where it came from.</summary>
+/// <param name="Source">File (and line or row) for messages.</param>
+/// <param name="Text">The document.</param>
+/// <param name="Bytes">Its length in UTF-8 bytes.</param>
+public sealed record EvalDocument(string Source, string Text, long Bytes);
+
+/// <summary>
+/// Reads evaluation text: a <c>.txt</c> file is one document; a <c>.jsonl</c> file holds one
+/// JSON object per line with a string <c>text</c> field; a <c>.parquet</c> file has a string
+/// column <c>text</c> (or its only string column), one document per row. Text must be valid
+/// UTF-8: the error names the file and the byte offset. With a byte cap, documents are taken
+/// in order and the one that crosses the cap is cut at the last character boundary inside it.
+/// </summary>
+public static class EvalText
+{
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
+    /// <summary>The documents of <paramref name="files"/> in order, at most
+    /// <paramref name="maxBytes"/> UTF-8 bytes in all (null: no cap).</summary>
+    public static IReadOnlyList<EvalDocument> Read(IReadOnlyList<string> files, long? maxBytes)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var docs = new List<EvalDocument>();
+        long total = 0;
+        foreach (string file in files)
+        {
+            foreach (EvalDocument doc in ReadFile(file))
+            {
+                if (maxBytes is { } cap && total + doc.Bytes > cap)
+                {
+                    long room = cap - total;
+                    if (room > 0)
+                    {
+                        string cut = CutUtf8(doc.Text, room);
+                        docs.Add(doc with { Text = cut, Bytes = Encoding.UTF8.GetByteCount(cut) });
+                    }
+                    return docs;
+                }
+                docs.Add(doc);
+                total += doc.Bytes;
+            }
+        }
+        return docs;
+    }
+
+    private static IEnumerable<EvalDocument> ReadFile(string file)
+    {
+        if (!File.Exists(file))
+        {
+            throw new ZettException($"{file}: file not found");
+        }
+        string ext = Path.GetExtension(file).ToLowerInvariant();
+        return ext switch
+        {
+            ".txt" => [Document(file, File.ReadAllBytes(file), 0)],
+            ".jsonl" => ReadJsonl(file),
+            ".parquet" => ReadParquet(file),
+            _ => throw new ZettException($"{file}: unknown text format '{ext}' (.txt, .jsonl or "
+                + ".parquet)"),
+        };
+    }
+
+    /// <summary>Decodes bytes strictly; <paramref name="baseOffset"/> is where they start in
+    /// the file.</summary>
+    private static EvalDocument Document(string source, byte[] bytes, long baseOffset)
+    {
+        int start = bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
+            ? 3 : 0;
+        try
+        {
+            string text = StrictUtf8.GetString(bytes, start, bytes.Length - start);
+            return new EvalDocument(source, text, bytes.Length - start);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new ZettException($"{source}: not UTF-8 at byte offset "
+                + $"{baseOffset + start + FirstInvalid(bytes.AsSpan(start))}");
+        }
+    }
+
+    private static int FirstInvalid(ReadOnlySpan<byte> bytes)
+    {
+        System.Buffers.OperationStatus status = System.Text.Unicode.Utf8.ToUtf16(bytes,
+            new char[bytes.Length], out int read, out _, replaceInvalidSequences: false);
+        return status == System.Buffers.OperationStatus.Done ? bytes.Length : read;
+    }
+
+    private static IEnumerable<EvalDocument> ReadJsonl(string file)
+    {
+        byte[] all = File.ReadAllBytes(file);
+        int line = 0;
+        long offset = 0;
+        while (offset < all.Length)
+        {
+            int end = Array.IndexOf(all, (byte)'\n', (int)offset);
+            if (end < 0)
+            {
+                end = all.Length;
+            }
+            line++;
+            byte[] bytes = all[(int)offset..end];
+            long lineStart = offset;
+            offset = end + 1;
+            if (bytes.AsSpan().Trim((byte)'\r').Trim((byte)' ').IsEmpty)
+            {
+                continue;
+            }
+            EvalDocument raw = Document($"{file}:{line}", bytes, lineStart);
+            string? text;
+            try
+            {
+                using JsonDocument json = JsonDocument.Parse(raw.Text);
+                text = json.RootElement.ValueKind == JsonValueKind.Object
+                    && json.RootElement.TryGetProperty("text", out JsonElement t)
+                    && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            }
+            catch (JsonException e)
+            {
+                throw new ZettException($"{file}: line {line}: not JSON ({e.Message})");
+            }
+            if (text is null)
+            {
+                throw new ZettException($"{file}: line {line}: no string field \"text\"");
+            }
+            yield return new EvalDocument($"{file}:{line}", text, Encoding.UTF8.GetByteCount(text));
+        }
+    }
+
+    private static List<EvalDocument> ReadParquet(string file)
+    {
+        var docs = new List<EvalDocument>();
+        try
+        {
+            using FileStream stream = File.OpenRead(file);
+            ParquetReader reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
+            using var close = new ParquetClose(reader);
+            DataField[] strings = reader.Schema.GetDataFields()
+                .Where(f => f.ClrType == typeof(string)).ToArray();
+            DataField field = strings.FirstOrDefault(f => f.Name == "text")
+                ?? (strings.Length == 1 ? strings[0]
+                    : throw new ZettException($"{file}: no string column 'text' (string columns: "
+                        + $"{string.Join(", ", strings.Select(f => f.Name))})"));
+            long row = 0;
+            for (int g = 0; g < reader.RowGroupCount; g++)
+            {
+                using ParquetRowGroupReader group = reader.OpenRowGroupReader(g);
+                var values = new string?[group.RowCount];
+                group.ReadAsync(field, values.AsMemory()!, null).AsTask().GetAwaiter().GetResult();
+                foreach (string? value in values)
+                {
+                    row++;
+                    if (value is string s)
+                    {
+                        docs.Add(new EvalDocument($"{file}: row {row}", s,
+                            Encoding.UTF8.GetByteCount(s)));
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException
+            or NotSupportedException or ParquetException)
+        {
+            throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
+        }
+        return docs;
+    }
+
+    /// <summary>Disposes a reader that only offers DisposeAsync.</summary>
+    private sealed class ParquetClose(ParquetReader reader) : IDisposable
+    {
+        public void Dispose() => reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    private static string CutUtf8(string text, long maxBytes)
+    {
+        int bytes = 0;
+        for (int i = 0; i < text.Length;)
+        {
+            int len = char.IsSurrogatePair(text, i) ? 2 : 1;
+            int b = Encoding.UTF8.GetByteCount(text.AsSpan(i, len));
+            if (bytes + b > maxBytes)
+            {
+                return text[..i];
+            }
+            bytes += b;
+            i += len;
+        }
+        return text;
+    }
+}
