@@ -101,7 +101,15 @@ public sealed class SafetensorsCollection : IDisposable
         {
             byte[] indexBytes = InputFile.ReadAllBytes(indexPath, InputFile.ConfigJsonLimit,
                 "shard index");
-            JsonInput.Validate(indexBytes, indexPath, maxDepth: 16);
+            try
+            {
+                JsonInput.Validate(indexBytes, indexPath, maxDepth: 16);
+            }
+            catch (ZettException e) when (e is not SafetensorsException
+                && e.Message.StartsWith(indexPath + ": ", StringComparison.Ordinal))
+            {
+                throw new SafetensorsException(indexPath, null, e.Message[(indexPath.Length + 2)..]);
+            }
             using JsonDocument doc = JsonDocument.Parse(indexBytes,
                 new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object

@@ -77,7 +77,7 @@ public static partial class InputFile
             case PathKind.RegularFile:
                 return;
             case PathKind.Missing:
-                throw new ZettException($"{path}: {what} not found");
+                throw new ZettException($"{path}: file not found");
             case PathKind.Directory:
                 throw new ZettException($"{path}: is a directory, expected a {what}");
             case PathKind.SymlinkLoop:
