@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
-using ZeTT.Runtime;
 using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Hypernetwork;
 
@@ -103,27 +102,6 @@ internal static class CommonOptions
         Description = "replace an existing output (only once the new one is complete); without it "
             + "an existing non-empty output is an error",
     };
-
-    /// <summary>The overwrite rule for commands whose output is one file or a tokenizer
-    /// directory (model directories check it in ZeTT.Runtime, with the same words): an existing
-    /// output is replaced only with <c>--overwrite</c>.</summary>
-    public static void CheckOutput(string path, bool overwrite, bool directory)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (overwrite)
-        {
-            return;
-        }
-        if (directory && Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
-        {
-            throw new ZettException($"{path}: output directory exists and is not empty (--overwrite "
-                + "replaces it)");
-        }
-        if (!directory && File.Exists(path))
-        {
-            throw new ZettException($"{path}: output file exists (--overwrite replaces it)");
-        }
-    }
 
     /// <summary><c>--lang</c>: the language of a multilingual hypernetwork.</summary>
     public static Option<string?> Language() => new("--lang")

@@ -3,6 +3,7 @@ using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using ZeTT.Kernels;
 using ZeTT.Runtime;
+using ZeTT.Runtime.IO;
 
 namespace ZeTT.Cli;
 
@@ -11,7 +12,12 @@ namespace ZeTT.Cli;
 public static class Program
 {
     /// <summary>Runs <c>zett</c> with <paramref name="args"/>.</summary>
-    public static int Main(string[] args) => Run(args, CliConsole.System);
+    public static int Main(string[] args)
+    {
+        // An interrupted run leaves nothing: SIGINT/SIGTERM delete the outputs being written.
+        OutputTarget.InstallSignalHandlers();
+        return Run(args, CliConsole.System);
+    }
 
     /// <summary>The command tree: every sub-command, in the order <c>zett --help</c> lists them.
     /// Built per run (commands hold their option declarations).</summary>

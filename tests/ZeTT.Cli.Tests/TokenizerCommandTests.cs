@@ -100,7 +100,7 @@ public sealed class TokenizerCommandTests : IDisposable
         File.WriteAllText(file, "keep");
         var (code, _, err) = Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", file);
         Assert.Equal(2, code);
-        Assert.Equal($"error: {file}: is a file, not a directory to write the tokenizer into",
+        Assert.Equal($"error: {file}: is a file, not an output directory",
             err.TrimEnd());
         Assert.Equal("keep", File.ReadAllText(file));
 

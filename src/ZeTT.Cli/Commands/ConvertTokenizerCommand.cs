@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ZeTT.Runtime.Hub;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -41,12 +42,15 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         string source = parse.GetRequiredValue(_tokenizer);
         string output = parse.GetRequiredValue(_out);
         string? match = parse.GetValue(_match);
-        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: true);
-        HfTokenizer original = HfTokenizer.Load(CommonOptions.Locate(source, HubRepoKind.Tokenizer, console));
+        string sourcePath = CommonOptions.Locate(source, HubRepoKind.Tokenizer, console);
+        string? matchPath = match is null ? null
+            : CommonOptions.Locate(match, HubRepoKind.Tokenizer, console);
+        OutputTarget.Check(output, OutputKind.Directory, parse.GetValue(_overwrite),
+            [sourcePath, matchPath]);
+        HfTokenizer original = HfTokenizer.Load(sourcePath);
         HfTokenizer converted = ByteLevelConverter.Convert(original, parse.GetValue(_whitespace),
-            match is null ? null
-            : HfTokenizer.Load(CommonOptions.Locate(match, HubRepoKind.Tokenizer, console)));
-        converted.Save(output);
+            matchPath is null ? null : HfTokenizer.Load(matchPath));
+        converted.SaveDirectory(output, parse.GetValue(_overwrite), [sourcePath, matchPath]);
         string kept = converted.OriginalVocabSize is int n
             ? $"ids below {n} unchanged, {converted.VocabSize - n} appended"
             : "special tokens moved to the matched tokenizer's ids";

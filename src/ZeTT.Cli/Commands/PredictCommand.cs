@@ -55,7 +55,6 @@ internal sealed class PredictCommand : ZettCommand
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
-        CommonOptions.CheckOutput(parse.GetRequiredValue(_out), parse.GetValue(_overwrite), directory: false);
         var options = new PredictOptions
         {
             HypernetDirectory = CommonOptions.Locate(parse.GetRequiredValue(_hypernet),
@@ -66,6 +65,7 @@ internal sealed class PredictCommand : ZettCommand
             SurfaceFormsFile = parse.GetValue(_surfaceForms),
             TokensFile = parse.GetValue(_tokens),
             OutputFile = parse.GetRequiredValue(_out),
+            Overwrite = parse.GetValue(_overwrite),
             Language = parse.GetValue(_lang),
             Device = parse.GetValue(_compute.Device)!,
             Gpu = parse.GetValue(_compute.Gpu),

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hub;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -44,11 +45,14 @@ internal sealed class SurfaceFormsCommand : ZettCommand
     protected override int Run(ParseResult parse, CliConsole console)
     {
         string output = parse.GetRequiredValue(_out);
-        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: false);
         string Tokenizer(string value) => CommonOptions.Locate(value, HubRepoKind.Tokenizer, console);
-        TransferTokenizers t = TransferTokenizers.Prepare(Tokenizer(parse.GetRequiredValue(_hn)),
-            Tokenizer(parse.GetRequiredValue(_tokenizer)),
-            parse.GetValue(_modelTokenizer) is { } mt ? Tokenizer(mt) : null, parse.GetValue(_maxLen));
+        string hn = Tokenizer(parse.GetRequiredValue(_hn));
+        string targetPath = Tokenizer(parse.GetRequiredValue(_tokenizer));
+        string? modelTokenizer = parse.GetValue(_modelTokenizer) is { } mt ? Tokenizer(mt) : null;
+        OutputTarget.Check(output, OutputKind.File, parse.GetValue(_overwrite),
+            [hn, targetPath, modelTokenizer]);
+        TransferTokenizers t = TransferTokenizers.Prepare(hn, targetPath, modelTokenizer,
+            parse.GetValue(_maxLen));
         SurfaceFormMatrix m = t.SurfaceForms;
         SafetensorsWriter.Write(output,
             [SafetensorsEntry.FromInt32("surface_forms", [m.Rows, m.MaxLen], m.Ids)],

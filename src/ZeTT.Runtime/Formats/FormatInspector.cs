@@ -6,6 +6,8 @@ using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>
@@ -159,8 +161,10 @@ public static class FormatInspector
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllBytes(path),
-                documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject
+            byte[] bytes = InputFile.ReadAllBytes(path, InputFile.TokenizerJsonLimit, "tokenizer.json");
+            JsonInput.Validate(bytes, path, JsonInput.TokenizerDepth);
+            root = JsonNode.Parse(bytes,
+                documentOptions: new JsonDocumentOptions { MaxDepth = JsonInput.TokenizerDepth }) as JsonObject
                 ?? throw new ZettException($"{path}: not a tokenizer.json (not a JSON object)");
         }
         catch (JsonException e)

@@ -1,6 +1,6 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Ops;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
@@ -162,9 +162,16 @@ public sealed class HfModelDirectory : IDisposable
     public static HfModelDirectory Open(string directory, EmbeddingTensorNames? names = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
-        if (!System.IO.Directory.Exists(directory))
+        switch (InputFile.KindOf(directory))
         {
-            throw new ZettException($"{directory}: model directory not found");
+            case PathKind.Missing:
+                throw new ZettException($"{directory}: model directory not found");
+            case PathKind.Directory:
+                break;
+            case PathKind.SymlinkLoop:
+                throw new ZettException($"{directory}: symbolic link loop");
+            default:
+                throw new ZettException($"{directory}: not a directory (expected a model directory)");
         }
         JsonObject config = ReadJsonObject(Path.Combine(directory, "config.json"));
         SafetensorsCollection weights;
@@ -192,26 +199,9 @@ public sealed class HfModelDirectory : IDisposable
         }
     }
 
-    /// <summary>Parses a JSON object file; errors name the file.</summary>
-    public static JsonObject ReadJsonObject(string path)
-    {
-        if (!File.Exists(path))
-        {
-            throw new ZettException($"{path}: file not found");
-        }
-        try
-        {
-            return JsonNode.Parse(File.ReadAllBytes(path), documentOptions: new JsonDocumentOptions
-            {
-                MaxDepth = 64,
-                AllowTrailingCommas = false,
-            }) as JsonObject ?? throw new ZettException($"{path}: expected a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ZettException($"{path}: not valid JSON: {e.Message}");
-        }
-    }
+    /// <summary>Parses a JSON object file through <see cref="JsonInput"/>; errors name the
+    /// file and the JSON path.</summary>
+    public static JsonObject ReadJsonObject(string path) => JsonInput.ReadObject(path);
 
     private void Resolve(EmbeddingTensorNames? names)
     {
@@ -265,6 +255,15 @@ public sealed class HfModelDirectory : IDisposable
         {
             throw Error(InputEmbeddingName, $"has width {cols} but config.json gives hidden size "
                 + HiddenSize);
+        }
+        foreach ((string key, int? id) in new[] { ("bos_token_id", BosTokenId),
+            ("eos_token_id", EosTokenId), ("pad_token_id", PadTokenId) })
+        {
+            if (id >= VocabSize)
+            {
+                throw new ZettException($"{ConfigPath}: $.{key}: {id} is outside the vocabulary "
+                    + $"(vocab_size {VocabSize})");
+            }
         }
         foreach (string copy in InputEmbeddingCopies)
         {
@@ -340,24 +339,15 @@ public sealed class HfModelDirectory : IDisposable
     private ZettException Error(string tensor, string what) =>
         new($"{Weights.FileOf(tensor).Path}: tensor '{tensor}': {what}");
 
-    private string? ConfigString(string key) =>
-        ConfigJson[key] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+    private string? ConfigString(string key) => JsonInput.String(ConfigJson, key, ConfigPath);
 
-    private bool? ConfigBool(string key) =>
-        ConfigJson[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;
+    private bool? ConfigBool(string key) => JsonInput.Bool(ConfigJson, key, ConfigPath);
 
-    private int? ConfigInt(string key)
-    {
-        JsonNode? node = ConfigJson[key];
-        if (node is null)
-        {
-            return null;
-        }
-        return node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out int i)
-            ? i
-            : throw new ZettException($"{ConfigPath}: {key} must be an integer, got {node.ToJsonString()}");
-    }
+    private int? ConfigInt(string key) => JsonInput.Int32(ConfigJson, key, ConfigPath, min: 1);
 
+    /// <summary>A special-token id: an integer in [-1, int.MaxValue) or a list whose first
+    /// element is one (eos_token_id may be a list); ids past the vocabulary are checked once
+    /// the vocabulary is known.</summary>
     private int? ConfigId(string key)
     {
         JsonNode? node = ConfigJson[key];
@@ -365,21 +355,24 @@ public sealed class HfModelDirectory : IDisposable
         {
             node = a.Count > 0 ? a[0] : null;
         }
-        return node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out int i)
-            ? i
-            : null;
+        // -1 is how some configs say "none".
+        int? id = node is null ? null : JsonInput.AsInt32(node, ConfigPath, -1, int.MaxValue - 1);
+        return id == -1 ? null : id;
     }
 
     /// <summary>Reads the input embedding [vocab, hidden] as fp32.</summary>
-    public HostTensor ReadInputEmbeddings() => Weights.ReadFloat32(InputEmbeddingName);
+    public HostTensor ReadInputEmbeddings() => ReadFinite(InputEmbeddingName);
 
     /// <summary>Reads the separate output embedding as fp32, or null when tied or absent.</summary>
     public HostTensor? ReadOutputEmbeddings() =>
-        OutputEmbeddingName is null ? null : Weights.ReadFloat32(OutputEmbeddingName);
+        OutputEmbeddingName is null ? null : ReadFinite(OutputEmbeddingName);
 
     /// <summary>Reads the output bias [vocab] as fp32, or null when there is none.</summary>
     public HostTensor? ReadOutputBias() =>
-        OutputBiasName is null ? null : Weights.ReadFloat32(OutputBiasName);
+        OutputBiasName is null ? null : ReadFinite(OutputBiasName);
+
+    private HostTensor ReadFinite(string name) =>
+        Weights.ReadFloat32(name).RequireFinite(Weights.FileOf(name).Path);
 
     /// <inheritdoc />
     public void Dispose() => Weights.Dispose();

@@ -4,6 +4,8 @@ using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>What to change when writing a model directory with <see cref="HfModelWriter"/>.
@@ -82,19 +84,8 @@ public static class HfModelWriter
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(outputDirectory);
         ArgumentNullException.ThrowIfNull(edit);
-        string output = Path.GetFullPath(outputDirectory.TrimEnd('/', '\\'));
-        if (string.Equals(output, Path.GetFullPath(model.Directory).TrimEnd('/'), StringComparison.Ordinal))
-        {
-            throw new ZettException($"{outputDirectory}: the output directory is the input model");
-        }
-        if (File.Exists(output))
-        {
-            throw new ZettException($"{outputDirectory}: is a file, not an output directory");
-        }
-        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any() && !overwrite)
-        {
-            throw new ZettException($"{outputDirectory}: output directory exists and is not empty");
-        }
+        string output = OutputTarget.Check(outputDirectory, OutputKind.Directory, overwrite,
+            [model.Directory, .. edit.Files.Values]);
         Dictionary<string, Func<SafetensorsEntry>> replacements = PlanReplacements(model, edit, out int? newVocab);
         foreach (KeyValuePair<string, string?> f in edit.Files)
         {
@@ -108,48 +99,12 @@ public static class HfModelWriter
             }
         }
 
-        string temp = output + ".tmp-" + Environment.ProcessId;
-        if (Directory.Exists(temp))
-        {
-            Directory.Delete(temp, recursive: true);
-        }
-        Directory.CreateDirectory(temp);
-        try
-        {
-            WriteWeights(model, temp, replacements, edit.TransformTensor);
-            WriteConfig(model, temp, newVocab, edit.ConfigUpdates);
-            CopyOtherFiles(model.Directory, temp, edit.Files);
-            edit.BeforePublish?.Invoke(temp);
-            Publish(temp, output);
-        }
-        catch
-        {
-            if (Directory.Exists(temp))
-            {
-                Directory.Delete(temp, recursive: true);
-            }
-            throw;
-        }
-    }
-
-    /// <summary>Renames a finished temporary directory to <paramref name="output"/>, replacing
-    /// an existing one only once the new one is complete.</summary>
-    internal static void Publish(string temp, string output)
-    {
-        string? parent = Path.GetDirectoryName(output);
-        if (parent is not null)
-        {
-            Directory.CreateDirectory(parent);
-        }
-        if (!Directory.Exists(output))
-        {
-            Directory.Move(temp, output);
-            return;
-        }
-        string old = output + ".old-" + Environment.ProcessId;
-        Directory.Move(output, old);
-        Directory.Move(temp, output);
-        Directory.Delete(old, recursive: true);
+        using OutputTarget target = OutputTarget.Begin(output, OutputKind.Directory);
+        WriteWeights(model, target.TempPath, replacements, edit.TransformTensor);
+        WriteConfig(model, target.TempPath, newVocab, edit.ConfigUpdates);
+        CopyOtherFiles(model.Directory, target.TempPath, edit.Files);
+        edit.BeforePublish?.Invoke(target.TempPath);
+        target.Commit();
     }
 
     private static Dictionary<string, Func<SafetensorsEntry>> PlanReplacements(HfModelDirectory model,

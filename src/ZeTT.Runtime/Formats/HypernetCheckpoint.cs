@@ -70,16 +70,13 @@ public sealed class HypernetCheckpoint
     public static HypernetCheckpoint Load(string directory)
     {
         ArgumentNullException.ThrowIfNull(directory);
-        if (!System.IO.Directory.Exists(directory))
-        {
-            throw new ZettException($"{directory}: hypernetwork directory not found");
-        }
         HypernetConfig config = HypernetConfig.Load(directory);
         string safetensors = Path.Combine(directory, "model.safetensors");
         string flax = Path.Combine(directory, "flax_model.msgpack");
         if (File.Exists(safetensors))
         {
             Dictionary<string, HostTensor> tensors = ReadSafetensors(safetensors);
+            RequireFinite(tensors, safetensors);
             return new HypernetCheckpoint(directory, config,
                 HypernetWeights.FromTensors(config, tensors, safetensors), safetensors,
                 HypernetCheckpointFormat.Safetensors);
@@ -88,11 +85,20 @@ public sealed class HypernetCheckpoint
         {
             Dictionary<string, HostTensor> tensors = FlaxToPyTorch(
                 FlaxMsgpack.ReadTensors(flax, name => FlaxName.IsUsed(StripParams(name))), flax);
+            RequireFinite(tensors, flax);
             return new HypernetCheckpoint(directory, config,
                 HypernetWeights.FromTensors(config, tensors, flax), flax, HypernetCheckpointFormat.FlaxMsgpack);
         }
         throw new ZettException($"{directory}: no model.safetensors or flax_model.msgpack beside "
             + "config.json");
+    }
+
+    private static void RequireFinite(Dictionary<string, HostTensor> tensors, string file)
+    {
+        foreach (HostTensor t in tensors.Values)
+        {
+            t.RequireFinite(file);
+        }
     }
 
     /// <summary>Parameters of the PyTorch port that the forward pass never reads: the

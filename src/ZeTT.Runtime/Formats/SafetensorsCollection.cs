@@ -2,6 +2,8 @@ using System.Text.Json;
 using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>
@@ -97,7 +99,18 @@ public sealed class SafetensorsCollection : IDisposable
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         try
         {
-            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(indexPath),
+            byte[] indexBytes = InputFile.ReadAllBytes(indexPath, InputFile.ConfigJsonLimit,
+                "shard index");
+            try
+            {
+                JsonInput.Validate(indexBytes, indexPath, maxDepth: 16);
+            }
+            catch (ZettException e) when (e is not SafetensorsException
+                && e.Message.StartsWith(indexPath + ": ", StringComparison.Ordinal))
+            {
+                throw new SafetensorsException(indexPath, null, e.Message[(indexPath.Length + 2)..]);
+            }
+            using JsonDocument doc = JsonDocument.Parse(indexBytes,
                 new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object
                 || !doc.RootElement.TryGetProperty("weight_map", out JsonElement map)

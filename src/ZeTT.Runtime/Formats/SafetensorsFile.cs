@@ -6,6 +6,8 @@ using Microsoft.Win32.SafeHandles;
 using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>
@@ -76,9 +78,20 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path))
+        switch (InputFile.KindOf(path))
         {
-            throw new SafetensorsException(path, null, "file not found");
+            case PathKind.RegularFile:
+                break;
+            case PathKind.Missing:
+                throw new SafetensorsException(path, null, "file not found");
+            case PathKind.Directory:
+                throw new SafetensorsException(path, null, "is a directory, expected a file");
+            case PathKind.SymlinkLoop:
+                throw new SafetensorsException(path, null, "symbolic link loop");
+            default:
+                // A FIFO would block the open forever, a device has no end.
+                throw new SafetensorsException(path, null, "not a regular file (a FIFO, socket or "
+                    + "device)");
         }
         SafeFileHandle handle;
         try

@@ -4,6 +4,8 @@ using System.Text.Json;
 using ZeTT.Ops;
 using ZeTT.Runtime.Tensors;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Formats;
 
 /// <summary>One tensor to write: its header entry and a callback that streams exactly
@@ -162,35 +164,27 @@ public static class SafetensorsWriter
         {
             throw new SafetensorsException(path, null, $"folder {parent} does not exist");
         }
-        string temp = full + ".tmp-" + Environment.ProcessId;
-        try
+        using OutputTarget target = OutputTarget.Begin(full, OutputKind.File);
+        using (var stream = new FileStream(target.TempPath, FileMode.CreateNew, FileAccess.Write,
+            FileShare.None, 1 << 20))
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write,
-                FileShare.None, 1 << 20))
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+            stream.Write(len);
+            stream.Write(header);
+            foreach (SafetensorsEntry e in entries)
             {
-                Span<byte> len = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
-                stream.Write(len);
-                stream.Write(header);
-                foreach (SafetensorsEntry e in entries)
+                long before = stream.Position;
+                e.WriteData(stream);
+                long written = stream.Position - before;
+                if (written != e.ByteLength)
                 {
-                    long before = stream.Position;
-                    e.WriteData(stream);
-                    long written = stream.Position - before;
-                    if (written != e.ByteLength)
-                    {
-                        throw new InvalidOperationException(
-                            $"tensor '{e.Name}': wrote {written} bytes, expected {e.ByteLength}");
-                    }
+                    throw new InvalidOperationException(
+                        $"tensor '{e.Name}': wrote {written} bytes, expected {e.ByteLength}");
                 }
             }
-            File.Move(temp, full, overwrite: true);
         }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        target.Commit();
     }
 
     /// <summary>
@@ -254,31 +248,23 @@ public static class SafetensorsWriter
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(weightMap);
-        string temp = path + ".tmp-" + Environment.ProcessId;
-        try
+        using OutputTarget target = OutputTarget.Begin(path, OutputKind.File);
+        using (var stream = new FileStream(target.TempPath, FileMode.CreateNew, FileAccess.Write))
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
-            using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+            json.WriteStartObject();
+            json.WriteStartObject("metadata");
+            json.WriteNumber("total_size", totalSize);
+            json.WriteEndObject();
+            json.WriteStartObject("weight_map");
+            foreach (KeyValuePair<string, string> kv in weightMap.OrderBy(k => k.Key, StringComparer.Ordinal))
             {
-                json.WriteStartObject();
-                json.WriteStartObject("metadata");
-                json.WriteNumber("total_size", totalSize);
-                json.WriteEndObject();
-                json.WriteStartObject("weight_map");
-                foreach (KeyValuePair<string, string> kv in weightMap.OrderBy(k => k.Key, StringComparer.Ordinal))
-                {
-                    json.WriteString(kv.Key, kv.Value);
-                }
-                json.WriteEndObject();
-                json.WriteEndObject();
+                json.WriteString(kv.Key, kv.Value);
             }
-            File.Move(temp, path, overwrite: true);
+            json.WriteEndObject();
+            json.WriteEndObject();
         }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        target.Commit();
     }
 
     private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries,

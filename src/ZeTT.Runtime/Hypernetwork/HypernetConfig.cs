@@ -1,4 +1,5 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
+using ZeTT.Runtime.IO;
 
 namespace ZeTT.Runtime.Hypernetwork;
 
@@ -79,100 +80,126 @@ public sealed class HypernetConfig
     /// <summary>Head dimension H / heads.</summary>
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
+    /// <summary>Largest width or count a config may give: far above every real hypernetwork
+    /// (n_embd 8192 at most), low enough that products of two stay within a long.</summary>
+    public const int MaxSize = 1 << 20;
+
     /// <summary>Parses config.json text; <paramref name="source"/> names it in errors.</summary>
     public static HypernetConfig Parse(string json, string source)
     {
         ArgumentNullException.ThrowIfNull(json);
-        JsonDocument doc;
-        try
+        return Parse(JsonInput.Parse(json, source) as JsonObject
+            ?? throw new ZettException($"{source}: expected a JSON object"), source);
+    }
+
+    /// <summary>Reads a parsed config.json; every value is checked for its type and range and
+    /// an error names the file and the JSON path.</summary>
+    public static HypernetConfig Parse(JsonObject r, string source)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        string? modelType = JsonInput.String(r, "model_type", source);
+        if (modelType is not null && modelType != "zett_hypernetwork")
         {
-            doc = JsonDocument.Parse(json);
+            throw new ZettException(
+                $"{source}: model_type is '{modelType}', expected 'zett_hypernetwork'");
         }
-        catch (JsonException e)
+        int Size(string key, int? fallback) =>
+            JsonInput.Int32(r, key, source, 1, MaxSize) ?? fallback
+            ?? throw new ZettException($"{source}: missing {key}");
+        int Count(string key, int fallback) => JsonInput.Int32(r, key, source, 0, MaxSize) ?? fallback;
+        bool Bool(string key, bool fallback) => JsonInput.Bool(r, key, source) ?? fallback;
+
+        int hidden = Size("hn_hidden_size", null);
+        int heads = JsonInput.Int32(r, "hn_num_attention_heads", source, 1, MaxSize)
+            ?? Math.Max(1, hidden / 64);
+        if (hidden % heads != 0)
         {
-            throw new ZettException($"{source}: not valid JSON: {e.Message}");
+            throw new ZettException(
+                $"{source}: hn_hidden_size {hidden} is not divisible by {heads} heads");
         }
-        using (doc)
+        var langs = new List<string>();
+        if (JsonInput.Array(r, "langs", source) is { } l)
         {
-            JsonElement r = doc.RootElement;
-            if (r.ValueKind != JsonValueKind.Object)
-            {
-                throw new ZettException($"{source}: expected a JSON object");
-            }
-            string? modelType = Str(r, "model_type");
-            if (modelType is not null && modelType != "zett_hypernetwork")
-            {
-                throw new ZettException(
-                    $"{source}: model_type is '{modelType}', expected 'zett_hypernetwork'");
-            }
-            int hidden = Int(r, source, "hn_hidden_size", null)
-                ?? throw new ZettException($"{source}: missing hn_hidden_size");
-            int heads = Int(r, source, "hn_num_attention_heads", null) ?? hidden / 64;
-            if (heads <= 0 || hidden % heads != 0)
-            {
-                throw new ZettException(
-                    $"{source}: hn_hidden_size {hidden} is not divisible by {heads} heads");
-            }
-            var langs = new List<string>();
-            if (r.TryGetProperty("langs", out JsonElement l) && l.ValueKind == JsonValueKind.Array)
-            {
-                langs.AddRange(l.EnumerateArray().Select(x => x.GetString() ?? ""));
-            }
-            var config = new HypernetConfig
-            {
-                NEmbd = Int(r, source, "n_embd", 768)!.Value,
-                HiddenSize = hidden,
-                IntermediateSize = Int(r, source, "hn_intermediate_size", null)
-                    ?? throw new ZettException($"{source}: missing hn_intermediate_size"),
-                NumLayers = Int(r, source, "hn_n_layers", 3)!.Value,
-                NumAttentionHeads = heads,
-                SurfaceMaxLen = Int(r, source, "hn_surface_maxlen", 16)!.Value,
-                RescaleEmbeddings = Bool(r, "hn_rescale_embeddings", false),
-                PredictBias = Bool(r, "hn_predict_bias", true),
-                SingleHead = Bool(r, "hn_single_head", false),
-                EmbedLangId = Bool(r, "hn_embed_lang_id", false),
-                NumLangs = Int(r, source, "n_langs", null) ?? langs.Count,
-                Langs = langs,
-                NumExtraTokens = Int(r, source, "hn_n_extra_tokens", 0)!.Value,
-                OriginalVocabSize = Int(r, source, "original_vocab_size", null)
-                    ?? throw new ZettException($"{source}: missing original_vocab_size"),
-                PadTokenId = Int(r, source, "pad_token_id", null)
-                    ?? throw new ZettException($"{source}: missing pad_token_id"),
-                SeparateOutEmbeddings = Bool(r, "separate_out_embeddings", false),
-                ConcatLastHiddenState = Bool(r, "hn_concat_last_hidden_state", false),
-                EmbedUsingSourceEmbeddings = Bool(r, "hn_embed_using_source_embeddings", false),
-            };
-            if (!config.EmbedUsingSourceEmbeddings)
-            {
-                throw new ZettException($"{source}: hn_embed_using_source_embeddings is false; "
-                    + "only hypernetworks that embed through the source embeddings are supported "
-                    + "(every released checkpoint does)");
-            }
-            if (Bool(r, "hn_embed_target_priors", false)
-                || Bool(r, "hn_add_inter_token_attention", false))
-            {
-                throw new ZettException($"{source}: hn_embed_target_priors and "
-                    + "hn_add_inter_token_attention are not supported (no released checkpoint "
-                    + "uses them)");
-            }
-            if (config.EmbedLangId && config.NumLangs <= 0)
-            {
-                throw new ZettException($"{source}: hn_embed_lang_id is set but n_langs is not");
-            }
-            return config;
+            langs.AddRange(l.Select(x => JsonInput.AsString(x, source)));
         }
+        int originalVocab = Size("original_vocab_size", null);
+        int extra = Count("hn_n_extra_tokens", 0);
+        var config = new HypernetConfig
+        {
+            NEmbd = Size("n_embd", 768),
+            HiddenSize = hidden,
+            IntermediateSize = Size("hn_intermediate_size", null),
+            NumLayers = Count("hn_n_layers", 3),
+            NumAttentionHeads = heads,
+            SurfaceMaxLen = Size("hn_surface_maxlen", 16),
+            RescaleEmbeddings = Bool("hn_rescale_embeddings", false),
+            PredictBias = Bool("hn_predict_bias", true),
+            SingleHead = Bool("hn_single_head", false),
+            EmbedLangId = Bool("hn_embed_lang_id", false),
+            NumLangs = JsonInput.Int32(r, "n_langs", source, 0, MaxSize) ?? langs.Count,
+            Langs = langs,
+            NumExtraTokens = extra,
+            OriginalVocabSize = originalVocab,
+            PadTokenId = JsonInput.Int32(r, "pad_token_id", source, 0, int.MaxValue - 1)
+                ?? throw new ZettException($"{source}: missing pad_token_id"),
+            SeparateOutEmbeddings = Bool("separate_out_embeddings", false),
+            ConcatLastHiddenState = Bool("hn_concat_last_hidden_state", false),
+            EmbedUsingSourceEmbeddings = Bool("hn_embed_using_source_embeddings", false),
+        };
+        if ((long)originalVocab + extra > int.MaxValue - 1)
+        {
+            throw new ZettException($"{source}: original_vocab_size {originalVocab} + "
+                + $"hn_n_extra_tokens {extra} exceeds the largest vocabulary");
+        }
+        if (config.PadTokenId >= originalVocab + extra)
+        {
+            throw JsonInput.Error(source, r, "pad_token_id", $"{config.PadTokenId} is outside the "
+                + $"hypernetwork's vocabulary ({originalVocab} + {extra} extra tokens)");
+        }
+        if (config.NumLayers == 0)
+        {
+            throw JsonInput.Error(source, r, "hn_n_layers", "0 is out of range (at least 1)");
+        }
+        if (!config.EmbedUsingSourceEmbeddings)
+        {
+            throw new ZettException($"{source}: hn_embed_using_source_embeddings is false; "
+                + "only hypernetworks that embed through the source embeddings are supported "
+                + "(every released checkpoint does)");
+        }
+        if (Bool("hn_embed_target_priors", false) || Bool("hn_add_inter_token_attention", false))
+        {
+            throw new ZettException($"{source}: hn_embed_target_priors and "
+                + "hn_add_inter_token_attention are not supported (no released checkpoint "
+                + "uses them)");
+        }
+        if (config.EmbedLangId && config.NumLangs <= 0)
+        {
+            throw new ZettException($"{source}: hn_embed_lang_id is set but n_langs is not");
+        }
+        if (config.Langs.Count > config.NumLangs)
+        {
+            throw JsonInput.Error(source, r, "langs", $"{config.Langs.Count} languages but n_langs "
+                + $"is only {config.NumLangs}");
+        }
+        return config;
     }
 
     /// <summary>Reads <c>config.json</c> from a hypernetwork directory.</summary>
     public static HypernetConfig Load(string directory)
     {
+        ArgumentNullException.ThrowIfNull(directory);
         string path = Path.Combine(directory, "config.json");
-        if (!File.Exists(path))
+        if (InputFile.KindOf(directory) is not PathKind.Directory)
+        {
+            throw new ZettException($"{directory}: not a hypernetwork directory "
+                + (InputFile.KindOf(directory) == PathKind.Missing ? "(not found)" : "(not a directory)"));
+        }
+        if (InputFile.KindOf(path) == PathKind.Missing)
         {
             throw new ZettException($"{path}: file not found (is {directory} a hypernetwork "
                 + "directory?)");
         }
-        return Parse(File.ReadAllText(path), path);
+        return Parse(JsonInput.ReadObject(path), path);
     }
 
     /// <summary>Index of <paramref name="langCode"/> in <see cref="Langs"/>; a clear error
@@ -202,31 +229,5 @@ public sealed class HypernetConfig
         return index >= 0
             ? index
             : throw new ZettException($"--lang {langCode}: unknown language; valid: {valid}");
-    }
-
-    private static string? Str(JsonElement r, string key) =>
-        r.TryGetProperty(key, out JsonElement v) && v.ValueKind == JsonValueKind.String
-            ? v.GetString()
-            : null;
-
-    private static bool Bool(JsonElement r, string key, bool fallback) =>
-        r.TryGetProperty(key, out JsonElement v)
-            ? v.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => fallback,
-            }
-            : fallback;
-
-    private static int? Int(JsonElement r, string source, string key, int? fallback)
-    {
-        if (!r.TryGetProperty(key, out JsonElement v) || v.ValueKind == JsonValueKind.Null)
-        {
-            return fallback;
-        }
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)
-            ? i
-            : throw new ZettException($"{source}: {key} must be an integer, got {v.GetRawText()}");
     }
 }

@@ -63,6 +63,33 @@ public sealed class HostTensor
     /// <summary>Number of dimensions.</summary>
     public int Rank => Shape.Length;
 
+    /// <summary>Throws, naming <paramref name="file"/>, the tensor and the row, when a value is
+    /// NaN or infinite: such a value would be copied into every output computed from it.
+    /// Returns the tensor.</summary>
+    public HostTensor RequireFinite(string file)
+    {
+        ReadOnlySpan<float> data = Data;
+        // The sum is finite whenever every value is (a finite sum that overflows is caught by
+        // the exact scan below, which then finds nothing): one vectorised pass over clean data.
+        if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(data)))
+        {
+            return this;
+        }
+        int at = 0;
+        while (at < data.Length && float.IsFinite(data[at]))
+        {
+            at++;
+        }
+        if (at == data.Length)
+        {
+            return this;
+        }
+        long width = Shape.Length >= 2 ? data.Length / Math.Max(1, Shape[0]) : 1;
+        string where = Shape.Length >= 2 ? $"row {at / width}, column {at % width}" : $"element {at}";
+        throw new ZettException($"{file}: tensor '{Name}': {where} is {data[at]} (values must be "
+            + "finite)");
+    }
+
     /// <summary>Renders a shape as <c>[a, b, c]</c> for error messages.</summary>
     public static string ShapeToString(IEnumerable<int> shape) => "[" + string.Join(", ", shape) + "]";
 

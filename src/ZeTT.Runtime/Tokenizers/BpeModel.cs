@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>
@@ -126,18 +128,9 @@ internal sealed class BpeModel : TokenizerModel
 
     public static new BpeModel FromJson(JsonObject model, string file)
     {
-        if (model["vocab"] is not JsonObject vocabJson)
-        {
-            throw new ZettException($"{file}: BPE model has no 'vocab' object");
-        }
-        var vocab = new Dictionary<string, int>(vocabJson.Count, StringComparer.Ordinal);
-        foreach (KeyValuePair<string, JsonNode?> kv in vocabJson)
-        {
-            vocab[kv.Key] = kv.Value?.GetValue<int>()
-                ?? throw new ZettException($"{file}: BPE token '{kv.Key}' has no id");
-        }
+        Dictionary<string, int> vocab = TokenizerLimits.ReadVocab(model, file, "BPE");
         var merges = new List<(string, string)>();
-        if (model["merges"] is JsonArray mergesJson)
+        if (JsonInput.Array(model, "merges", file) is { } mergesJson)
         {
             merges.Capacity = mergesJson.Count;
             foreach (JsonNode? m in mergesJson)
@@ -152,18 +145,22 @@ internal sealed class BpeModel : TokenizerModel
     {
         if (merge is JsonArray pair && pair.Count == 2)
         {
-            return (pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>());
+            string a = JsonInput.AsString(pair[0], file), b = JsonInput.AsString(pair[1], file);
+            TokenizerLimits.CheckToken(a, file, pair[0]);
+            TokenizerLimits.CheckToken(b, file, pair[1]);
+            return (a, b);
         }
         if (merge is JsonValue v && v.TryGetValue(out string? s))
         {
             int space = s.IndexOf(' ', StringComparison.Ordinal);
+            TokenizerLimits.CheckToken(s, file, merge);
             if (space > 0)
             {
                 return (s[..space], s[(space + 1)..]);
             }
         }
-        throw new ZettException($"{file}: BPE merge {merge?.ToJsonString()} is neither \"a b\" " +
-            "nor [a, b]");
+        throw JsonInput.Error(file, merge, $"BPE merge {merge?.ToJsonString()} is neither \"a b\" "
+            + "nor [a, b]");
     }
 
     public override string? IdToToken(int id) =>

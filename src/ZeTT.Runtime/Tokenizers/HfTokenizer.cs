@@ -2,6 +2,8 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>One entry of tokenizer.json's <c>added_tokens</c>.</summary>
@@ -209,7 +211,7 @@ public sealed class HfTokenizer
                 string model = Path.Combine(path, "tokenizer.model");
                 if (File.Exists(model))
                 {
-                    RefuseNonJson(model, File.ReadAllBytes(model));
+                    RefuseNonJson(model, InputFile.ReadAllBytes(model, InputFile.TokenizerJsonLimit, "tokenizer.model"));
                 }
                 throw new ZettException($"{path}: directory has no tokenizer.json");
             }
@@ -230,26 +232,30 @@ public sealed class HfTokenizer
 
     private static HfTokenizer LoadFile(string file)
     {
-        JsonObject root;
-        byte[] bytes = File.ReadAllBytes(file);
+        byte[] bytes = InputFile.ReadAllBytes(file, InputFile.TokenizerJsonLimit, "tokenizer.json");
         RefuseNonJson(file, bytes);
+        JsonObject root = JsonInput.Parse(bytes, file, JsonInput.TokenizerDepth) as JsonObject
+            ?? throw new ZettException($"{file}: not a JSON object");
         try
         {
-            root = JsonNode.Parse(bytes,
-                documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject
-                ?? throw new ZettException($"{file}: not a JSON object");
+            return Build(root, file);
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is InvalidOperationException or FormatException
+            or InvalidCastException && e.Source == "System.Text.Json")
         {
-            throw new ZettException($"{file}: not valid JSON ({e.Message})", e);
+            // A value of the wrong type that a component reader took as given (a string where
+            // an object belongs): the typed readers name the JSON path; this names the file.
+            throw new ZettException($"{file}: a value has the wrong type: {e.Message}", e);
         }
-        if (root["model"] is not JsonObject modelJson)
-        {
-            throw new ZettException($"{file}: no 'model' object (not a tokenizer.json?)");
-        }
+    }
+
+    private static HfTokenizer Build(JsonObject root, string file)
+    {
+        JsonObject modelJson = JsonInput.Object(root, "model", file)
+            ?? throw new ZettException($"{file}: no 'model' object (not a tokenizer.json?)");
         TokenizerPipeline.Validate(root, file);
         TokenizerModel model = TokenizerModel.FromJson(modelJson, file);
-        List<HfAddedToken> added = ParseAddedTokens(root["added_tokens"], file);
+        List<HfAddedToken> added = ParseAddedTokens(root, file);
         var components = new JsonObject();
         foreach (KeyValuePair<string, JsonNode?> kv in root)
         {
@@ -260,9 +266,9 @@ public sealed class HfTokenizer
         }
 
         string directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
-        JsonObject? config = ReadOptionalJson(Path.Combine(directory, "tokenizer_config.json"));
-        JsonObject? map = ReadOptionalJson(Path.Combine(directory, "special_tokens_map.json"));
-        JsonObject? modelConfig = ReadOptionalJson(Path.Combine(directory, "config.json"));
+        JsonObject? config = JsonInput.ReadOptionalObject(Path.Combine(directory, "tokenizer_config.json"));
+        JsonObject? map = JsonInput.ReadOptionalObject(Path.Combine(directory, "special_tokens_map.json"));
+        JsonObject? modelConfig = JsonInput.ReadOptionalObject(Path.Combine(directory, "config.json"));
         string? cls = ResolveClass(config, modelConfig, model, components, added);
         SpecialTokenMap specials = SpecialTokenMap.ClassDefaults(cls).Override(config);
         if (config is null || !config.ContainsKey("added_tokens_decoder"))
@@ -310,44 +316,33 @@ public sealed class HfTokenizer
         throw new ZettException($"{file}: unsupported format: not a tokenizer.json (no JSON object)");
     }
 
-    private static List<HfAddedToken> ParseAddedTokens(JsonNode? node, string file)
+    private static List<HfAddedToken> ParseAddedTokens(JsonObject root, string file)
     {
         var list = new List<HfAddedToken>();
-        if (node is not JsonArray array)
+        if (JsonInput.Array(root, "added_tokens", file) is not { } array)
         {
             return list;
         }
         foreach (JsonNode? t in array)
         {
-            if (t?["id"] is not JsonValue id || t["content"] is not JsonValue content)
+            if (t is not JsonObject o)
             {
-                throw new ZettException($"{file}: added token {t?.ToJsonString()} has no id/content");
+                throw JsonInput.Error(file, t, "an added token must be an object");
             }
-            list.Add(new HfAddedToken(id.GetValue<int>(), content.GetValue<string>(),
-                Flag(t, "special"), Flag(t, "single_word"), Flag(t, "lstrip"), Flag(t, "rstrip"),
-                Flag(t, "normalized")));
+            int id = JsonInput.Int32(o, "id", file, 0, TokenizerLimits.MaxId)
+                ?? throw JsonInput.Error(file, o, "added token has no id");
+            string content = JsonInput.String(o, "content", file)
+                ?? throw JsonInput.Error(file, o, "added token has no content");
+            TokenizerLimits.CheckToken(content, file, o["content"]);
+            list.Add(new HfAddedToken(id, content,
+                Flag(o, "special", file), Flag(o, "single_word", file), Flag(o, "lstrip", file),
+                Flag(o, "rstrip", file), Flag(o, "normalized", file)));
         }
         return list;
     }
 
-    private static bool Flag(JsonNode n, string key) =>
-        n[key] is JsonValue v && v.TryGetValue(out bool b) && b;
-
-    private static JsonObject? ReadOptionalJson(string path)
-    {
-        if (!File.Exists(path))
-        {
-            return null;
-        }
-        try
-        {
-            return JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject;
-        }
-        catch (JsonException e)
-        {
-            throw new ZettException($"{path}: not valid JSON ({e.Message})", e);
-        }
-    }
+    private static bool Flag(JsonObject o, string key, string file) =>
+        JsonInput.Bool(o, key, file) ?? false;
 
     /// <summary>The transformers class AutoTokenizer would pick: tokenizer_config.json's
     /// <c>tokenizer_class</c>, else config.json's <c>model_type</c>, else a guess from the
@@ -424,6 +419,19 @@ public sealed class HfTokenizer
             w => BuildTokenizerConfig().WriteTo(w));
         WriteAtomic(Path.Combine(directory, "special_tokens_map.json"),
             w => BuildSpecialTokensMap().WriteTo(w));
+    }
+
+    /// <summary>
+    /// Writes the tokenizer as a new directory <paramref name="output"/> under the output
+    /// policy (<see cref="OutputTarget"/>): refused when it overlaps <paramref name="inputs"/>
+    /// or exists without <paramref name="overwrite"/>; the files appear together or not at all.
+    /// </summary>
+    public void SaveDirectory(string output, bool overwrite, IEnumerable<string?> inputs)
+    {
+        string full = OutputTarget.Check(output, OutputKind.Directory, overwrite, inputs);
+        using OutputTarget target = OutputTarget.Begin(full, OutputKind.Directory);
+        Save(target.TempPath);
+        target.Commit();
     }
 
     private static readonly JsonWriterOptions WriterOptions = new()

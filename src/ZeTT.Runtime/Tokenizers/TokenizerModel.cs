@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>The kind of model a tokenizer.json holds.</summary>
@@ -65,7 +67,7 @@ internal abstract class TokenizerModel
     /// as in files written by older versions of the library).</summary>
     public static TokenizerModel FromJson(JsonObject model, string file)
     {
-        string type = TypeOf(model);
+        string type = JsonInput.String(model, "type", file) ?? TypeOf(model);
         return type switch
         {
             "BPE" => BpeModel.FromJson(model, file),

@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using ZeTT.Runtime.IO;
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>
@@ -65,25 +67,31 @@ internal sealed class UnigramModel : TokenizerModel
 
     public static new UnigramModel FromJson(JsonObject model, string file)
     {
-        if (model["vocab"] is not JsonArray vocab)
+        if (JsonInput.Array(model, "vocab", file) is not { } vocab)
         {
             throw new ZettException($"{file}: Unigram model has no 'vocab' array");
+        }
+        if (vocab.Count == 0)
+        {
+            throw JsonInput.Error(file, vocab, "the vocabulary is empty");
         }
         var pieces = new List<(string, double)>(vocab.Count);
         foreach (JsonNode? entry in vocab)
         {
             if (entry is not JsonArray pair || pair.Count != 2)
             {
-                throw new ZettException(
-                    $"{file}: Unigram vocab entry {entry?.ToJsonString()} is not [piece, score]");
+                throw JsonInput.Error(file, entry,
+                    $"Unigram vocab entry {entry?.ToJsonString()} is not [piece, score]");
             }
+            string piece = JsonInput.AsString(pair[0], file);
+            TokenizerLimits.CheckToken(piece, file, pair[0]);
             double score = pair[1] is JsonValue sv
                 && SerdeJsonFloat.Parse(sv.ToJsonString()) is double parsed ? parsed
                 : throw new ZettException(
                     $"{file}: Unigram vocab entry {entry.ToJsonString()} has no numeric score");
-            pieces.Add((pair[0]!.GetValue<string>(), score));
+            pieces.Add((piece, score));
         }
-        int? unkId = model["unk_id"] is JsonValue v && v.TryGetValue(out int u) ? u : null;
+        int? unkId = JsonInput.Int32(model, "unk_id", file, 0, Math.Max(0, pieces.Count - 1));
         return new UnigramModel(pieces, unkId, OptionalBool(model, "byte_fallback"),
             CopyExcept(model, "type", "vocab", "unk_id", "byte_fallback"), file);
     }

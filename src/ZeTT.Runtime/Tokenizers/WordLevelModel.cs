@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>WordLevel: each pre-token is looked up whole; a missing one is the unknown token
@@ -39,19 +40,7 @@ internal sealed class WordLevelModel : TokenizerModel
 
     public static new WordLevelModel FromJson(JsonObject model, string file)
     {
-        if (model["vocab"] is not JsonObject vocabJson)
-        {
-            throw new ZettException($"{file}: WordLevel model has no 'vocab' object");
-        }
-        var vocab = new Dictionary<string, int>(vocabJson.Count, StringComparer.Ordinal);
-        foreach (KeyValuePair<string, JsonNode?> kv in vocabJson)
-        {
-            if (kv.Value is not JsonValue v || !v.TryGetValue(out int id) || id < 0)
-            {
-                throw new ZettException($"{file}: WordLevel vocabulary entry '{kv.Key}' has no valid id");
-            }
-            vocab[kv.Key] = id;
-        }
+        Dictionary<string, int> vocab = TokenizerLimits.ReadVocab(model, file, "WordLevel");
         return new WordLevelModel(vocab, CopyExcept(model, "type", "vocab"), file);
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+
 namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>
@@ -54,15 +55,7 @@ internal sealed class WordPieceModel : TokenizerModel
 
     public static new WordPieceModel FromJson(JsonObject model, string file)
     {
-        if (model["vocab"] is not JsonObject vocabJson)
-        {
-            throw new ZettException($"{file}: WordPiece model has no 'vocab' object");
-        }
-        var vocab = new Dictionary<string, int>(vocabJson.Count, StringComparer.Ordinal);
-        foreach (KeyValuePair<string, JsonNode?> kv in vocabJson)
-        {
-            vocab[kv.Key] = kv.Value!.GetValue<int>();
-        }
+        Dictionary<string, int> vocab = TokenizerLimits.ReadVocab(model, file, "WordPiece");
         return new WordPieceModel(vocab, CopyExcept(model, "type", "vocab"), file);
     }
 

@@ -171,7 +171,7 @@ public static class TrainingCheckpoint
             data, DType.F32);
     }
 
-    /// <summary>config.json of a hypernetwork, with the keys <see cref="HypernetConfig.Parse"/>
+    /// <summary>config.json of a hypernetwork, with the keys <see cref="HypernetConfig.Parse(string, string)"/>
     /// and the reference's PyTorch port read.</summary>
     public static string ConfigJson(HypernetConfig c)
     {

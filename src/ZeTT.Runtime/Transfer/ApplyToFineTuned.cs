@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Transfer;
@@ -53,9 +54,12 @@ public static class ApplyToFineTuned
             throw new ZettException($"lambdas must be distinct finite numbers; got {string.Join(", ", lambdas)}");
         }
         ArgumentNullException.ThrowIfNull(outputDir);
-        if (File.Exists(outputDir))
+        OutputTarget.Check(outputDir, OutputKind.Directory, overwrite || lambdas.Count > 1,
+            [baseDir, fineTunedDir, transferredBaseDir]);
+        foreach (double lambda in lambdas)
         {
-            throw new ZettException($"{outputDir}: is a file, not an output directory");
+            OutputTarget.Check(OutputDirectoryFor(outputDir, lambda, lambdas.Count),
+                OutputKind.Directory, overwrite, [baseDir, fineTunedDir, transferredBaseDir]);
         }
         using HfModelDirectory b = HfModelDirectory.Open(baseDir);
         using HfModelDirectory f = HfModelDirectory.Open(fineTunedDir);
@@ -176,6 +180,9 @@ public static class ApplyToFineTuned
                 file.ReadFloat32(info.Name, start, fs);
                 bFile.ReadFloat32(info.Name, start, bs);
                 btFile.ReadFloat32(info.Name, start, bts);
+                RequireFinite(file, info.Name, fs);
+                RequireFinite(bFile, info.Name, bs);
+                RequireFinite(btFile, info.Name, bts);
                 TensorPrimitives.Subtract(bts, bs, bts);
                 TensorPrimitives.MultiplyAdd(bts, lambda, fs, fs);
                 Span<byte> outBytes = bytes.AsSpan(0, n * DTypes.SizeOf(info.DType));
@@ -183,6 +190,23 @@ public static class ApplyToFineTuned
                 stream.Write(outBytes);
             }
         });
+    }
+
+    private static void RequireFinite(SafetensorsFile file, string tensor, ReadOnlySpan<float> values)
+    {
+        // A finite sum means every value is finite; NaN or infinity would be blended into the
+        // output.
+        if (!float.IsFinite(TensorPrimitives.Sum(values)))
+        {
+            foreach (float x in values)
+            {
+                if (!float.IsFinite(x))
+                {
+                    throw new ZettException($"{file.Path}: tensor '{tensor}' holds {x} "
+                        + "(values must be finite)");
+                }
+            }
+        }
     }
 
     private static Dictionary<string, string?> TokenizerFilesFor(HfModelDirectory f, HfModelDirectory bt,

@@ -1,5 +1,6 @@
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
@@ -30,6 +31,9 @@ public sealed record PredictOptions
 
     /// <summary>The output safetensors file.</summary>
     public required string OutputFile { get; init; }
+
+    /// <summary>Replace an existing <see cref="OutputFile"/>.</summary>
+    public bool Overwrite { get; init; }
 
     /// <summary>Language code of a multilingual hypernetwork.</summary>
     public string? Language { get; init; }
@@ -73,6 +77,9 @@ public static class EmbeddingPrediction
         {
             throw new ZettException("give exactly one of --surface-forms FILE and --tokens FILE");
         }
+        OutputTarget.Check(options.OutputFile, OutputKind.File, options.Overwrite,
+            [options.HypernetDirectory, options.SourceEmbeddingsFile, options.ModelDirectory,
+                options.SurfaceFormsFile, options.TokensFile]);
         HypernetConfig config = HypernetConfig.Load(options.HypernetDirectory);
         int lang = config.ResolveLanguage(options.Language);
         HypernetCheckpoint checkpoint = HypernetCheckpoint.Load(options.HypernetDirectory);
@@ -131,11 +138,6 @@ public static class EmbeddingPrediction
         {
             entries.Add(SafetensorsEntry.FromFloat32("bias", [rows], bias));
         }
-        string? parent = Path.GetDirectoryName(Path.GetFullPath(options.OutputFile));
-        if (parent is not null && !Directory.Exists(parent))
-        {
-            throw new ZettException($"{options.OutputFile}: folder {parent} does not exist");
-        }
         SafetensorsWriter.Write(options.OutputFile, entries);
         return new PredictResult(rows, backend.Name, truncated, output);
     }
@@ -178,7 +180,7 @@ public static class EmbeddingPrediction
                     + (name == "embeddings_out" ? "; the hypernetwork has separate_out_embeddings" : "")
                     + ")");
             }
-            HostTensor t = st.ReadFloat32(name);
+            HostTensor t = st.ReadFloat32(name).RequireFinite(file);
             if (t.Rank != 2 || t.Shape[1] != config.NEmbd)
             {
                 throw new ZettException($"{file}: tensor '{name}' has shape "
@@ -209,20 +211,23 @@ public static class EmbeddingPrediction
 
     private static SafetensorsFile OpenFile(string file)
     {
-        if (!File.Exists(file))
-        {
-            throw new ZettException($"{file}: file not found");
-        }
+        InputFile.RequireRegularFile(file, "safetensors file");
         return SafetensorsFile.Open(file);
     }
 
     private static string[] ReadTokens(string file)
     {
-        if (!File.Exists(file))
+        string[] lines = InputFile.ReadAllText(file, InputFile.TokenListLimit, "token list")
+            .Split('\n');
+        for (int i = 0; i < lines.Length; i++)
         {
-            throw new ZettException($"{file}: file not found");
+            lines[i] = lines[i].TrimEnd('\r');
+            if (lines[i].Length > TokenizerLimits.MaxTokenLength)
+            {
+                throw new ZettException($"{file}:{i + 1}: a token of {lines[i].Length} "
+                    + $"characters, more than the {TokenizerLimits.MaxTokenLength} a token may have");
+            }
         }
-        string[] lines = File.ReadAllLines(file);
         int count = lines.Length;
         while (count > 0 && lines[count - 1].Length == 0)
         {
@@ -235,6 +240,7 @@ public static class EmbeddingPrediction
                 throw new ZettException($"{file}:{i + 1}: empty line (one byte-level token per line)");
             }
         }
-        return lines[..count];
+        return count > 0 ? lines[..count]
+            : throw new ZettException($"{file}: no tokens (one byte-level token per line)");
     }
 }

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tensors;
@@ -58,5 +59,28 @@ public static class SourceEmbeddings
                     destination.AsSpan((int)((long)(r0 + r) * stride + column), cols));
             }
         });
+        // Non-finite values would be copied into every prediction made from them.
+        string file = model.Weights.FileOf(name).Path;
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<float> row = destination.AsSpan((int)((long)r * stride + column), cols);
+            if (!float.IsFinite(TensorPrimitives.Sum(row)) && !AllFinite(row))
+            {
+                throw new ZettException($"{file}: tensor '{name}': row {r} holds a NaN or "
+                    + "infinite value (values must be finite)");
+            }
+        }
+    }
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float x in values)
+        {
+            if (!float.IsFinite(x))
+            {
+                return false;
+            }
+        }
+        return true;
     }
 }

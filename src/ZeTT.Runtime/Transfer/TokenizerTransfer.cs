@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
@@ -322,28 +323,9 @@ public static class TokenizerTransfer
         {
             throw new ZettException("--lang is not used by --method fvt");
         }
-        string output = Path.GetFullPath(o.OutputDirectory);
-        if (o.Format == TransferFormat.Gguf)
-        {
-            if (Directory.Exists(output))
-            {
-                throw new ZettException($"{o.OutputDirectory}: is a directory; --format gguf writes "
-                    + "one .gguf file");
-            }
-            if (File.Exists(output) && !o.Overwrite)
-            {
-                throw new ZettException($"{o.OutputDirectory}: output file exists");
-            }
-            return;
-        }
-        if (File.Exists(output))
-        {
-            throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
-        }
-        if (!o.Overwrite && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any())
-        {
-            throw new ZettException($"{o.OutputDirectory}: output directory exists and is not empty");
-        }
+        OutputTarget.Check(o.OutputDirectory,
+            o.Format == TransferFormat.Gguf ? OutputKind.File : OutputKind.Directory, o.Overwrite,
+            [o.ModelDirectory, o.Tokenizer, o.HypernetDirectory]);
     }
 
     private static ModelClass ResolveModelClass(HfModelDirectory model, ModelClass? requested)

@@ -9,7 +9,14 @@ public sealed class HfModelDirectoryTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("zett-hf-").FullName;
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        Directory.Delete(_dir, recursive: true);
+        if (Directory.Exists(_dir + "-out"))
+        {
+            Directory.Delete(_dir + "-out", recursive: true);
+        }
+    }
 
     public static TheoryData<string> Families() => new(TinyModels.Families);
 
@@ -68,7 +75,7 @@ public sealed class HfModelDirectoryTests : IDisposable
         JsonObject config = HfModelDirectory.ReadJsonObject(Path.Combine(_dir, "config.json"));
         config["tie_word_embeddings"] = true;
         HfModelWriter.WriteJson(Path.Combine(_dir, "config.json"), config);
-        string outDir = Path.Combine(_dir, "out");
+        string outDir = _dir + "-out";
         using (HfModelDirectory model = HfModelDirectory.Open(tiny.Directory))
         {
             Assert.Null(model.OutputEmbeddingName);

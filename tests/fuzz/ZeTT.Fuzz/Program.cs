@@ -1,6 +1,9 @@
 using SharpFuzz;
 using ZeTT.Runtime;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Fuzz;
 
@@ -75,6 +78,34 @@ public static class Program
             }
         },
         ["msgpack"] = path => FlaxMsgpack.ReadTensors(path),
+        ["json"] = path => JsonInput.ReadObject(path, InputFile.TokenizerJsonLimit,
+            JsonInput.TokenizerDepth),
+        ["hypernet-config"] = path => HypernetConfig.Parse(JsonInput.ReadObject(path), path),
+        ["tokenizer"] = path =>
+        {
+            // HfTokenizer.Load takes a tokenizer.json by path; encode and decode a little text
+            // so the pipeline built from the file runs too.
+            HfTokenizer t = HfTokenizer.Load(path);
+            TokenizerEncoding e = t.Encode("Hello, wörld! 123  \t\n日本");
+            t.Decode(e.Ids);
+        },
+        ["model-config"] = path =>
+        {
+            // A model directory around the input as config.json (no weights: the config is
+            // read and checked before the weights are opened).
+            string dir = path + ".model";
+            Directory.CreateDirectory(dir);
+            try
+            {
+                File.Copy(path, Path.Combine(dir, "config.json"), overwrite: true);
+                using HfModelDirectory m = HfModelDirectory.Open(dir);
+            }
+            finally
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        },
+        ["token-list"] = path => InputFile.ReadAllText(path, InputFile.TokenListLimit, "token list"),
     };
 
     private static string RunOne(Action<string> target, string path)

@@ -1,0 +1,176 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace ZeTT.Runtime.IO;
+
+/// <summary>What a path is, after following symbolic links.</summary>
+public enum PathKind
+{
+    /// <summary>Nothing is there (or a dangling link).</summary>
+    Missing,
+
+    /// <summary>A regular file.</summary>
+    RegularFile,
+
+    /// <summary>A directory.</summary>
+    Directory,
+
+    /// <summary>A FIFO, socket, or character or block device.</summary>
+    Special,
+
+    /// <summary>A cycle of symbolic links.</summary>
+    SymlinkLoop,
+}
+
+/// <summary>
+/// Bounded reads of every input file: a path must be a regular file (a FIFO would block
+/// forever, /dev/zero would grow without end, a directory is not a file), no larger than the
+/// cap given for its kind, and a symlink loop is named as one. Errors are one
+/// <see cref="ZettException"/> naming the file.
+/// </summary>
+public static partial class InputFile
+{
+    /// <summary>Cap on small JSON files (config.json, tokenizer_config.json, hypernetwork
+    /// configs): the largest real ones are a few KiB.</summary>
+    public const long ConfigJsonLimit = 64L << 20;
+
+    /// <summary>Cap on tokenizer.json: the largest real ones (256k vocabularies with merges)
+    /// are about 40 MiB.</summary>
+    public const long TokenizerJsonLimit = 1L << 30;
+
+    /// <summary>Cap on a token list: ten million 100-byte tokens.</summary>
+    public const long TokenListLimit = 1L << 30;
+
+    /// <summary>What <paramref name="path"/> is, following links.</summary>
+    public static PathKind KindOf(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        FileSystemInfo info = new FileInfo(path);
+        if (info.LinkTarget is not null)
+        {
+            try
+            {
+                info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+            }
+            catch (IOException)
+            {
+                return PathKind.SymlinkLoop;
+            }
+        }
+        if (Directory.Exists(info.FullName))
+        {
+            return PathKind.Directory;
+        }
+        if (!File.Exists(info.FullName))
+        {
+            return PathKind.Missing;
+        }
+        return IsSpecialFile(info.FullName) ? PathKind.Special : PathKind.RegularFile;
+    }
+
+    /// <summary>Throws unless <paramref name="path"/> is a regular file (links followed);
+    /// <paramref name="what"/> says what it should be ("config.json", "token list").</summary>
+    public static void RequireRegularFile(string path, string what = "file")
+    {
+        switch (KindOf(path))
+        {
+            case PathKind.RegularFile:
+                return;
+            case PathKind.Missing:
+                throw new ZettException($"{path}: file not found");
+            case PathKind.Directory:
+                throw new ZettException($"{path}: is a directory, expected a {what}");
+            case PathKind.SymlinkLoop:
+                throw new ZettException($"{path}: symbolic link loop");
+            default:
+                throw new ZettException($"{path}: not a regular file (a FIFO, socket or device), "
+                    + $"expected a {what}");
+        }
+    }
+
+    /// <summary>The bytes of a regular file no larger than <paramref name="maxBytes"/>.</summary>
+    public static byte[] ReadAllBytes(string path, long maxBytes, string what = "file")
+    {
+        RequireRegularFile(path, what);
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            long length = stream.Length;
+            if (length > maxBytes)
+            {
+                throw new ZettException($"{path}: {length} bytes, more than the {maxBytes} "
+                    + $"bytes a {what} may have");
+            }
+            var bytes = new byte[length];
+            stream.ReadExactly(bytes);
+            return bytes;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ZettException($"{path}: cannot read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A regular file's text, which must be valid UTF-8 (a leading byte-order mark is
+    /// dropped).</summary>
+    public static string ReadAllText(string path, long maxBytes, string what = "file")
+    {
+        byte[] bytes = ReadAllBytes(path, maxBytes, what);
+        ReadOnlySpan<byte> span = bytes;
+        if (span.StartsWith("\uFEFF"u8))
+        {
+            span = span[3..];
+        }
+        try
+        {
+            return StrictUtf8.GetString(span);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new ZettException($"{path}: not valid UTF-8 at byte {e.Index}", e);
+        }
+    }
+
+    /// <summary>UTF-8 that throws on invalid bytes instead of inventing U+FFFD.</summary>
+    public static Encoding StrictUtf8 { get; } = new UTF8Encoding(false, throwOnInvalidBytes: true);
+
+    private static bool IsSpecialFile(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+        // The type bits of st_mode; .NET has no public API for them (FileAttributes reads a FIFO
+        // as Normal). Offsets of st_mode in glibc's struct stat: 24 on x86-64, 16 on arm64.
+        int offset = RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 => 24,
+            Architecture.Arm64 => 16,
+            _ => -1,
+        };
+        if (offset < 0)
+        {
+            return false;
+        }
+        Span<byte> buffer = stackalloc byte[256];
+        int rc;
+        try
+        {
+            rc = Stat(path, ref MemoryMarshal.GetReference(buffer));
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return false;
+        }
+        if (rc != 0)
+        {
+            return false;
+        }
+        const uint TypeMask = 0xF000, Regular = 0x8000, Dir = 0x4000;
+        uint mode = BitConverter.ToUInt32(buffer.Slice(offset, 4)) & TypeMask;
+        return mode != Regular && mode != Dir;
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Stat(string path, ref byte buffer);
+}
