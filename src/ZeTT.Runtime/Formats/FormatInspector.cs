@@ -28,7 +28,7 @@ public static class FormatInspector
         {
             string config = Path.Combine(path, "config.json");
             string tokenizer = Path.Combine(path, "tokenizer.json");
-            if (!File.Exists(config) && File.Exists(tokenizer))
+            if (!Path.Exists(config) && File.Exists(tokenizer))
             {
                 DescribeTokenizer(tokenizer, output);
             }
