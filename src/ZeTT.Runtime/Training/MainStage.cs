@@ -1,6 +1,7 @@
 using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Models;
+using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Runtime.Training;
 
@@ -12,7 +13,36 @@ namespace ZeTT.Runtime.Training;
 /// <param name="Targets">The next id at each position, or −1 where it is not a target (the
 /// caller applies the reference's mask at the input position, TRAINING.md §7.2).</param>
 /// <param name="Batch">Sequences in <paramref name="Ids"/>.</param>
-public sealed record MainBatch(int[] SurfaceForms, int Rows, int[] Ids, int[] Targets, int Batch);
+public sealed record MainBatch(int[] SurfaceForms, int Rows, int[] Ids, int[] Targets, int Batch)
+{
+    /// <summary>The texts encoded under <paramref name="target"/> (with its special tokens),
+    /// cut to <paramref name="blockSize"/> ids and right-padded with <paramref name="padId"/>;
+    /// the target at position t is the id at t + 1 where position t is a real token — the
+    /// reference's mask at the input position, so the first pad after a text is a target
+    /// (TRAINING.md §7.2 [QUIRK]); the last position has none.</summary>
+    public static MainBatch FromTexts(IReadOnlyList<string> texts, HfTokenizer target,
+        int blockSize, int padId, int[] surfaceForms, int rows)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 2);
+        var ids = new int[texts.Count * blockSize];
+        var targets = new int[ids.Length];
+        Array.Fill(ids, padId);
+        Array.Fill(targets, -1);
+        for (int b = 0; b < texts.Count; b++)
+        {
+            int[] enc = target.Encode(texts[b]).Ids;
+            int len = Math.Min(enc.Length, blockSize);
+            enc.AsSpan(0, len).CopyTo(ids.AsSpan(b * blockSize));
+            for (int t = 0; t < Math.Min(len, blockSize - 1); t++)
+            {
+                targets[(b * blockSize) + t] = ids[(b * blockSize) + t + 1];
+            }
+        }
+        return new MainBatch(surfaceForms, rows, ids, targets, texts.Count);
+    }
+}
 
 public sealed partial class HypernetTrainer
 {
