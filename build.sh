@@ -5,7 +5,8 @@
 #   ./build.sh test      the above, then run every test project; ends with
 #                        "N passed, N failed, N skipped" and exits non-zero on any failure
 #   ./build.sh publish   the above, then a NativeAOT `zett` in publish/zett
-#   ./build.sh bench [NAME ...]   run CPU benchmarks (results in bench/results/)
+#   ./build.sh bench [NAME ...]   run CPU benchmarks (results in bench/results/); installs
+#                        libopenblas0-pthread, gemm-cpu's anchor
 #
 # After a build, ./zett runs the CLI from the repo root.
 set -euo pipefail
@@ -61,6 +62,36 @@ ensure_tools() {
     fi
 }
 
+# node-llama-cpp (pinned) ships prebuilt llama.cpp binaries as npm packages; the llama.cpp tests
+# run the exported GGUF files in it and skip, reported as skipped, where it is absent.
+NODE_LLAMA_CPP_VERSION=3.21.1
+ensure_llama_cpp() {
+    local dir=$ROOT/build/llama pkg
+    pkg=$dir/node_modules/node-llama-cpp/package.json
+    if [ -f "$pkg" ] && grep -q "\"version\": \"$NODE_LLAMA_CPP_VERSION\"" "$pkg"; then return; fi
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        if [ "$(id -u)" = 0 ]; then
+            say "installing nodejs and npm (llama.cpp checks of GGUF exports)"; apt_install nodejs npm
+        else
+            say "node/npm not found: the llama.cpp checks will be skipped"; return
+        fi
+    fi
+    local major; major=$(node --version | sed -E 's/^v([0-9]+).*/\1/')
+    if [ "$major" -lt 20 ]; then
+        say "node $(node --version) is older than 20 (node-llama-cpp needs 20): llama.cpp checks will skip"
+        return
+    fi
+    say "installing node-llama-cpp $NODE_LLAMA_CPP_VERSION (prebuilt llama.cpp for linux-x64) into build/llama"
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || echo '{"name": "zett-llama-check", "private": true}' >"$dir/package.json"
+    # Prebuilt CPU binaries from npm only: no optional GPU packages, no postinstall download or
+    # source build (NODE_LLAMA_CPP_SKIP_DOWNLOAD), no install scripts.
+    (cd "$dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund --ignore-scripts \
+        --omit=optional -E "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" \
+        "@node-llama-cpp/linux-x64@$NODE_LLAMA_CPP_VERSION" >"$dir/npm.log" 2>&1) \
+        || { cat "$dir/npm.log" >&2; say "npm install failed: the llama.cpp checks will be skipped"; }
+}
+
 build_kernels() {
     cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build build/cmake -j 2 >/dev/null 2>build/cmake/errors.log || {
@@ -113,6 +144,7 @@ run_tests() {
 }
 
 ensure_tools
+ensure_llama_cpp
 build_kernels
 case "$MODE" in
     build) build_dotnet ;;
@@ -126,6 +158,15 @@ case "$MODE" in
             -clp:ErrorsOnly -v:q
         say "NativeAOT binary: publish/zett" ;;
     bench)
+        # The CPU benchmarks' anchors: OpenBLAS for gemm-cpu (loaded by the benchmark only,
+        # never by zett) and, when installed, Debian's python3-torch for hypernet-cpu.
+        if ! ldconfig -p | grep -q 'libopenblas\.so\.0'; then
+            say "installing libopenblas0-pthread (the gemm-cpu benchmark's anchor)"
+            apt_install libopenblas0-pthread
+        fi
+        if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+            say "no python3-torch: hypernet-cpu runs without its PyTorch anchor (apt-get install python3-torch)"
+        fi
         build_dotnet; shift
         dotnet bench/ZeTT.Bench/bin/$CONFIG/net10.0/ZeTT.Bench.dll "$@" ;;
     *) say "unknown mode '$MODE' (build | test | publish | bench)"; exit 2 ;;

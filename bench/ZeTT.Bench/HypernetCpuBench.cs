@@ -1,6 +1,6 @@
-using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using System.Text.Json;
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
@@ -10,8 +10,8 @@ namespace ZeTT.Bench;
 /// <summary>
 /// <c>hypernet-cpu</c>: the CPU backend at the xlm-roberta-base hypernetwork's size (H 768,
 /// I 1536, 12 heads, L 7 + language position, 3 layers, rescale and bias on; random weights),
-/// in tokens/s and GFLOP/s against this machine's fp32 peak, plus the blocked SGEMM against a
-/// TensorPrimitives.Dot-per-element GEMM on the model's largest matmul shape.
+/// in tokens/s and GFLOP/s against this machine's fp32 peak, on the AVX2 and the AVX-512 GEMM
+/// micro-kernel (before/after), and the same padded forward in PyTorch on this machine.
 /// </summary>
 internal static class HypernetCpuBench
 {
@@ -68,55 +68,87 @@ internal static class HypernetCpuBench
 
         var results = new Dictionary<string, object>();
         (double PeakGflops, string How) peak = EstimatePeak();
+        GemmKernel[] kernels = new[] { GemmKernel.Avx2, GemmKernel.Avx512 }.Where(GemmKernels.IsSupported).ToArray();
+        object? pytorch = null;
+        double oursPadded = 0;
         foreach (HypernetPrecision precision in new[] { HypernetPrecision.Float32, HypernetPrecision.BFloat16 })
         {
-            using var backend = new CpuHypernetBackend(weights, source, precision);
-            double needed = backend.Flops(realistic, Rows);
-            (double TokensPerSecond, object Json) Measure(string label, int[] ids, bool skipPadding)
+            // The GEMM micro-kernel before (AVX2 6x16, what this backend ran until it shared
+            // CpuGemm) and after (AVX-512 12x32), alternating repeat by repeat in this run.
+            var backends = kernels.Select(k => new CpuHypernetBackend(weights, source, precision, 0,
+                false, k)).ToArray();
+            CpuHypernetBackend first = backends[0];
+            double needed = first.Flops(realistic, Rows);
+            Dictionary<string, object> Measure(string label, int[] ids, bool skipPadding)
             {
-                backend.SkipPadding = skipPadding;
-                double executed = backend.Flops(ids, Rows);
-                backend.SkipPadding = true;
-                double useful = backend.Flops(ids, Rows);
-                backend.SkipPadding = skipPadding;
-                double seconds = BenchContext.MedianSeconds(
-                    () => HypernetBatching.PredictAll(backend, ids, Rows, 3, config), repeats: 3);
-                backend.SkipPadding = true;
-                double tokensPerSecond = Rows / seconds;
-                double gflops = executed / seconds / 1e9, usefulGflops = useful / seconds / 1e9;
-                Console.WriteLine($"{precision,-9} {label,-18}: {tokensPerSecond,7:F0} tokens/s, "
-                    + $"executed {gflops,5:F1} GFLOP/s ({100 * gflops / peak.PeakGflops:F1}% of peak), "
-                    + $"needed {usefulGflops,5:F1} GFLOP/s ({100 * usefulGflops / peak.PeakGflops:F1}%), "
-                    + $"{executed / Rows / 1e6:F1} MFLOP/token executed");
-                return (tokensPerSecond, new
+                first.SkipPadding = skipPadding;
+                double executed = first.Flops(ids, Rows);
+                first.SkipPadding = true;
+                double useful = first.Flops(ids, Rows);
+                foreach (CpuHypernetBackend b in backends)
                 {
-                    tokens_per_second = Math.Round(tokensPerSecond, 1),
-                    executed_gflops = Math.Round(gflops, 2),
-                    executed_percent_of_peak = Math.Round(100 * gflops / peak.PeakGflops, 1),
-                    needed_gflops = Math.Round(usefulGflops, 2),
-                    needed_percent_of_peak = Math.Round(100 * usefulGflops / peak.PeakGflops, 1),
-                    executed_mflop_per_token = Math.Round(executed / Rows / 1e6, 2),
-                    needed_mflop_per_token = Math.Round(useful / Rows / 1e6, 2),
-                    median_seconds = seconds,
-                });
+                    b.SkipPadding = skipPadding;
+                }
+                double[] medians = Alternate(backends.Select(b => (Action)(() =>
+                    HypernetBatching.PredictAll(b, ids, Rows, 3, config))).ToArray(), repeats: 3);
+                foreach (CpuHypernetBackend b in backends)
+                {
+                    b.SkipPadding = true;
+                }
+                var byKernel = new Dictionary<string, object>();
+                for (int i = 0; i < backends.Length; i++)
+                {
+                    double seconds = medians[i];
+                    double tokensPerSecond = Rows / seconds;
+                    double gflops = executed / seconds / 1e9, usefulGflops = useful / seconds / 1e9;
+                    Console.WriteLine($"{precision,-9} {label,-18} {kernels[i],-6}: {tokensPerSecond,7:F0} tokens/s, "
+                        + $"executed {gflops,5:F1} GFLOP/s ({100 * gflops / peak.PeakGflops:F1}% of peak), "
+                        + $"needed {usefulGflops,5:F1} GFLOP/s, {executed / Rows / 1e6:F1} MFLOP/token executed");
+                    if (precision == HypernetPrecision.Float32 && !skipPadding && i == backends.Length - 1)
+                    {
+                        oursPadded = gflops;
+                    }
+                    byKernel[kernels[i].ToString().ToLowerInvariant()] = new
+                    {
+                        tokens_per_second = Math.Round(tokensPerSecond, 1),
+                        executed_gflops = Math.Round(gflops, 2),
+                        executed_percent_of_peak = Math.Round(100 * gflops / peak.PeakGflops, 1),
+                        needed_gflops = Math.Round(usefulGflops, 2),
+                        median_seconds = seconds,
+                    };
+                }
+                byKernel["executed_mflop_per_token"] = Math.Round(executed / Rows / 1e6, 2);
+                byKernel["needed_mflop_per_token"] = Math.Round(useful / Rows / 1e6, 2);
+                return byKernel;
             }
             var unpacked = Measure("realistic unpacked", realistic, skipPadding: false);
+            if (precision == HypernetPrecision.Float32)
+            {
+                pytorch = PyTorchPadded(realistic);
+            }
             var packed = Measure("realistic packed", realistic, skipPadding: true);
             var packedUniform = Measure("uniform packed", uniform, skipPadding: true);
-            double speedup = packed.TokensPerSecond / unpacked.TokensPerSecond;
-            Console.WriteLine($"{precision,-9} packing speedup on realistic lengths: {speedup:F2}x");
             results[precision == HypernetPrecision.Float32 ? "fp32" : "bf16_emulated"] = new
             {
-                max_batch_size = backend.MaxBatchSize,
-                unpacked_mflop_per_token = Math.Round(backend.FlopsPerRow / 1e6, 2),
+                max_batch_size = first.MaxBatchSize,
+                unpacked_mflop_per_token = Math.Round(first.FlopsPerRow / 1e6, 2),
                 needed_mflop_per_token_realistic = Math.Round(needed / Rows / 1e6, 2),
-                realistic_unpacked = unpacked.Json,
-                realistic_packed = packed.Json,
-                uniform_packed = packedUniform.Json,
-                packing_speedup_realistic = Math.Round(speedup, 2),
+                realistic_unpacked = unpacked,
+                realistic_packed = packed,
+                uniform_packed = packedUniform,
             };
+            foreach (CpuHypernetBackend b in backends)
+            {
+                b.Dispose();
+            }
         }
-        results["gemm_2048x768x1536"] = CompareGemms(rng, peak.PeakGflops);
+        if (pytorch is JsonElement torch && torch.TryGetProperty("gflops", out JsonElement g))
+        {
+            Console.WriteLine($"padded forward, fp32: ours {oursPadded:F1} GFLOP/s, PyTorch {g.GetDouble():F1} "
+                + $"GFLOP/s: {oursPadded / g.GetDouble():F2}x");
+            results["padded_fp32_ours_over_pytorch"] = Math.Round(oursPadded / g.GetDouble(), 3);
+        }
+        results["pytorch_padded_fp32"] = pytorch ?? "not run (needs /usr/bin/python3 with torch)";
         var json = new
         {
             benchmark = "hypernet-cpu",
@@ -132,6 +164,8 @@ internal static class HypernetCpuBench
             },
             cores = Environment.ProcessorCount,
             simd = Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2" : "none",
+            gemm_kernels = "avx2: 6x16 micro-kernel (the backend's GEMM before), avx512: 12x32 (after); "
+                + "same run, alternating, medians of 3",
             peak_gflops = Math.Round(peak.PeakGflops, 1),
             peak_estimate = peak.How,
             results,
@@ -142,39 +176,71 @@ internal static class HypernetCpuBench
         return 0;
     }
 
-    /// <summary>Our blocked kernel against one TensorPrimitives.Dot per output element (W rows are
-    /// contiguous in PyTorch layout, so that is the obvious vectorised alternative).</summary>
-    private static unsafe object CompareGemms(Random rng, double peak)
+    /// <summary>scripts/bench_cpu_pytorch_hypernet.py on the same padding patterns (the same
+    /// padded forward in PyTorch, fp32, all cores); its JSON, or null without python3+torch.
+    /// </summary>
+    private static JsonElement? PyTorchPadded(int[] ids)
     {
-        int m = 2048, k = 768, n = 1536;
-        float[] a = Fill(m * k, rng, 1f), w = Fill(n * k, rng, 0.03f), b = Fill(n, rng, 0.1f);
-        var c = new float[m * n];
-        PackedWeight packed = PackedWeight.FromRows([w], n, k, [b], roundToBf16: false);
-        double flops = 2.0 * m * n * k;
-        double blocked = BenchContext.MedianSeconds(() =>
+        const string python = "/usr/bin/python3";
+        string script = Path.Combine("scripts", "bench_cpu_pytorch_hypernet.py");
+        if (!File.Exists(python) || !File.Exists(script))
         {
-            fixed (float* pa = a, pc = c)
+            return null;
+        }
+        string idsPath = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllBytes(idsPath, System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()).ToArray());
+            var start = new System.Diagnostics.ProcessStartInfo(python)
             {
-                CpuMath.Gemm(pa, k, m, packed, pc, n, CpuActivation.GeluErf, roundAToBf16: false);
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            foreach (string a in new[] { script, "--ids", idsPath, "--threads",
+                Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--repeats", "3" })
+            {
+                start.ArgumentList.Add(a);
             }
-        }, repeats: 3);
-        double dot = BenchContext.MedianSeconds(() =>
-            Parallel.For(0, m, i =>
+            using var process = System.Diagnostics.Process.Start(start)!;
+            string stdout = process.StandardOutput.ReadToEnd();
+            string stderr = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            if (process.ExitCode != 0)
             {
-                ReadOnlySpan<float> row = a.AsSpan(i * k, k);
-                for (int j = 0; j < n; j++)
-                {
-                    c[(i * n) + j] = TensorPrimitives.Dot(row, w.AsSpan(j * k, k)) + b[j];
-                }
-            }), repeats: 1);
-        Console.WriteLine($"GEMM {m}x{k}x{n}: blocked {flops / blocked / 1e9:F1} GFLOP/s "
-            + $"({100 * flops / blocked / 1e9 / peak:F1}% of peak), TensorPrimitives.Dot "
-            + $"{flops / dot / 1e9:F1} GFLOP/s");
-        return new
+                Console.WriteLine($"PyTorch anchor failed ({process.ExitCode}): {stderr.Trim()}");
+                return null;
+            }
+            JsonElement result = JsonDocument.Parse(stdout).RootElement.Clone();
+            Console.WriteLine($"PyTorch padded fp32: {result.GetProperty("tokens_per_second")} tokens/s, "
+                + $"{result.GetProperty("gflops")} GFLOP/s");
+            return result;
+        }
+        finally
         {
-            blocked_gflops = Math.Round(flops / blocked / 1e9, 2),
-            tensorprimitives_dot_gflops = Math.Round(flops / dot / 1e9, 2),
-        };
+            File.Delete(idsPath);
+        }
+    }
+
+    /// <summary>One warm-up of each action, then <paramref name="repeats"/> rounds of all in
+    /// turn; median seconds per action.</summary>
+    private static double[] Alternate(Action[] actions, int repeats)
+    {
+        foreach (Action a in actions)
+        {
+            a();
+        }
+        var times = actions.Select(_ => new double[repeats]).ToArray();
+        for (int r = 0; r < repeats; r++)
+        {
+            for (int i = 0; i < actions.Length; i++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                actions[i]();
+                times[i][r] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+        }
+        return times.Select(t => t.Order().ElementAt(repeats / 2)).ToArray();
     }
 
     /// <summary>Cores × SIMD lanes × 2 FMA pipes × 2 FLOP × clock. The clock is the first
@@ -200,15 +266,5 @@ internal static class HypernetCpuBench
         double peak = cores * lanes * 2 * 2 * mhz / 1000;
         return (peak, $"{cores} cores x {lanes} fp32 lanes x 2 FMA pipes x 2 FLOP x {mhz:F0} MHz "
             + "(/proc/cpuinfo)");
-    }
-
-    private static float[] Fill(int n, Random rng, float scale)
-    {
-        var a = new float[n];
-        for (int i = 0; i < n; i++)
-        {
-            a[i] = (float)((rng.NextDouble() * 2) - 1) * scale;
-        }
-        return a;
     }
 }

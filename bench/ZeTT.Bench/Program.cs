@@ -12,6 +12,7 @@ internal static class Program
     private static readonly Dictionary<string, Func<BenchContext, int>> Benchmarks =
         new(StringComparer.Ordinal)
         {
+            ["gemm-cpu"] = GemmCpuBench.Run,
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,

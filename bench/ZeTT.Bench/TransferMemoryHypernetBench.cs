@@ -3,8 +3,8 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Ops;
+using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Bench;

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using ZeTT.Runtime;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Cli;
@@ -102,12 +104,51 @@ internal static class CommonOptions
             + "an existing non-empty output is an error",
     };
 
+    /// <summary>The overwrite rule for commands whose output is one file or a tokenizer
+    /// directory (model directories check it in ZeTT.Runtime, with the same words): an existing
+    /// output is replaced only with <c>--overwrite</c>.</summary>
+    public static void CheckOutput(string path, bool overwrite, bool directory)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (overwrite)
+        {
+            return;
+        }
+        if (directory && Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
+        {
+            throw new ZettException($"{path}: output directory exists and is not empty (--overwrite "
+                + "replaces it)");
+        }
+        if (!directory && File.Exists(path))
+        {
+            throw new ZettException($"{path}: output file exists (--overwrite replaces it)");
+        }
+    }
+
     /// <summary><c>--lang</c>: the language of a multilingual hypernetwork.</summary>
     public static Option<string?> Language() => new("--lang")
     {
         Description = "language code of a multilingual hypernetwork (zett inspect HYPERNET lists them)",
         HelpName = "CODE",
     };
+
+    /// <summary><c>--revision</c>: which revision of a model named on the Hub.</summary>
+    public static Option<string?> Revision() => new("--revision")
+    {
+        Description = "branch, tag or commit of a --model given by Hugging Face name [default: "
+            + "main]; NAME@REV names a revision for any name",
+        HelpName = "REV",
+    };
+
+    /// <summary>The local path of a model, hypernetwork or tokenizer the user named: a path is
+    /// itself, <c>org/name</c> resolves in the Hugging Face cache (downloading where the Hub is
+    /// reachable).</summary>
+    public static string Locate(string value, HubRepoKind kind, CliConsole console, string? revision = null)
+    {
+        ArgumentNullException.ThrowIfNull(console);
+        return HubResolver.Locate(value, kind, revision, null, ProgressBar.ForConsole(console),
+            line => console.Error.WriteLine(line));
+    }
 
     /// <summary>Whether <paramref name="option"/> was typed on the command line (not a default).
     /// </summary>

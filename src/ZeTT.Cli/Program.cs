@@ -20,6 +20,7 @@ public static class Program
         var root = new RootCommand("zett — zero-shot tokenizer transfer, native.")
         {
             new TransferCommand(),
+            new ExportGgufCommand(),
             new PredictCommand(),
             new EvalCommand(),
             new GenerateCommand(),

@@ -1,5 +1,5 @@
-using ZeTT.Runtime.Formats;
 using ZeTT.Ops;
+using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tests.Formats;
 
 namespace ZeTT.Cli.Tests;

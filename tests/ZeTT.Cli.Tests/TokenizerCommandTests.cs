@@ -118,6 +118,48 @@ public sealed class TokenizerCommandTests : IDisposable
         Assert.False(Directory.Exists(Path.GetDirectoryName(missing)));
     }
 
+    [Theory]
+    [InlineData("gpt2", "BPE, vocab size 50257, 1 added tokens (1 special, 0 beyond the model's vocabulary)")]
+    [InlineData("roberta-base", "BPE, vocab size 50265, 5 added tokens (5 special, 0 beyond")]
+    [InlineData("bert-base-uncased", "WordPiece, vocab size 30522, 5 added tokens (5 special")]
+    [InlineData("t5-small", "Unigram, vocab size 32100, 103 added tokens (103 special")]
+    [InlineData("gpt-neox-20b", "BPE, vocab size 50254, 25 added tokens (2 special, 23 beyond the model's vocabulary)")]
+    public void Inspect_names_the_model_type_of_every_tokenizer_and_takes_its_directory(string name, string expected)
+    {
+        // These tokenizer.json files predate the "type" key for their model (gpt2, roberta,
+        // bert, t5): the type is what their keys make it, as the loader decides.
+        var (code, output, err) = Zett.Run("inspect", Data(name));
+        Assert.True(code == 0, err);
+        Assert.Contains(expected, output, StringComparison.Ordinal);
+        Assert.Equal(output, Zett.Run("inspect", Path.Combine(Data(name), "tokenizer.json")).Out);
+    }
+
+    [Fact]
+    public void Every_command_that_writes_keeps_an_existing_output_unless_told_to_overwrite()
+    {
+        string tok = Path.Combine(_dir, "tok");
+        Assert.Equal(0, Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok).Code);
+        var (code, _, err) = Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {tok}: output directory exists and is not empty (--overwrite replaces it)", err.TrimEnd());
+        Assert.Equal(0, Zett.Run("convert-tokenizer", "--tokenizer", "gpt2", "--out", tok, "--overwrite").Code);
+
+        string sf = Path.Combine(_dir, "sf.safetensors");
+        File.WriteAllText(sf, "keep");
+        string[] args = ["surface-forms", "--hn-tokenizer", Data("gpt2"), "--tokenizer", Data("gpt2"),
+            "--maxlen", "3", "--out", sf];
+        (code, _, err) = Zett.Run(args);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {sf}: output file exists (--overwrite replaces it)", err.TrimEnd());
+        Assert.Equal("keep", File.ReadAllText(sf));
+        Assert.Equal(0, Zett.Run([.. args, "--overwrite"]).Code);
+
+        (code, _, err) = Zett.Run("predict", "--hypernet", _dir, "--source-embeddings", sf,
+            "--surface-forms", sf, "--out", sf);
+        Assert.Equal(2, code);
+        Assert.Contains("output file exists", err, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Surface_forms_needs_maxlen()
     {

@@ -3,6 +3,7 @@ using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tests.Formats;
+using ZeTT.Runtime.Tests.Hub;
 using ZeTT.Runtime.Tests.Transfer;
 
 namespace ZeTT.Cli.Tests;
@@ -35,6 +36,16 @@ public sealed class TransferCommandTests : IDisposable
             using HfModelDirectory o = HfModelDirectory.Open(P("out/default"));
             Assert.InRange(o.VocabSize, 50257, 50257 + 200);
             Assert.True(File.Exists(P("out/default/tokenizer.json")));
+            // Only what describes the new model: no notes about the source's old vocabulary,
+            // a model card of its own.
+            Assert.Equal(["README.md", "config.json", "generation_config.json", "model.safetensors",
+                "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"],
+                Directory.EnumerateFiles(P("out/default")).Select(Path.GetFileName).Order());
+            string card = File.ReadAllText(P("out/default/README.md"));
+            Assert.Contains("# stories260K with the gpt2 tokenizer", card, StringComparison.Ordinal);
+            Assert.Contains("| vocabulary | 512 → ", card, StringComparison.Ordinal);
+            Assert.Contains("| made with | zett ", card, StringComparison.Ordinal);
+            Assert.Contains("method          fvt (mean of source pieces, on the cpu)", output, StringComparison.Ordinal);
             // A second run replaces the first atomically.
             (code, _, err) = Zett.Run("transfer");
             Assert.True(code == 0, err);
@@ -57,11 +68,73 @@ public sealed class TransferCommandTests : IDisposable
             "--batch-size", "16", "--model-class", "masked");
         Assert.True(code == 0, err);
         Assert.Contains("bias            lm_head.bias", output, StringComparison.Ordinal);
+        Assert.Contains("method          hypernet (cpu, fp32)", output, StringComparison.Ordinal);
+        Assert.Contains("| predicted output bias | lm_head.bias |", File.ReadAllText(P("out/README.md")),
+            StringComparison.Ordinal);
         Assert.Contains("backend: cpu (--device cpu)", err, StringComparison.Ordinal);
         (code, output, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
             "--out", P("fvt"), "--method", "fvt");
         Assert.True(code == 0, err);
         Assert.Contains("fvt rows", output, StringComparison.Ordinal);
+        foreach (string[] extra in new[] { new[] { "--device", "cuda" }, ["--dtype", "fp32"], ["--gpu", "1"],
+            ["--batch-size", "8"], ["--hypernet", hn], ["--lang", "en"] })
+        {
+            AssertOneError(Zett.Run(["transfer", "--model", m.Directory, "--tokenizer", target,
+                "--out", P("fvt2"), "--method", "fvt", .. extra]), $"error: {extra[0]} does not apply to --method fvt");
+        }
+        Assert.False(Directory.Exists(P("fvt2")));
+    }
+
+    [Fact]
+    public void Models_and_tokenizers_by_hugging_face_name_come_from_the_cache()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "llama");
+        string target = TransferTestData.WriteTarget(P("target"));
+        using var hub = new LocalHub();
+        const string commit = "89abcdef0123456789abcdef0123456789abcdef";
+        hub.Add("org/tiny-llama", commit, Directory.GetFiles(m.Directory)
+            .ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes));
+        hub.Add("org/target", commit, Directory.GetFiles(target).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes));
+        string[] variables = ["HF_ENDPOINT", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"];
+        Dictionary<string, string?> saved = variables.ToDictionary(v => v, Environment.GetEnvironmentVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+            Environment.SetEnvironmentVariable("HF_HUB_CACHE", P("cache"));
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", null);
+            Environment.SetEnvironmentVariable("HF_TOKEN", null);
+            string[] args = ["transfer", "--model", "org/tiny-llama", "--tokenizer", "org/target",
+                "--method", "fvt", "--out", P("out")];
+            var (code, output, err) = Zett.Run(args);
+            Assert.True(code == 0, err);
+            Assert.Contains("download org/tiny-llama", err, StringComparison.Ordinal);
+            string snapshot = P($"cache/models--org--tiny-llama/snapshots/{commit}");
+            Assert.True(File.Exists(Path.Combine(snapshot, "config.json")));
+            // The same model as from the local directories.
+            (code, _, err) = Zett.Run("transfer", "--model", m.Directory, "--tokenizer", target,
+                "--method", "fvt", "--out", P("local"));
+            Assert.True(code == 0, err);
+            foreach (string file in new[] { "model.safetensors", "tokenizer.json", "config.json" })
+            {
+                Assert.Equal(File.ReadAllBytes(P($"local/{file}")), File.ReadAllBytes(P($"out/{file}")));
+            }
+
+            // Offline, the same names resolve from the cache with no request.
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+            int requests = hub.Requests.Count;
+            (code, _, err) = Zett.Run([.. args[..^1], P("out2")]);
+            Assert.True(code == 0, err);
+            Assert.Equal(requests, hub.Requests.Count);
+            AssertOneError(Zett.Run("transfer", "--model", "org/absent", "--tokenizer", "gpt2",
+                "--method", "fvt", "--out", P("out3")), "HF_HUB_OFFLINE is set");
+        }
+        finally
+        {
+            foreach ((string name, string? value) in saved)
+            {
+                Environment.SetEnvironmentVariable(name, value);
+            }
+        }
     }
 
     [Fact]
@@ -80,10 +153,12 @@ public sealed class TransferCommandTests : IDisposable
     private static void AssertOneError((int Code, string Out, string Err) r, string expected)
     {
         Assert.Equal(2, r.Code);
+        // One error line, last; before it only the progress of phases that had started.
         string[] lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("error: ", lines[0], StringComparison.Ordinal);
-        Assert.Contains(expected, lines[0], StringComparison.Ordinal);
+        Assert.Single(lines, l => l.StartsWith("error", StringComparison.Ordinal));
+        Assert.All(lines[..^1], l => Assert.Matches(@"^[a-z ]+ \[[#.]{24}\] \d+/\d+ ", l));
+        Assert.StartsWith("error: ", lines[^1], StringComparison.Ordinal);
+        Assert.Contains(expected, lines[^1], StringComparison.Ordinal);
     }
 
     private (int, string, string) Fvt(string model, string tokenizer = "gpt2") =>

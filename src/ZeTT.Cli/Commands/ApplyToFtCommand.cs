@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
@@ -6,13 +7,14 @@ namespace ZeTT.Cli;
 /// <summary><c>zett apply-to-ft</c>: carry a tokenizer transfer over to a fine-tuned model.</summary>
 internal sealed class ApplyToFtCommand : ZettCommand
 {
-    private readonly Option<string> _base = CommonOptions.Required("--base", "DIR", "the base model B");
+    private readonly Option<string> _base = CommonOptions.Required("--base", "DIR|NAME",
+        "the base model B (a directory or Hugging Face name, as for every model here)");
 
-    private readonly Option<string> _ft = CommonOptions.Required("--ft", "DIR",
+    private readonly Option<string> _ft = CommonOptions.Required("--ft", "DIR|NAME",
         "a fine-tune F of B (same tokenizer)");
 
     private readonly Option<string> _transferred = CommonOptions.Required("--transferred-base",
-        "DIR", "B transferred to the new tokenizer (B')");
+        "DIR|NAME", "B transferred to the new tokenizer (B')");
 
     private readonly Option<string> _out = CommonOptions.Required("--out", "DIR",
         "output: with one lambda the model itself, with several one model per lambda in "
@@ -38,8 +40,9 @@ internal sealed class ApplyToFtCommand : ZettCommand
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
-        ApplyToFineTuned.Run(parse.GetRequiredValue(_base), parse.GetRequiredValue(_ft),
-            parse.GetRequiredValue(_transferred), parse.GetRequiredValue(_out),
+        string Model(Option<string> o) =>
+            CommonOptions.Locate(parse.GetRequiredValue(o), HubRepoKind.Model, console);
+        ApplyToFineTuned.Run(Model(_base), Model(_ft), Model(_transferred), parse.GetRequiredValue(_out),
             parse.GetRequiredValue(_lambdas), parse.GetValue(_overwrite),
             line => console.Out.WriteLine(line));
         return 0;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -9,7 +10,8 @@ namespace ZeTT.Cli;
 internal sealed class ConvertTokenizerCommand : ZettCommand
 {
     private readonly Option<string> _tokenizer = CommonOptions.Required("--tokenizer", "PATH|NAME",
-        "tokenizer.json, a directory with one, or gpt2, r50k_base, cl100k_base, o200k_base");
+        "tokenizer.json, a directory with one, gpt2, r50k_base, cl100k_base, o200k_base, or a "
+        + "Hugging Face name (org/name)");
 
     private readonly Option<string> _out = CommonOptions.Required("--out", "DIR",
         "directory to write tokenizer.json, tokenizer_config.json and special_tokens_map.json into");
@@ -22,6 +24,8 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
     private readonly Option<string> _match = CommonOptions.Optional("--match-special-tokens-to",
         "PATH|NAME", "put the special tokens at this tokenizer's ids");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public ConvertTokenizerCommand() : base("convert-tokenizer",
         "convert a tokenizer to byte level (the ids the reference assigns)")
     {
@@ -29,6 +33,7 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         Options.Add(_out);
         Options.Add(_whitespace);
         Options.Add(_match);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -36,9 +41,11 @@ internal sealed class ConvertTokenizerCommand : ZettCommand
         string source = parse.GetRequiredValue(_tokenizer);
         string output = parse.GetRequiredValue(_out);
         string? match = parse.GetValue(_match);
-        HfTokenizer original = HfTokenizer.Load(source);
+        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: true);
+        HfTokenizer original = HfTokenizer.Load(CommonOptions.Locate(source, HubRepoKind.Tokenizer, console));
         HfTokenizer converted = ByteLevelConverter.Convert(original, parse.GetValue(_whitespace),
-            match is null ? null : HfTokenizer.Load(match));
+            match is null ? null
+            : HfTokenizer.Load(CommonOptions.Locate(match, HubRepoKind.Tokenizer, console)));
         converted.Save(output);
         string kept = converted.OriginalVocabSize is int n
             ? $"ids below {n} unchanged, {converted.VocabSize - n} appended"

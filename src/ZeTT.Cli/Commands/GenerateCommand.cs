@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ZeTT.Ops.Cpu;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tokenizers;
 
@@ -57,7 +58,7 @@ internal sealed class GenerateCommand : ZettCommand
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
-        string dir = parse.GetRequiredValue(_model);
+        string dir = CommonOptions.Locate(parse.GetRequiredValue(_model), HubRepoKind.Model, console);
         int maxNew = parse.GetValue(_maxNew);
         float temperature = parse.GetValue(_temperature);
         float topP = parse.GetValue(_topP);

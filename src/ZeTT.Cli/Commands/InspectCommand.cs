@@ -9,8 +9,9 @@ internal sealed class InspectCommand : ZettCommand
 {
     private readonly Argument<string> _path = new("PATH")
     {
-        Description = "a .safetensors file or model.safetensors.index.json, a Hugging Face model "
-            + "directory, a ZeTT hypernetwork directory, a flax_model.msgpack, or a tokenizer.json",
+        Description = "a .safetensors file or model.safetensors.index.json, a .gguf file, a "
+            + "Hugging Face model directory, a ZeTT hypernetwork directory, a flax_model.msgpack, "
+            + "or a tokenizer.json",
     };
 
     private readonly Option<bool> _tensors = new("--tensors")
@@ -19,7 +20,7 @@ internal sealed class InspectCommand : ZettCommand
     };
 
     public InspectCommand() : base("inspect",
-        "describe a .safetensors file, model or hypernetwork directory, or tokenizer.json")
+        "describe a .safetensors or .gguf file, model or hypernetwork directory, or tokenizer.json")
     {
         Arguments.Add(_path);
         Options.Add(_tensors);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
@@ -7,16 +8,18 @@ namespace ZeTT.Cli;
 /// <summary><c>zett predict</c>: run a hypernetwork over surface forms or tokens.</summary>
 internal sealed class PredictCommand : ZettCommand
 {
-    private readonly Option<string> _hypernet = CommonOptions.Required("--hypernet", "DIR",
-        "ZeTT hypernetwork directory");
+    private readonly Option<string> _hypernet = CommonOptions.Required("--hypernet", "DIR|NAME",
+        "ZeTT hypernetwork directory or Hugging Face name");
 
     private readonly Option<string> _sourceEmbeddings = CommonOptions.Optional(
         "--source-embeddings", "FILE", "safetensors with embeddings_in [V, n_embd] (and "
         + "embeddings_out [V, n_embd] for untied models); or --model");
 
-    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
-        "a Hugging Face model directory to take the source embeddings from; or "
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR|NAME",
+        "a Hugging Face model directory or name to take the source embeddings from; or "
         + "--source-embeddings");
+
+    private readonly Option<string?> _revision = CommonOptions.Revision();
 
     private readonly Option<string> _surfaceForms = CommonOptions.Optional("--surface-forms",
         "FILE", "safetensors with surface_forms I32 [N, hn_surface_maxlen]; or --tokens");
@@ -33,26 +36,33 @@ internal sealed class PredictCommand : ZettCommand
 
     private readonly ComputeOptions _compute = new();
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public PredictCommand() : base("predict",
         "predict embeddings for surface forms or tokens with a hypernetwork")
     {
         Options.Add(_hypernet);
         Options.Add(_sourceEmbeddings);
         Options.Add(_model);
+        Options.Add(_revision);
         Options.Add(_surfaceForms);
         Options.Add(_tokens);
         Options.Add(_out);
         Options.Add(_lang);
         _compute.AddTo(this);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
+        CommonOptions.CheckOutput(parse.GetRequiredValue(_out), parse.GetValue(_overwrite), directory: false);
         var options = new PredictOptions
         {
-            HypernetDirectory = parse.GetRequiredValue(_hypernet),
+            HypernetDirectory = CommonOptions.Locate(parse.GetRequiredValue(_hypernet),
+                HubRepoKind.Hypernetwork, console),
             SourceEmbeddingsFile = parse.GetValue(_sourceEmbeddings),
-            ModelDirectory = parse.GetValue(_model),
+            ModelDirectory = parse.GetValue(_model) is { } model
+                ? CommonOptions.Locate(model, HubRepoKind.Model, console, parse.GetValue(_revision)) : null,
             SurfaceFormsFile = parse.GetValue(_surfaceForms),
             TokensFile = parse.GetValue(_tokens),
             OutputFile = parse.GetRequiredValue(_out),

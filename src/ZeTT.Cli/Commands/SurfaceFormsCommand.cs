@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -26,6 +27,8 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         "PATH", "the model's tokenizer, whose special-token ids the target takes [default: the "
         + "--hn-tokenizer]");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public SurfaceFormsCommand() : base("surface-forms",
         "write the surface-form matrix of a target tokenizer")
     {
@@ -35,13 +38,17 @@ internal sealed class SurfaceFormsCommand : ZettCommand
         Options.Add(_maxLen);
         Options.Add(_out);
         Options.Add(_modelTokenizer);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
         string output = parse.GetRequiredValue(_out);
-        TransferTokenizers t = TransferTokenizers.Prepare(parse.GetRequiredValue(_hn),
-            parse.GetRequiredValue(_tokenizer), parse.GetValue(_modelTokenizer), parse.GetValue(_maxLen));
+        CommonOptions.CheckOutput(output, parse.GetValue(_overwrite), directory: false);
+        string Tokenizer(string value) => CommonOptions.Locate(value, HubRepoKind.Tokenizer, console);
+        TransferTokenizers t = TransferTokenizers.Prepare(Tokenizer(parse.GetRequiredValue(_hn)),
+            Tokenizer(parse.GetRequiredValue(_tokenizer)),
+            parse.GetValue(_modelTokenizer) is { } mt ? Tokenizer(mt) : null, parse.GetValue(_maxLen));
         SurfaceFormMatrix m = t.SurfaceForms;
         SafetensorsWriter.Write(output,
             [SafetensorsEntry.FromInt32("surface_forms", [m.Rows, m.MaxLen], m.Ids)],

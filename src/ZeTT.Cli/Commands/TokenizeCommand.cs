@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using ZeTT.Runtime;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -68,7 +69,8 @@ internal sealed class TokenizeCommand : ZettCommand
                 ? "tokenize --decode: give exactly one of --ids or --input"
                 : "tokenize: give exactly one of --text or --input");
         }
-        HfTokenizer tokenizer = HfTokenizer.Load(parse.GetRequiredValue(_tokenizer));
+        HfTokenizer tokenizer = HfTokenizer.Load(CommonOptions.Locate(parse.GetRequiredValue(_tokenizer),
+            HubRepoKind.Tokenizer, console));
         var clock = Stopwatch.StartNew();
         if (decode)
         {

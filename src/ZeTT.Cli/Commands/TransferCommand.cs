@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using ZeTT.Runtime;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Cli;
@@ -8,19 +9,23 @@ namespace ZeTT.Cli;
 /// <summary><c>zett transfer</c>: a model under a new tokenizer (ZETT.md §4).</summary>
 internal sealed class TransferCommand : ZettCommand
 {
-    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR",
-        "Hugging Face model directory (config.json, safetensors, tokenizer.json)");
+    private readonly Option<string> _model = CommonOptions.Optional("--model", "DIR|NAME",
+        "Hugging Face model directory (config.json, safetensors, tokenizer.json) or name "
+        + "(org/name, from the Hugging Face cache)");
+
+    private readonly Option<string?> _revision = CommonOptions.Revision();
 
     private readonly Option<string> _tokenizer = CommonOptions.Optional("--tokenizer", "PATH|NAME",
-        "target tokenizer: tokenizer.json, a directory holding one, or a built-in name (gpt2, "
-        + "r50k_base, cl100k_base, o200k_base)");
+        "target tokenizer: tokenizer.json, a directory holding one, a built-in name (gpt2, "
+        + "r50k_base, cl100k_base, o200k_base) or a Hugging Face name (org/name)");
 
     private readonly Option<string> _out = CommonOptions.Optional("--out", "DIR",
-        "output directory (written atomically: it appears only when complete)");
+        "output directory (written atomically: it appears only when complete); with --format "
+        + "gguf, the .gguf file");
 
-    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR",
-        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json); required by "
-        + "--method hypernet");
+    private readonly Option<string> _hypernet = CommonOptions.Optional("--hypernet", "DIR|NAME",
+        "ZeTT hypernetwork directory (config.json, weights, tokenizer.json) or Hugging Face "
+        + "name; required by --method hypernet");
 
     private readonly Option<string> _method = CommonOptions.Choice("--method",
         "hypernet: embeddings predicted by the hypernetwork; fvt: each token the mean of the "
@@ -38,11 +43,18 @@ internal sealed class TransferCommand : ZettCommand
 
     private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
 
+    private readonly Option<string> _format = CommonOptions.Choice("--format",
+        "hf: a Hugging Face directory; gguf: --out is one .gguf file for llama.cpp; both: the "
+        + "directory with model.gguf inside", "hf", "hf", "gguf", "both");
+
+    private readonly Option<string> _ggufType = ExportGgufCommand.GgufTypeOption();
+
     public TransferCommand() : base("transfer", "transfer a model to a new tokenizer "
         + "(hypernetwork or FVT); with no options: the built-in default, assets/stories260K to "
         + "gpt2 with FVT, written to ./out/default")
     {
         Options.Add(_model);
+        Options.Add(_revision);
         Options.Add(_tokenizer);
         Options.Add(_out);
         Options.Add(_hypernet);
@@ -51,6 +63,24 @@ internal sealed class TransferCommand : ZettCommand
         _compute.AddTo(this);
         Options.Add(_modelClass);
         Options.Add(_overwrite);
+        Options.Add(_format);
+        Options.Add(_ggufType);
+        Validators.Add(result =>
+        {
+            if (result.GetValue(_method) != "fvt")
+            {
+                return;
+            }
+            foreach (Option option in _compute.All.Append(_hypernet).Append(_lang))
+            {
+                if (result.GetResult(option) is { Implicit: false })
+                {
+                    result.AddError($"{option.Name} does not apply to --method fvt (no hypernetwork "
+                        + "runs: each token is a mean of the model's embeddings, on the cpu)");
+                    return;
+                }
+            }
+        });
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -75,12 +105,19 @@ internal sealed class TransferCommand : ZettCommand
                 throw new ZettException($"transfer needs --model, --tokenizer and --out (missing "
                     + $"{missing}); run zett transfer with no options for the built-in default");
             }
+            string? hypernet = parse.GetValue(_hypernet);
+            string modelDirectory = CommonOptions.Locate(model, HubRepoKind.Model, console,
+                parse.GetValue(_revision));
             options = new TransferOptions
             {
-                ModelDirectory = model,
-                Tokenizer = tokenizer,
+                ModelDirectory = modelDirectory,
+                ModelLabel = modelDirectory == model ? null : model,
+                Tokenizer = CommonOptions.Locate(tokenizer, HubRepoKind.Tokenizer, console),
+                TokenizerLabel = tokenizer,
                 OutputDirectory = output,
-                HypernetDirectory = parse.GetValue(_hypernet),
+                HypernetDirectory = hypernet is null ? null
+                    : CommonOptions.Locate(hypernet, HubRepoKind.Hypernetwork, console),
+                HypernetLabel = hypernet,
                 Method = parse.GetValue(_method) == "fvt" ? TransferMethod.Fvt : TransferMethod.Hypernet,
                 Language = parse.GetValue(_lang),
                 Device = parse.GetValue(_compute.Device)!,
@@ -95,6 +132,13 @@ internal sealed class TransferCommand : ZettCommand
                     _ => ModelClass.Causal,
                 },
                 Overwrite = parse.GetValue(_overwrite),
+                Format = parse.GetValue(_format) switch
+                {
+                    "gguf" => TransferFormat.Gguf,
+                    "both" => TransferFormat.Both,
+                    _ => TransferFormat.Hf,
+                },
+                GgufType = ExportGgufCommand.ParseGgufType(parse.GetValue(_ggufType)),
             };
         }
         TransferResult result = TokenizerTransfer.Run(options, ProgressBar.ForConsole(console),

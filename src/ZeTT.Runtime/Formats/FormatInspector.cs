@@ -1,8 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Runtime.Formats;
 
@@ -23,7 +25,12 @@ public static class FormatInspector
         if (Directory.Exists(path))
         {
             string config = Path.Combine(path, "config.json");
-            if (File.Exists(config) && IsHypernetConfig(config))
+            string tokenizer = Path.Combine(path, "tokenizer.json");
+            if (!File.Exists(config) && File.Exists(tokenizer))
+            {
+                DescribeTokenizer(tokenizer, output);
+            }
+            else if (File.Exists(config) && IsHypernetConfig(config))
             {
                 DescribeHypernet(path, output);
             }
@@ -50,6 +57,11 @@ public static class FormatInspector
             ListTensors(c, output);
             return;
         }
+        if (path.EndsWith(".gguf", StringComparison.Ordinal))
+        {
+            DescribeGguf(path, output);
+            return;
+        }
         if (path.EndsWith(".msgpack", StringComparison.Ordinal))
         {
             Dictionary<string, HostTensor> tensors = FlaxMsgpack.ReadTensors(path);
@@ -66,8 +78,25 @@ public static class FormatInspector
             DescribeTokenizer(path, output);
             return;
         }
-        throw new ZettException($"{path}: not a .safetensors, .index.json, .msgpack or tokenizer.json "
+        throw new ZettException($"{path}: not a .safetensors, .index.json, .gguf, .msgpack or tokenizer.json "
             + "file, nor a model or hypernetwork directory");
+    }
+
+    private static void DescribeGguf(string path, TextWriter o)
+    {
+        GgufFile g = GgufFile.Open(path);
+        o.WriteLine($"{path}: GGUF v{g.Version}, {g.Metadata.Count} metadata keys, {g.Tensors.Count} "
+            + $"tensors, {Bytes(g.FileLength)}");
+        foreach (KeyValuePair<string, GgufValue> kv in g.Metadata)
+        {
+            o.WriteLine($"  {kv.Key} = {kv.Value}");
+        }
+        foreach (GgufTensorInfo t in g.Tensors)
+        {
+            string type = GgmlTypes.IsKnown(t.Type) ? ((GgmlType)t.Type).ToString()
+                : $"type {t.Type}";
+            o.WriteLine($"  {t.Name} {type} {HostTensor.ShapeToString(t.Shape)}");
+        }
     }
 
     private static bool IsHypernetConfig(string config) =>
@@ -127,40 +156,33 @@ public static class FormatInspector
 
     private static void DescribeTokenizer(string path, TextWriter o, bool brief = false)
     {
-        JsonDocument doc;
+        JsonObject root;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            root = JsonNode.Parse(File.ReadAllBytes(path),
+                documentOptions: new JsonDocumentOptions { MaxDepth = 256 }) as JsonObject
+                ?? throw new ZettException($"{path}: not a tokenizer.json (not a JSON object)");
         }
         catch (JsonException e)
         {
             throw new ZettException($"{path}: not valid JSON: {e.Message}");
         }
-        using (doc)
+        if (root["model"] is not JsonObject model)
         {
-            JsonElement root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out JsonElement model)
-                || model.ValueKind != JsonValueKind.Object)
-            {
-                throw new ZettException($"{path}: not a tokenizer.json (no \"model\" object)");
-            }
-            string type = model.TryGetProperty("type", out JsonElement t) && t.ValueKind == JsonValueKind.String
-                ? t.GetString()!
-                : "unknown";
-            int vocab = model.TryGetProperty("vocab", out JsonElement v)
-                ? v.ValueKind switch
-                {
-                    JsonValueKind.Object => v.EnumerateObject().Count(),
-                    JsonValueKind.Array => v.GetArrayLength(),
-                    _ => 0,
-                }
-                : 0;
-            int added = root.TryGetProperty("added_tokens", out JsonElement a) && a.ValueKind == JsonValueKind.Array
-                ? a.GetArrayLength()
-                : 0;
-            string line = $"{type}, vocab size {vocab}, {added} added tokens";
-            o.WriteLine(brief ? line : $"{path}: tokenizer.json, {line}");
+            throw new ZettException($"{path}: not a tokenizer.json (no \"model\" object)");
         }
+        int vocab = model["vocab"] switch
+        {
+            JsonObject obj => obj.Count,
+            JsonArray arr => arr.Count,
+            _ => 0,
+        };
+        JsonArray added = root["added_tokens"] as JsonArray ?? [];
+        int special = added.Count(t => t?["special"] is JsonValue sv && sv.TryGetValue(out bool s) && s);
+        int outside = added.Count(t => t?["id"] is JsonValue iv && iv.TryGetValue(out int id) && id >= vocab);
+        string line = $"{TokenizerModel.TypeOf(model)}, vocab size {vocab}, {added.Count} added "
+            + $"tokens ({special} special, {outside} beyond the model's vocabulary)";
+        o.WriteLine(brief ? line : $"{path}: tokenizer.json, {line}");
     }
 
     private static void ListTensors(SafetensorsCollection c, TextWriter o)

@@ -8,7 +8,7 @@ namespace ZeTT.Runtime.Formats;
 
 /// <summary>What to change when writing a model directory with <see cref="HfModelWriter"/>.
 /// Everything not named here is copied unchanged.</summary>
-public sealed class HfModelEdit
+public sealed record HfModelEdit
 {
     /// <summary>New input embeddings [vocab', hidden] (null keeps the model's). Stored in the
     /// model's embedding dtype; tied copies get the same matrix; config.json's vocab_size
@@ -35,26 +35,36 @@ public sealed class HfModelEdit
     /// <summary>Optional replacement of non-embedding tensors: called once per tensor with its
     /// file; returns the entry to write (same name) or null to copy it bit for bit.</summary>
     public Func<SafetensorsFile, SafetensorsTensorInfo, SafetensorsEntry?>? TransformTensor { get; init; }
+
+    /// <summary>Called with the complete, not yet published output directory (to add files
+    /// that must appear together with it); an exception aborts the write.</summary>
+    public Action<string>? BeforePublish { get; init; }
 }
 
 /// <summary>
 /// Writes a modified copy of a <see cref="HfModelDirectory"/>: new embeddings (and bias) in the
 /// original dtype, config.json updated, every other tensor copied bit for bit and streamed (a
 /// shard without changes is copied as a file, one with changes is rewritten tensor by tensor
-/// from the memory map), the shard index rewritten, and the other files carried over (weights
-/// in other formats — pytorch_model*.bin, tf_model.h5, flax_model.msgpack — are left out, as
-/// they would hold the old embeddings). Host memory stays at the new embedding matrices plus
+/// from the memory map), the shard index rewritten, and of the other files only those that
+/// describe the new model too (generation settings, chat template, licence) carried over. Host memory stays at the new embedding matrices plus
 /// I/O buffers. The whole directory is written to <c>&lt;out&gt;.tmp-&lt;pid&gt;</c> and
 /// renamed at the end: a failure leaves no output directory.
 /// </summary>
 public static class HfModelWriter
 {
-    private static readonly string[] SkippedPatterns =
-    [
-        "pytorch_model*.bin", "*.bin.index.json", "tf_model.h5", "*.h5.index.json",
-        "flax_model.msgpack", "*.msgpack.index.json", "*.safetensors", "*.safetensors.index.json",
-        "model.ckpt*", "*.tmp-*",
-    ];
+    /// <summary>Files of the source directory that can describe the written model as well and
+    /// are carried over unless <see cref="HfModelEdit.Files"/> replaces or drops them (a
+    /// transfer replaces the tokenizer's): the tokenizer, the generation settings, the chat
+    /// template and the licence. Everything else stays behind — weights in other formats (they
+    /// hold the old embeddings) and notes about the source model (its README.md model card,
+    /// provenance, reference outputs made with its vocabulary).</summary>
+    private static readonly HashSet<string> CarriedFiles = new(StringComparer.Ordinal)
+    {
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+        "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "sentencepiece.bpe.model",
+        "spiece.model", "generation_config.json", "chat_template.jinja", "chat_template.json",
+        "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "USE_POLICY.md",
+    };
 
     /// <summary>JSON output settings used for config files (2-space indent, non-ASCII kept).</summary>
     public static JsonWriterOptions JsonOptions { get; } = new()
@@ -109,6 +119,7 @@ public static class HfModelWriter
             WriteWeights(model, temp, replacements, edit.TransformTensor);
             WriteConfig(model, temp, newVocab, edit.ConfigUpdates);
             CopyOtherFiles(model.Directory, temp, edit.Files);
+            edit.BeforePublish?.Invoke(temp);
             Publish(temp, output);
         }
         catch
@@ -312,15 +323,10 @@ public static class HfModelWriter
 
     private static void CopyOtherFiles(string source, string temp, IReadOnlyDictionary<string, string?> files)
     {
-        var skipped = new HashSet<string>(StringComparer.Ordinal) { "config.json" };
-        foreach (string pattern in SkippedPatterns)
-        {
-            skipped.UnionWith(Directory.EnumerateFiles(source, pattern).Select(Path.GetFileName)!);
-        }
         foreach (string path in Directory.EnumerateFiles(source))
         {
             string name = Path.GetFileName(path);
-            if (skipped.Contains(name) || files.ContainsKey(name) || name.StartsWith('.'))
+            if (!CarriedFiles.Contains(name) || files.ContainsKey(name))
             {
                 continue;
             }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Hypernetwork;
@@ -86,6 +87,14 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
     /// <paramref name="weights"/> again (a transfer).</param>
     public CpuHypernetBackend(HypernetWeights weights, HostTensor sourceEmbeddings,
         HypernetPrecision precision, int maxBatchSize, bool releaseUnpacked = false)
+        : this(weights, sourceEmbeddings, precision, maxBatchSize, releaseUnpacked, GemmKernels.Best)
+    {
+    }
+
+    /// <summary>Builds the backend on a chosen GEMM micro-kernel (tests and benchmarks compare
+    /// them).</summary>
+    internal CpuHypernetBackend(HypernetWeights weights, HostTensor sourceEmbeddings,
+        HypernetPrecision precision, int maxBatchSize, bool releaseUnpacked, GemmKernel kernel)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(sourceEmbeddings);
@@ -117,22 +126,22 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         _bf16 = precision == HypernetPrecision.BFloat16;
 
         bool r = releaseUnpacked;
-        _inputProjection = Packed(PackedWeight.FromLinear(weights.InputProjection, _bf16), r,
+        _inputProjection = Packed(PackedWeight.FromLinear(weights.InputProjection, _bf16, kernel), r,
             weights.InputProjection);
-        _inputBlock = new PackedBlock(weights.InputBlock, _bf16, r);
-        _layers = weights.Layers.Select(l => new PackedLayer(l, _bf16, r)).ToArray();
-        _outputBlock = new PackedBlock(weights.OutputBlock, _bf16, r);
-        _outputLinear = Packed(PackedWeight.FromLinear(weights.OutputLinear, _bf16), r,
+        _inputBlock = new PackedBlock(weights.InputBlock, _bf16, r, kernel);
+        _layers = weights.Layers.Select(l => new PackedLayer(l, _bf16, r, kernel)).ToArray();
+        _outputBlock = new PackedBlock(weights.OutputBlock, _bf16, r, kernel);
+        _outputLinear = Packed(PackedWeight.FromLinear(weights.OutputLinear, _bf16, kernel), r,
             weights.OutputLinear);
         if (weights.OutputOutBlock is not null && weights.OutputOutLinear is not null)
         {
-            _outputOutBlock = new PackedBlock(weights.OutputOutBlock, _bf16, r);
-            _outputOutLinear = Packed(PackedWeight.FromLinear(weights.OutputOutLinear, _bf16), r,
+            _outputOutBlock = new PackedBlock(weights.OutputOutBlock, _bf16, r, kernel);
+            _outputOutLinear = Packed(PackedWeight.FromLinear(weights.OutputOutLinear, _bf16, kernel), r,
                 weights.OutputOutLinear);
         }
         if (weights.BiasProjection is not null)
         {
-            _biasProjection = Packed(PackedWeight.FromLinear(weights.BiasProjection, _bf16), r,
+            _biasProjection = Packed(PackedWeight.FromLinear(weights.BiasProjection, _bf16, kernel), r,
                 weights.BiasProjection);
         }
         _embLnGamma = Pinned(weights.EmbeddingsLn.Weight.Data);
@@ -610,12 +619,13 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
 
     private static long s_releasedSinceCollect;
 
-    private sealed class PackedBlock(ProjectorBlockParams p, bool bf16, bool release)
+    private sealed class PackedBlock(ProjectorBlockParams p, bool bf16, bool release,
+        GemmKernel kernel)
     {
-        public PackedWeight Dense1 { get; } = Packed(PackedWeight.FromLinear(p.Dense1, bf16),
+        public PackedWeight Dense1 { get; } = Packed(PackedWeight.FromLinear(p.Dense1, bf16, kernel),
             release, p.Dense1);
 
-        public PackedWeight Dense2 { get; } = Packed(PackedWeight.FromLinear(p.Dense2, bf16),
+        public PackedWeight Dense2 { get; } = Packed(PackedWeight.FromLinear(p.Dense2, bf16, kernel),
             release, p.Dense2);
 
         public float[] LnGamma { get; } = Pinned(p.Ln.Weight.Data);
@@ -623,25 +633,26 @@ public sealed unsafe class CpuHypernetBackend : IHypernetBackend
         public float[] LnBeta { get; } = Pinned(p.Ln.Bias.Data);
     }
 
-    private sealed class PackedLayer(EncoderLayerParams p, bool bf16, bool release)
+    private sealed class PackedLayer(EncoderLayerParams p, bool bf16, bool release,
+        GemmKernel kernel)
     {
-        public PackedWeight Query { get; } = Packed(PackedWeight.FromLinear(p.Query, bf16),
+        public PackedWeight Query { get; } = Packed(PackedWeight.FromLinear(p.Query, bf16, kernel),
             release, p.Query);
 
-        public PackedWeight KeyValue { get; } = Packed(PackedWeight.Concat([p.Key, p.Value], bf16),
+        public PackedWeight KeyValue { get; } = Packed(PackedWeight.Concat([p.Key, p.Value], bf16, kernel),
             release, p.Key, p.Value);
 
         public PackedWeight AttentionOutput { get; } = Packed(
-            PackedWeight.FromLinear(p.AttentionOutput, bf16), release, p.AttentionOutput);
+            PackedWeight.FromLinear(p.AttentionOutput, bf16, kernel), release, p.AttentionOutput);
 
         public float[] AttentionLnGamma { get; } = Pinned(p.AttentionLn.Weight.Data);
 
         public float[] AttentionLnBeta { get; } = Pinned(p.AttentionLn.Bias.Data);
 
         public PackedWeight Intermediate { get; } = Packed(
-            PackedWeight.FromLinear(p.Intermediate, bf16), release, p.Intermediate);
+            PackedWeight.FromLinear(p.Intermediate, bf16, kernel), release, p.Intermediate);
 
-        public PackedWeight Output { get; } = Packed(PackedWeight.FromLinear(p.Output, bf16),
+        public PackedWeight Output { get; } = Packed(PackedWeight.FromLinear(p.Output, bf16, kernel),
             release, p.Output);
 
         public float[] OutputLnGamma { get; } = Pinned(p.OutputLn.Weight.Data);

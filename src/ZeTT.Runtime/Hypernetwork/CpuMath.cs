@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ZeTT.Ops;
+using ZeTT.Ops.Cpu;
 
 namespace ZeTT.Runtime.Hypernetwork;
 
@@ -20,48 +21,42 @@ internal enum CpuActivation
 }
 
 /// <summary>
-/// A Linear layer's weight <c>W [N, K]</c> (PyTorch <c>[out, in]</c>) repacked once for
-/// <see cref="CpuMath.Gemm"/>: column panels of <see cref="CpuMath.NR"/> output features, each
-/// stored k-major (<c>[panel][k][NR]</c>) so the micro-kernel reads one contiguous stream; the
-/// last panel is zero-padded. The bias is padded to whole panels. Both live on the pinned heap
-/// so the kernels can keep raw pointers.
+/// A Linear layer's weight <c>W [N, K]</c> (PyTorch <c>[out, in]</c>) packed once for
+/// <see cref="CpuGemm"/> as op(B) = Wᵀ (<see cref="GemmPackedB"/>: NR-wide k-major column panels
+/// for this CPU's micro-kernel), and its bias, on the pinned heap so the kernels keep raw
+/// pointers.
 /// </summary>
 internal sealed unsafe class PackedWeight
 {
-    private readonly float[] _panels;
     private readonly float[] _bias;
 
-    private PackedWeight(int n, int k, float[] panels, float[] bias)
+    private PackedWeight(GemmPackedB packed, float[] bias)
     {
-        N = n;
-        K = k;
-        _panels = panels;
+        Packed = packed;
         _bias = bias;
     }
 
+    /// <summary>The packed op(B).</summary>
+    public GemmPackedB Packed { get; }
+
     /// <summary>Output features.</summary>
-    public int N { get; }
+    public int N => Packed.N;
 
     /// <summary>Input features.</summary>
-    public int K { get; }
+    public int K => Packed.K;
 
-    /// <summary>Number of NR-wide column panels.</summary>
-    public int Panels => (N + CpuMath.NR - 1) / CpuMath.NR;
-
-    /// <summary>Packed panels, <c>[Panels][K][NR]</c>.</summary>
-    public float* Data => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_panels));
-
-    /// <summary>Bias padded to <c>Panels·NR</c> (zeros where the layer has none).</summary>
+    /// <summary>Bias, N values (zeros where the layer has none).</summary>
     public float* Bias => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_bias));
 
-    /// <summary>Packs a Linear layer; <paramref name="roundToBf16"/> rounds every weight and
-    /// bias to bf16 (stored widened).</summary>
-    public static PackedWeight FromLinear(LinearParams p, bool roundToBf16) =>
-        FromRows([p.Weight.Data], p.Out, p.In, [p.Bias.Data], roundToBf16);
+    /// <summary>Packs a Linear layer for <paramref name="kernel"/>; <paramref name="roundToBf16"/>
+    /// rounds every weight and bias to bf16 (stored widened).</summary>
+    public static PackedWeight FromLinear(LinearParams p, bool roundToBf16, GemmKernel kernel) =>
+        FromRows([p.Weight.Data], p.Out, p.In, [p.Bias.Data], roundToBf16, kernel);
 
     /// <summary>Packs several Linear layers with the same input width side by side (their outputs
     /// concatenated), e.g. key and value.</summary>
-    public static PackedWeight Concat(IReadOnlyList<LinearParams> layers, bool roundToBf16)
+    public static PackedWeight Concat(IReadOnlyList<LinearParams> layers, bool roundToBf16,
+        GemmKernel kernel)
     {
         int k = layers[0].In;
         if (layers.Any(l => l.In != k))
@@ -69,40 +64,44 @@ internal sealed unsafe class PackedWeight
             throw new ArgumentException("layers must share their input width", nameof(layers));
         }
         return FromRows(layers.Select(l => l.Weight.Data).ToArray(), layers.Sum(l => l.Out), k,
-            layers.Select(l => l.Bias.Data).ToArray(), roundToBf16);
+            layers.Select(l => l.Bias.Data).ToArray(), roundToBf16, kernel);
     }
 
-    /// <summary>Packs row blocks <c>[n_i, k]</c> stacked into one <c>[Σn_i, k]</c> weight.</summary>
+    /// <summary>Packs row blocks <c>[n_i, k]</c> stacked into one <c>[Σn_i, k]</c> weight for
+    /// <paramref name="kernel"/> (default: this CPU's fastest).</summary>
     public static PackedWeight FromRows(float[][] rowBlocks, int n, int k, float[]?[] biases,
-        bool roundToBf16)
+        bool roundToBf16, GemmKernel? kernel = null)
     {
-        int nr = CpuMath.NR;
-        int panels = (n + nr - 1) / nr;
-        float[] packed = GC.AllocateArray<float>(Math.Max(1, panels * k * nr), pinned: true);
-        float[] bias = GC.AllocateArray<float>(Math.Max(1, panels * nr), pinned: true);
+        int total = rowBlocks.Sum(w => w.Length / Math.Max(k, 1));
+        if (total != n)
+        {
+            throw new ArgumentException($"row blocks hold {total} rows, expected {n}",
+                nameof(rowBlocks));
+        }
+        var packed = new GemmPackedB(kernel ?? GemmKernels.Best, n, k);
+        float[] bias = GC.AllocateArray<float>(Math.Max(1, n), pinned: true);
         int row = 0;
         for (int blk = 0; blk < rowBlocks.Length; blk++)
         {
             float[] w = rowBlocks[blk];
             int rows = w.Length / Math.Max(k, 1);
-            float[]? b = biases[blk];
-            for (int r = 0; r < rows; r++, row++)
+            fixed (float* pw = w)
             {
-                int panel = row / nr, lane = row % nr;
-                int baseOffset = panel * k * nr + lane;
-                for (int kk = 0; kk < k; kk++)
-                {
-                    float v = w[r * k + kk];
-                    packed[baseOffset + kk * nr] = roundToBf16 ? BFloat16.Round(v) : v;
-                }
-                float bv = b is null ? 0f : b[r];
-                bias[row] = roundToBf16 ? BFloat16.Round(bv) : bv;
+                packed.Pack(row, rows, pw, GemmType.F32, k, transposed: true);
             }
+            float[]? b = biases[blk];
+            for (int r = 0; r < rows; r++)
+            {
+                float bv = b is null ? 0f : b[r];
+                bias[row + r] = roundToBf16 ? BFloat16.Round(bv) : bv;
+            }
+            row += rows;
         }
-        return row == n
-            ? new PackedWeight(n, k, packed, bias)
-            : throw new ArgumentException($"row blocks hold {row} rows, expected {n}",
-                nameof(rowBlocks));
+        if (roundToBf16)
+        {
+            packed.RoundToBf16();
+        }
+        return new PackedWeight(packed, bias);
     }
 }
 
@@ -112,33 +111,15 @@ internal sealed unsafe class PackedWeight
 /// references the tests compare them with.
 /// </summary>
 /// <remarks>
-/// GEMM structure (Goto/BLIS style): the weight is packed once into NR=16-wide k-major panels;
-/// per call, each task packs an MC×KC block of A into MR=6-row k-major strips (rounding to bf16
-/// here when asked), then a 6×16 micro-kernel keeps 12 Vector256 accumulators in registers
-/// (12 + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers), streaming a 16 KB B
-/// micro-panel from L1 and the A block from L2. Tasks are row blocks (and column groups when
-/// there are too few row blocks to feed every core), run with Parallel.For.
+/// The GEMM is <see cref="CpuGemm"/>'s (the same micro-kernels as every other CPU matmul),
+/// entered with the pre-packed weight; bias and activation run as its epilogue on each finished
+/// row segment of C while it is in L1.
 /// </remarks>
 internal static unsafe class CpuMath
 {
-    /// <summary>Rows of the register tile.</summary>
-    public const int MR = 6;
-
-    /// <summary>Columns of the register tile (two Vector256).</summary>
-    public const int NR = 16;
-
-    /// <summary>Depth of one packed block: KC·NR·4 B = 16 KB of B stays in L1.</summary>
-    public const int KC = 256;
-
-    /// <summary>Largest row block of A one task packs (MCmax·KC·4 B = 144 KB, in L2).</summary>
-    public const int MCMax = 144;
-
     private const float SqrtTwoOverPi = 0.7978845608028654f;
     private const float GeluTanhCubic = 0.044715f;
     private const float InvSqrt2 = 0.7071067811865476f;
-
-    [ThreadStatic]
-    private static float[]? t_packA;
 
     /// <summary>True when the vectorised kernels run (AVX2+FMA, or any 256-bit SIMD).</summary>
     public static bool IsVectorized => Vector256.IsHardwareAccelerated;
@@ -151,202 +132,50 @@ internal static unsafe class CpuMath
     public static void Gemm(float* a, int lda, int m, PackedWeight w, float* c, int ldc,
         CpuActivation act, bool roundAToBf16)
     {
-        if (m <= 0 || w.N == 0)
+        delegate*<float*, float*, int, void> epilogue = act switch
         {
-            return;
-        }
-        if (!IsVectorized)
-        {
-            GemmScalarPacked(a, lda, m, w, c, ldc, act, roundAToBf16);
-            return;
-        }
-        int threads = Math.Max(1, Environment.ProcessorCount);
-        int mc = Math.Clamp(RoundUp(CeilDiv(m, 2 * threads), MR), MR, MCMax);
-        int rowBlocks = CeilDiv(m, mc);
-        int panels = w.Panels;
-        int colGroups = rowBlocks >= 2 * threads ? 1 : Math.Min(panels, CeilDiv(2 * threads, rowBlocks));
-        int tasks = rowBlocks * colGroups;
-        // Work below ~2 MFLOP is not worth a Parallel.For dispatch (measured: a [256,768]x[768,1]
-        // bias head is faster inline).
-        bool parallel = tasks > 1 && (long)m * w.N * w.K > 1_000_000;
-        nint pa = (nint)a, pc = (nint)c;
-        if (!parallel)
-        {
-            for (int t = 0; t < tasks; t++)
-            {
-                GemmTask(t, colGroups, mc, (float*)pa, lda, m, w, (float*)pc, ldc, act, roundAToBf16);
-            }
-            return;
-        }
-        Parallel.For(0, tasks, t =>
-            GemmTask(t, colGroups, mc, (float*)pa, lda, m, w, (float*)pc, ldc, act, roundAToBf16));
+            CpuActivation.GeluTanh => &BiasGeluTanh,
+            CpuActivation.GeluErf => &BiasGeluErf,
+            _ => &BiasOnly,
+        };
+        CpuGemm.Gemm(m, a, GemmType.F32, lda, false, roundAToBf16, w.Packed, c, ldc,
+            new GemmEpilogue(epilogue, w.Bias));
     }
 
-    private static void GemmTask(int task, int colGroups, int mc, float* a, int lda, int m,
-        PackedWeight w, float* c, int ldc, CpuActivation act, bool roundA)
-    {
-        int rb = task / colGroups, cg = task % colGroups;
-        int row0 = rb * mc, rows = Math.Min(mc, m - row0);
-        int panels = w.Panels;
-        int p0 = (int)((long)cg * panels / colGroups), p1 = (int)((long)(cg + 1) * panels / colGroups);
-        if (rows <= 0 || p0 >= p1)
-        {
-            return;
-        }
-        float[] buffer = t_packA ??= GC.AllocateArray<float>(MCMax * KC, pinned: true);
-        float* ap = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
-        float* tile = stackalloc float[MR * NR];
-        int k = w.K;
-        int strips = CeilDiv(rows, MR);
-        for (int k0 = 0; k0 < k || k0 == 0; k0 += KC)
-        {
-            int kc = Math.Min(KC, k - k0);
-            bool first = k0 == 0, last = k0 + KC >= k;
-            PackA(a + (long)row0 * lda + k0, lda, rows, kc, ap, roundA);
-            for (int p = p0; p < p1; p++)
-            {
-                float* bp = w.Data + ((long)p * k + k0) * NR;
-                int col0 = p * NR, cols = Math.Min(NR, w.N - col0);
-                float* bias = last ? w.Bias + col0 : null;
-                for (int s = 0; s < strips; s++)
-                {
-                    int r = s * MR;
-                    Kernel6x16(kc, ap + s * kc * MR, bp, tile, c + (long)(row0 + r) * ldc + col0, ldc,
-                        Math.Min(MR, rows - r), cols, !first, bias, act);
-                }
-            }
-            if (k == 0)
-            {
-                break;
-            }
-        }
-    }
+    private static void BiasOnly(float* c, float* bias, int n) =>
+        BiasAndActivate(c, bias, n, CpuActivation.None);
 
-    /// <summary>Packs rows×kc of A into MR-row strips, k-major, zero-padding the last strip.</summary>
-    private static void PackA(float* a, int lda, int rows, int kc, float* dst, bool round)
+    private static void BiasGeluTanh(float* c, float* bias, int n) =>
+        BiasAndActivate(c, bias, n, CpuActivation.GeluTanh);
+
+    private static void BiasGeluErf(float* c, float* bias, int n) =>
+        BiasAndActivate(c, bias, n, CpuActivation.GeluErf);
+
+    /// <summary><c>c = act(c + bias)</c> over <paramref name="n"/> values, always through the
+    /// vector formula (a tail goes through a padded vector), so a value does not depend on where
+    /// its tile ends.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BiasAndActivate(float* c, float* bias, int n, CpuActivation act)
     {
-        for (int r0 = 0; r0 < rows; r0 += MR)
+        int j = 0;
+        for (; j <= n - 8; j += 8)
         {
-            float* strip = dst + r0 * kc;
-            int rr = Math.Min(MR, rows - r0);
-            for (int i = 0; i < MR; i++)
-            {
-                float* src = a + (long)(r0 + i) * lda;
-                if (i >= rr)
-                {
-                    for (int kk = 0; kk < kc; kk++)
-                    {
-                        strip[kk * MR + i] = 0f;
-                    }
-                }
-                else if (round)
-                {
-                    for (int kk = 0; kk < kc; kk++)
-                    {
-                        strip[kk * MR + i] = BFloat16.Round(src[kk]);
-                    }
-                }
-                else
-                {
-                    for (int kk = 0; kk < kc; kk++)
-                    {
-                        strip[kk * MR + i] = src[kk];
-                    }
-                }
-            }
+            Apply(act, Vector256.Load(c + j) + Vector256.Load(bias + j)).Store(c + j);
+        }
+        if (j < n)
+        {
+            float* t = stackalloc float[16];
+            new Span<float>(t, 16).Clear();
+            new ReadOnlySpan<float>(c + j, n - j).CopyTo(new Span<float>(t, 8));
+            new ReadOnlySpan<float>(bias + j, n - j).CopyTo(new Span<float>(t + 8, 8));
+            Apply(act, Vector256.Load(t) + Vector256.Load(t + 8)).Store(t);
+            new ReadOnlySpan<float>(t, n - j).CopyTo(new Span<float>(c + j, n - j));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : (a * b) + c;
-
-    private static void Kernel6x16(int kc, float* ap, float* bp, float* tile, float* c, int ldc,
-        int rows, int cols, bool accumulate, float* bias, CpuActivation act)
-    {
-        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
-        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-        Vector256<float> c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int k = 0; k < kc; k++)
-        {
-            Vector256<float> b0 = Vector256.Load(bp), b1 = Vector256.Load(bp + 8);
-            Vector256<float> x = Vector256.Create(ap[0]);
-            c00 = Fmadd(x, b0, c00);
-            c01 = Fmadd(x, b1, c01);
-            x = Vector256.Create(ap[1]);
-            c10 = Fmadd(x, b0, c10);
-            c11 = Fmadd(x, b1, c11);
-            x = Vector256.Create(ap[2]);
-            c20 = Fmadd(x, b0, c20);
-            c21 = Fmadd(x, b1, c21);
-            x = Vector256.Create(ap[3]);
-            c30 = Fmadd(x, b0, c30);
-            c31 = Fmadd(x, b1, c31);
-            x = Vector256.Create(ap[4]);
-            c40 = Fmadd(x, b0, c40);
-            c41 = Fmadd(x, b1, c41);
-            x = Vector256.Create(ap[5]);
-            c50 = Fmadd(x, b0, c50);
-            c51 = Fmadd(x, b1, c51);
-            ap += MR;
-            bp += NR;
-        }
-        c00.Store(tile); c01.Store(tile + 8); c10.Store(tile + 16); c11.Store(tile + 24);
-        c20.Store(tile + 32); c21.Store(tile + 40); c30.Store(tile + 48); c31.Store(tile + 56);
-        c40.Store(tile + 64); c41.Store(tile + 72); c50.Store(tile + 80); c51.Store(tile + 88);
-        StoreTile(tile, c, ldc, rows, cols, accumulate, bias, act);
-    }
-
-    /// <summary>Writes a 6×16 accumulator tile to C: adds what C holds when accumulating over
-    /// K blocks, then bias and activation after the last block — through the same vector code
-    /// for full and edge tiles, so a row's result does not depend on where it falls in a batch.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void StoreTile(float* tile, float* c, int ldc, int rows, int cols,
-        bool accumulate, float* bias, CpuActivation act)
-    {
-        for (int i = 0; i < rows; i++)
-        {
-            float* t = tile + (i * NR);
-            float* dst = c + (long)i * ldc;
-            if (cols == NR)
-            {
-                StoreRow(Vector256.Load(t), Vector256.Load(t + 8), dst, accumulate, bias, act);
-                continue;
-            }
-            if (accumulate)
-            {
-                for (int j = 0; j < cols; j++)
-                {
-                    t[j] += dst[j];
-                }
-            }
-            if (bias != null)
-            {
-                Apply(act, Vector256.Load(t) + Vector256.Load(bias)).Store(t);
-                Apply(act, Vector256.Load(t + 8) + Vector256.Load(bias + 8)).Store(t + 8);
-            }
-            new ReadOnlySpan<float>(t, cols).CopyTo(new Span<float>(dst, cols));
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(Vector256<float> v0, Vector256<float> v1, float* dst,
-        bool accumulate, float* bias, CpuActivation act)
-    {
-        if (accumulate)
-        {
-            v0 += Vector256.Load(dst);
-            v1 += Vector256.Load(dst + 8);
-        }
-        if (bias != null)
-        {
-            v0 = Apply(act, v0 + Vector256.Load(bias));
-            v1 = Apply(act, v1 + Vector256.Load(bias + 8));
-        }
-        v0.Store(dst);
-        v1.Store(dst + 8);
-    }
 
     /// <summary>The activation on one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -599,30 +428,7 @@ internal static unsafe class CpuMath
         }
     }
 
-    /// <summary>Fallback when there is no 256-bit SIMD: same packed weight, scalar loops.</summary>
-    private static void GemmScalarPacked(float* a, int lda, int m, PackedWeight w, float* c,
-        int ldc, CpuActivation act, bool roundA)
-    {
-        int k = w.K;
-        for (int i = 0; i < m; i++)
-        {
-            float* row = a + (long)i * lda;
-            for (int j = 0; j < w.N; j++)
-            {
-                float* panel = w.Data + ((long)(j / NR) * k * NR) + (j % NR);
-                float s = 0f;
-                for (int kk = 0; kk < k; kk++)
-                {
-                    float av = roundA ? BFloat16.Round(row[kk]) : row[kk];
-                    s += av * panel[kk * NR];
-                }
-                c[((long)i * ldc) + j] = Apply(act, s + w.Bias[j]);
-            }
-        }
-    }
-
     /// <summary>⌈a / b⌉.</summary>
     public static int CeilDiv(int a, int b) => (a + b - 1) / b;
 
-    private static int RoundUp(int a, int b) => CeilDiv(a, b) * b;
 }

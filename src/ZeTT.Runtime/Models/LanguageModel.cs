@@ -294,50 +294,50 @@ public sealed class LanguageModel : IDisposable
             switch (a.Block)
             {
                 case BlockKind.PreNorm:
-                {
-                    lt.Norm1In = x;
-                    (Tensor h1, lt.Norm1) = Norm(scope, x, lw.Norm1, lw.Norm1Bias);
-                    Tensor attn = Attention(scope, layer, lw, h1, posT, batch, tokens, start,
-                        cache, lt);
-                    Tensor xm = New(scope, n, d);
-                    Ops.Add(x, attn, xm);
-                    lt.Norm2In = xm;
-                    (Tensor h2, lt.Norm2) = Norm(scope, xm, lw.Norm2, lw.Norm2Bias);
-                    Tensor mlp = Mlp(scope, lw, h2, lt);
-                    x = New(scope, n, d);
-                    Ops.Add(xm, mlp, x);
-                    break;
-                }
+                    {
+                        lt.Norm1In = x;
+                        (Tensor h1, lt.Norm1) = Norm(scope, x, lw.Norm1, lw.Norm1Bias);
+                        Tensor attn = Attention(scope, layer, lw, h1, posT, batch, tokens, start,
+                            cache, lt);
+                        Tensor xm = New(scope, n, d);
+                        Ops.Add(x, attn, xm);
+                        lt.Norm2In = xm;
+                        (Tensor h2, lt.Norm2) = Norm(scope, xm, lw.Norm2, lw.Norm2Bias);
+                        Tensor mlp = Mlp(scope, lw, h2, lt);
+                        x = New(scope, n, d);
+                        Ops.Add(xm, mlp, x);
+                        break;
+                    }
                 case BlockKind.ParallelPreNorm:
-                {
-                    lt.Norm1In = x;
-                    lt.Norm2In = x;
-                    (Tensor h1, lt.Norm1) = Norm(scope, x, lw.Norm1, lw.Norm1Bias);
-                    (Tensor h2, lt.Norm2) = Norm(scope, x, lw.Norm2, lw.Norm2Bias);
-                    Tensor attn = Attention(scope, layer, lw, h1, posT, batch, tokens, start,
-                        cache, lt);
-                    Tensor mlp = Mlp(scope, lw, h2, lt);
-                    Tensor y = New(scope, n, d);
-                    Ops.Add(x, attn, y);
-                    Ops.Add(y, mlp, y);
-                    x = y;
-                    break;
-                }
+                    {
+                        lt.Norm1In = x;
+                        lt.Norm2In = x;
+                        (Tensor h1, lt.Norm1) = Norm(scope, x, lw.Norm1, lw.Norm1Bias);
+                        (Tensor h2, lt.Norm2) = Norm(scope, x, lw.Norm2, lw.Norm2Bias);
+                        Tensor attn = Attention(scope, layer, lw, h1, posT, batch, tokens, start,
+                            cache, lt);
+                        Tensor mlp = Mlp(scope, lw, h2, lt);
+                        Tensor y = New(scope, n, d);
+                        Ops.Add(x, attn, y);
+                        Ops.Add(y, mlp, y);
+                        x = y;
+                        break;
+                    }
                 default:
-                {
-                    Tensor attn = Attention(scope, layer, lw, x, posT, batch, tokens, start, cache,
-                        lt);
-                    Tensor p1 = New(scope, n, d);
-                    Ops.Add(x, attn, p1);
-                    lt.Norm1In = p1;
-                    (Tensor x1, lt.Norm1) = Norm(scope, p1, lw.Norm1, lw.Norm1Bias);
-                    Tensor mlp = Mlp(scope, lw, x1, lt);
-                    Tensor p2 = New(scope, n, d);
-                    Ops.Add(x1, mlp, p2);
-                    lt.Norm2In = p2;
-                    (x, lt.Norm2) = Norm(scope, p2, lw.Norm2, lw.Norm2Bias);
-                    break;
-                }
+                    {
+                        Tensor attn = Attention(scope, layer, lw, x, posT, batch, tokens, start, cache,
+                            lt);
+                        Tensor p1 = New(scope, n, d);
+                        Ops.Add(x, attn, p1);
+                        lt.Norm1In = p1;
+                        (Tensor x1, lt.Norm1) = Norm(scope, p1, lw.Norm1, lw.Norm1Bias);
+                        Tensor mlp = Mlp(scope, lw, x1, lt);
+                        Tensor p2 = New(scope, n, d);
+                        Ops.Add(x1, mlp, p2);
+                        lt.Norm2In = p2;
+                        (x, lt.Norm2) = Norm(scope, p2, lw.Norm2, lw.Norm2Bias);
+                        break;
+                    }
             }
             tape?.Layers.Add(lt);
         }
@@ -409,41 +409,41 @@ public sealed class LanguageModel : IDisposable
             switch (a.Block)
             {
                 case BlockKind.PreNorm:
-                {
-                    Tensor dxm = New(scope, n, d);
-                    Ops.Copy(g, dxm);
-                    Tensor dh2 = MlpBackward(scope, lw, g, lt);
-                    Tensor t2 = New(scope, n, d);
-                    NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
-                    Ops.Add(dxm, t2, dxm);
-                    Tensor dh1 = AttentionBackward(scope, lw, dxm, lt, tape);
-                    NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
-                    Ops.Add(dx, dxm, dx);
-                    break;
-                }
+                    {
+                        Tensor dxm = New(scope, n, d);
+                        Ops.Copy(g, dxm);
+                        Tensor dh2 = MlpBackward(scope, lw, g, lt);
+                        Tensor t2 = New(scope, n, d);
+                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
+                        Ops.Add(dxm, t2, dxm);
+                        Tensor dh1 = AttentionBackward(scope, lw, dxm, lt, tape);
+                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
+                        Ops.Add(dx, dxm, dx);
+                        break;
+                    }
                 case BlockKind.ParallelPreNorm:
-                {
-                    Tensor dh1 = AttentionBackward(scope, lw, g, lt, tape);
-                    Tensor dh2 = MlpBackward(scope, lw, g, lt);
-                    NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
-                    Tensor t2 = New(scope, n, d);
-                    NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
-                    Ops.Add(dx, t2, dx);
-                    Ops.Add(dx, g, dx);
-                    break;
-                }
+                    {
+                        Tensor dh1 = AttentionBackward(scope, lw, g, lt, tape);
+                        Tensor dh2 = MlpBackward(scope, lw, g, lt);
+                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
+                        Tensor t2 = New(scope, n, d);
+                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
+                        Ops.Add(dx, t2, dx);
+                        Ops.Add(dx, g, dx);
+                        break;
+                    }
                 default:
-                {
-                    Tensor dp2 = New(scope, n, d);
-                    NormBackward(g, lt.Norm2In, lw.Norm2, lt.Norm2, dp2);
-                    Tensor dx1 = MlpBackward(scope, lw, dp2, lt);
-                    Ops.Add(dx1, dp2, dx1);
-                    Tensor dp1 = New(scope, n, d);
-                    NormBackward(dx1, lt.Norm1In, lw.Norm1, lt.Norm1, dp1);
-                    Tensor da = AttentionBackward(scope, lw, dp1, lt, tape);
-                    Ops.Add(da, dp1, dx);
-                    break;
-                }
+                    {
+                        Tensor dp2 = New(scope, n, d);
+                        NormBackward(g, lt.Norm2In, lw.Norm2, lt.Norm2, dp2);
+                        Tensor dx1 = MlpBackward(scope, lw, dp2, lt);
+                        Ops.Add(dx1, dp2, dx1);
+                        Tensor dp1 = New(scope, n, d);
+                        NormBackward(dx1, lt.Norm1In, lw.Norm1, lt.Norm1, dp1);
+                        Tensor da = AttentionBackward(scope, lw, dp1, lt, tape);
+                        Ops.Add(da, dp1, dx);
+                        break;
+                    }
             }
             g = dx;
         }
@@ -657,7 +657,7 @@ public sealed class LanguageModel : IDisposable
         }
         Tensor attn = New(scope, n, (long)hq * dh);
         Tensor lse = New(scope, batch, hq, tokens);
-        Ops.AttentionForward(Split(q, batch, tokens), keys, values, AttentionOptions(), 
+        Ops.AttentionForward(Split(q, batch, tokens), keys, values, AttentionOptions(),
             attn.View(batch, tokens, hq, dh), lse);
         Tensor output = New(scope, n, a.Hidden);
         Ops.Linear(attn, lw.O, lw.OBias, output, a.WeightsInOut);

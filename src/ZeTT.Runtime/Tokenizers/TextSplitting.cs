@@ -61,58 +61,58 @@ internal abstract class SplitPattern
                 }
                 break;
             case SplitBehavior.Contiguous:
-            {
-                bool previous = false;
-                foreach ((int s, int e, bool m) in segments)
                 {
-                    if (m == previous && result.Count > 0)
+                    bool previous = false;
+                    foreach ((int s, int e, bool m) in segments)
                     {
-                        result[^1] = (result[^1].Start, e);
+                        if (m == previous && result.Count > 0)
+                        {
+                            result[^1] = (result[^1].Start, e);
+                        }
+                        else
+                        {
+                            result.Add((s, e));
+                        }
+                        previous = m;
                     }
-                    else
-                    {
-                        result.Add((s, e));
-                    }
-                    previous = m;
+                    break;
                 }
-                break;
-            }
             case SplitBehavior.MergedWithPrevious:
-            {
-                bool previous = false;
-                foreach ((int s, int e, bool m) in segments)
                 {
-                    if (m && !previous && result.Count > 0)
+                    bool previous = false;
+                    foreach ((int s, int e, bool m) in segments)
                     {
-                        result[^1] = (result[^1].Start, e);
+                        if (m && !previous && result.Count > 0)
+                        {
+                            result[^1] = (result[^1].Start, e);
+                        }
+                        else
+                        {
+                            result.Add((s, e));
+                        }
+                        previous = m;
                     }
-                    else
-                    {
-                        result.Add((s, e));
-                    }
-                    previous = m;
+                    break;
                 }
-                break;
-            }
             case SplitBehavior.MergedWithNext:
-            {
-                bool previous = false;
-                for (int i = segments.Count - 1; i >= 0; i--)
                 {
-                    (int s, int e, bool m) = segments[i];
-                    if (m && !previous && result.Count > 0)
+                    bool previous = false;
+                    for (int i = segments.Count - 1; i >= 0; i--)
                     {
-                        result[^1] = (s, result[^1].End);
+                        (int s, int e, bool m) = segments[i];
+                        if (m && !previous && result.Count > 0)
+                        {
+                            result[^1] = (s, result[^1].End);
+                        }
+                        else
+                        {
+                            result.Add((s, e));
+                        }
+                        previous = m;
                     }
-                    else
-                    {
-                        result.Add((s, e));
-                    }
-                    previous = m;
+                    result.Reverse();
+                    break;
                 }
-                result.Reverse();
-                break;
-            }
         }
         foreach ((int s, int e) in result)
         {

@@ -65,12 +65,7 @@ internal abstract class TokenizerModel
     /// as in files written by older versions of the library).</summary>
     public static TokenizerModel FromJson(JsonObject model, string file)
     {
-        string? type = model["type"]?.GetValue<string>();
-        type ??= model.ContainsKey("merges") ? "BPE"
-            : model["vocab"] is JsonArray ? "Unigram"
-            : model.ContainsKey("continuing_subword_prefix")
-              || model.ContainsKey("max_input_chars_per_word") ? "WordPiece"
-            : "WordLevel";
+        string type = TypeOf(model);
         return type switch
         {
             "BPE" => BpeModel.FromJson(model, file),
@@ -81,6 +76,21 @@ internal abstract class TokenizerModel
                 $"{file}: tokenizer model type '{type}' is not supported (BPE, Unigram, " +
                 "WordPiece and WordLevel are)"),
         };
+    }
+
+    /// <summary>The model type of a tokenizer.json <c>model</c> object: its <c>type</c>, or for
+    /// files written before <c>tokenizers</c> stored one (GPT-2's, RoBERTa's, BERT's, T5's) what
+    /// its keys make it — merges: BPE; a vocabulary of [piece, score] pairs: Unigram; a
+    /// continuing-subword prefix: WordPiece; else WordLevel.</summary>
+    public static string TypeOf(JsonObject model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return model["type"] is JsonValue v && v.TryGetValue(out string? type) ? type
+            : model.ContainsKey("merges") ? "BPE"
+            : model["vocab"] is JsonArray ? "Unigram"
+            : model.ContainsKey("continuing_subword_prefix")
+              || model.ContainsKey("max_input_chars_per_word") ? "WordPiece"
+            : "WordLevel";
     }
 
     /// <summary>Copies every key of <paramref name="source"/> except <paramref name="skip"/>.

@@ -19,6 +19,9 @@ public sealed record TransferResult
     /// <summary>The backend that ran the hypernetwork ("cpu", "cuda: …"), or "fvt".</summary>
     public required string Backend { get; init; }
 
+    /// <summary>The hypernetwork's precision as run ("bf16", "fp32"); null for FVT.</summary>
+    public string? Precision { get; init; }
+
     /// <summary>The model's vocabulary size before.</summary>
     public required int SourceVocabSize { get; init; }
 
@@ -62,12 +65,27 @@ public sealed record TransferResult
     /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
     public required long EmbeddingBytes { get; init; }
 
+    /// <summary>The GGUF file written (formats gguf and both), or null.</summary>
+    public GgufExportResult? Gguf { get; init; }
+
     /// <summary>The summary as printed by the CLI, one line per entry.</summary>
     public IEnumerable<string> SummaryLines()
     {
         CultureInfo c = CultureInfo.InvariantCulture;
-        yield return $"wrote {OutputDirectory}";
-        yield return $"  method          {(Method == TransferMethod.Fvt ? "fvt" : "hypernet")} ({Backend})";
+        yield return Gguf is { } g && g.Path == OutputDirectory ? $"wrote {OutputDirectory} (GGUF)"
+            : $"wrote {OutputDirectory}";
+        if (Gguf is { } gguf)
+        {
+            yield return $"  gguf            {gguf.Path}: {gguf.Architecture}, {gguf.Tensors} tensors, "
+                + string.Create(c, $"{gguf.Bytes / 1048576.0:F1} MiB");
+            foreach (string note in gguf.Notes)
+            {
+                yield return $"  gguf note       {note}";
+            }
+        }
+        yield return Method == TransferMethod.Fvt
+            ? $"  method          fvt ({Backend}, on the cpu)"
+            : $"  method          hypernet ({Backend}, {Precision})";
         yield return $"  vocab size      {SourceVocabSize} -> {VocabSize} (hidden {HiddenSize})";
         if (Method == TransferMethod.Hypernet)
         {
@@ -102,6 +120,10 @@ public static class TokenizerTransfer
     /// <summary>Name of the file the predicted bias is saved to when the model has no output
     /// bias (tensor <c>bias</c>, F32 [vocab]).</summary>
     public const string BiasFileName = "bias.safetensors";
+
+    /// <summary>Name of the GGUF file inside the output directory of
+    /// <see cref="TransferFormat.Both"/>.</summary>
+    public const string GgufFileName = "model.gguf";
 
     /// <summary>Runs a transfer.</summary>
     /// <param name="options">What to transfer.</param>
@@ -138,13 +160,13 @@ public static class TokenizerTransfer
         if (hnConfig is not null)
         {
             CheckHypernetFits(hnConfig, model, options.HypernetDirectory!);
-            checkpoint = times.Measure("load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
+            checkpoint = Stage(times, progress, "load hypernet", () => HypernetCheckpoint.Load(options.HypernetDirectory!));
             if (checkpoint.TokenizerJsonPath is null)
             {
                 throw new ZettException($"{options.HypernetDirectory}: the hypernetwork directory has "
                     + "no tokenizer.json (its tokenizer spells the surface forms)");
             }
-            (modelTokenizer, prepared) = times.Measure("tokenizers", () => (
+            (modelTokenizer, prepared) = Stage(times, progress, "tokenizers", () => (
                 HfTokenizer.Load(model.Directory),
                 TransferTokenizers.Prepare(checkpoint.Directory, options.Tokenizer, model.Directory,
                     hnConfig.SurfaceMaxLen)));
@@ -152,7 +174,7 @@ public static class TokenizerTransfer
         }
         else
         {
-            (modelTokenizer, target) = times.Measure("tokenizers", () =>
+            (modelTokenizer, target) = Stage(times, progress, "tokenizers", () =>
             {
                 HfTokenizer m = HfTokenizer.Load(model.Directory);
                 return (m, ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
@@ -193,13 +215,17 @@ public static class TokenizerTransfer
         if (checkpoint is not null)
         {
             HypernetConfig config = checkpoint.Config;
-            HostTensor source = times.Measure("read embeddings",
+            HostTensor source = Stage(times, progress, "read embeddings",
                 () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
             // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
             // matrices once it has its own copy, so the hypernetwork is never held twice.
             using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
                 source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
             backendName = backend.Name;
+            result = result with
+            {
+                Precision = options.Precision == HypernetPrecision.Float32 ? "fp32" : "bf16",
+            };
             SurfaceFormMatrix sf = prepared!.SurfaceForms;
             HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
                 sf.Ids, rows, langIndex, config,
@@ -215,7 +241,7 @@ public static class TokenizerTransfer
         else
         {
             HfTokenizer sourceByteLevel = ByteLevelConverter.Convert(modelTokenizer);
-            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = times.Measure("read embeddings",
+            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = Stage(times, progress, "read embeddings",
                 () => (model.ReadInputEmbeddings(), model.ReadOutputEmbeddings(), model.ReadOutputBias()));
             FvtEmbeddings fvt = times.Measure("fvt", () => FastVocabularyTransfer.Compute(targetTokens,
                 sourceByteLevel, inT, outT, biasT,
@@ -252,19 +278,33 @@ public static class TokenizerTransfer
         }
 
         int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
+        result = result with { Backend = backendName, SpecialTokenRows = special };
+        TransferResult described = result;
+        GgufExportResult? gguf = null;
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
-            modelClass, target, newIn, newOut, newBias, MapId, progress, log));
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log,
+            bias => ModelCard.Render(options, described with { BiasDestination = bias }), out gguf));
 
         return result with
         {
-            Backend = backendName,
-            SpecialTokenRows = special,
             BiasDestination = biasDestination,
             TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
             PeakHeapBytes = memory.PeakAnonymousBytes,
             EmbeddingBytes = embeddingBytes,
+            Gguf = gguf,
         };
+    }
+
+    /// <summary>A phase without a count of its own (loading, converting tokenizers, reading
+    /// embeddings): timed, and reported when it starts and ends, so that a phase of seconds
+    /// shows on stderr.</summary>
+    private static T Stage<T>(PhaseTimes times, IProgress<ProgressUpdate>? progress, string phase, Func<T> work)
+    {
+        progress?.Report(new ProgressUpdate(phase, 0, 1, "step"));
+        T value = times.Measure(phase, work);
+        progress?.Report(new ProgressUpdate(phase, 1, 1, "step"));
+        return value;
     }
 
     private static void CheckOptions(TransferOptions o)
@@ -283,6 +323,19 @@ public static class TokenizerTransfer
             throw new ZettException("--lang is not used by --method fvt");
         }
         string output = Path.GetFullPath(o.OutputDirectory);
+        if (o.Format == TransferFormat.Gguf)
+        {
+            if (Directory.Exists(output))
+            {
+                throw new ZettException($"{o.OutputDirectory}: is a directory; --format gguf writes "
+                    + "one .gguf file");
+            }
+            if (File.Exists(output) && !o.Overwrite)
+            {
+                throw new ZettException($"{o.OutputDirectory}: output file exists");
+            }
+            return;
+        }
         if (File.Exists(output))
         {
             throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
@@ -344,8 +397,11 @@ public static class TokenizerTransfer
 
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
         ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
-        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log)
+        Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
+        Func<string?, string> modelCard, out GgufExportResult? gguf)
     {
+        gguf = null;
+        GgufExportResult? written = null;
         int rows = target.VocabSize, d = model.HiddenSize;
         string staging = Directory.CreateTempSubdirectory("zett-transfer-").FullName;
         try
@@ -366,6 +422,9 @@ public static class TokenizerTransfer
                 files[BiasFileName] = path;
                 biasDestination = BiasFileName + " (tensor 'bias', F32 [" + rows + "])";
             }
+            string card = Path.Combine(staging, "README.md");
+            File.WriteAllText(card, modelCard(biasDestination));
+            files["README.md"] = card;
             Dictionary<string, JsonNode?> configUpdates = TransferredTokenizerFiles.MapIds(model.CloneConfig(), mapId);
             foreach ((string key, JsonNode? value) in configUpdates)
             {
@@ -390,7 +449,51 @@ public static class TokenizerTransfer
                     return null;
                 },
             };
-            HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+            void Export(string hfDirectory, string file)
+            {
+                written = GgufExporter.Export(hfDirectory, file, options.GgufType, progress,
+                    overwrite: true);
+                if (options.Format == TransferFormat.Gguf)
+                {
+                    written = written with { Path = options.OutputDirectory };
+                }
+            }
+            switch (options.Format)
+            {
+                case TransferFormat.Hf:
+                    HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+                    break;
+                case TransferFormat.Both:
+                    // Written inside the unpublished directory: both appear together or neither.
+                    HfModelWriter.Write(model, options.OutputDirectory, edit with
+                    {
+                        BeforePublish = dir => Export(dir, Path.Combine(dir, GgufFileName)),
+                    }, options.Overwrite);
+                    written = written! with
+                    {
+                        Path = Path.Combine(options.OutputDirectory, GgufFileName),
+                    };
+                    break;
+                default:
+                    // The Hugging Face directory is only a step: written beside the .gguf (same
+                    // file system, no copy of a large model to /tmp) and removed afterwards.
+                    string full = Path.GetFullPath(options.OutputDirectory);
+                    string hf = full + ".hf.tmp-" + Environment.ProcessId;
+                    try
+                    {
+                        HfModelWriter.Write(model, hf, edit, overwrite: true);
+                        Export(hf, full);
+                    }
+                    finally
+                    {
+                        if (Directory.Exists(hf))
+                        {
+                            Directory.Delete(hf, recursive: true);
+                        }
+                    }
+                    break;
+            }
+            gguf = written;
             return biasDestination;
         }
         finally

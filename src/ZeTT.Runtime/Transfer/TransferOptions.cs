@@ -1,3 +1,4 @@
+using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Runtime.Transfer;
@@ -11,6 +12,20 @@ public enum TransferMethod
     /// <summary>Fast vocabulary transfer: the mean of the source embeddings of the token's
     /// decomposition by the model's own tokenizer (no hypernetwork).</summary>
     Fvt,
+}
+
+/// <summary>What <c>zett transfer</c> writes.</summary>
+public enum TransferFormat
+{
+    /// <summary>A Hugging Face model directory.</summary>
+    Hf,
+
+    /// <summary>One GGUF file for llama.cpp (the output path names the file).</summary>
+    Gguf,
+
+    /// <summary>A Hugging Face directory with the GGUF file inside it
+    /// (<see cref="TokenizerTransfer.GgufFileName"/>).</summary>
+    Both,
 }
 
 /// <summary>What kind of checkpoint the model directory holds (the reference's
@@ -38,7 +53,8 @@ public sealed record TransferOptions
     /// name (gpt2, r50k_base, cl100k_base, o200k_base).</summary>
     public required string Tokenizer { get; init; }
 
-    /// <summary>Where the transferred model is written (atomically).</summary>
+    /// <summary>Where the transferred model is written (atomically): a directory, or the .gguf
+    /// file for <see cref="TransferFormat.Gguf"/>.</summary>
     public required string OutputDirectory { get; init; }
 
     /// <summary>The hypernetwork directory (required for <see cref="TransferMethod.Hypernet"/>).
@@ -69,6 +85,24 @@ public sealed record TransferOptions
     /// <summary>Replace an existing output directory (atomically, once the new one is
     /// complete).</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>Hugging Face directory, GGUF file or both.</summary>
+    public TransferFormat Format { get; init; } = TransferFormat.Hf;
+
+    /// <summary>Type of the GGUF file's matrices.</summary>
+    public GgmlType GgufType { get; init; } = GgmlType.F16;
+
+    /// <summary>How the user named the model (a Hugging Face name), for the model card; null:
+    /// the directory's name.</summary>
+    public string? ModelLabel { get; init; }
+
+    /// <summary>How the user named the target tokenizer, for the model card; null:
+    /// <see cref="Tokenizer"/>.</summary>
+    public string? TokenizerLabel { get; init; }
+
+    /// <summary>How the user named the hypernetwork, for the model card; null:
+    /// <see cref="HypernetDirectory"/>.</summary>
+    public string? HypernetLabel { get; init; }
 
     /// <summary>Test hook: called for every non-embedding tensor while the output is written
     /// (an exception aborts the run midway).</summary>

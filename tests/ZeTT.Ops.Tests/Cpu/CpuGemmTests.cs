@@ -78,10 +78,13 @@ public sealed unsafe class CpuGemmTests
         int m = 77, n = 81, k = 700;
         var a = new StoredMatrix(GemmType.F32, m, k, k, 11);
         var b = new StoredMatrix(GemmType.BF16, n, k, k, 12);
-        float[] reference = Run(GemmKernel.Scalar, 0, a, b, m, n, k);
-        foreach (GemmKernel kernel in Kernels.Where(GemmKernels.IsSupported))
+        foreach ((float alpha, float beta) in new[] { (1f, 0f), (0.75f, 1.5f), (-1f, 1f) })
         {
-            Assert.Equal(reference, Run(kernel, 0, a, b, m, n, k));
+            float[] reference = Run(GemmKernel.Scalar, 0, a, b, m, n, k, alpha, beta);
+            foreach (GemmKernel kernel in Kernels.Where(GemmKernels.IsSupported))
+            {
+                Assert.Equal(reference, Run(kernel, 0, a, b, m, n, k, alpha, beta));
+            }
         }
     }
 
@@ -125,6 +128,31 @@ public sealed unsafe class CpuGemmTests
     }
 
     [Fact]
+    public void VectorBf16RoundingMatchesTheScalarRule()
+    {
+        // Ties both ways, the largest finite value (rounds to ∞), ∞, NaNs with and without
+        // the quiet bit, subnormals, signed zero, and random bits.
+        uint[] special =
+        [
+            0x3F80_8000, 0x3F81_8000, 0x3F80_7FFF, 0x3F80_8001, 0x7F7F_FFFF, 0xFF7F_FFFF,
+            0x7F80_0000, 0xFF80_0000, 0x7F80_0001, 0x7FC0_0000, 0xFF81_2345, 0x0000_8000,
+            0x0001_8000, 0x8000_0000, 0x0000_0000, 0x807F_FFFF,
+        ];
+        var rng = new Random(41);
+        uint[] bits = [.. special, .. Enumerable.Range(0, 1000).Select(_ => (uint)rng.NextInt64(0, 1L << 32))];
+        float[] x = bits.Select(BitConverter.UInt32BitsToSingle).ToArray();
+        float[] expected = x.Select(BFloat16.Round).ToArray();
+        fixed (float* p = x)
+        {
+            GemmPacking.RoundToBf16(p, x.Length);
+        }
+        for (int i = 0; i < x.Length; i++)
+        {
+            Assert.Equal(BitConverter.SingleToUInt32Bits(expected[i]), BitConverter.SingleToUInt32Bits(x[i]));
+        }
+    }
+
+    [Fact]
     public void RejectsBadArguments()
     {
         float* x = stackalloc float[1];
@@ -143,13 +171,17 @@ public sealed unsafe class CpuGemmTests
             GemmType.F32, ldb, 0f, (float*)p, ldc);
 
     private static float[] Run(GemmKernel kernel, int threads, StoredMatrix a, StoredMatrix b, int m,
-        int n, int k)
+        int n, int k, float alpha = 1f, float beta = 0f)
     {
         var c = new float[m * n];
+        for (int i = 0; i < c.Length; i++)
+        {
+            c[i] = (i % 13) - 6.5f;
+        }
         fixed (float* pc = c)
         {
-            CpuGemm.Gemm(kernel, threads, false, true, m, n, k, 1f, a.Pointer, a.Type, a.Ld,
-                b.Pointer, b.Type, b.Ld, 0f, pc, n);
+            CpuGemm.Gemm(kernel, threads, false, true, m, n, k, alpha, a.Pointer, a.Type, a.Ld,
+                b.Pointer, b.Type, b.Ld, beta, pc, n);
         }
         return c;
     }

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
-using ZeTT.Runtime.Formats;
 using ZeTT.Ops;
+using ZeTT.Runtime.Formats;
 
 namespace ZeTT.Runtime.Tests.Formats;
 

@@ -1,3 +1,4 @@
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Runtime.Tests.Hypernetwork;
@@ -56,6 +57,30 @@ public sealed class CpuHypernetParityTests
             HypernetPrecision.BFloat16);
         HypernetOutput o = backend.Predict(f.SurfaceForms, f.Rows, f.LangIndex);
         AssertClose(f, o, Bf16Tolerance);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Every_gemm_micro_kernel_predicts_the_same_bits(string set, string name)
+    {
+        // The AVX-512, AVX2 and scalar kernels run the same FMA chain per element, so the
+        // predictions match bit for bit (and so stay within the tolerances above).
+        HypernetFixture f = HypernetFixture.LoadOrSkip(set, name);
+        foreach (HypernetPrecision precision in new[] { HypernetPrecision.Float32, HypernetPrecision.BFloat16 })
+        {
+            using var scalar = new CpuHypernetBackend(f.Weights, f.SourceEmbeddings, precision, 0,
+                false, GemmKernel.Scalar);
+            HypernetOutput expected = scalar.Predict(f.SurfaceForms, f.Rows, f.LangIndex);
+            foreach (GemmKernel kernel in new[] { GemmKernel.Avx2, GemmKernel.Avx512 }.Where(GemmKernels.IsSupported))
+            {
+                using var backend = new CpuHypernetBackend(f.Weights, f.SourceEmbeddings, precision,
+                    0, false, kernel);
+                HypernetOutput o = backend.Predict(f.SurfaceForms, f.Rows, f.LangIndex);
+                Assert.Equal(expected.EmbeddingsIn, o.EmbeddingsIn);
+                Assert.Equal(expected.EmbeddingsOut, o.EmbeddingsOut);
+                Assert.Equal(expected.Bias, o.Bias);
+            }
+        }
     }
 
     [Theory]

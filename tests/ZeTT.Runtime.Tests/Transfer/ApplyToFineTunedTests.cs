@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
-using ZeTT.Runtime.Formats;
 using ZeTT.Ops;
+using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tests.Formats;
 using ZeTT.Runtime.Transfer;
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace ZeTT.Ops.Cpu;
 
@@ -53,6 +54,10 @@ public static unsafe class CpuGemm
     private static float[]? t_packA;
 
     private static float[]? s_packBCache;
+
+    /// <summary>C bytes of one chunk of a task's panels, kept in L2 (1 MB per core here) while
+    /// the chunk runs through every k block.</summary>
+    private const int ChunkBytes = 512 * 1024;
 
     /// <summary>
     /// <c>C[m, n] = α·op(A)[m, k]·op(B)[k, n] + β·C</c>. Row-major; <paramref name="lda"/>,
@@ -147,7 +152,7 @@ public static unsafe class CpuGemm
         private readonly int _threads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
 
         // The current column block: its first column, width, panels and where they are.
-        private int _col0, _cols, _rowBlock, _colGroups;
+        private int _col0, _cols, _strips, _rowBlocks, _colGroups;
         private float* _panels;
 
         public GemmOperand A { get; init; }
@@ -171,15 +176,22 @@ public static unsafe class CpuGemm
             }
             bool parallel = (long)m * n * k >= ParallelMinMacs && _threads > 1;
             var options = new ParallelOptions { MaxDegreeOfParallelism = _threads };
-            int mcMax = GemmKernels.MCMax(kernel);
-            _rowBlock = Math.Clamp(RoundUp(CeilDiv(m, 2 * _threads), _mr), _mr, mcMax);
-            int rowBlocks = CeilDiv(m, _rowBlock);
+            // Row blocks of at most MC rows, as many as a multiple of the thread count and equal
+            // to a strip, so every thread gets the same work (11 blocks on 2 threads left one
+            // idle for a twelfth of the time).
+            _strips = CeilDiv(m, _mr);
+            int maxStrips = GemmKernels.MCMax(kernel) / _mr;
+            _rowBlocks = CeilDiv(_strips, maxStrips);
+            if (parallel)
+            {
+                _rowBlocks = Math.Min(_strips, RoundUp(_rowBlocks, _threads));
+            }
             if (PackedB is not null)
             {
                 _col0 = 0;
                 _cols = n;
                 _panels = PackedB.Data;
-                RunBlock(parallel, options, rowBlocks);
+                RunBlock(parallel, options);
                 return;
             }
             int blockCols = (int)Math.Min(RoundUp(n, _nr),
@@ -209,7 +221,7 @@ public static unsafe class CpuGemm
                             PackBPanel(p);
                         }
                     }
-                    RunBlock(parallel, options, rowBlocks);
+                    RunBlock(parallel, options);
                 }
             }
             finally
@@ -218,12 +230,12 @@ public static unsafe class CpuGemm
             }
         }
 
-        private void RunBlock(bool parallel, ParallelOptions options, int rowBlocks)
+        private void RunBlock(bool parallel, ParallelOptions options)
         {
             int panels = CeilDiv(_cols, _nr);
-            _colGroups = rowBlocks >= 2 * _threads ? 1
-                : Math.Min(panels, CeilDiv(2 * _threads, rowBlocks));
-            int tasks = rowBlocks * _colGroups;
+            _colGroups = !parallel || _rowBlocks >= 2 * _threads ? 1
+                : Math.Min(panels, CeilDiv(2 * _threads, _rowBlocks));
+            int tasks = _rowBlocks * _colGroups;
             if (parallel && tasks > 1)
             {
                 Parallel.For(0, tasks, options, Task);
@@ -246,7 +258,8 @@ public static unsafe class CpuGemm
         private void Task(int task)
         {
             int rb = task / _colGroups, cg = task % _colGroups;
-            int row0 = rb * _rowBlock, rows = Math.Min(_rowBlock, m - row0);
+            int s0 = (int)((long)rb * _strips / _rowBlocks), s1 = (int)((long)(rb + 1) * _strips / _rowBlocks);
+            int row0 = s0 * _mr, rows = Math.Min(s1 * _mr, m) - row0;
             int panels = CeilDiv(_cols, _nr);
             int p0 = (int)((long)cg * panels / _colGroups);
             int p1 = (int)((long)(cg + 1) * panels / _colGroups);
@@ -254,16 +267,39 @@ public static unsafe class CpuGemm
             {
                 return;
             }
-            float[] buffer = t_packA ??= GC.AllocateArray<float>(
-                (GemmKernels.MCMax(GemmKernel.Avx512) * KC) + 16, pinned: true);
-            float* ap = Align64(buffer);
-            float* tile = stackalloc float[12 * 32];
             int strips = CeilDiv(rows, _mr);
+            long packed = ((long)strips * _mr * k) + 16;
+            if (t_packA is null || t_packA.Length < packed)
+            {
+                t_packA = GC.AllocateUninitializedArray<float>(checked((int)packed), pinned: true);
+            }
+            float* apAll = Align64(t_packA);
+            float* tile = stackalloc float[12 * 32];
+            bool direct = kernel == GemmKernel.Avx512;
+            // All of this row block's A is packed once (k block by k block, each slice
+            // [strip][kc][MR]); then the panels run in chunks whose C (≤ 512 KB) stays in L2
+            // across the k blocks instead of going back to memory after each (C is read and
+            // written K/KC times).
+            for (int k0 = 0; k0 < k; k0 += KC)
+            {
+                PackA(row0, rows, k0, Math.Min(KC, k - k0), apAll + ((long)k0 * strips * _mr));
+            }
+            int chunk = Math.Max(1, (ChunkBytes / sizeof(float) / rows) / _nr);
+            for (int pc0 = p0; pc0 < p1; pc0 += chunk)
+            {
+                int pc1 = Math.Min(p1, pc0 + chunk);
+                RunChunk(row0, rows, strips, pc0, pc1, apAll, tile, direct);
+            }
+        }
+
+        private void RunChunk(int row0, int rows, int strips, int p0, int p1, float* apAll,
+            float* tile, bool direct)
+        {
             for (int k0 = 0; k0 < k; k0 += KC)
             {
                 int kc = Math.Min(KC, k - k0);
                 bool first = k0 == 0, last = k0 + kc == k;
-                PackA(row0, rows, k0, kc, ap);
+                float* ap = apAll + ((long)k0 * strips * _mr);
                 for (int p = p0; p < p1; p++)
                 {
                     float* bp = _panels + ((((long)p * k) + k0) * _nr);
@@ -272,8 +308,19 @@ public static unsafe class CpuGemm
                     {
                         int r = row0 + (s * _mr), rr = Math.Min(_mr, row0 + rows - r);
                         float* dst = c + ((long)r * ldc) + col;
-                        GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile);
-                        GemmMicroKernels.StoreTile(tile, _nr, dst, ldc, rr, cols, alpha, beta, first);
+                        PrefetchTile(dst, rr, cols);
+                        if (direct && rr == _mr && cols == _nr)
+                        {
+                            GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile,
+                                new TileUpdate(dst, ldc, alpha, beta, first));
+                        }
+                        else
+                        {
+                            GemmMicroKernels.Run(kernel, kc, ap + ((long)s * kc * _mr), bp, tile,
+                                default);
+                            GemmMicroKernels.StoreTile(tile, _nr, dst, ldc, rr, cols, alpha, beta,
+                                first);
+                        }
                         if (last && epilogue.Apply != null)
                         {
                             float* bias = epilogue.Bias == null ? null : epilogue.Bias + col;
@@ -283,6 +330,28 @@ public static unsafe class CpuGemm
                             }
                         }
                     }
+                }
+            }
+        }
+
+        /// <summary>Starts loading the C tile the kernel will update: its rows are ldc apart, so
+        /// no hardware prefetcher sees them coming, and the kernel's ~KC·MR/2 cycles of FMAs hide
+        /// the misses.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PrefetchTile(float* dst, int rows, int cols)
+        {
+            if (!Sse.IsSupported)
+            {
+                return;
+            }
+            for (int i = 0; i < rows; i++)
+            {
+                float* row = dst + (i * ldc);
+                Sse.Prefetch0(row);
+                Sse.Prefetch0(row + cols - 1);
+                if (cols > 16)
+                {
+                    Sse.Prefetch0(row + 16);
                 }
             }
         }

@@ -16,7 +16,7 @@ internal static unsafe class GemmMicroKernels
     /// <summary>12×32: 24 zmm accumulators + 2 B vectors + 1 broadcast of the 32 zmm registers;
     /// 24 FMAs per 2 loads and 12 broadcasts, so the two FMA pipes, not the loads, set the pace.
     /// </summary>
-    public static void Avx512(int kc, float* ap, float* bp, float* tile)
+    public static void Avx512(int kc, float* ap, float* bp, float* tile, in TileUpdate update)
     {
         Vector512<float> c0a = default, c0b = default, c1a = default, c1b = default;
         Vector512<float> c2a = default, c2b = default, c3a = default, c3b = default;
@@ -66,6 +66,49 @@ internal static unsafe class GemmMicroKernels
             ap += 12;
             bp += 32;
         }
+        if (update.C != null)
+        {
+            // A full tile goes straight to C (same arithmetic as StoreTile, 512 bits wide).
+            var va = Vector512.Create(update.Alpha);
+            var vb = Vector512.Create(update.Beta);
+            float* d = update.C;
+            Update(d, c0a, va, vb, update.Mode);
+            Update(d + 16, c0b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c1a, va, vb, update.Mode);
+            Update(d + 16, c1b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c2a, va, vb, update.Mode);
+            Update(d + 16, c2b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c3a, va, vb, update.Mode);
+            Update(d + 16, c3b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c4a, va, vb, update.Mode);
+            Update(d + 16, c4b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c5a, va, vb, update.Mode);
+            Update(d + 16, c5b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c6a, va, vb, update.Mode);
+            Update(d + 16, c6b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c7a, va, vb, update.Mode);
+            Update(d + 16, c7b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c8a, va, vb, update.Mode);
+            Update(d + 16, c8b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c9a, va, vb, update.Mode);
+            Update(d + 16, c9b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c10a, va, vb, update.Mode);
+            Update(d + 16, c10b, va, vb, update.Mode);
+            d += update.Ldc;
+            Update(d, c11a, va, vb, update.Mode);
+            Update(d + 16, c11b, va, vb, update.Mode);
+            return;
+        }
         c0a.Store(tile + 0);
         c0b.Store(tile + 16);
         c1a.Store(tile + 32);
@@ -90,6 +133,24 @@ internal static unsafe class GemmMicroKernels
         c10b.Store(tile + 336);
         c11a.Store(tile + 352);
         c11b.Store(tile + 368);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Update(float* dst, Vector512<float> acc, Vector512<float> va,
+        Vector512<float> vb, TileMode mode)
+    {
+        switch (mode)
+        {
+            case TileMode.Accumulate:
+                (Vector512.Load(dst) + (va * acc)).Store(dst);
+                break;
+            case TileMode.Overwrite:
+                (va * acc).Store(dst);
+                break;
+            default:
+                ((va * acc) + (vb * Vector512.Load(dst))).Store(dst);
+                break;
+        }
     }
 
     /// <summary>6×16: 12 ymm accumulators + 2 B vectors + 1 broadcast of the 16 ymm registers.
@@ -158,14 +219,17 @@ internal static unsafe class GemmMicroKernels
         }
     }
 
-    /// <summary>Runs <paramref name="kernel"/> on one strip and panel.</summary>
+    /// <summary>Runs <paramref name="kernel"/> on one strip and panel: into
+    /// <paramref name="tile"/>, or, where the kernel can and <paramref name="update"/> names C,
+    /// straight into C (then the tile is left as it was).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Run(GemmKernel kernel, int kc, float* ap, float* bp, float* tile)
+    public static void Run(GemmKernel kernel, int kc, float* ap, float* bp, float* tile,
+        in TileUpdate update)
     {
         switch (kernel)
         {
             case GemmKernel.Avx512:
-                Avx512(kc, ap, bp, tile);
+                Avx512(kc, ap, bp, tile, update);
                 break;
             case GemmKernel.Avx2:
                 Avx2(kc, ap, bp, tile);
@@ -186,6 +250,7 @@ internal static unsafe class GemmMicroKernels
     public static void StoreTile(float* tile, int nr, float* c, long ldc, int rows, int cols,
         float alpha, float beta, bool firstBlock)
     {
+        // TileUpdate.For and Update (the AVX-512 kernel's direct path) mirror these branches.
         var va = Vector256.Create(alpha);
         var vb = Vector256.Create(beta);
         for (int i = 0; i < rows; i++)
@@ -228,4 +293,33 @@ internal static unsafe class GemmMicroKernels
             }
         }
     }
+}
+
+/// <summary>How a k block's accumulators enter C.</summary>
+internal enum TileMode
+{
+    /// <summary><c>C += α·acc</c> (later k blocks, or β = 1).</summary>
+    Accumulate,
+
+    /// <summary><c>C = α·acc</c> (first k block, β = 0: C is not read).</summary>
+    Overwrite,
+
+    /// <summary><c>C = α·acc + β·C</c> (first k block).</summary>
+    Scale,
+}
+
+/// <summary>Where a micro-kernel may write a full tile directly: C at the tile (null: use the
+/// tile buffer), its row stride, α, β and the mode.</summary>
+internal readonly unsafe struct TileUpdate(float* c, long ldc, float alpha, float beta, bool firstBlock)
+{
+    public float* C { get; } = c;
+
+    public long Ldc { get; } = ldc;
+
+    public float Alpha { get; } = alpha;
+
+    public float Beta { get; } = beta;
+
+    public TileMode Mode { get; } = !firstBlock || beta == 1f ? TileMode.Accumulate
+        : beta == 0f ? TileMode.Overwrite : TileMode.Scale;
 }

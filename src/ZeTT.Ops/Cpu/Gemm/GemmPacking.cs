@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ZeTT.Ops.Cpu;
 
@@ -63,8 +64,20 @@ internal static unsafe class GemmPacking
         dst += dstLane;
         if (lanesAlongRows)
         {
-            // Lane i is stored row lane0+i, its depth contiguous: a transposing copy.
-            for (int i = 0; i < lanes; i++)
+            // Lane i is stored row lane0+i, its depth contiguous: a transposing copy, 4×4 blocks
+            // through SSE shuffles (4 vector stores instead of 16 scalar ones: packing A for a
+            // row-major x, or B for a Linear weight, was the GEMM's largest overhead).
+            int done = 0;
+            if (Sse.IsSupported)
+            {
+                done = lanes & ~3;
+                for (int i = 0; i < done; i += 4)
+                {
+                    byte* src = x.Data + ((((lane0 + i) * x.Ld) + k0) * T.Size);
+                    Transpose4<T>(src, x.Ld * T.Size, kc, dst + i, w);
+                }
+            }
+            for (int i = done; i < lanes; i++)
             {
                 byte* src = x.Data + ((((lane0 + i) * x.Ld) + k0) * T.Size);
                 float* d = dst + i;
@@ -80,6 +93,34 @@ internal static unsafe class GemmPacking
         {
             byte* src = x.Data + ((((k0 + kk) * x.Ld) + lane0) * T.Size);
             T.LoadRow(src, dst + ((long)kk * w), lanes);
+        }
+    }
+
+    /// <summary>Four stored rows (<paramref name="rowBytes"/> apart) of <paramref name="kc"/>
+    /// values into four adjacent lanes of a <c>[kc][w]</c> panel.</summary>
+    private static void Transpose4<T>(byte* src, long rowBytes, int kc, float* dst, int w)
+        where T : struct, IGemmElement
+    {
+        int kk = 0;
+        for (; kk <= kc - 4; kk += 4)
+        {
+            Vector128<float> r0 = T.Load4(src + (kk * T.Size)), r1 = T.Load4(src + rowBytes + (kk * T.Size));
+            Vector128<float> r2 = T.Load4(src + (2 * rowBytes) + (kk * T.Size));
+            Vector128<float> r3 = T.Load4(src + (3 * rowBytes) + (kk * T.Size));
+            Vector128<float> t0 = Sse.UnpackLow(r0, r1), t1 = Sse.UnpackLow(r2, r3);
+            Vector128<float> t2 = Sse.UnpackHigh(r0, r1), t3 = Sse.UnpackHigh(r2, r3);
+            float* d = dst + ((long)kk * w);
+            Sse.MoveLowToHigh(t0, t1).Store(d);
+            Sse.MoveHighToLow(t1, t0).Store(d + w);
+            Sse.MoveLowToHigh(t2, t3).Store(d + (2 * w));
+            Sse.MoveHighToLow(t3, t2).Store(d + (3 * w));
+        }
+        for (; kk < kc; kk++)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                dst[((long)kk * w) + i] = T.Load(src + (i * rowBytes), kk);
+            }
         }
     }
 
@@ -100,23 +141,27 @@ internal static unsafe class GemmPacking
     /// even, NaN stays NaN), as if the operand had been stored in bf16.</summary>
     public static void RoundToBf16(float* x, long n)
     {
-        for (long i = 0; i < n; i++)
+        long i = 0;
+        if (Vector256.IsHardwareAccelerated)
         {
-            x[i] = RoundToBf16(x[i]);
+            // BFloat16.Round's rule on 8 lanes (the bf16 hypernetwork rounds every A element it packs).
+            var absMask = Vector256.Create(0x7FFF_FFFFu);
+            var inf = Vector256.Create(0x7F80_0000u);
+            var high = Vector256.Create(0xFFFF_0000u);
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256<uint> bits = Vector256.Load((uint*)(x + i));
+                Vector256<uint> rounded = (bits + Vector256.Create(0x7FFFu)
+                    + ((bits >> 16) & Vector256<uint>.One)) & high;
+                Vector256<uint> nan = (bits | Vector256.Create(0x0040_0000u)) & high;
+                Vector256.ConditionalSelect(Vector256.GreaterThan(bits & absMask, inf), nan, rounded)
+                    .Store((uint*)(x + i));
+            }
         }
-    }
-
-    /// <summary>One value rounded to bf16 precision (same rule as the tensors' BFloat16).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float RoundToBf16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if ((bits & 0x7FFF_FFFFu) > 0x7F80_0000u)
+        for (; i < n; i++)
         {
-            return BitConverter.UInt32BitsToSingle((bits | 0x0040_0000u) & 0xFFFF_0000u);
+            x[i] = BFloat16.Round(x[i]);
         }
-        uint rounding = 0x7FFFu + ((bits >> 16) & 1u);
-        return BitConverter.UInt32BitsToSingle((bits + rounding) & 0xFFFF_0000u);
     }
 }
 
@@ -132,6 +177,9 @@ internal unsafe interface IGemmElement
 
     /// <summary><paramref name="n"/> consecutive elements into <paramref name="dst"/>.</summary>
     static abstract void LoadRow(byte* p, float* dst, int n);
+
+    /// <summary>Four consecutive elements as fp32.</summary>
+    static abstract Vector128<float> Load4(byte* p);
 }
 
 internal unsafe struct F32Element : IGemmElement
@@ -143,6 +191,9 @@ internal unsafe struct F32Element : IGemmElement
 
     public static void LoadRow(byte* p, float* dst, int n) =>
         new ReadOnlySpan<float>(p, n).CopyTo(new Span<float>(dst, n));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Load4(byte* p) => Vector128.Load((float*)p);
 }
 
 internal unsafe struct Bf16Element : IGemmElement
@@ -151,6 +202,10 @@ internal unsafe struct Bf16Element : IGemmElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(byte* p, long i) => BitConverter.UInt32BitsToSingle((uint)((ushort*)p)[i] << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Load4(byte* p) =>
+        (Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16()) << 16).AsSingle();
 
     public static void LoadRow(byte* p, float* dst, int n)
     {
@@ -177,6 +232,9 @@ internal unsafe struct F16Element : IGemmElement
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(byte* p, long i) => (float)((Half*)p)[i];
+
+    public static Vector128<float> Load4(byte* p) => Vector128.Create(
+        (float)((Half*)p)[0], (float)((Half*)p)[1], (float)((Half*)p)[2], (float)((Half*)p)[3]);
 
     public static void LoadRow(byte* p, float* dst, int n) =>
         TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(p, n), new Span<float>(dst, n));

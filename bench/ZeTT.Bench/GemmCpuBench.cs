@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using ZeTT.Ops.Cpu;
+using ZeTT.Runtime.Hypernetwork;
+
+namespace ZeTT.Bench;
+
+/// <summary>
+/// <c>gemm-cpu</c>: <see cref="CpuGemm"/> against OpenBLAS on the same shapes in the same run —
+/// the hypernetwork's largest matmul (M 2048, N 1536, K 768) and a language model's projection
+/// (M 2048, N 4096, K 4096) with fp32 and bf16 weights — each micro-kernel forced, plus the
+/// hypernetwork's pre-packed entry point. Runs alternate ours/theirs; medians of 5.
+/// </summary>
+internal static unsafe class GemmCpuBench
+{
+    private const int Repeats = 5;
+
+    private sealed record Shape(string Name, int M, int N, int K, bool TransA, bool TransB);
+
+    public static int Run(BenchContext context)
+    {
+        if (OpenBlas.Default is null)
+        {
+            Console.Error.WriteLine("error: libopenblas.so.0 not found (apt-get install libopenblas0-pthread)");
+            return 1;
+        }
+        OpenBlas[] anchors = new[] { OpenBlas.Default, OpenBlas.Avx512 }.OfType<OpenBlas>().ToArray();
+        foreach (OpenBlas o in anchors)
+        {
+            Console.WriteLine($"{o.Label}: {o.Config}");
+        }
+        Console.WriteLine($"best kernel here: {GemmKernels.Best}");
+        Shape[] shapes =
+        [
+            new("hypernet ffn (x·Wᵀ)", 2048, 1536, 768, false, true),
+            new("LM projection (x·Wᵀ)", 2048, 4096, 4096, false, true),
+            new("LM weight grad (dYᵀ·X)", 4096, 4096, 2048, true, false),
+            new("square NN", 2048, 2048, 2048, false, false),
+        ];
+        var rows = new List<object>();
+        foreach (Shape s in shapes)
+        {
+            rows.Add(Compare(s, GemmType.F32, anchors));
+            if (s.TransB)
+            {
+                rows.Add(Compare(s, GemmType.BF16, anchors));
+            }
+        }
+        rows.Add(PrePacked(anchors));
+        var json = new
+        {
+            benchmark = "gemm-cpu",
+            cores = Environment.ProcessorCount,
+            openblas = anchors.ToDictionary(o => o.Label, o => o.Config),
+            best_kernel = GemmKernels.Best.ToString(),
+            repeats = Repeats,
+            note = "GFLOP/s = 2·M·N·K / median seconds; ours and OpenBLAS alternate within one run",
+            results = rows,
+        };
+        string path = Path.Combine(context.OutputDirectory, "gemm-cpu.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"wrote {path}");
+        return 0;
+    }
+
+    /// <summary>Ours (each kernel) and OpenBLAS sgemm on fp32 A; with a bf16 B, ours reads the
+    /// bf16 weight directly and OpenBLAS gets the same values widened to fp32 (Debian's build
+    /// exports no bf16 GEMM).</summary>
+    private static object Compare(Shape s, GemmType bType, OpenBlas[] anchors)
+    {
+        long aLen = (long)s.M * s.K, bLen = (long)s.K * s.N;
+        float* a = Alloc<float>(aLen), b = Alloc<float>(bLen), c = Alloc<float>((long)s.M * s.N);
+        ushort* b16 = Alloc<ushort>(bLen);
+        var rng = new Random(s.M + s.N + s.K);
+        for (long i = 0; i < aLen; i++)
+        {
+            a[i] = (float)((rng.NextDouble() * 2) - 1);
+        }
+        for (long i = 0; i < bLen; i++)
+        {
+            b16[i] = (ushort)(BitConverter.SingleToUInt32Bits((float)((rng.NextDouble() * 2) - 1)) >> 16);
+            b[i] = BitConverter.UInt32BitsToSingle((uint)b16[i] << 16);
+        }
+        int lda = s.TransA ? s.M : s.K, ldb = s.TransB ? s.K : s.N;
+        double flops = 2.0 * s.M * s.N * s.K;
+        void* bOurs = bType == GemmType.BF16 ? b16 : b;
+        var actions = anchors.Select(o => (Name: o.Label, Run: (Action)(() =>
+            o.Gemm(s.TransA, s.TransB, s.M, s.N, s.K, a, lda, b, ldb, c, s.N)))).ToList();
+        foreach (GemmKernel kernel in new[] { GemmKernel.Avx512, GemmKernel.Avx2 }.Where(GemmKernels.IsSupported))
+        {
+            actions.Add(($"ours_{kernel}".ToLowerInvariant(), () => CpuGemm.Gemm(kernel, 0, s.TransA,
+                s.TransB, s.M, s.N, s.K, 1f, a, GemmType.F32, lda, bOurs, bType, ldb, 0f, c, s.N)));
+        }
+        double[] medians = Alternate(actions.Select(x => x.Run).ToArray());
+        var gflops = new Dictionary<string, double>();
+        for (int i = 0; i < actions.Count; i++)
+        {
+            gflops[actions[i].Name] = Math.Round(flops / medians[i] / 1e9, 1);
+        }
+        double best = gflops.Where(kv => kv.Key.StartsWith("ours", StringComparison.Ordinal)).Max(kv => kv.Value);
+        double theirs = gflops.Where(kv => kv.Key.StartsWith("openblas", StringComparison.Ordinal)).Max(kv => kv.Value);
+        double ratio = best / theirs;
+        Console.WriteLine($"{s.Name,-24} M {s.M} N {s.N} K {s.K} A f32 B {bType,-4}: "
+            + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F1}"))
+            + $" GFLOP/s; ours/best OpenBLAS {ratio:F2}");
+        foreach (nint p in new[] { (nint)a, (nint)b, (nint)c, (nint)b16 })
+        {
+            NativeMemory.AlignedFree((void*)p);
+        }
+        return new
+        {
+            shape = s.Name,
+            m = s.M,
+            n = s.N,
+            k = s.K,
+            trans_a = s.TransA,
+            trans_b = s.TransB,
+            a_type = "f32",
+            b_type = bType.ToString().ToLowerInvariant(),
+            gflops,
+            ours_over_best_openblas = Math.Round(ratio, 3),
+        };
+    }
+
+    /// <summary>The hypernetwork's entry point: x·Wᵀ + b with GELU against a pre-packed weight.
+    /// </summary>
+    private static object PrePacked(OpenBlas[] anchors)
+    {
+        int m = 2048, k = 768, n = 1536;
+        var rng = new Random(3);
+        float[] a = Fill(m * k, rng), w = Fill(n * k, rng), bias = Fill(n, rng);
+        var c = new float[m * n];
+        PackedWeight packed = PackedWeight.FromRows([w], n, k, [bias], roundToBf16: false);
+        double flops = 2.0 * m * n * k;
+        var actions = new List<Action>
+        {
+            () =>
+            {
+                fixed (float* pa = a, pc = c)
+                {
+                    CpuMath.Gemm(pa, k, m, packed, pc, n, CpuActivation.GeluErf, roundAToBf16: false);
+                }
+            },
+        };
+        actions.AddRange(anchors.Select(o => (Action)(() =>
+        {
+            fixed (float* pa = a, pw = w, pc = c)
+            {
+                o.Gemm(false, true, m, n, k, pa, k, pw, k, pc, n);
+            }
+        })));
+        double[] medians = Alternate([.. actions]);
+        double ours = flops / medians[0] / 1e9;
+        var gflops = new Dictionary<string, double> { ["ours"] = Math.Round(ours, 1) };
+        for (int i = 0; i < anchors.Length; i++)
+        {
+            gflops[anchors[i].Label + "_without_epilogue"] = Math.Round(flops / medians[i + 1] / 1e9, 1);
+        }
+        double theirs = gflops.Where(kv => kv.Key != "ours").Max(kv => kv.Value);
+        Console.WriteLine($"hypernet pre-packed x·Wᵀ+b, GELU, M {m} N {n} K {k}: "
+            + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F1}"))
+            + $" GFLOP/s; ours/best OpenBLAS {ours / theirs:F2}");
+        return new
+        {
+            shape = "hypernet pre-packed x·Wᵀ + b, GELU (CpuMath.Gemm)",
+            m,
+            n,
+            k,
+            gflops,
+            ours_over_best_openblas = Math.Round(ours / theirs, 3),
+        };
+    }
+
+    /// <summary>Runs each action once to warm up, then <see cref="Repeats"/> rounds of all of
+    /// them in turn (so load from other processes hits each alike); median seconds per action.
+    /// </summary>
+    private static double[] Alternate(Action[] actions)
+    {
+        foreach (Action a in actions)
+        {
+            a();
+        }
+        var times = new double[actions.Length][];
+        for (int i = 0; i < actions.Length; i++)
+        {
+            times[i] = new double[Repeats];
+        }
+        for (int r = 0; r < Repeats; r++)
+        {
+            for (int i = 0; i < actions.Length; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                actions[i]();
+                times[i][r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+        }
+        return times.Select(t => t.Order().ElementAt(Repeats / 2)).ToArray();
+    }
+
+    private static T* Alloc<T>(long count)
+        where T : unmanaged => (T*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(T)), 64);
+
+    private static float[] Fill(int n, Random rng)
+    {
+        var x = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            x[i] = (float)((rng.NextDouble() * 2) - 1);
+        }
+        return x;
+    }
+}
