@@ -17,6 +17,8 @@ public sealed record EvalDocument(string Source, string Text, long Bytes);
 /// column <c>text</c> (or its only string column), one document per row. Text must be valid
 /// UTF-8: the error names the file and the byte offset. With a byte cap, documents are taken
 /// in order and the one that crosses the cap is cut at the last character boundary inside it.
+/// <see cref="Stream"/> yields a file's documents one at a time (a JSONL file line by line, a
+/// Parquet file row group by row group), which is how training reads its corpora.
 /// </summary>
 public static class EvalText
 {
@@ -31,7 +33,7 @@ public static class EvalText
         long total = 0;
         foreach (string file in files)
         {
-            foreach (EvalDocument doc in ReadFile(file))
+            foreach (EvalDocument doc in Stream(file))
             {
                 if (maxBytes is { } cap && total + doc.Bytes > cap)
                 {
@@ -50,8 +52,13 @@ public static class EvalText
         return docs;
     }
 
-    private static IEnumerable<EvalDocument> ReadFile(string file)
+    /// <summary>The documents of one file, streamed in order. A missing file or an unknown
+    /// extension is an error at once; a Parquet file without a string column <c>text</c> (and
+    /// not exactly one string column) is an error when its schema is read, before any row.
+    /// </summary>
+    public static IEnumerable<EvalDocument> Stream(string file)
     {
+        ArgumentNullException.ThrowIfNull(file);
         if (!File.Exists(file))
         {
             throw new ZettException($"{file}: file not found");
@@ -94,82 +101,132 @@ public static class EvalText
 
     private static IEnumerable<EvalDocument> ReadJsonl(string file)
     {
-        byte[] all = File.ReadAllBytes(file);
+        using FileStream stream = new(file, FileMode.Open, FileAccess.Read, FileShare.Read,
+            1 << 16);
         int line = 0;
         long offset = 0;
-        while (offset < all.Length)
+        var buffer = new List<byte>();
+        while (true)
         {
-            int end = Array.IndexOf(all, (byte)'\n', (int)offset);
-            if (end < 0)
-            {
-                end = all.Length;
-            }
-            line++;
-            byte[] bytes = all[(int)offset..end];
             long lineStart = offset;
-            offset = end + 1;
+            buffer.Clear();
+            int b;
+            while ((b = stream.ReadByte()) >= 0 && b != '\n')
+            {
+                buffer.Add((byte)b);
+            }
+            if (b < 0 && buffer.Count == 0)
+            {
+                yield break;
+            }
+            offset += buffer.Count + (b < 0 ? 0 : 1);
+            line++;
+            byte[] bytes = [.. buffer];
             if (bytes.AsSpan().Trim((byte)'\r').Trim((byte)' ').IsEmpty)
             {
                 continue;
             }
-            EvalDocument raw = Document($"{file}:{line}", bytes, lineStart);
-            string? text;
-            try
-            {
-                using JsonDocument json = JsonDocument.Parse(raw.Text);
-                text = json.RootElement.ValueKind == JsonValueKind.Object
-                    && json.RootElement.TryGetProperty("text", out JsonElement t)
-                    && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-            }
-            catch (JsonException e)
-            {
-                throw new ZettException($"{file}: line {line}: not JSON ({e.Message})");
-            }
-            if (text is null)
-            {
-                throw new ZettException($"{file}: line {line}: no string field \"text\"");
-            }
-            yield return new EvalDocument($"{file}:{line}", text, Encoding.UTF8.GetByteCount(text));
+            yield return JsonlDocument(file, line, bytes, lineStart);
         }
     }
 
-    private static List<EvalDocument> ReadParquet(string file)
+    private static EvalDocument JsonlDocument(string file, int line, byte[] bytes, long lineStart)
     {
-        var docs = new List<EvalDocument>();
+        EvalDocument raw = Document($"{file}:{line}", bytes, lineStart);
+        string? text;
         try
         {
-            using FileStream stream = File.OpenRead(file);
+            using JsonDocument json = JsonDocument.Parse(raw.Text);
+            text = json.RootElement.ValueKind == JsonValueKind.Object
+                && json.RootElement.TryGetProperty("text", out JsonElement t)
+                && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+        }
+        catch (JsonException e)
+        {
+            throw new ZettException($"{file}: line {line}: not JSON ({e.Message})");
+        }
+        if (text is null)
+        {
+            throw new ZettException($"{file}: line {line}: no string field \"text\"");
+        }
+        return new EvalDocument($"{file}:{line}", text, Encoding.UTF8.GetByteCount(text));
+    }
+
+    private static IEnumerable<EvalDocument> ReadParquet(string file)
+    {
+        // The schema is read here, not lazily, so a file without the column fails when the
+        // stream is made rather than on the first document.
+        (ParquetReader reader, FileStream stream, DataField field) = OpenParquet(file);
+        return ParquetRows(file, reader, stream, field);
+    }
+
+    private static (ParquetReader, FileStream, DataField) OpenParquet(string file)
+    {
+        FileStream stream = File.OpenRead(file);
+        try
+        {
             ParquetReader reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
-            using var close = new ParquetClose(reader);
-            DataField[] strings = reader.Schema.GetDataFields()
-                .Where(f => f.ClrType == typeof(string)).ToArray();
-            DataField field = strings.FirstOrDefault(f => f.Name == "text")
-                ?? (strings.Length == 1 ? strings[0]
-                    : throw new ZettException($"{file}: no string column 'text' (string columns: "
-                        + $"{string.Join(", ", strings.Select(f => f.Name))})"));
-            long row = 0;
-            for (int g = 0; g < reader.RowGroupCount; g++)
+            DataField[] all = reader.Schema.GetDataFields();
+            // Parquet.Net 6 reports UTF-8 string columns as ReadOnlyMemory<char>.
+            DataField[] strings = all.Where(f => f.ClrType == typeof(string)
+                || f.ClrType == typeof(ReadOnlyMemory<char>)).ToArray();
+            DataField? field = strings.FirstOrDefault(f => f.Name == "text")
+                ?? (strings.Length == 1 ? strings[0] : null);
+            if (field is null)
             {
-                using ParquetRowGroupReader group = reader.OpenRowGroupReader(g);
-                var values = new string?[group.RowCount];
-                group.ReadAsync(field, values.AsMemory()!, null).AsTask().GetAwaiter().GetResult();
-                foreach (string? value in values)
+                reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw new ZettException($"{file}: no string column 'text' (columns: "
+                    + $"{string.Join(", ", all.Select(f => $"{f.Name} {f.ClrType.Name}"))})");
+            }
+            return (reader, stream, field);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException
+            or NotSupportedException or ParquetException)
+        {
+            stream.Dispose();
+            throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
+        }
+        catch (ZettException)
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    private static IEnumerable<EvalDocument> ParquetRows(string file, ParquetReader reader,
+        FileStream stream, DataField field)
+    {
+        using FileStream owned = stream;
+        using var close = new ParquetClose(reader);
+        long row = 0;
+        for (int g = 0; g < reader.RowGroupCount; g++)
+        {
+            foreach (string? value in RowGroup(file, reader, g, field))
+            {
+                row++;
+                if (value is string s)
                 {
-                    row++;
-                    if (value is string s)
-                    {
-                        docs.Add(new EvalDocument($"{file}: row {row}", s,
-                            Encoding.UTF8.GetByteCount(s)));
-                    }
+                    yield return new EvalDocument($"{file}: row {row}", s,
+                        Encoding.UTF8.GetByteCount(s));
                 }
             }
+        }
+    }
+
+    private static string?[] RowGroup(string file, ParquetReader reader, int g, DataField field)
+    {
+        try
+        {
+            using ParquetRowGroupReader group = reader.OpenRowGroupReader(g);
+            var values = new string?[group.RowCount];
+            group.ReadAsync(field, values.AsMemory()!, null).AsTask().GetAwaiter().GetResult();
+            return values;
         }
         catch (Exception e) when (e is IOException or InvalidDataException
             or NotSupportedException or ParquetException)
         {
             throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
         }
-        return docs;
     }
 
     /// <summary>Disposes a reader that only offers DisposeAsync.</summary>

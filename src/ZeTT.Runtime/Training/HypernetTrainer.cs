@@ -45,7 +45,7 @@ public sealed record StepReport(long Step, double Loss, double GradNorm, double 
 /// accumulation. The identity stage (§7.1) is implemented: MSE between the predictions for
 /// single-id surface forms and the model's own embeddings.
 /// </summary>
-public sealed class HypernetTrainer : IDisposable
+public sealed partial class HypernetTrainer : IDisposable
 {
     private readonly IOpBackend _ops;
     private readonly Tensor _source;   // E [V0, D_in], raw (the targets)
