@@ -3,10 +3,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
-
-using ZeTT.Runtime.IO;
 
 namespace ZeTT.Runtime.Formats;
 

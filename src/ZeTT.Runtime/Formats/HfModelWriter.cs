@@ -2,9 +2,8 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Ops;
-using ZeTT.Runtime.Tensors;
-
 using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
 

@@ -1,8 +1,7 @@
 using System.Text.Json;
 using ZeTT.Ops;
-using ZeTT.Runtime.Tensors;
-
 using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
 

@@ -4,9 +4,8 @@ using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
 using ZeTT.Ops;
-using ZeTT.Runtime.Tensors;
-
 using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
 

@@ -2,9 +2,8 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using ZeTT.Ops;
-using ZeTT.Runtime.Tensors;
-
 using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
 

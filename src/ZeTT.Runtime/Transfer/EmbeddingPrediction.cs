@@ -1,7 +1,7 @@
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
-using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
-using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 
