@@ -71,7 +71,13 @@ ensure_llama_cpp() {
     if [ -f "$pkg" ] && grep -q "\"version\": \"$NODE_LLAMA_CPP_VERSION\"" "$pkg"; then return; fi
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         if [ "$(id -u)" = 0 ]; then
-            say "installing nodejs and npm (llama.cpp checks of GGUF exports)"; apt_install nodejs npm
+            # Some sources' nodejs already provides npm (and conflicts with Debian's npm): install
+            # nodejs first, npm only if still missing; a failure skips the checks, not the build.
+            say "installing nodejs (llama.cpp checks of GGUF exports)"
+            apt_install nodejs || { say "nodejs install failed: the llama.cpp checks will be skipped"; return; }
+            if ! command -v npm >/dev/null; then
+                apt_install npm || { say "npm install failed: the llama.cpp checks will be skipped"; return; }
+            fi
         else
             say "node/npm not found: the llama.cpp checks will be skipped"; return
         fi
