@@ -1,7 +1,10 @@
 using System.Text.Json;
+using ZeTT.Runtime.Tests.Hub;
 
 namespace ZeTT.Cli.Tests;
 
+// One test sets the process's HF_* variables.
+[Collection("current directory")]
 public class LanguageModelCommandTests
 {
     private static string Repo(string relative)
@@ -76,6 +79,50 @@ public class LanguageModelCommandTests
         finally
         {
             File.Delete(json);
+        }
+    }
+
+    [Fact]
+    public void Eval_by_hugging_face_name_comes_from_the_cache_and_keeps_the_name_as_label()
+    {
+        string model = Repo("assets/stories260K");
+        string data = Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl");
+        string dir = Path.Combine(Path.GetTempPath(), $"zett-eval-hub-{Guid.NewGuid():N}");
+        using var hub = new LocalHub();
+        hub.Add("org/stories", "0123456789abcdef0123456789abcdef01234567", Directory.GetFiles(model)
+            .ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes));
+        string[] variables = ["HF_ENDPOINT", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"];
+        Dictionary<string, string?> saved = variables.ToDictionary(v => v, Environment.GetEnvironmentVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable("HF_ENDPOINT", hub.Endpoint);
+            Environment.SetEnvironmentVariable("HF_HUB_CACHE", Path.Combine(dir, "cache"));
+            Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", null);
+            Environment.SetEnvironmentVariable("HF_TOKEN", null);
+            string json = Path.Combine(dir, "eval.json");
+            (int code, string output, string error) = Zett.Run("eval", "--model", "org/stories",
+                "--model", model, "--data", data, "--max-bytes", "2000", "--context", "64",
+                "--json", json);
+            Assert.True(code == 0, error);
+            Assert.Contains("download org/stories", error, StringComparison.Ordinal);
+            Assert.Contains(output.Split('\n'), l => l.StartsWith("org/stories ", StringComparison.Ordinal));
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(json));
+            JsonElement[] models = [.. doc.RootElement.GetProperty("models").EnumerateArray()];
+            Assert.Equal("org/stories", models[0].GetProperty("model").GetString());
+            // The cached snapshot is the same model as the local directory.
+            Assert.Equal(models[1].GetProperty("bits_per_byte").GetDouble(),
+                models[0].GetProperty("bits_per_byte").GetDouble());
+        }
+        finally
+        {
+            foreach ((string name, string? value) in saved)
+            {
+                Environment.SetEnvironmentVariable(name, value);
+            }
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ZeTT.Ops.Cpu;
+using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Models;
 
 namespace ZeTT.Cli;
@@ -11,8 +12,8 @@ internal sealed class EvalCommand : ZettCommand
 {
     private readonly Option<string[]> _models = new("--model")
     {
-        Description = "a Hugging Face model directory (with its tokenizer.json); repeat to compare",
-        HelpName = "DIR",
+        Description = "a Hugging Face model directory or name (with its tokenizer.json); repeat to compare",
+        HelpName = "DIR|NAME",
         Required = true,
         AllowMultipleArgumentsPerToken = false,
     };
@@ -54,7 +55,10 @@ internal sealed class EvalCommand : ZettCommand
 
     protected override int Run(ParseResult parse, CliConsole console)
     {
-        string[] models = parse.GetRequiredValue(_models);
+        // Names are resolved like every other command's --model; the table and JSON keep the
+        // name as typed, not the cache snapshot's path.
+        string[] typed = parse.GetRequiredValue(_models);
+        string[] models = [.. typed.Select(m => CommonOptions.Locate(m, HubRepoKind.Model, console))];
         string[] data = parse.GetRequiredValue(_data);
         long? maxBytes = parse.IsGiven(_maxBytes) ? parse.GetValue(_maxBytes) : null;
         if (maxBytes is < 1)
@@ -64,7 +68,8 @@ internal sealed class EvalCommand : ZettCommand
         int? context = parse.IsGiven(_context) ? parse.GetValue(_context) : null;
         IReadOnlyList<EvalDocument> docs = EvalText.Read(data, maxBytes);
         IReadOnlyList<LmEvalResult> results = LmEvaluation.Run(models, docs, context,
-            parse.GetValue(_seed), new CpuBackend(), ProgressBar.ForConsole(console));
+            parse.GetValue(_seed), new CpuBackend(), ProgressBar.ForConsole(console))
+            .Select((r, i) => r with { Model = typed[i] }).ToList();
         TextWriter o = console.Out;
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{docs.Count} documents, {docs.Sum(d => d.Bytes)} bytes"));

@@ -38,6 +38,14 @@ public sealed record TransferResult
     /// <summary>Rows set from the source rows of the model tokenizer's special tokens.</summary>
     public required int SpecialTokenRows { get; init; }
 
+    /// <summary>The special tokens whose rows were copied, in the model tokenizer's order: the
+    /// token, its id in the base model and its id in the new tokenizer.</summary>
+    public IReadOnlyList<(string Token, int SourceId, int TargetId)> SpecialTokens { get; init; } = [];
+
+    /// <summary>Whether the new tokenizer's normalizer prepends a space to the text (what the
+    /// byte-level conversion sets), so "Hello" encodes as "ĠHello".</summary>
+    public bool PrependsSpace { get; init; }
+
     /// <summary>FVT: rows copied from identical source tokens.</summary>
     public int FvtCopied { get; init; }
 
@@ -97,6 +105,23 @@ public sealed record TransferResult
             yield return $"  fvt rows        {FvtCopied} copied, {FvtAveraged} averaged, {FvtFallback} without pieces (mean row)";
         }
         yield return $"  special tokens  {SpecialTokenRows} rows copied from the source";
+        if (SpecialTokens.Count > 0)
+        {
+            // The converter inserts the base model's special tokens at the model's ids, so the
+            // pairs normally agree; a pair that differs is shown as old->new. Listed by new id.
+            const int Shown = 8;
+            IEnumerable<string> pairs = SpecialTokens.OrderBy(s => s.TargetId).Take(Shown)
+                .Select(s => s.SourceId == s.TargetId
+                ? $"{s.Token}={s.TargetId}" : $"{s.Token}={s.SourceId}->{s.TargetId}");
+            string more = SpecialTokens.Count > Shown ? $" (+{SpecialTokens.Count - Shown} more)" : "";
+            string where = SpecialTokens.All(s => s.SourceId == s.TargetId)
+                ? "at the base model's ids" : "base model id -> new id";
+            yield return $"  special ids     {where}: {string.Join(' ', pairs)}{more}";
+        }
+        if (PrependsSpace)
+        {
+            yield return "  normalizer      the new tokenizer prepends a space to the text (byte-level conversion)";
+        }
         if (BiasDestination is not null)
         {
             yield return $"  bias            {BiasDestination}";
@@ -263,6 +288,7 @@ public static class TokenizerTransfer
 
         // Special tokens keep the source rows of the model tokenizer's special tokens.
         int special = 0;
+        var placed = new List<(string Token, int SourceId, int TargetId)>();
         foreach ((string token, int oldId) in modelTokenizer.AllSpecialTokens)
         {
             if (oldId < 0 || oldId >= v || target.TokenToId(token) is not int newId || newId >= rows)
@@ -276,10 +302,18 @@ public static class TokenizerTransfer
                 Array.Copy(srcOut, (long)oldId * srcStride + srcOutColumn, newOut, (long)newId * d, d);
             }
             special++;
+            placed.Add((token, oldId, newId));
         }
 
         int? MapId(int old) => modelTokenizer.TryIdToToken(old) is string t ? target.TokenToId(t) : null;
-        result = result with { Backend = backendName, SpecialTokenRows = special };
+        result = result with
+        {
+            Backend = backendName,
+            SpecialTokenRows = special,
+            SpecialTokens = placed,
+            PrependsSpace = target.Components["normalizer"] is JsonObject norm
+                && (string?)norm["type"] == "Prepend" && (string?)norm["prepend"] == " ",
+        };
         TransferResult described = result;
         GgufExportResult? gguf = null;
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,

@@ -281,6 +281,18 @@ public sealed class TokenizerTransferTests : IDisposable
         using HfModelDirectory o = HfModelDirectory.Open(P("default"));
         Assert.Equal(expected.VocabSize, o.VocabSize);
         Assert.Equal(3, r.SpecialTokenRows);
+        // stories260K's <unk> <s> </s> sit at 0 1 2 in the base model and keep those ids.
+        HfTokenizer baseTok = HfTokenizer.Load(options.ModelDirectory);
+        var pairs = baseTok.AllSpecialTokens.Where(t => t.Id >= 0)
+            .Select(t => (t.Token, t.Id, expected.TokenToId(t.Token)!.Value)).ToList();
+        Assert.Equal(pairs, r.SpecialTokens);
+        Assert.All(r.SpecialTokens, t => Assert.Equal(t.SourceId, t.TargetId));
+        Assert.Equal("  special ids     at the base model's ids: <unk>=0 <s>=1 </s>=2",
+            r.SummaryLines().Single(l => l.StartsWith("  special ids", StringComparison.Ordinal)));
+        // gpt2 is converted like every target, so the text gets a leading space.
+        Assert.True(r.PrependsSpace);
+        Assert.Contains("  normalizer      the new tokenizer prepends a space to the text (byte-level conversion)",
+            r.SummaryLines());
         AssertLoadable(P("default"), expected);
     }
 
