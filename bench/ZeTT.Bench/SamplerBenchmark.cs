@@ -15,7 +15,8 @@ namespace ZeTT.Bench;
 /// scoring (window, noise, selection), building the tokenizer, surface forms, and encoding the
 /// batch (<c>EncodeBatch</c>, all cores); the anchor for the encoding is the Rust
 /// <c>tokenizers</c> library on the same saved tokenizer.json in the same run (ids checked
-/// equal).
+/// equal). Wall-clock medians depend on how busy the machine is; the CPU time of the process
+/// (all threads) per batch is reported beside them.
 /// </summary>
 internal static class SamplerBenchmark
 {
@@ -55,6 +56,10 @@ internal static class SamplerBenchmark
         var encode = new List<double>();
         var rustEncode = new List<double>();
         var total = new List<double>();
+        var sampleCpu = new List<double>();
+        var encodeCpu = new List<double>();
+        var rustCpu = new List<double>();
+        using var process = Process.GetCurrentProcess();
         string temp = Directory.CreateTempSubdirectory("zett-bench-sampler-").FullName;
         int failures = 0, rows = 0;
         long tokens = 0;
@@ -64,19 +69,24 @@ internal static class SamplerBenchmark
             {
                 string[] batch = text.Next().Texts;
                 start = Stopwatch.GetTimestamp();
+                TimeSpan cpu0 = Refresh(process);
                 SampledTokenizer s = sampler.Sample(batch);
                 double sample = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                TimeSpan cpu1 = Refresh(process);
                 start = Stopwatch.GetTimestamp();
                 IReadOnlyList<TokenizerEncoding> encodings = s.Tokenizer.EncodeBatch(batch);
                 double enc = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                TimeSpan cpu2 = Refresh(process);
 
                 string dir = Path.Combine(temp, $"b{b}");
                 s.Tokenizer.Save(dir);
                 using var rust = new RustTokenizer(Path.Combine(dir, "tokenizer.json"));
                 start = Stopwatch.GetTimestamp();
                 var rustIds = new uint[batch.Length][];
+                TimeSpan cpu3 = Refresh(process);
                 Parallel.For(0, batch.Length, i => rustIds[i] = rust.Encode(batch[i]));
                 double rustEnc = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                TimeSpan cpu4 = Refresh(process);
                 for (int i = 0; i < batch.Length; i++)
                 {
                     if (!rustIds[i].AsSpan().SequenceEqual([.. encodings[i].Ids.Select(x => (uint)x)]))
@@ -97,6 +107,9 @@ internal static class SamplerBenchmark
                 encode.Add(enc);
                 rustEncode.Add(rustEnc);
                 total.Add(sample + enc);
+                sampleCpu.Add((cpu1 - cpu0).TotalSeconds);
+                encodeCpu.Add((cpu2 - cpu1).TotalSeconds);
+                rustCpu.Add((cpu4 - cpu3).TotalSeconds);
                 rows = s.Rows;
                 tokens += encodings.Sum(e => (long)e.Ids.Length);
             }
@@ -112,6 +125,8 @@ internal static class SamplerBenchmark
         Console.WriteLine($"median ms per batch: count {Ms(count)}, score {Ms(score)}, build " +
             $"{Ms(build)}, surface forms {Ms(surface)}, encode {Ms(encode)} (rust {Ms(rustEncode)}), " +
             $"total {Ms(total)}");
+        Console.WriteLine($"median CPU ms per batch (all threads): sample {Ms(sampleCpu)}, encode " +
+            $"{Ms(encodeCpu)} (rust {Ms(rustCpu)})");
         string path = Path.Combine(context.OutputDirectory, "sampler-cpu.json");
         File.WriteAllText(path, JsonSerializer.Serialize(new
         {
@@ -134,11 +149,20 @@ internal static class SamplerBenchmark
             encode_ms = Ms(encode),
             rust_encode_ms = Ms(rustEncode),
             total_ms = Ms(total),
+            sample_cpu_ms = Ms(sampleCpu),
+            encode_cpu_ms = Ms(encodeCpu),
+            rust_encode_cpu_ms = Ms(rustCpu),
             tokens_per_batch = tokens / timed,
             encodings_equal_rust = failures == 0,
         }, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"wrote {path}");
         return failures;
+    }
+
+    private static TimeSpan Refresh(Process process)
+    {
+        process.Refresh();
+        return process.TotalProcessorTime;
     }
 
     private static double Median(List<double> xs)

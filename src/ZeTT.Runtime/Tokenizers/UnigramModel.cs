@@ -7,7 +7,7 @@ namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>
 /// Unigram language model with the Rust library's Viterbi: at each character boundary every
-/// piece that starts there extends the best path (shorter pieces first; a later candidate wins
+/// piece that starts there (found by walking a <see cref="PieceTrie"/>) extends the best path (shorter pieces first; a later candidate wins
 /// only with a strictly higher score); a character no piece covers is the unknown piece with
 /// score <c>min_score − 10</c>; consecutive unknowns are fused. A piece listed twice maps to its
 /// last id. Segments that are not pieces fall back to <c>&lt;0xNN&gt;</c> tokens when byte fallback
@@ -19,7 +19,7 @@ internal sealed class UnigramModel : TokenizerModel
 
     private readonly Dictionary<string, int> tokenToId;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> lookup;
-    private readonly int maxPieceLength;
+    private PieceTrie? pieceTrie;
     private readonly double minScore;
     private readonly bool byteFallback;
 
@@ -42,7 +42,6 @@ internal sealed class UnigramModel : TokenizerModel
         for (int i = 0; i < pieces.Count; i++)
         {
             tokenToId[pieces[i].Piece] = i;
-            maxPieceLength = Math.Max(maxPieceLength, pieces[i].Piece.Length);
             minScore = Math.Min(minScore, pieces[i].Score);
         }
         lookup = tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -144,6 +143,7 @@ internal sealed class UnigramModel : TokenizerModel
         {
             best[i] = new Node { Id = 0, StartsAt = -1, Score = 0 };
         }
+        PieceTrie trie = LazyInitializer.EnsureInitialized(ref pieceTrie, () => new PieceTrie(Pieces));
         double unkScore = minScore - UnknownPenalty;
         int start = 0;
         while (start < text.Length)
@@ -151,15 +151,17 @@ internal sealed class UnigramModel : TokenizerModel
             double here = best[start].Score;
             int width = CharWidth(text, start);
             bool hasSingle = false;
-            int maxEnd = Math.Min(text.Length, start + maxPieceLength);
-            for (int end = start + 1; end <= maxEnd; end++)
+            int node = PieceTrie.Root;
+            for (int end = start + 1; end <= text.Length; end++)
             {
-                if (char.IsHighSurrogate(text[end - 1]) && end < text.Length
-                    && char.IsLowSurrogate(text[end]))
+                node = trie.Child(node, text[end - 1]);
+                if (node < 0)
                 {
-                    continue;
+                    break;
                 }
-                if (!lookup.TryGetValue(text[start..end], out int id))
+                int id = trie.PieceAt(node);
+                if (id < 0 || (char.IsHighSurrogate(text[end - 1]) && end < text.Length
+                    && char.IsLowSurrogate(text[end])))
                 {
                     continue;
                 }

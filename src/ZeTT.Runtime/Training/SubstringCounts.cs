@@ -197,12 +197,14 @@ internal sealed class SubstringCounter
         this.stride = stride;
     }
 
-    /// <summary>The counts of a batch: every distinct text once.</summary>
+    /// <summary>The counts of a batch: every distinct text once. Texts are counted on all
+    /// cores in contiguous chunks whose maps are then summed (the sums do not depend on the
+    /// split).</summary>
     public Dictionary<SubstringKey, uint> CountBatch(IEnumerable<string> texts)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        var counts = new Dictionary<SubstringKey, uint>(1 << 16);
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        var distinct = new List<string>();
         int i = 0;
         foreach (string text in texts)
         {
@@ -213,10 +215,31 @@ internal sealed class SubstringCounter
             i++;
             if (seen.Add(text))
             {
-                Add(text, counts);
+                distinct.Add(text);
             }
         }
-        return counts;
+        int chunks = Math.Clamp(distinct.Count / 8, 1, Environment.ProcessorCount);
+        var parts = new Dictionary<SubstringKey, uint>[chunks];
+        Parallel.For(0, chunks, c =>
+        {
+            SubstringCounter counter = c == 0 ? this : new SubstringCounter(maxLength, stride);
+            var counts = new Dictionary<SubstringKey, uint>(1 << 14);
+            int end = (int)((long)distinct.Count * (c + 1) / chunks);
+            for (int t = (int)((long)distinct.Count * c / chunks); t < end; t++)
+            {
+                counter.Add(distinct[t], counts);
+            }
+            parts[c] = counts;
+        });
+        Dictionary<SubstringKey, uint> total = parts[0];
+        for (int c = 1; c < chunks; c++)
+        {
+            foreach (KeyValuePair<SubstringKey, uint> kv in parts[c])
+            {
+                CollectionsMarshal.GetValueRefOrAddDefault(total, kv.Key, out _) += kv.Value;
+            }
+        }
+        return total;
     }
 
     /// <summary>Adds the counts of one text to <paramref name="counts"/>.</summary>

@@ -81,6 +81,8 @@ public sealed class TokenizerSampler
     private readonly IReadOnlyList<HfAddedToken> baseAddedTokens;
     private long trainSamples;
     private long validationSamples;
+    private Dictionary<string, int> previousRowOf = new(StringComparer.Ordinal);
+    private int[] previousForms = [];
 
     /// <summary>Where the last <see cref="Sample"/> spent its time (for benchmarks and logs).
     /// </summary>
@@ -291,14 +293,48 @@ public sealed class TokenizerSampler
         }
         _ = tokenizer.Pipeline;
         long surfaceFormsStart = Stopwatch.GetTimestamp();
-        int l = options.SurfaceMaxLen;
-        SurfaceFormMatrix forms = SurfaceFormMatrix.BuildForTokens(tokens, hnTokenizer, l);
-        var surfaceForms = new int[checked(paddedRows * l)];
-        forms.Ids.AsSpan().CopyTo(surfaceForms);
+        int[] surfaceForms = SurfaceForms(tokens, paddedRows);
         var mask = new bool[paddedRows];
         mask.AsSpan(0, rows).Fill(true);
         return (new SampledTokenizer(tokenizer, rows, paddedRows, surfaceForms, mask, byteLengths),
             surfaceFormsStart);
+    }
+
+    /// <summary>Surface forms of <paramref name="tokens"/>, padded to
+    /// <paramref name="paddedRows"/> zero rows. A token that the previous batch also had keeps
+    /// its row (most do: the window moves by one batch); only the others go through the hn
+    /// tokenizer.</summary>
+    private int[] SurfaceForms(string[] tokens, int paddedRows)
+    {
+        int l = options.SurfaceMaxLen;
+        var forms = new int[checked(paddedRows * l)];
+        var rowOf = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        var missing = new List<string>();
+        var missingRows = new List<int>();
+        for (int r = 0; r < tokens.Length; r++)
+        {
+            rowOf[tokens[r]] = r;
+            if (previousRowOf.TryGetValue(tokens[r], out int p))
+            {
+                previousForms.AsSpan(p * l, l).CopyTo(forms.AsSpan(r * l, l));
+            }
+            else
+            {
+                missing.Add(tokens[r]);
+                missingRows.Add(r);
+            }
+        }
+        if (missing.Count > 0)
+        {
+            int[] computed = SurfaceFormMatrix.BuildForTokens(missing, hnTokenizer, l).Ids;
+            for (int i = 0; i < missing.Count; i++)
+            {
+                computed.AsSpan(i * l, l).CopyTo(forms.AsSpan(missingRows[i] * l, l));
+            }
+        }
+        previousRowOf = rowOf;
+        previousForms = (int[])forms.Clone();
+        return forms;
     }
 
     private static IEnumerable<string> Range(IReadOnlyList<string> texts, int start, int end)
