@@ -326,9 +326,32 @@ public sealed class TokenizerSamplerTests : IDisposable
     }
 
     [Fact]
-    public void Byte_lengths_mask_and_surface_forms_rows()
+    public void A_batch_counted_on_all_cores_equals_one_text_at_a_time()
     {
-        SampledTokenizer s = NewSampler(Small).Sample(Batch(0));
+        string[] texts = Batch(3, size: 64);
+        var sequential = new Dictionary<SubstringKey, uint>();
+        var counter = new SubstringCounter(16, 4);
+        foreach (string t in texts.Distinct())
+        {
+            counter.Add(t, sequential);
+        }
+        Dictionary<SubstringKey, uint> batch = new SubstringCounter(16, 4).CountBatch(texts);
+        Assert.Equal(sequential.Count, batch.Count);
+        Assert.All(sequential, kv => Assert.Equal(kv.Value, batch[kv.Key]));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Byte_lengths_mask_and_surface_forms_rows(int batches)
+    {
+        // The second batch reuses the rows its tokens had in the first.
+        TokenizerSampler sampler = NewSampler(Small);
+        SampledTokenizer s = sampler.Sample(Batch(0));
+        for (int b = 1; b < batches; b++)
+        {
+            s = sampler.Sample(Batch(b));
+        }
         HfTokenizer hn = Tokenizers.Value.Hn;
         int l = Small.SurfaceMaxLen;
         Assert.Equal(s.PaddedRows * l, s.SurfaceForms.Length);
