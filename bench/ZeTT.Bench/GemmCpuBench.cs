@@ -393,16 +393,23 @@ internal static unsafe class GemmCpuBench
         // One core by the thread's CPU clock (see gemm-cpu's one_core): the same calls on one
         // thread, against one core's FMA ceiling.
         double[] one;
+        bool small = GemmSmallM.Applies(kernel, m);
         blas.SetThreads(1);
         try
         {
-            one = Alternate(
-            [
+            var oneCore = new List<Action>
+            {
                 Batch(() => CpuGemm.Gemm(kernel, 1, false, true, m, s.N, s.K, 1f, x, GemmType.F32,
                     s.K, wOurs, s.Weight, s.K, 0f, y, s.N)),
                 Batch(actions[1].Run),
                 FmaCeiling.BurnOne,
-            ], ThreadCpuSeconds);
+            };
+            if (small)
+            {
+                oneCore.Add(Batch(() => CpuGemm.Gemm(kernel, 1, false, true, m, s.N, s.K, 1f, x,
+                    GemmType.F32, s.K, wOurs, s.Weight, s.K, 0f, y, s.N, smallM: false)));
+            }
+            one = Alternate([.. oneCore], ThreadCpuSeconds);
         }
         finally
         {
@@ -410,12 +417,14 @@ internal static unsafe class GemmCpuBench
         }
         double oursOne = flops * batch / one[0] / 1e9, theirsOne = flops * batch / one[1] / 1e9;
         double ceilingOne = FmaCeiling.FlopsOne / one[2] / 1e9;
+        double? tiledOne = small ? flops * batch / one[3] / 1e9 : null;
         Console.WriteLine($"{s.Model,-11} m {m,3} {s.Op,-22} W {s.Weight,-4}: "
             + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F2}"))
             + $" GFLOP/s, FMA ceiling {ceiling:F0}; ours/ceiling {ours / ceiling:P1}, ours/{blas.Label} {ours / theirs:F2}"
             + (m == 1 ? $", weights {gbs:F1} GB/s" : "")
             + $" | one core: ours {oursOne:F2}, {blas.Label} {theirsOne:F2}, ceiling {ceilingOne:F0}; "
-            + $"ours/ceiling {oursOne / ceilingOne:P1}, ours/{blas.Label} {oursOne / theirsOne:F2}");
+            + $"ours/ceiling {oursOne / ceilingOne:P1}, ours/{blas.Label} {oursOne / theirsOne:F2}"
+            + (tiledOne is { } t ? $", ours_tiled {t:F2}" : ""));
         foreach (nint p in new[] { (nint)x, (nint)w, (nint)y, (nint)w16 })
         {
             NativeMemory.AlignedFree((void*)p);
@@ -441,6 +450,7 @@ internal static unsafe class GemmCpuBench
                     ["ours"] = Math.Round(oursOne, 2),
                     [blas.Label] = Math.Round(theirsOne, 2),
                 },
+                ours_tiled_gflops = tiledOne is { } t1 ? Math.Round(t1, 2) : (double?)null,
                 fma_ceiling_gflops = Math.Round(ceilingOne, 1),
                 ours_over_ceiling = Math.Round(oursOne / ceilingOne, 4),
                 ours_over_openblas = Math.Round(oursOne / theirsOne, 3),
