@@ -183,10 +183,10 @@ public sealed class MainStageTests
             MainBatch changed = batch with { SurfaceForms = other };
             double a = trainer.MainLossAndGradients(lm, batch, 0).LmLoss;
             Assert.Equal(a, trainer.MainLossAndGradients(lm, changed, 0).LmLoss, 12);
-            double b = trainer.MainLossAndGradients(lm, batch with { SpecialIds = null,
-                SpecialIdsInReference = null }, 0).LmLoss;
-            double c = trainer.MainLossAndGradients(lm, changed with { SpecialIds = null,
-                SpecialIdsInReference = null }, 0).LmLoss;
+            MainBatch plain = batch with { SpecialIds = null, SpecialIdsInReference = null };
+            MainBatch plainChanged = plain with { SurfaceForms = other };
+            double b = trainer.MainLossAndGradients(lm, plain, 0).LmLoss;
+            double c = trainer.MainLossAndGradients(lm, plainChanged, 0).LmLoss;
             Assert.True(Math.Abs(b - c) > 1e-4 && Math.Abs(a - b) > 1e-4, $"{a} {b} {c}");
         }
     }
