@@ -13,6 +13,7 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["gemm-cpu"] = GemmCpuBench.Run,
+            ["main-step-cpu"] = MainStepCpuBench.Run,
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
