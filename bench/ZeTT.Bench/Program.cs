@@ -14,6 +14,7 @@ internal static class Program
         {
             ["gemm-cpu"] = GemmCpuBench.Run,
             ["gemm-cpu-lm"] = GemmCpuBench.RunLm,
+            ["main-step-cpu"] = MainStepCpuBench.Run,
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
