@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Runtime.Formats;
@@ -51,14 +52,15 @@ public static class GgufExporter
     {
         ArgumentNullException.ThrowIfNull(modelDirectory);
         ArgumentNullException.ThrowIfNull(outputFile);
-        if (File.Exists(outputFile) && !overwrite)
-        {
-            throw new ZettException($"{outputFile}: output file exists (--overwrite replaces it)");
-        }
-        if (Directory.Exists(outputFile))
-        {
-            throw new ZettException($"{outputFile}: is a directory, not a GGUF file to write");
-        }
+        OutputTarget.Check(outputFile, OutputKind.File, overwrite, [modelDirectory]);
+        return ExportChecked(modelDirectory, outputFile, type, progress);
+    }
+
+    /// <summary><see cref="Export"/> for a caller that has applied the output policy itself
+    /// (a transfer writing model.gguf inside its own unpublished output directory).</summary>
+    internal static GgufExportResult ExportChecked(string modelDirectory, string outputFile,
+        GgmlType type, IProgress<ProgressUpdate>? progress)
+    {
         using HfModelDirectory model = HfModelDirectory.Open(modelDirectory);
         string arch = Architectures.TryGetValue(model.ModelType, out string? a) ? a
             : throw new ZettException($"{model.ConfigPath}: model_type '{model.ModelType}' has no "

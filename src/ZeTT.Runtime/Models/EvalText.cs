@@ -1,7 +1,9 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Parquet;
 using Parquet.Schema;
+using ZeTT.Runtime.IO;
 
 namespace ZeTT.Runtime.Models;
 
@@ -59,14 +61,13 @@ public static class EvalText
     public static IEnumerable<EvalDocument> Stream(string file)
     {
         ArgumentNullException.ThrowIfNull(file);
-        if (!File.Exists(file))
-        {
-            throw new ZettException($"{file}: file not found");
-        }
+        // A FIFO would block, /dev/zero grow without end, a directory is not text.
+        InputFile.RequireRegularFile(file, "text file");
         string ext = Path.GetExtension(file).ToLowerInvariant();
         return ext switch
         {
-            ".txt" => [Document(file, File.ReadAllBytes(file), 0)],
+            ".txt" => [Document(file, InputFile.ReadAllBytes(file, InputFile.TextDocumentLimit,
+                "text document"), 0)],
             ".jsonl" => ReadJsonl(file),
             ".parquet" => ReadParquet(file),
             _ => throw new ZettException($"{file}: unknown text format '{ext}' (.txt, .jsonl or "
@@ -101,8 +102,7 @@ public static class EvalText
 
     private static IEnumerable<EvalDocument> ReadJsonl(string file)
     {
-        using FileStream stream = new(file, FileMode.Open, FileAccess.Read, FileShare.Read,
-            1 << 16);
+        using FileStream stream = InputFile.OpenRead(file, "text file");
         int line = 0;
         long offset = 0;
         var buffer = new List<byte>();
@@ -113,6 +113,11 @@ public static class EvalText
             int b;
             while ((b = stream.ReadByte()) >= 0 && b != '\n')
             {
+                if (buffer.Count >= InputFile.TextDocumentLimit)
+                {
+                    throw new ZettException($"{file}: line {line + 1} is longer than "
+                        + $"{InputFile.TextDocumentLimit} bytes");
+                }
                 buffer.Add((byte)b);
             }
             if (b < 0 && buffer.Count == 0)
@@ -133,18 +138,11 @@ public static class EvalText
     private static EvalDocument JsonlDocument(string file, int line, byte[] bytes, long lineStart)
     {
         EvalDocument raw = Document($"{file}:{line}", bytes, lineStart);
-        string? text;
-        try
-        {
-            using JsonDocument json = JsonDocument.Parse(raw.Text);
-            text = json.RootElement.ValueKind == JsonValueKind.Object
-                && json.RootElement.TryGetProperty("text", out JsonElement t)
-                && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-        }
-        catch (JsonException e)
-        {
-            throw new ZettException($"{file}: line {line}: not JSON ({e.Message})");
-        }
+        // The validating parse: duplicate keys, lone surrogate escapes and deep nesting are
+        // errors naming the line.
+        string? text = JsonInput.Parse(raw.Text, $"{file}: line {line}") is JsonObject o
+            && o["text"] is JsonValue v && v.GetValueKind() == JsonValueKind.String
+            ? v.GetValue<string>() : null;
         if (text is null)
         {
             throw new ZettException($"{file}: line {line}: no string field \"text\"");
@@ -162,7 +160,7 @@ public static class EvalText
 
     private static (ParquetReader, FileStream, DataField) OpenParquet(string file)
     {
-        FileStream stream = File.OpenRead(file);
+        FileStream stream = InputFile.OpenRead(file, "Parquet file");
         try
         {
             ParquetReader reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();

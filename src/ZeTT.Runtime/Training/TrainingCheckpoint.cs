@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 
@@ -30,35 +31,11 @@ public static class TrainingCheckpoint
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(trainer);
-        string full = Path.GetFullPath(directory);
-        string staging = full + $".tmp-{Environment.ProcessId}";
-        if (Directory.Exists(staging))
-        {
-            Directory.Delete(staging, recursive: true);
-        }
-        Directory.CreateDirectory(staging);
-        try
-        {
-            SaveFiles(staging, trainer, hnTokenizer);
-            string old = full + $".old-{Environment.ProcessId}";
-            if (Directory.Exists(full))
-            {
-                Directory.Move(full, old);
-            }
-            Directory.Move(staging, full);
-            if (Directory.Exists(old))
-            {
-                Directory.Delete(old, recursive: true);
-            }
-        }
-        catch
-        {
-            if (Directory.Exists(staging))
-            {
-                Directory.Delete(staging, recursive: true);
-            }
-            throw;
-        }
+        // The output policy's temporary and swap: a signal or failure leaves the previous
+        // checkpoint, never half of a new one.
+        using OutputTarget target = OutputTarget.Begin(directory, OutputKind.Directory);
+        SaveFiles(target.TempPath, trainer, hnTokenizer);
+        target.Commit();
     }
 
     /// <summary>Writes the checkpoint's files into <paramref name="directory"/> (created if
