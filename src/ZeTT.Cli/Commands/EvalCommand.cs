@@ -79,6 +79,10 @@ internal sealed class EvalCommand : ZettCommand
             OutputTarget.Check(json, OutputKind.File, overwrite, [.. data, .. models]);
         }
         IReadOnlyList<EvalDocument> docs = EvalText.Read(data, maxBytes);
+        if (docs.Sum(d => d.Bytes) == 0)
+        {
+            throw new Runtime.ZettException($"{string.Join(", ", data)}: no text to evaluate");
+        }
         IReadOnlyList<LmEvalResult> results = LmEvaluation.Run(models, docs, context,
             parse.GetValue(_seed), new CpuBackend(), ProgressBar.ForConsole(console))
             .Select((r, i) => r with { Model = typed[i] }).ToList();

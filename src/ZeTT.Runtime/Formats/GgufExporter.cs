@@ -262,12 +262,13 @@ public static class GgufExporter
                 stored = GgmlType.F16;
                 fallbacks.Add(map.Name);
             }
-            tensors.Add(GgufTensor.FromFloatRows(map.Name, stored, shape, Reader(weights, info, map)));
+            Action<long, Span<float>> rows = Finite(Reader(weights, info, map),
+                weights.FileOf(info.Name).Path, info.Name, shape[^1]);
+            tensors.Add(GgufTensor.FromFloatRows(map.Name, stored, shape, rows));
             if (arch == "gpt2" && map.Name == "token_embd.weight")
             {
                 // llama.cpp's converter stores GPT-2's tied LM head as a copy of wte.
-                tensors.Add(GgufTensor.FromFloatRows("output.weight", stored, shape,
-                    Reader(weights, info, map)));
+                tensors.Add(GgufTensor.FromFloatRows("output.weight", stored, shape, rows));
             }
         }
         if (fallbacks.Count > 0)
@@ -278,6 +279,27 @@ public static class GgufExporter
         }
         return tensors;
     }
+
+    /// <summary>Rows that must be finite: a NaN or infinity would be copied into the GGUF and
+    /// from there into every token llama.cpp predicts. The error names the file, the tensor and
+    /// the row.</summary>
+    private static Action<long, Span<float>> Finite(Action<long, Span<float>> read, string file,
+        string tensor, long cols) => (first, destination) =>
+    {
+        read(first, destination);
+        if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(destination)))
+        {
+            return;
+        }
+        for (int i = 0; i < destination.Length; i++)
+        {
+            if (!float.IsFinite(destination[i]))
+            {
+                throw new ZettException($"{file}: tensor '{tensor}': row {first + i / cols} holds "
+                    + $"{destination[i]} (values must be finite)");
+            }
+        }
+    };
 
     private static Action<long, Span<float>> Reader(SafetensorsCollection weights,
         SafetensorsTensorInfo info, Mapping map)

@@ -113,10 +113,10 @@ public static class EvalText
             int b;
             while ((b = stream.ReadByte()) >= 0 && b != '\n')
             {
-                if (buffer.Count >= InputFile.TextDocumentLimit)
+                if (buffer.Count >= InputFile.JsonLineLimit)
                 {
                     throw new ZettException($"{file}: line {line + 1} is longer than "
-                        + $"{InputFile.TextDocumentLimit} bytes");
+                        + $"{InputFile.JsonLineLimit} bytes");
                 }
                 buffer.Add((byte)b);
             }
@@ -163,6 +163,7 @@ public static class EvalText
         FileStream stream = InputFile.OpenRead(file, "Parquet file");
         try
         {
+            CheckParquetFrame(file, stream);
             ParquetReader reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
             DataField[] all = reader.Schema.GetDataFields();
             // Parquet.Net 6 reports UTF-8 string columns as ReadOnlyMemory<char>.
@@ -178,8 +179,7 @@ public static class EvalText
             }
             return (reader, stream, field);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException
-            or NotSupportedException or ParquetException)
+        catch (Exception e) when (IsCorruptParquet(e))
         {
             stream.Dispose();
             throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
@@ -188,6 +188,40 @@ public static class EvalText
         {
             stream.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>What Parquet.Net throws on corrupt bytes: its own exceptions and, for Thrift
+    /// metadata and pages that do not say what they claim, whatever decoding them raises
+    /// (range, cast, format, null-reference and allocation errors were all seen in the hostile
+    /// corpus's flipped and truncated files). The file is the cause of each.</summary>
+    private static bool IsCorruptParquet(Exception e) => e is not ZettException;
+
+    /// <summary>The frame of a Parquet file, checked before the library reads it: "PAR1" at
+    /// both ends and a footer length that fits the file (the library allocates what that
+    /// length says: 2 GiB for a hostile file of a few bytes).</summary>
+    private static void CheckParquetFrame(string file, FileStream stream)
+    {
+        long length = stream.Length;
+        Span<byte> head = stackalloc byte[4];
+        Span<byte> tail = stackalloc byte[8];
+        if (length < 12)
+        {
+            throw new ZettException($"{file}: {length} bytes, too short for a Parquet file");
+        }
+        stream.ReadExactly(head);
+        stream.Seek(-8, SeekOrigin.End);
+        stream.ReadExactly(tail);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (!head.SequenceEqual("PAR1"u8) || !tail[4..].SequenceEqual("PAR1"u8))
+        {
+            throw new ZettException($"{file}: not a Parquet file (no PAR1 magic at both ends)");
+        }
+        int footer = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(tail);
+        if (footer <= 0 || footer > length - 12)
+        {
+            throw new ZettException($"{file}: Parquet footer length {footer} does not fit the "
+                + $"file's {length} bytes");
         }
     }
 
@@ -220,8 +254,7 @@ public static class EvalText
             group.ReadAsync(field, values.AsMemory()!, null).AsTask().GetAwaiter().GetResult();
             return values;
         }
-        catch (Exception e) when (e is IOException or InvalidDataException
-            or NotSupportedException or ParquetException)
+        catch (Exception e) when (IsCorruptParquet(e))
         {
             throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
         }

@@ -107,6 +107,12 @@ public static class LmEvaluation
                     "tokens"));
             }
         }
+        if (!double.IsFinite(loss))
+        {
+            // Finite weights give a finite loss (log-sum-exp in double): this is the model's.
+            throw new ZettException($"{model.Path}: the loss on this text is {loss}: the model's "
+                + "weights hold NaN or infinite values");
+        }
         return new LmEvalResult(model.Path, model.Architecture.ModelType, counted, encoded, bytes,
             loss, window, masked ? (counted == 0 ? double.NaN : (double)correct / counted) : null);
     }

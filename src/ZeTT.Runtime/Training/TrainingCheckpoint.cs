@@ -88,7 +88,8 @@ public static class TrainingCheckpoint
         string path = Path.Combine(directory, "model.safetensors");
         using SafetensorsFile file = SafetensorsFile.Open(path);
         return file.Tensors.Where(t => t.Name != "model.embeddings.word_embeddings.weight")
-            .ToDictionary(t => t.Name, t => file.ReadFloat32(t.Name), StringComparer.Ordinal);
+            .ToDictionary(t => t.Name, t => file.ReadFloat32(t.Name).RequireFinite(path),
+                StringComparer.Ordinal);
     }
 
     /// <summary>Restores the moments and the update count of a checkpoint into a trainer
@@ -112,7 +113,7 @@ public static class TrainingCheckpoint
         }
         string statePath = Path.Combine(directory, StateFile);
         JsonObject state = HfModelDirectory.ReadJsonObject(statePath);
-        trainer.Step = state["step"]?.GetValue<long>()
+        trainer.Step = JsonInput.Int64(state, "step", statePath, min: 1, max: int.MaxValue)
             ?? throw new ZettException($"{statePath}: missing 'step'");
     }
 
@@ -123,7 +124,8 @@ public static class TrainingCheckpoint
         {
             throw new ZettException($"{path}: tensor '{name}' is missing");
         }
-        HostTensor t = file.ReadFloat32(name);
+        // Non-finite moments would turn every later update into NaN.
+        HostTensor t = file.ReadFloat32(name).RequireFinite(path);
         if (t.Data.LongLength != destination.Count)
         {
             throw new ZettException($"{path}: tensor '{name}' has {t.Data.LongLength} elements, "
