@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
-using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tensors;
@@ -369,13 +369,14 @@ public static class TokenizerTransfer
         TransferResult described = result;
         GgufExportResult? gguf = null;
         LmEvalResult? newEval = null;
-        Func<string, LmEvalResult>? evaluate = baseEval is null ? null : dir =>
+        Func<string, LmEvalResult>? evaluate = baseEval is null ? null : EvaluateTransferred;
+        LmEvalResult EvaluateTransferred(string dir)
         {
             using LanguageModel lm = LanguageModel.Open(dir, new CpuBackend());
             newEval = LmEvaluation.Evaluate(lm, HfTokenizer.Load(dir), evalDocs, options.EvalContext,
                 0, progress) with { Model = TransferredLabel(options) };
             return newEval;
-        };
+        }
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
             modelClass, target, newIn, newOut, newBias, MapId, progress, log, evaluate,
             (bias, eval) => ModelCard.Render(options, described with
