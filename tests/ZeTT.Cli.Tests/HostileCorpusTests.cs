@@ -43,6 +43,48 @@ public sealed class HostileCorpusTests : IDisposable
         var (code, _, err) = Zett.Run("transfer", "--model", Pristine("model"), "--tokenizer",
             Pristine("target"), "--out", Pristine("transferred"), "--method", "fvt");
         Assert.True(code == 0, err);
+        // A causal LM (eval, generate, train, export-gguf), text and id lists, and a training
+        // checkpoint to resume from.
+        CopyDirectory(ZeTT.Runtime.Transfer.DefaultTransfer.FindAsset(), Pristine("llama"));
+        File.WriteAllText(Pristine("text.jsonl"), "{\"text\": \"the world\"}\n{\"text\": \"an ant\"}\n");
+        File.WriteAllText(Pristine("text.txt"), "the world, an ant\n");
+        File.WriteAllText(Pristine("ids.jsonl"), "{\"ids\": [70, 71, 72]}\n");
+        WriteParquet(Pristine("text.parquet"), ("text", ["the world", "an ant"]));
+        (code, _, err) = Zett.Run(Train(Pristine("trained"), Pristine("llama")));
+        Assert.True(code == 0, err);
+    }
+
+    private static string[] Train(string output, string model, params string[] more) =>
+        ["train", "--model", model, "--out", output, "--steps", "1", "--batch", "16", "--hn-layers",
+         "1", "--hn-hidden-size", "16", "--hn-intermediate-size", "32", "--hn-heads", "2", .. more];
+
+    private static void WriteParquet(string path, params (string Name, string[] Values)[] columns)
+    {
+        Parquet.Schema.DataField<string>[] fields = [.. columns.Select(c => new Parquet.Schema.DataField<string>(c.Name))];
+        WriteParquetGroup(path, fields, group =>
+        {
+            for (int i = 0; i < fields.Length; i++)
+            {
+                group.WriteAsync(fields[i], columns[i].Values, null).GetAwaiter().GetResult();
+            }
+        });
+    }
+
+    private static void WriteParquetGroup(string path, Parquet.Schema.DataField[] fields,
+        Action<Parquet.ParquetRowGroupWriter> write)
+    {
+        using FileStream stream = File.Create(path);
+        Parquet.ParquetWriter writer = Parquet.ParquetWriter.CreateAsync(
+            new Parquet.Schema.ParquetSchema(fields), stream).GetAwaiter().GetResult();
+        try
+        {
+            using Parquet.ParquetRowGroupWriter group = writer.CreateRowGroup();
+            write(group);
+        }
+        finally
+        {
+            writer.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
     // ---- generators of hostile bytes --------------------------------------------------------
@@ -187,6 +229,105 @@ public sealed class HostileCorpusTests : IDisposable
         ("inspect", (model, _) => ["inspect", model]),
     ];
 
+    /// <summary>The commands that read a causal LM's directory (given as the case's copy).
+    /// </summary>
+    private IEnumerable<(string, Func<string, string, string[]>)> CausalModelReaders() =>
+    [
+        ("eval", (model, _) => ["eval", "--model", model, "--data", Pristine("text.jsonl")]),
+        ("generate", (model, _) => ["generate", "--model", model, "--prompt", "the",
+            "--max-new-tokens", "2"]),
+        ("train", (model, c) => Train(Path.Combine(c, "out"), model)),
+        ("export-gguf", (model, c) => ["export-gguf", "--model", model, "--out",
+            Path.Combine(c, "out.gguf")]),
+        ("transfer-eval", (model, c) => ["transfer", "--model", model, "--tokenizer",
+            Pristine("target"), "--out", Path.Combine(c, "out"), "--method", "fvt", "--eval-data",
+            Pristine("text.jsonl")]),
+    ];
+
+    /// <summary>The commands that read a text file (eval data, tokenize input, a transfer's
+    /// evaluation text), given as the case's file.</summary>
+    private IEnumerable<(string, Func<string, string, string[]>)> TextReaders(bool onlyEvaluationRefuses) =>
+    [
+        ("eval", (text, _) => ["eval", "--model", Pristine("llama"), "--data", text]),
+        ("transfer-eval", (text, c) => ["transfer", "--model", Pristine("llama"), "--tokenizer",
+            Pristine("target"), "--out", Path.Combine(c, "out"), "--method", "fvt", "--eval-data", text]),
+        .. onlyEvaluationRefuses ? Array.Empty<(string, Func<string, string, string[]>)>()
+            : [("tokenize", (text, c) => ["tokenize", "--tokenizer", Pristine("target"), "--input", text,
+                "--out", Path.Combine(c, "out.jsonl")])],
+    ];
+
+    /// <summary>Hostile text files by extension: what is wrong in every reader, and what only
+    /// evaluation refuses (no text at all; tokenize encodes an empty document).</summary>
+    private static IEnumerable<(string Ext, string Name, Action<string> Make, bool EmptyOnly)> TextGarbage()
+    {
+        byte[][] badUtf8 = [[0x61, 0xFF, 0xFE], [0x61, 0xC0, 0xAF], [0x61, 0xED, 0xA0, 0x80], [0xC3]];
+        for (int i = 0; i < badUtf8.Length; i++)
+        {
+            byte[] b = badUtf8[i];
+            yield return (".txt", $"invalid-utf8-{i}", Bytes(b), false);
+            yield return (".jsonl", $"invalid-utf8-{i}", Bytes([.. "{\"text\": \""u8, .. b, .. "\"}\n"u8]), false);
+        }
+        foreach ((string name, Action<string> make) in NotAFile())
+        {
+            yield return (".txt", name, make, false);
+            yield return (".jsonl", name, make, false);
+            yield return (".parquet", name, make, false);
+        }
+        yield return (".txt", "empty", Text(""), true);
+        yield return (".txt", "bom-only", Bytes([0xEF, 0xBB, 0xBF]), true);
+        yield return (".jsonl", "empty", Text(""), true);
+        yield return (".jsonl", "blank-lines", Text("\n \n\r\n"), true);
+        foreach (string line in new[] { "x", "{", "[1]", "\"text\"", "5", "null", "{}", "{\"body\": \"a\"}",
+            "{\"text\": 5}", "{\"text\": null}", "{\"text\": [\"a\"]}", "{\"text\": {}}",
+            "{\"text\": \"a\", \"text\": \"b\"}", "{\"text\": \"\\ud800\"}", "{\"text\": \"\\udc00x\"}",
+            "{\"text\": \"a\"} x", new string('[', 3000) + new string(']', 3000),
+            "{\"a\":" + string.Concat(Enumerable.Repeat("{\"a\":", 2000)) + "1" + new string('}', 2001) })
+        {
+            string label = line.Length > 40 ? $"deep-{line[1]}" : line;
+            yield return (".jsonl", $"line={label}", Text("{\"text\": \"fine\"}\n" + line + "\n"), false);
+        }
+        yield return (".jsonl", "nul-bytes", Bytes([0, 0, 0, (byte)'\n']), false);
+        yield return (".csv", "unknown-extension", Text("text\nthe world\n"), false);
+        yield return (".parquet", "empty", Text(""), false);
+        yield return (".parquet", "not-parquet", Text("PAR1 this is not a parquet file PAR1"), false);
+        yield return (".parquet", "magic-only", Text("PAR1PAR1"), false);
+        var number = new Parquet.Schema.DataField<int>("n");
+        yield return (".parquet", "no-string-column", p => WriteParquetGroup(p, [number], group =>
+            group.WriteAsync<int>(number, new[] { 1, 2 }.AsMemory(), null, null, default)
+                .GetAwaiter().GetResult()), false);
+        yield return (".parquet", "two-string-columns-no-text", p => WriteParquet(p, ("a", ["x"]), ("b", ["y"])), false);
+        var parquetBytes = new Lazy<byte[]>(() =>
+        {
+            string temp = Path.Combine(Path.GetTempPath(), $"zett-corpus-{Guid.NewGuid():N}.parquet");
+            WriteParquet(temp, ("text", ["the world", "an ant", "a third document"]));
+            byte[] bytes = File.ReadAllBytes(temp);
+            File.Delete(temp);
+            return bytes;
+        });
+        foreach (double f in new[] { 0.1, 0.3, 0.5, 0.7, 0.9, 0.98 })
+        {
+            yield return (".parquet", $"truncated-{f}", p => File.WriteAllBytes(p,
+                parquetBytes.Value[..(int)(parquetBytes.Value.Length * f)]), false);
+        }
+        // Flips in the first page header (Parquet has no checksum by default: a flip in
+        // statistics or created_by can read the same text, so those are not bad inputs).
+        foreach (int at in new[] { 4, 5, 8 })
+        {
+            yield return (".parquet", $"flipped-byte-{at}", p =>
+            {
+                byte[] b = (byte[])parquetBytes.Value.Clone();
+                b[at] ^= 0xFF;
+                File.WriteAllBytes(p, b);
+            }, false);
+        }
+        yield return (".parquet", "footer-length-huge", p =>
+        {
+            byte[] b = (byte[])parquetBytes.Value.Clone();
+            BitConverter.GetBytes(int.MaxValue).CopyTo(b, b.Length - 8);
+            File.WriteAllBytes(p, b);
+        }, false);
+    }
+
     private IEnumerable<(string, Func<string, string, string[]>)> HypernetReaders() =>
     [
         ("transfer-hn", (hn, c) => ["transfer", "--model", Pristine("model"), "--tokenizer",
@@ -238,11 +379,15 @@ public sealed class HostileCorpusTests : IDisposable
 
     private static Action<string> Text(string t) => p => File.WriteAllText(p, t);
 
-    private IEnumerable<Case> Cases()
+    private IEnumerable<Case> Cases() => ModelCases(Pristine("model"), ModelReaders())
+        .Concat(ModelCases(Pristine("llama"), CausalModelReaders()))
+        .Concat(CausalTokenizerCases()).Concat(TextCases()).Concat(ResumeCases()).Concat(OtherCases());
+
+    private IEnumerable<Case> ModelCases(string source,
+        IEnumerable<(string, Func<string, string, string[]>)> readers)
     {
-        // Model directories: config.json, tokenizer.json and model.safetensors, and the
-        // directory itself.
-        string modelConfig = Path.Combine(Pristine("model"), "config.json");
+        // Model directories: config.json and model.safetensors, and the directory itself.
+        string modelConfig = Path.Combine(source, "config.json");
         byte[] modelConfigBytes = File.ReadAllBytes(modelConfig);
         var modelConfigMutations = new List<(string, Action<string>)>();
         modelConfigMutations.AddRange(JsonGarbage(modelConfigBytes).Select(g => (g.Item1, Bytes(g.Item2))));
@@ -254,21 +399,23 @@ public sealed class HostileCorpusTests : IDisposable
         }
         foreach (string key in new[] { "bos_token_id", "eos_token_id", "pad_token_id" })
         {
-            modelConfigMutations.AddRange(new[] { "-5", "\"x\"", "2147483647", "99999", "264", "true", "{}", "1.5" }
+            // The model's vocabulary size: the first id past its end.
+            string vocab = ReadObject(modelConfig)["vocab_size"]!.ToJsonString();
+            modelConfigMutations.AddRange(new[] { "-5", "\"x\"", "2147483647", "99999", vocab, "true", "{}", "1.5" }
                 .Select(v => ($"{key}={v}", Text(WithValue(modelConfig, key, v)))));
         }
         modelConfigMutations.AddRange(new[] { "5", "\"no-such-family\"", "[]", "{}", "true" }
             .Select(v => ($"model_type={v}", Text(WithValue(modelConfig, "model_type", v)))));
         modelConfigMutations.AddRange(WrongTypes.Append("5").Select(v => ($"tie={v}",
             Text(WithValue(modelConfig, "tie_word_embeddings", v)))));
-        byte[] weights = File.ReadAllBytes(Path.Combine(Pristine("model"), "model.safetensors"));
+        byte[] weights = File.ReadAllBytes(Path.Combine(source, "model.safetensors"));
         var weightMutations = SafetensorsGarbage(weights).Select(g => (g.Item1, Bytes(g.Item2)))
             .Concat(NotAFile()).ToList();
-        foreach ((string reader, Func<string, string, string[]> command) in ModelReaders())
+        foreach ((string reader, Func<string, string, string[]> command) in readers)
         {
             foreach ((string m, Action<string> mutate) in modelConfigMutations)
             {
-                yield return InDirectory($"{reader}/model-config/{m}", Pristine("model"), "config.json", mutate, command);
+                yield return InDirectory($"{reader}/model-config/{m}", source, "config.json", mutate, command);
             }
             if (reader == "inspect")
             {
@@ -279,7 +426,7 @@ public sealed class HostileCorpusTests : IDisposable
             foreach ((string m, Action<string> mutate) in weightMutations.Where(w =>
                 !(reader.StartsWith("apply-to-ft", StringComparison.Ordinal) && w.Item1 == "nan-and-inf")))
             {
-                yield return InDirectory($"{reader}/model-weights/{m}", Pristine("model"), "model.safetensors", mutate, command);
+                yield return InDirectory($"{reader}/model-weights/{m}", source, "model.safetensors", mutate, command);
             }
             foreach ((string m, Action<string> make) in NotAFile().Where(n => n.Item1 != "directory"))
             {
@@ -297,6 +444,92 @@ public sealed class HostileCorpusTests : IDisposable
                 return command(p, c);
             }, c => Path.Combine(c, "in"));
         }
+    }
+
+    /// <summary>The tokenizer.json of a causal LM, read by eval, generate, train and
+    /// transfer's evaluation.</summary>
+    private IEnumerable<Case> CausalTokenizerCases()
+    {
+        string tokenizerJson = Path.Combine(Pristine("target"), "tokenizer.json");
+        var tokMutations = JsonGarbage(File.ReadAllBytes(tokenizerJson)).Select(g => (g.Item1, Bytes(g.Item2)))
+            .Concat(NotAFile()).ToList();
+        foreach ((string reader, Func<string, string, string[]> command) in CausalModelReaders()
+            .Where(r => r.Item1 != "export-gguf"))
+        {
+            foreach ((string m, Action<string> mutate) in tokMutations)
+            {
+                yield return InDirectory($"{reader}/model-tokenizer/{m}", Pristine("llama"), "tokenizer.json", mutate, command);
+            }
+        }
+    }
+
+    /// <summary>Text files for every reader of text, and id lists for tokenize --decode.</summary>
+    private IEnumerable<Case> TextCases()
+    {
+        foreach ((string ext, string name, Action<string> make, bool emptyOnly) in TextGarbage())
+        {
+            foreach ((string reader, Func<string, string, string[]> command) in TextReaders(emptyOnly))
+            {
+                yield return new($"{reader}/text{ext}/{name}", c =>
+                {
+                    string p = Path.Combine(c, "data" + ext);
+                    make(p);
+                    return command(p, c);
+                }, c => Path.Combine(c, "data" + ext));
+            }
+        }
+        var ids = new List<(string, Action<string>)>(NotAFile());
+        foreach (string line in new[] { "x", "[1]", "{}", "{\"ids\": 5}", "{\"ids\": \"1,2\"}",
+            "{\"ids\": [\"1\"]}", "{\"ids\": [1.5]}", "{\"ids\": [2147483648]}", "{\"ids\": [null]}",
+            "{\"ids\": [1], \"ids\": [2]}", "{\"ids\": [1], \"s\": \"\\ud800\"}", new string('[', 3000) })
+        {
+            ids.Add(($"line={(line.Length > 40 ? "deep" : line)}", Text("{\"ids\": [70]}\n" + line + "\n")));
+        }
+        ids.Add(("invalid-utf8", Bytes([.. "{\"ids\": [70], \"s\": \""u8, 0xFF, .. "\"}\n"u8])));
+        foreach ((string m, Action<string> make) in ids)
+        {
+            yield return new($"tokenize-decode/ids/{m}", c =>
+            {
+                string p = Path.Combine(c, "ids.jsonl");
+                make(p);
+                return ["tokenize", "--tokenizer", Pristine("target"), "--decode", "--input", p];
+            }, c => Path.Combine(c, "ids.jsonl"));
+        }
+    }
+
+    /// <summary>Training checkpoints given to --resume.</summary>
+    private IEnumerable<Case> ResumeCases()
+    {
+        string checkpoint = Path.Combine(Pristine("trained"), "checkpoints", "step-1");
+        string state = Path.Combine(checkpoint, "trainer_state.json");
+        var stateMutations = JsonGarbage(File.ReadAllBytes(state)).Select(g => (g.Item1, Bytes(g.Item2)))
+            .Concat(NotAFile()).ToList();
+        // The seed of a resumed run comes from the command line; the update count from here.
+        stateMutations.AddRange(BadSizes.Select(v => ($"step={v}", Text(WithValue(state, "step", v)))));
+        string[] Resume(string copy, string c) => Train(Path.Combine(c, "out"), Pristine("llama"),
+            "--resume", copy);
+        foreach ((string m, Action<string> mutate) in stateMutations)
+        {
+            yield return InDirectory($"train-resume/state/{m}", checkpoint, "trainer_state.json", mutate, Resume);
+        }
+        foreach (string file in new[] { "optimizer.safetensors", "model.safetensors" })
+        {
+            byte[] bytes = File.ReadAllBytes(Path.Combine(checkpoint, file));
+            foreach ((string m, Action<string> mutate) in SafetensorsGarbage(bytes)
+                .Select(g => (g.Item1, Bytes(g.Item2))).Concat(NotAFile()))
+            {
+                yield return InDirectory($"train-resume/{file}/{m}", checkpoint, file, mutate, Resume);
+            }
+        }
+        foreach ((string m, Action<string> mutate) in JsonGarbage(File.ReadAllBytes(
+            Path.Combine(checkpoint, "config.json"))).Select(g => (g.Item1, Bytes(g.Item2))).Concat(NotAFile()))
+        {
+            yield return InDirectory($"train-resume/config/{m}", checkpoint, "config.json", mutate, Resume);
+        }
+    }
+
+    private IEnumerable<Case> OtherCases()
+    {
 
         // Tokenizers: tokenizer.json of a target, the model's (transfer reads it) and the
         // hypernetwork's, plus tokenizer_config.json.
@@ -508,8 +741,30 @@ public sealed class HostileCorpusTests : IDisposable
         yield return ("reserved-byte", [0xC1]);
     }
 
+    private static bool IsFileWriter(string name) =>
+        name is "surface-forms" or "predict" or "eval-json" or "tokenize" or "export-gguf" or "transfer-gguf";
+
     private IEnumerable<Case> CommandLineCases()
     {
+        // Training grows its output directory over a run (checkpoints, resumed into): only
+        // the relation to its inputs and the path itself are checked.
+        foreach ((string label, Func<string, string> output, Func<string, string> expect) in new (string, Func<string, string>, Func<string, string>)[]
+        {
+            ("out-is-model", _ => Pristine("llama"), _ => "the output is an input"),
+            ("out-inside-model", _ => Path.Combine(Pristine("llama"), "x"), _ => "lies inside an input"),
+            ("out-contains-model", _ => Pristine(""), _ => "the output contains an input"),
+            ("out-root", _ => "/", _ => "/"),
+            ("out-empty", _ => "", _ => "--out"),
+        })
+        {
+            yield return new($"train/{label}", c => Train(output(c), Pristine("llama")), expect);
+        }
+        yield return new("train/out-is-file", c =>
+        {
+            File.WriteAllText(Path.Combine(c, "f"), "keep");
+            return Train(Path.Combine(c, "f"), Pristine("llama"));
+        }, c => Path.Combine(c, "f"));
+
         string Out(string c) => Path.Combine(c, "out");
         string[] Transfer(string c, string out_) => ["transfer", "--model", Pristine("model"), "--tokenizer",
             Pristine("target"), "--out", out_, "--method", "fvt"];
@@ -520,8 +775,19 @@ public sealed class HostileCorpusTests : IDisposable
             Pristine("model"), "--tokens", Pristine("tokens.txt"), "--out", out_, "--lang", "en", "--device", "cpu"];
         string[] Apply(string c, string out_) => ["apply-to-ft", "--base", Pristine("model"), "--ft",
             Pristine("model"), "--transferred-base", Pristine("transferred"), "--out", out_];
+        string[] EvalJson(string c, string out_) => ["eval", "--model", Pristine("llama"), "--data",
+            Pristine("text.jsonl"), "--json", out_];
+        string[] Tokenize(string c, string out_) => ["tokenize", "--tokenizer", Pristine("target"),
+            "--input", Pristine("text.jsonl"), "--out", out_];
+        string[] Gguf(string c, string out_) => ["export-gguf", "--model", Pristine("llama"), "--out", out_];
+        string[] TransferGguf(string c, string out_) => ["transfer", "--model", Pristine("llama"),
+            "--tokenizer", Pristine("target"), "--out", out_, "--method", "fvt", "--format", "gguf"];
         var writers = new (string, Func<string, string, string[]>, string[])[]
         {
+            ("eval-json", EvalJson, [Pristine("llama"), Pristine("text.jsonl")]),
+            ("tokenize", Tokenize, [Pristine("target"), Pristine("text.jsonl")]),
+            ("export-gguf", Gguf, [Pristine("llama")]),
+            ("transfer-gguf", TransferGguf, [Pristine("llama"), Pristine("target")]),
             ("transfer", Transfer, [Pristine("model"), Pristine("target")]),
             ("convert-tokenizer", Convert, [Pristine("target")]),
             ("surface-forms", Surface, [Pristine("target")]),
@@ -574,7 +840,7 @@ public sealed class HostileCorpusTests : IDisposable
             }
             yield return new($"{name}/existing-without-overwrite", c =>
             {
-                bool isFile = name is "surface-forms" or "predict";
+                bool isFile = IsFileWriter(name);
                 if (isFile)
                 {
                     File.WriteAllText(Out(c), "keep");
@@ -588,7 +854,7 @@ public sealed class HostileCorpusTests : IDisposable
             }, Out);
             yield return new($"{name}/wrong-kind", c =>
             {
-                if (name is "surface-forms" or "predict")
+                if (IsFileWriter(name))
                 {
                     Directory.CreateDirectory(Out(c));
                 }

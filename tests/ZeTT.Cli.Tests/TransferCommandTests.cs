@@ -58,6 +58,56 @@ public sealed class TransferCommandTests : IDisposable
     }
 
     [Fact]
+    public void Eval_data_puts_zett_evals_numbers_for_both_models_in_the_card_and_the_summary()
+    {
+        string model = ZeTT.Runtime.Transfer.DefaultTransfer.FindAsset();
+        string data = Path.Combine(model, "..", "..", "tests", "fixtures", "lm", "eval",
+            "tinystories-dev-25.jsonl");
+        Assert.True(File.Exists(data), data);
+        var (code, output, err) = Zett.Run("transfer", "--model", model, "--tokenizer", "gpt2",
+            "--method", "fvt", "--out", P("out"), "--eval-data", data, "--eval-max-bytes", "1500",
+            "--eval-context", "64");
+        Assert.True(code == 0, err);
+
+        // zett eval's own numbers for the base and the written model on the same text.
+        (code, _, err) = Zett.Run("eval", "--model", model, "--model", P("out"), "--data", data,
+            "--max-bytes", "1500", "--context", "64", "--json", P("eval.json"));
+        Assert.True(code == 0, err);
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(P("eval.json")));
+        System.Text.Json.JsonElement[] want = [.. doc.RootElement.GetProperty("models").EnumerateArray()];
+        string card = File.ReadAllText(P("out/README.md"));
+        Assert.Contains("## Evaluation", card, StringComparison.Ordinal);
+        Assert.Contains("(1500 UTF-8 bytes, the first 1500)", card, StringComparison.Ordinal);
+        string[] labels = ["stories260K", "stories260K → gpt2 (transferred)"];
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        for (int i = 0; i < 2; i++)
+        {
+            System.Text.Json.JsonElement w = want[i];
+            string bpb = w.GetProperty("bits_per_byte").GetDouble().ToString("F4", c);
+            Assert.Contains($"| {labels[i]} | {bpb} | "
+                + $"{w.GetProperty("tokens_per_byte").GetDouble().ToString("F4", c)} | "
+                + $"{w.GetProperty("perplexity").GetDouble().ToString("F3", c)} | "
+                + $"{w.GetProperty("tokens").GetInt64()} | 64 |", card, StringComparison.Ordinal);
+            Assert.Contains(output.Split('\n'), l => l.StartsWith($"  eval            {bpb} bits/byte",
+                StringComparison.Ordinal) && l.EndsWith(labels[i], StringComparison.Ordinal));
+        }
+        // The transferred model reads the text worse than the base model (FVT, no training).
+        Assert.True(want[1].GetProperty("bits_per_byte").GetDouble() > want[0].GetProperty("bits_per_byte").GetDouble());
+
+        // Without --eval-data the evaluation options are an error; missing text fails before
+        // anything is written.
+        (code, _, err) = Zett.Run("transfer", "--model", model, "--tokenizer", "gpt2", "--method",
+            "fvt", "--out", P("x"), "--eval-context", "64");
+        Assert.Equal(2, code);
+        Assert.Equal("error: --eval-max-bytes and --eval-context need --eval-data FILE", err.Trim());
+        (code, _, err) = Zett.Run("transfer", "--model", model, "--tokenizer", "gpt2", "--method",
+            "fvt", "--out", P("x"), "--eval-data", P("none.txt"));
+        Assert.Equal(2, code);
+        Assert.Equal($"error: {P("none.txt")}: file not found", err.Trim());
+        Assert.False(Directory.Exists(P("x")));
+    }
+
+    [Fact]
     public void Hypernet_transfer_and_fvt_from_the_command_line()
     {
         TinyModel m = TransferTestData.WriteModel(P("model"), "xlm-roberta");
@@ -67,7 +117,7 @@ public sealed class TransferCommandTests : IDisposable
             "--out", P("out"), "--hypernet", hn, "--lang", "en", "--device", "cpu", "--dtype", "fp32",
             "--batch-size", "16", "--model-class", "masked");
         Assert.True(code == 0, err);
-        Assert.Contains("bias            lm_head.bias", output, StringComparison.Ordinal);
+        Assert.Contains("bias            predicted output bias written to lm_head.bias", output, StringComparison.Ordinal);
         Assert.Contains("method          hypernet (cpu, fp32)", output, StringComparison.Ordinal);
         Assert.Contains("| predicted output bias | lm_head.bias |", File.ReadAllText(P("out/README.md")),
             StringComparison.Ordinal);

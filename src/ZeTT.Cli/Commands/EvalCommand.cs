@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Hub;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Models;
 
 namespace ZeTT.Cli;
@@ -42,6 +43,8 @@ internal sealed class EvalCommand : ZettCommand
     private readonly Option<string> _json = CommonOptions.Optional("--json", "FILE",
         "also write the results as JSON");
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public EvalCommand() : base("eval",
         "bits per byte, tokens per byte and perplexity of language models on text")
     {
@@ -51,6 +54,7 @@ internal sealed class EvalCommand : ZettCommand
         Options.Add(_maxBytes);
         Options.Add(_seed);
         Options.Add(_json);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -66,7 +70,19 @@ internal sealed class EvalCommand : ZettCommand
             throw new Runtime.ZettException($"--max-bytes must be at least 1, got {maxBytes}");
         }
         int? context = parse.IsGiven(_context) ? parse.GetValue(_context) : null;
+        string? json = parse.GetValue(_json);
+        bool overwrite = parse.GetValue(_overwrite);
+        if (json is not null)
+        {
+            // Refused before the evaluation runs: an output that is an input, an existing file
+            // without --overwrite.
+            OutputTarget.Check(json, OutputKind.File, overwrite, [.. data, .. models]);
+        }
         IReadOnlyList<EvalDocument> docs = EvalText.Read(data, maxBytes);
+        if (docs.Sum(d => d.Bytes) == 0)
+        {
+            throw new Runtime.ZettException($"{string.Join(", ", data)}: no text to evaluate");
+        }
         IReadOnlyList<LmEvalResult> results = LmEvaluation.Run(models, docs, context,
             parse.GetValue(_seed), new CpuBackend(), ProgressBar.ForConsole(console))
             .Select((r, i) => r with { Model = typed[i] }).ToList();
@@ -83,9 +99,9 @@ internal sealed class EvalCommand : ZettCommand
                 $"{Shorten(r.Model),-40} {r.BitsPerByte,10:F4} {r.TokensPerByte,12:F4} "
                 + $"{r.Perplexity,11:F3} {r.Tokens,9} {r.Context,8}{acc}"));
         }
-        if (parse.GetValue(_json) is { } json)
+        if (json is not null)
         {
-            LmEvaluation.WriteJson(json, results, data);
+            LmEvaluation.WriteJson(json, results, data, overwrite, models);
             o.WriteLine($"wrote {json}");
         }
         return 0;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using ZeTT.Runtime;
 using ZeTT.Runtime.Hub;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Cli;
@@ -42,6 +43,8 @@ internal sealed class TokenizeCommand : ZettCommand
         Description = "with --decode, leave special tokens out (skip_special_tokens=True)",
     };
 
+    private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
+
     public TokenizeCommand() : base("tokenize",
         "encode text to ids and tokens, or decode ids, exactly as Hugging Face tokenizers")
     {
@@ -53,6 +56,7 @@ internal sealed class TokenizeCommand : ZettCommand
         Options.Add(_decode);
         Options.Add(_ids);
         Options.Add(_skipSpecial);
+        Options.Add(_overwrite);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -69,8 +73,17 @@ internal sealed class TokenizeCommand : ZettCommand
                 ? "tokenize --decode: give exactly one of --ids or --input"
                 : "tokenize: give exactly one of --text or --input");
         }
-        HfTokenizer tokenizer = HfTokenizer.Load(CommonOptions.Locate(parse.GetRequiredValue(_tokenizer),
-            HubRepoKind.Tokenizer, console));
+        string tokenizerPath = CommonOptions.Locate(parse.GetRequiredValue(_tokenizer),
+            HubRepoKind.Tokenizer, console);
+        bool overwrite = parse.GetValue(_overwrite);
+        string?[] inputs = [input, tokenizerPath];
+        if (output is not null)
+        {
+            // Refused before any work: an output that is an input, an existing file without
+            // --overwrite.
+            OutputTarget.Check(output, OutputKind.File, overwrite, inputs);
+        }
+        HfTokenizer tokenizer = HfTokenizer.Load(tokenizerPath);
         var clock = Stopwatch.StartNew();
         if (decode)
         {
@@ -80,7 +93,7 @@ internal sealed class TokenizeCommand : ZettCommand
             long n = output is null
                 ? TokenizeDocuments.Decode(tokenizer, lists, skip, console.Out)
                 : TokenizeDocuments.WriteAtomically(output,
-                    w => TokenizeDocuments.Decode(tokenizer, lists, skip, w));
+                    w => TokenizeDocuments.Decode(tokenizer, lists, skip, w), overwrite, inputs);
             console.Error.WriteLine($"decoded {n} id lists in {clock.Elapsed.TotalSeconds:F2} s");
             return 0;
         }
@@ -96,7 +109,8 @@ internal sealed class TokenizeCommand : ZettCommand
         (long docs, long tokens, long bytes) = output is null
             ? TokenizeDocuments.Encode(tokenizer, texts, special, console.Out, progress)
             : TokenizeDocuments.WriteAtomically(output,
-                w => TokenizeDocuments.Encode(tokenizer, texts, special, w, progress));
+                w => TokenizeDocuments.Encode(tokenizer, texts, special, w, progress), overwrite,
+                inputs);
         double seconds = clock.Elapsed.TotalSeconds;
         console.Error.WriteLine($"encoded {docs} documents, {bytes / 1e6:F2} MB → {tokens} tokens " +
             $"in {seconds:F2} s ({bytes / 1e6 / Math.Max(seconds, 1e-9):F1} MB/s)");

@@ -49,6 +49,23 @@ internal sealed class TransferCommand : ZettCommand
 
     private readonly Option<string> _ggufType = ExportGgufCommand.GgufTypeOption();
 
+    private readonly Option<string[]> _evalData = new("--eval-data")
+    {
+        Description = "evaluate the base and the transferred model on this text as zett eval "
+            + "does (.txt, .jsonl, .parquet; repeat for more): bits per byte in the summary and "
+            + "the model card",
+        HelpName = "FILE",
+    };
+
+    private readonly Option<long> _evalMaxBytes = new("--eval-max-bytes")
+    {
+        Description = "evaluate at most this many UTF-8 bytes of --eval-data",
+        HelpName = "N",
+    };
+
+    private readonly Option<int> _evalContext = CommonOptions.Integer("--eval-context",
+        "evaluation window in tokens [default: min(1024, max_position_embeddings)]", min: 2);
+
     public TransferCommand() : base("transfer", "transfer a model to a new tokenizer "
         + "(hypernetwork or FVT); with no options: the built-in default, assets/stories260K to "
         + "gpt2 with FVT, written to ./out/default")
@@ -65,6 +82,9 @@ internal sealed class TransferCommand : ZettCommand
         Options.Add(_overwrite);
         Options.Add(_format);
         Options.Add(_ggufType);
+        Options.Add(_evalData);
+        Options.Add(_evalMaxBytes);
+        Options.Add(_evalContext);
         Validators.Add(result =>
         {
             if (result.GetValue(_method) != "fvt")
@@ -139,7 +159,15 @@ internal sealed class TransferCommand : ZettCommand
                     _ => TransferFormat.Hf,
                 },
                 GgufType = ExportGgufCommand.ParseGgufType(parse.GetValue(_ggufType)),
+                EvalData = parse.GetValue(_evalData) ?? [],
+                EvalMaxBytes = parse.IsGiven(_evalMaxBytes) ? parse.GetValue(_evalMaxBytes) : null,
+                EvalContext = parse.IsGiven(_evalContext) ? parse.GetValue(_evalContext) : null,
             };
+            if (options.EvalData.Count == 0 && (options.EvalMaxBytes is not null
+                || options.EvalContext is not null))
+            {
+                throw new ZettException("--eval-max-bytes and --eval-context need --eval-data FILE");
+            }
         }
         TransferResult result = TokenizerTransfer.Run(options, ProgressBar.ForConsole(console),
             line => console.Error.WriteLine(line));

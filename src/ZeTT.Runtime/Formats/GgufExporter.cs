@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Transfer;
 
 namespace ZeTT.Runtime.Formats;
@@ -51,14 +52,15 @@ public static class GgufExporter
     {
         ArgumentNullException.ThrowIfNull(modelDirectory);
         ArgumentNullException.ThrowIfNull(outputFile);
-        if (File.Exists(outputFile) && !overwrite)
-        {
-            throw new ZettException($"{outputFile}: output file exists (--overwrite replaces it)");
-        }
-        if (Directory.Exists(outputFile))
-        {
-            throw new ZettException($"{outputFile}: is a directory, not a GGUF file to write");
-        }
+        OutputTarget.Check(outputFile, OutputKind.File, overwrite, [modelDirectory]);
+        return ExportChecked(modelDirectory, outputFile, type, progress);
+    }
+
+    /// <summary><see cref="Export"/> for a caller that has applied the output policy itself
+    /// (a transfer writing model.gguf inside its own unpublished output directory).</summary>
+    internal static GgufExportResult ExportChecked(string modelDirectory, string outputFile,
+        GgmlType type, IProgress<ProgressUpdate>? progress)
+    {
         using HfModelDirectory model = HfModelDirectory.Open(modelDirectory);
         string arch = Architectures.TryGetValue(model.ModelType, out string? a) ? a
             : throw new ZettException($"{model.ConfigPath}: model_type '{model.ModelType}' has no "
@@ -260,12 +262,13 @@ public static class GgufExporter
                 stored = GgmlType.F16;
                 fallbacks.Add(map.Name);
             }
-            tensors.Add(GgufTensor.FromFloatRows(map.Name, stored, shape, Reader(weights, info, map)));
+            Action<long, Span<float>> rows = Finite(Reader(weights, info, map),
+                weights.FileOf(info.Name).Path, info.Name, shape[^1]);
+            tensors.Add(GgufTensor.FromFloatRows(map.Name, stored, shape, rows));
             if (arch == "gpt2" && map.Name == "token_embd.weight")
             {
                 // llama.cpp's converter stores GPT-2's tied LM head as a copy of wte.
-                tensors.Add(GgufTensor.FromFloatRows("output.weight", stored, shape,
-                    Reader(weights, info, map)));
+                tensors.Add(GgufTensor.FromFloatRows("output.weight", stored, shape, rows));
             }
         }
         if (fallbacks.Count > 0)
@@ -276,6 +279,27 @@ public static class GgufExporter
         }
         return tensors;
     }
+
+    /// <summary>Rows that must be finite: a NaN or infinity would be copied into the GGUF and
+    /// from there into every token llama.cpp predicts. The error names the file, the tensor and
+    /// the row.</summary>
+    private static Action<long, Span<float>> Finite(Action<long, Span<float>> read, string file,
+        string tensor, long cols) => (first, destination) =>
+    {
+        read(first, destination);
+        if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(destination)))
+        {
+            return;
+        }
+        for (int i = 0; i < destination.Length; i++)
+        {
+            if (!float.IsFinite(destination[i]))
+            {
+                throw new ZettException($"{file}: tensor '{tensor}': row {first + i / cols} holds "
+                    + $"{destination[i]} (values must be finite)");
+            }
+        }
+    };
 
     private static Action<long, Span<float>> Reader(SafetensorsCollection weights,
         SafetensorsTensorInfo info, Mapping map)

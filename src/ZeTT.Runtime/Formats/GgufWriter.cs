@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using ZeTT.Ops;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Formats;
@@ -189,21 +190,15 @@ public static class GgufWriter
         {
             throw new ZettException($"{path}: folder {parent} does not exist");
         }
-        string temp = full + ".tmp-" + Environment.ProcessId;
-        try
+        // The one output policy's temporary: renamed when complete, deleted on failure or on
+        // SIGINT/SIGTERM, removed by the next run after a SIGKILL.
+        using OutputTarget target = OutputTarget.Begin(full, OutputKind.File);
+        using (var stream = new FileStream(target.TempPath, FileMode.Create, FileAccess.Write,
+            FileShare.None, 1 << 20))
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write,
-                FileShare.None, 1 << 20))
-            {
-                WriteTo(stream, metadata, tensors, alignment, onTensor);
-            }
-            File.Move(temp, full, overwrite: true);
+            WriteTo(stream, metadata, tensors, alignment, onTensor);
         }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        target.Commit();
     }
 
     private static void WriteTo(FileStream stream, IReadOnlyList<KeyValuePair<string, GgufValue>> metadata,

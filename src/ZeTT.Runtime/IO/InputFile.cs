@@ -41,6 +41,92 @@ public static partial class InputFile
     /// <summary>Cap on a token list: ten million 100-byte tokens.</summary>
     public const long TokenListLimit = 1L << 30;
 
+    /// <summary>Cap on a text document read whole (a .txt given to eval, tokenize or
+    /// transfer's evaluation; one line of a .jsonl): one .NET string holds at most 2^30
+    /// characters.</summary>
+    public const long TextDocumentLimit = 1L << 30;
+
+    /// <summary>Cap on one line of a JSON lines file (a document of eval or training text, an
+    /// id list): 64 MiB, about ten long books; a 2 GiB line of zeros is refused in a fraction
+    /// of a second instead of being buffered.</summary>
+    public const long JsonLineLimit = 64L << 20;
+
+    /// <summary>Opens a regular file for streaming reads (a JSONL or Parquet corpus of any
+    /// size); errors name the file.</summary>
+    public static FileStream OpenRead(string path, string what = "file")
+    {
+        RequireRegularFile(path, what);
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ZettException($"{path}: cannot read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The lines of a regular UTF-8 text file, read lazily and decoded strictly (an
+    /// invalid byte is an error naming the file and line, not U+FFFD); a line may hold at most
+    /// <see cref="JsonLineLimit"/> characters.</summary>
+    public static IEnumerable<(long Line, string Text)> ReadLines(string path, string what = "file")
+    {
+        FileStream stream = OpenRead(path, what);
+        return Lines(path, stream);
+    }
+
+    private static IEnumerable<(long, string)> Lines(string path, FileStream stream)
+    {
+        using var reader = new StreamReader(stream, StrictUtf8, detectEncodingFromByteOrderMarks: false);
+        var line = new StringBuilder();
+        long number = 0;
+        bool first = true;
+        while (true)
+        {
+            line.Clear();
+            int c;
+            try
+            {
+                while ((c = reader.Read()) >= 0 && c != '\n')
+                {
+                    if (line.Length >= JsonLineLimit)
+                    {
+                        throw new ZettException($"{path}: line {number + 1} is longer than "
+                            + $"{JsonLineLimit} characters");
+                    }
+                    line.Append((char)c);
+                }
+            }
+            catch (DecoderFallbackException)
+            {
+                throw new ZettException($"{path}: line {number + 1}: not valid UTF-8");
+            }
+            catch (IOException e)
+            {
+                throw new ZettException($"{path}: cannot read: {e.Message}", e);
+            }
+            if (c < 0 && line.Length == 0)
+            {
+                yield break;
+            }
+            number++;
+            if (first && line.Length > 0 && line[0] == '\uFEFF')
+            {
+                line.Remove(0, 1);
+            }
+            first = false;
+            if (line.Length > 0 && line[^1] == '\r')
+            {
+                line.Length--;
+            }
+            yield return (number, line.ToString());
+            if (c < 0)
+            {
+                yield break;
+            }
+        }
+    }
+
     /// <summary>What <paramref name="path"/> is, following links.</summary>
     public static PathKind KindOf(string path)
     {

@@ -57,6 +57,39 @@ public sealed class OutputTarget : IDisposable
     public static string Check(string output, OutputKind kind, bool overwrite,
         IEnumerable<string?> inputs)
     {
+        string full = RequireApart(output, inputs);
+        CleanStale(full);
+        PathKind existing = InputFile.KindOf(full);
+        switch (existing)
+        {
+            case PathKind.SymlinkLoop:
+                throw new ZettException($"{output}: symbolic link loop");
+            case PathKind.Special:
+                throw new ZettException($"{output}: not a regular file or directory");
+            case PathKind.RegularFile when kind == OutputKind.Directory:
+                throw new ZettException($"{output}: is a file, not an output directory");
+            case PathKind.Directory when kind == OutputKind.File:
+                throw new ZettException($"{output}: is a directory, not a file to write");
+            case PathKind.RegularFile when !overwrite:
+                throw new ZettException($"{output}: exists (--overwrite replaces it)");
+            case PathKind.Directory when !overwrite && System.IO.Directory.EnumerateFileSystemEntries(full).Any():
+                throw new ZettException($"{output}: output directory exists and is not empty "
+                    + "(--overwrite replaces it)");
+        }
+        string? parent = Path.GetDirectoryName(full);
+        if (kind == OutputKind.File && parent is not null && !System.IO.Directory.Exists(parent))
+        {
+            throw new ZettException($"{output}: folder {parent} does not exist");
+        }
+        return full;
+    }
+
+    /// <summary>The part of <see cref="Check"/> for an output that grows over a run (a training
+    /// directory of checkpoints, resumed into): not empty, not the filesystem root, and
+    /// neither equal to, containing nor inside any of <paramref name="inputs"/> (links
+    /// resolved). Returns the absolute output path.</summary>
+    public static string RequireApart(string output, IEnumerable<string?> inputs)
+    {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(inputs);
         if (output.Length == 0)
@@ -90,29 +123,6 @@ public sealed class OutputTarget : IDisposable
             {
                 throw new ZettException($"{output}: the output lies inside an input ({input})");
             }
-        }
-        CleanStale(full);
-        PathKind existing = InputFile.KindOf(full);
-        switch (existing)
-        {
-            case PathKind.SymlinkLoop:
-                throw new ZettException($"{output}: symbolic link loop");
-            case PathKind.Special:
-                throw new ZettException($"{output}: not a regular file or directory");
-            case PathKind.RegularFile when kind == OutputKind.Directory:
-                throw new ZettException($"{output}: is a file, not an output directory");
-            case PathKind.Directory when kind == OutputKind.File:
-                throw new ZettException($"{output}: is a directory, not a file to write");
-            case PathKind.RegularFile when !overwrite:
-                throw new ZettException($"{output}: exists (--overwrite replaces it)");
-            case PathKind.Directory when !overwrite && System.IO.Directory.EnumerateFileSystemEntries(full).Any():
-                throw new ZettException($"{output}: output directory exists and is not empty "
-                    + "(--overwrite replaces it)");
-        }
-        string? parent = Path.GetDirectoryName(full);
-        if (kind == OutputKind.File && parent is not null && !System.IO.Directory.Exists(parent))
-        {
-            throw new ZettException($"{output}: folder {parent} does not exist");
         }
         return full;
     }

@@ -1,7 +1,9 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Parquet;
 using Parquet.Schema;
+using ZeTT.Runtime.IO;
 
 namespace ZeTT.Runtime.Models;
 
@@ -59,14 +61,13 @@ public static class EvalText
     public static IEnumerable<EvalDocument> Stream(string file)
     {
         ArgumentNullException.ThrowIfNull(file);
-        if (!File.Exists(file))
-        {
-            throw new ZettException($"{file}: file not found");
-        }
+        // A FIFO would block, /dev/zero grow without end, a directory is not text.
+        InputFile.RequireRegularFile(file, "text file");
         string ext = Path.GetExtension(file).ToLowerInvariant();
         return ext switch
         {
-            ".txt" => [Document(file, File.ReadAllBytes(file), 0)],
+            ".txt" => [Document(file, InputFile.ReadAllBytes(file, InputFile.TextDocumentLimit,
+                "text document"), 0)],
             ".jsonl" => ReadJsonl(file),
             ".parquet" => ReadParquet(file),
             _ => throw new ZettException($"{file}: unknown text format '{ext}' (.txt, .jsonl or "
@@ -101,8 +102,7 @@ public static class EvalText
 
     private static IEnumerable<EvalDocument> ReadJsonl(string file)
     {
-        using FileStream stream = new(file, FileMode.Open, FileAccess.Read, FileShare.Read,
-            1 << 16);
+        using FileStream stream = InputFile.OpenRead(file, "text file");
         int line = 0;
         long offset = 0;
         var buffer = new List<byte>();
@@ -113,6 +113,11 @@ public static class EvalText
             int b;
             while ((b = stream.ReadByte()) >= 0 && b != '\n')
             {
+                if (buffer.Count >= InputFile.JsonLineLimit)
+                {
+                    throw new ZettException($"{file}: line {line + 1} is longer than "
+                        + $"{InputFile.JsonLineLimit} bytes");
+                }
                 buffer.Add((byte)b);
             }
             if (b < 0 && buffer.Count == 0)
@@ -133,18 +138,11 @@ public static class EvalText
     private static EvalDocument JsonlDocument(string file, int line, byte[] bytes, long lineStart)
     {
         EvalDocument raw = Document($"{file}:{line}", bytes, lineStart);
-        string? text;
-        try
-        {
-            using JsonDocument json = JsonDocument.Parse(raw.Text);
-            text = json.RootElement.ValueKind == JsonValueKind.Object
-                && json.RootElement.TryGetProperty("text", out JsonElement t)
-                && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-        }
-        catch (JsonException e)
-        {
-            throw new ZettException($"{file}: line {line}: not JSON ({e.Message})");
-        }
+        // The validating parse: duplicate keys, lone surrogate escapes and deep nesting are
+        // errors naming the line.
+        string? text = JsonInput.Parse(raw.Text, $"{file}: line {line}") is JsonObject o
+            && o["text"] is JsonValue v && v.GetValueKind() == JsonValueKind.String
+            ? v.GetValue<string>() : null;
         if (text is null)
         {
             throw new ZettException($"{file}: line {line}: no string field \"text\"");
@@ -162,9 +160,10 @@ public static class EvalText
 
     private static (ParquetReader, FileStream, DataField) OpenParquet(string file)
     {
-        FileStream stream = File.OpenRead(file);
+        FileStream stream = InputFile.OpenRead(file, "Parquet file");
         try
         {
+            CheckParquetFrame(file, stream);
             ParquetReader reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
             DataField[] all = reader.Schema.GetDataFields();
             // Parquet.Net 6 reports UTF-8 string columns as ReadOnlyMemory<char>.
@@ -180,8 +179,7 @@ public static class EvalText
             }
             return (reader, stream, field);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException
-            or NotSupportedException or ParquetException)
+        catch (Exception e) when (IsCorruptParquet(e))
         {
             stream.Dispose();
             throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
@@ -190,6 +188,40 @@ public static class EvalText
         {
             stream.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>What Parquet.Net throws on corrupt bytes: its own exceptions and, for Thrift
+    /// metadata and pages that do not say what they claim, whatever decoding them raises
+    /// (range, cast, format, null-reference and allocation errors were all seen in the hostile
+    /// corpus's flipped and truncated files). The file is the cause of each.</summary>
+    private static bool IsCorruptParquet(Exception e) => e is not ZettException;
+
+    /// <summary>The frame of a Parquet file, checked before the library reads it: "PAR1" at
+    /// both ends and a footer length that fits the file (the library allocates what that
+    /// length says: 2 GiB for a hostile file of a few bytes).</summary>
+    private static void CheckParquetFrame(string file, FileStream stream)
+    {
+        long length = stream.Length;
+        Span<byte> head = stackalloc byte[4];
+        Span<byte> tail = stackalloc byte[8];
+        if (length < 12)
+        {
+            throw new ZettException($"{file}: {length} bytes, too short for a Parquet file");
+        }
+        stream.ReadExactly(head);
+        stream.Seek(-8, SeekOrigin.End);
+        stream.ReadExactly(tail);
+        stream.Seek(0, SeekOrigin.Begin);
+        if (!head.SequenceEqual("PAR1"u8) || !tail[4..].SequenceEqual("PAR1"u8))
+        {
+            throw new ZettException($"{file}: not a Parquet file (no PAR1 magic at both ends)");
+        }
+        int footer = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(tail);
+        if (footer <= 0 || footer > length - 12)
+        {
+            throw new ZettException($"{file}: Parquet footer length {footer} does not fit the "
+                + $"file's {length} bytes");
         }
     }
 
@@ -222,8 +254,7 @@ public static class EvalText
             group.ReadAsync(field, values.AsMemory()!, null).AsTask().GetAwaiter().GetResult();
             return values;
         }
-        catch (Exception e) when (e is IOException or InvalidDataException
-            or NotSupportedException or ParquetException)
+        catch (Exception e) when (IsCorruptParquet(e))
         {
             throw new ZettException($"{file}: cannot read as Parquet ({e.Message})");
         }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ZeTT.Ops;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tokenizers;
 using ZeTT.Runtime.Transfer;
 
@@ -105,6 +106,12 @@ public static class LmEvaluation
                 progress?.Report(new ProgressUpdate(Path.GetFileName(model.Path), done, encoded,
                     "tokens"));
             }
+        }
+        if (!double.IsFinite(loss))
+        {
+            // Finite weights give a finite loss (log-sum-exp in double): this is the model's.
+            throw new ZettException($"{model.Path}: the loss on this text is {loss}: the model's "
+                + "weights hold NaN or infinite values");
         }
         return new LmEvalResult(model.Path, model.Architecture.ModelType, counted, encoded, bytes,
             loss, window, masked ? (counted == 0 ? double.NaN : (double)correct / counted) : null);
@@ -235,59 +242,54 @@ public static class LmEvaluation
     }
 
     /// <summary>Writes <paramref name="results"/> as JSON (one object per model with model,
-    /// bits_per_byte, tokens_per_byte, perplexity, tokens, bytes and more), atomically: a
-    /// temporary file renamed over <paramref name="path"/>.</summary>
+    /// bits_per_byte, tokens_per_byte, perplexity, tokens, bytes and more) under the output
+    /// policy (<see cref="OutputTarget"/>): never over an input (the data files, the
+    /// <paramref name="models"/>), an existing file only with <paramref name="overwrite"/>,
+    /// through a temporary renamed when complete.</summary>
     public static void WriteJson(string path, IReadOnlyList<LmEvalResult> results,
-        IReadOnlyList<string> dataFiles)
+        IReadOnlyList<string> dataFiles, bool overwrite = false, IEnumerable<string>? models = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(results);
         ArgumentNullException.ThrowIfNull(dataFiles);
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp-" + Environment.ProcessId;
-        try
+        string full = OutputTarget.Check(path, OutputKind.File, overwrite,
+            [.. dataFiles, .. models ?? []]);
+        using OutputTarget target = OutputTarget.Begin(full, OutputKind.File);
+        using (var stream = new FileStream(target.TempPath, FileMode.Create, FileAccess.Write))
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
-            using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+            json.WriteStartObject();
+            json.WriteStartArray("data");
+            foreach (string f in dataFiles)
+            {
+                json.WriteStringValue(f);
+            }
+            json.WriteEndArray();
+            json.WriteStartArray("models");
+            foreach (LmEvalResult r in results)
             {
                 json.WriteStartObject();
-                json.WriteStartArray("data");
-                foreach (string f in dataFiles)
+                json.WriteString("model", r.Model);
+                json.WriteString("model_type", r.ModelType);
+                WriteNumber(json, "bits_per_byte", r.BitsPerByte);
+                WriteNumber(json, "tokens_per_byte", r.TokensPerByte);
+                WriteNumber(json, "perplexity", r.Perplexity);
+                WriteNumber(json, "bits_per_token", r.BitsPerToken);
+                json.WriteNumber("tokens", r.Tokens);
+                json.WriteNumber("encoded_tokens", r.EncodedTokens);
+                json.WriteNumber("bytes", r.Bytes);
+                WriteNumber(json, "loss_nats", r.LossNats);
+                json.WriteNumber("context", r.Context);
+                if (r.Accuracy is { } acc)
                 {
-                    json.WriteStringValue(f);
+                    WriteNumber(json, "masked_accuracy", acc);
                 }
-                json.WriteEndArray();
-                json.WriteStartArray("models");
-                foreach (LmEvalResult r in results)
-                {
-                    json.WriteStartObject();
-                    json.WriteString("model", r.Model);
-                    json.WriteString("model_type", r.ModelType);
-                    WriteNumber(json, "bits_per_byte", r.BitsPerByte);
-                    WriteNumber(json, "tokens_per_byte", r.TokensPerByte);
-                    WriteNumber(json, "perplexity", r.Perplexity);
-                    WriteNumber(json, "bits_per_token", r.BitsPerToken);
-                    json.WriteNumber("tokens", r.Tokens);
-                    json.WriteNumber("encoded_tokens", r.EncodedTokens);
-                    json.WriteNumber("bytes", r.Bytes);
-                    WriteNumber(json, "loss_nats", r.LossNats);
-                    json.WriteNumber("context", r.Context);
-                    if (r.Accuracy is { } acc)
-                    {
-                        WriteNumber(json, "masked_accuracy", acc);
-                    }
-                    json.WriteEndObject();
-                }
-                json.WriteEndArray();
                 json.WriteEndObject();
             }
-            File.Move(temp, full, overwrite: true);
+            json.WriteEndArray();
+            json.WriteEndObject();
         }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        target.Commit();
     }
 
     private static void WriteNumber(Utf8JsonWriter json, string name, double value)

@@ -61,6 +61,12 @@ public static class TextGeneration
                 model.Ops.Download(l, host);
                 logits = host.ToFloats();
             }
+            if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(logits))
+                && logits.Any(x => !float.IsFinite(x)))
+            {
+                throw new ZettException($"{model.Path}: the logits hold NaN or infinite values: "
+                    + "so do the model's weights");
+            }
             int next = Choose(logits, sampling, rng);
             yield return next;
             if (next == stopId || cache.Length >= capacity)

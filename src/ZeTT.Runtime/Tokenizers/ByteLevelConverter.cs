@@ -42,9 +42,17 @@ public static class ByteLevelConverter
     /// plus ByteLevel, the decoder ByteLevel.
     /// </summary>
     public static HfTokenizer Convert(HfTokenizer tokenizer, bool makeWhitespaceConsistent = false,
-        HfTokenizer? matchSpecialTokensTo = null)
+        HfTokenizer? matchSpecialTokensTo = null) =>
+        Convert(tokenizer, makeWhitespaceConsistent, matchSpecialTokensTo, out _);
+
+    /// <summary>As <see cref="Convert(HfTokenizer, bool, HfTokenizer?)"/>, also saying how
+    /// matching the special tokens moved ids (<paramref name="match"/>; null without
+    /// <paramref name="matchSpecialTokensTo"/>).</summary>
+    public static HfTokenizer Convert(HfTokenizer tokenizer, bool makeWhitespaceConsistent,
+        HfTokenizer? matchSpecialTokensTo, out SpecialTokenMatch? match)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
+        match = null;
         string file = tokenizer.Source;
         int originalLength = tokenizer.VocabSize;
         bool alreadyByteLevel = tokenizer.IsByteLevel;
@@ -100,6 +108,11 @@ public static class ByteLevelConverter
         {
             var otherSpecial = new HashSet<string>(matchSpecialTokensTo.SpecialTokens.All(),
                 StringComparer.Ordinal);
+            var unmatched = new Dictionary<string, int>(forms.Count, StringComparer.Ordinal);
+            for (int i = 0; i < forms.Count; i++)
+            {
+                unmatched.TryAdd(forms[i], i);
+            }
             forms.RemoveAll(s => ownSpecial.Contains(s) || otherSpecial.Contains(s));
             var inserts = matchSpecialTokensTo.AllSpecialTokens.Where(t => t.Id >= 0)
                 .OrderBy(t => t.Id).ToList();
@@ -107,6 +120,9 @@ public static class ByteLevelConverter
             {
                 forms.Insert(Math.Min(id, forms.Count), token);
             }
+            var inserted = new HashSet<string>(inserts.Select(t => t.Token), StringComparer.Ordinal);
+            match = new SpecialTokenMatch([.. forms.Select(f => inserted.Contains(f) ? -1 : unmatched[f])],
+                originalLength);
             specialForChecks = otherSpecial;
             SpecialTokenMap other = matchSpecialTokensTo.SpecialTokens;
             resultSpecials = tokenizer.SpecialTokens with
@@ -598,6 +614,43 @@ public static class ByteLevelConverter
                     ? token[ContinuingSubwordPrefix.Length..] : " " + token;
             }
             return ByteLevelAlphabet.Encode(Encoding.UTF8.GetBytes(token));
+        }
+    }
+}
+
+/// <summary>How matching a converted tokenizer's special tokens to another tokenizer's ids
+/// moved its tokens (the converter removes the special tokens of both and inserts the other's
+/// at their ids, so the tokens after each insertion point shift).</summary>
+/// <param name="PreviousIds">For each id of the matched tokenizer: the token's id without
+/// matching (for ids below <paramref name="OriginalVocabSize"/> the source tokenizer's own id;
+/// above, a symbol the conversion appended), or −1 for an inserted special token.</param>
+/// <param name="OriginalVocabSize">Tokens of the source tokenizer before conversion.</param>
+public sealed record SpecialTokenMatch(int[] PreviousIds, int OriginalVocabSize)
+{
+    /// <summary>Tokens of the source tokenizer whose id changed.</summary>
+    public int Shifted => PreviousIds.Where((p, id) => p >= 0 && p < OriginalVocabSize && p != id).Count();
+
+    /// <summary>Tokens of the source tokenizer no longer in the vocabulary (its special tokens
+    /// that the other tokenizer does not have).</summary>
+    public int Removed => OriginalVocabSize - PreviousIds.Count(p => p >= 0 && p < OriginalVocabSize);
+
+    /// <summary>The smallest and largest change (new id − old id) of a shifted token; (0, 0)
+    /// when none shifted.</summary>
+    public (int Min, int Max) Offsets
+    {
+        get
+        {
+            int min = int.MaxValue, max = int.MinValue;
+            for (int id = 0; id < PreviousIds.Length; id++)
+            {
+                int p = PreviousIds[id];
+                if (p >= 0 && p < OriginalVocabSize && p != id)
+                {
+                    min = Math.Min(min, id - p);
+                    max = Math.Max(max, id - p);
+                }
+            }
+            return min > max ? (0, 0) : (min, max);
         }
     }
 }

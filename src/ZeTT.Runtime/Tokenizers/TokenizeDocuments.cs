@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ZeTT.Runtime.IO;
 
 namespace ZeTT.Runtime.Tokenizers;
 
@@ -29,14 +30,11 @@ public static class TokenizeDocuments
     /// </summary>
     public static IEnumerable<string> ReadTexts(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new ZettException($"{path}: no such file");
-        }
+        InputFile.RequireRegularFile(path, "text file");
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext == ".txt")
         {
-            return [File.ReadAllText(path, Encoding.UTF8)];
+            return [InputFile.ReadAllText(path, InputFile.TextDocumentLimit, "text file")];
         }
         if (ext == ".jsonl")
         {
@@ -51,10 +49,7 @@ public static class TokenizeDocuments
     /// <summary>Reads id lists: JSON lines with an <c>ids</c> array of integers.</summary>
     public static IEnumerable<int[]> ReadIds(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new ZettException($"{path}: no such file");
-        }
+        InputFile.RequireRegularFile(path, "JSON lines file");
         return ReadJsonLines(path, "ids", (node, line) =>
         {
             if (node is not JsonArray array)
@@ -169,53 +164,37 @@ public static class TokenizeDocuments
         return count;
     }
 
-    /// <summary>Runs <paramref name="write"/> into <paramref name="path"/> through a temporary
-    /// file that is renamed on success and deleted on failure.</summary>
-    public static T WriteAtomically<T>(string path, Func<TextWriter, T> write)
+    /// <summary>Runs <paramref name="write"/> into <paramref name="path"/> under the output
+    /// policy (<see cref="OutputTarget"/>: <paramref name="inputs"/> are never overwritten, an
+    /// existing file needs <paramref name="overwrite"/>, a temporary is renamed on success and
+    /// deleted on failure or a signal).</summary>
+    public static T WriteAtomically<T>(string path, Func<TextWriter, T> write, bool overwrite = false,
+        IEnumerable<string?>? inputs = null)
     {
-        string full = Path.GetFullPath(path);
-        if (Directory.Exists(full))
+        ArgumentNullException.ThrowIfNull(write);
+        string full = OutputTarget.Check(path, OutputKind.File, overwrite, inputs ?? []);
+        using OutputTarget target = OutputTarget.Begin(full, OutputKind.File);
+        T result;
+        using (var stream = new StreamWriter(target.TempPath, false, new UTF8Encoding(false)))
         {
-            throw new ZettException($"{path}: is a directory, not a file to write");
+            result = write(stream);
         }
-        string temp = full + ".tmp";
-        try
-        {
-            T result;
-            using (var stream = new StreamWriter(temp, false, new UTF8Encoding(false)))
-            {
-                result = write(stream);
-            }
-            File.Move(temp, full, overwrite: true);
-            return result;
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        target.Commit();
+        return result;
     }
 
     private static IEnumerable<T> ReadJsonLines<T>(string path, string key,
         Func<JsonNode?, long, T> read)
     {
-        long line = 0;
-        foreach (string text in File.ReadLines(path, Encoding.UTF8))
+        foreach ((long line, string text) in InputFile.ReadLines(path, "JSON lines file"))
         {
-            line++;
             if (string.IsNullOrWhiteSpace(text))
             {
                 continue;
             }
-            JsonNode? node;
-            try
-            {
-                node = JsonNode.Parse(text);
-            }
-            catch (JsonException e)
-            {
-                throw new ZettException($"{path}:{line}: not valid JSON ({e.Message})", e);
-            }
+            // The validating parse: duplicate keys, lone surrogates and deep nesting are errors
+            // naming the line, not exceptions further on.
+            JsonNode? node = JsonInput.Parse(text, $"{path}:{line}");
             if (node is not JsonObject obj)
             {
                 throw new ZettException($"{path}:{line}: not a JSON object");

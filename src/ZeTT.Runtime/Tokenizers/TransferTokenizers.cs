@@ -12,6 +12,9 @@ namespace ZeTT.Runtime.Tokenizers;
 public sealed record TransferTokenizers(HfTokenizer HnTokenizer, HfTokenizer TargetTokenizer,
     SurfaceFormMatrix SurfaceForms)
 {
+    /// <summary>How matching the special tokens moved the target's ids.</summary>
+    public SpecialTokenMatch? TargetMatch { get; init; }
+
     /// <summary>
     /// Loads and converts the tokenizers: <paramref name="hnTokenizerSource"/> (the
     /// hypernetwork checkpoint's tokenizer) converted plainly; <paramref name="targetSource"/>
@@ -32,7 +35,10 @@ public sealed record TransferTokenizers(HfTokenizer HnTokenizer, HfTokenizer Tar
         HfTokenizer model = modelTokenizerSource is null
             ? hnOriginal : HfTokenizer.Load(modelTokenizerSource);
         HfTokenizer target = ByteLevelConverter.Convert(HfTokenizer.Load(targetSource),
-            makeWhitespaceConsistent: true, matchSpecialTokensTo: model);
-        return new TransferTokenizers(hn, target, SurfaceFormMatrix.Build(target, hn, maxLen));
+            makeWhitespaceConsistent: true, matchSpecialTokensTo: model, out SpecialTokenMatch? match);
+        return new TransferTokenizers(hn, target, SurfaceFormMatrix.Build(target, hn, maxLen))
+        {
+            TargetMatch = match,
+        };
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
@@ -83,6 +84,7 @@ public static class HypernetTraining
         {
             throw new ZettException($"--steps {o.Steps}: at least one update is needed");
         }
+        OutputTarget.RequireApart(o.OutputDirectory, [o.ModelDirectory]);
         if (File.Exists(o.OutputDirectory))
         {
             throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 
@@ -30,35 +31,11 @@ public static class TrainingCheckpoint
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(trainer);
-        string full = Path.GetFullPath(directory);
-        string staging = full + $".tmp-{Environment.ProcessId}";
-        if (Directory.Exists(staging))
-        {
-            Directory.Delete(staging, recursive: true);
-        }
-        Directory.CreateDirectory(staging);
-        try
-        {
-            SaveFiles(staging, trainer, hnTokenizer);
-            string old = full + $".old-{Environment.ProcessId}";
-            if (Directory.Exists(full))
-            {
-                Directory.Move(full, old);
-            }
-            Directory.Move(staging, full);
-            if (Directory.Exists(old))
-            {
-                Directory.Delete(old, recursive: true);
-            }
-        }
-        catch
-        {
-            if (Directory.Exists(staging))
-            {
-                Directory.Delete(staging, recursive: true);
-            }
-            throw;
-        }
+        // The output policy's temporary and swap: a signal or failure leaves the previous
+        // checkpoint, never half of a new one.
+        using OutputTarget target = OutputTarget.Begin(directory, OutputKind.Directory);
+        SaveFiles(target.TempPath, trainer, hnTokenizer);
+        target.Commit();
     }
 
     /// <summary>Writes the checkpoint's files into <paramref name="directory"/> (created if
@@ -111,7 +88,8 @@ public static class TrainingCheckpoint
         string path = Path.Combine(directory, "model.safetensors");
         using SafetensorsFile file = SafetensorsFile.Open(path);
         return file.Tensors.Where(t => t.Name != "model.embeddings.word_embeddings.weight")
-            .ToDictionary(t => t.Name, t => file.ReadFloat32(t.Name), StringComparer.Ordinal);
+            .ToDictionary(t => t.Name, t => file.ReadFloat32(t.Name).RequireFinite(path),
+                StringComparer.Ordinal);
     }
 
     /// <summary>Restores the moments and the update count of a checkpoint into a trainer
@@ -135,7 +113,7 @@ public static class TrainingCheckpoint
         }
         string statePath = Path.Combine(directory, StateFile);
         JsonObject state = HfModelDirectory.ReadJsonObject(statePath);
-        trainer.Step = state["step"]?.GetValue<long>()
+        trainer.Step = JsonInput.Int64(state, "step", statePath, min: 1, max: int.MaxValue)
             ?? throw new ZettException($"{statePath}: missing 'step'");
     }
 
@@ -146,7 +124,8 @@ public static class TrainingCheckpoint
         {
             throw new ZettException($"{path}: tensor '{name}' is missing");
         }
-        HostTensor t = file.ReadFloat32(name);
+        // Non-finite moments would turn every later update into NaN.
+        HostTensor t = file.ReadFloat32(name).RequireFinite(path);
         if (t.Data.LongLength != destination.Count)
         {
             throw new ZettException($"{path}: tensor '{name}' has {t.Data.LongLength} elements, "

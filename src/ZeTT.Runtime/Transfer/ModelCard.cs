@@ -15,6 +15,29 @@ public static class ModelCard
     public static string ZettVersion { get; } = typeof(ModelCard).Assembly
         .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
+    /// <summary>The evaluation section: what <c>zett eval</c> measured on the same text for
+    /// the base model and the transferred one, and how to reproduce it.</summary>
+    private static void AppendEvaluation(StringBuilder card, TransferOptions options,
+        IReadOnlyList<Models.LmEvalResult> evaluation)
+    {
+        CultureInfo c = CultureInfo.InvariantCulture;
+        Models.LmEvalResult first = evaluation[0];
+        string files = string.Join(", ", options.EvalData.Select(f => $"`{Path.GetFileName(f)}`"));
+        card.Append(c, $"\n## Evaluation\n\n`zett eval` on {files} ({first.Bytes} UTF-8 bytes");
+        card.Append(options.EvalMaxBytes is { } cap ? string.Create(c, $", the first {cap}") : "");
+        card.Append("): each model reads the text with its own tokenizer, in windows of "
+            + "`context` tokens; bits per byte are comparable across tokenizers "
+            + "(lower is better).\n\n");
+        card.Append("| model | bits/byte | tokens/byte | perplexity | tokens | context |\n");
+        card.Append("| --- | --- | --- | --- | --- | --- |\n");
+        foreach (Models.LmEvalResult e in evaluation)
+        {
+            string accuracy = e.Accuracy is { } a ? string.Create(c, $" (masked accuracy {a:F4})") : "";
+            card.Append(c, $"| {e.Model}{accuracy} | {e.BitsPerByte:F4} | {e.TokensPerByte:F4} | "
+                + $"{e.Perplexity:F3} | {e.Tokens} | {e.Context} |\n");
+        }
+    }
+
     /// <summary>The card's Markdown.</summary>
     /// <param name="options">The transfer's options (labels are how the user named things).</param>
     /// <param name="result">What the transfer did.</param>
@@ -59,6 +82,10 @@ public static class ModelCard
             card.Append(c, $"| predicted output bias | {bias} |\n");
         }
         card.Append(c, $"| made with | zett {ZettVersion} |\n");
+        if (result.Evaluation.Count > 0)
+        {
+            AppendEvaluation(card, options, result.Evaluation);
+        }
         return card.ToString();
     }
 }

@@ -1,8 +1,10 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.IO;
+using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tensors;
 using ZeTT.Runtime.Tokenizers;
 
@@ -46,6 +48,10 @@ public sealed record TransferResult
     /// byte-level conversion sets), so "Hello" encodes as "ĠHello".</summary>
     public bool PrependsSpace { get; init; }
 
+    /// <summary>How placing the base model's special tokens at their ids moved the target
+    /// tokenizer's own ids, or null when nothing was matched.</summary>
+    public SpecialTokenMatch? TargetIds { get; init; }
+
     /// <summary>FVT: rows copied from identical source tokens.</summary>
     public int FvtCopied { get; init; }
 
@@ -55,8 +61,14 @@ public sealed record TransferResult
     /// <summary>FVT: rows with no usable piece (mean of all source rows).</summary>
     public int FvtFallback { get; init; }
 
-    /// <summary>Where the predicted bias went: "lm_head.bias", "bias.safetensors", or null.</summary>
+    /// <summary>The tensor the predicted bias was written to (a masked LM's output bias, e.g.
+    /// "lm_head.bias"), or null: FVT or a hypernetwork without a bias head, or a causal LM or
+    /// base model, which have no bias parameter to read it.</summary>
     public string? BiasDestination { get; init; }
+
+    /// <summary>The hypernetwork predicted a bias that was not written because the model has no
+    /// output bias to put it in (causal LMs, base models).</summary>
+    public bool BiasNotWritten { get; init; }
 
     /// <summary>New tokens per second of the embedding phase.</summary>
     public required double TokensPerSecond { get; init; }
@@ -73,6 +85,10 @@ public sealed record TransferResult
 
     /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
     public required long EmbeddingBytes { get; init; }
+
+    /// <summary>With <see cref="TransferOptions.EvalData"/>: <c>zett eval</c>'s numbers for the
+    /// base model and then the transferred model, on the same text; empty otherwise.</summary>
+    public IReadOnlyList<LmEvalResult> Evaluation { get; init; } = [];
 
     /// <summary>The GGUF file written (formats gguf and both), or null.</summary>
     public GgufExportResult? Gguf { get; init; }
@@ -118,13 +134,35 @@ public sealed record TransferResult
                 ? "at the base model's ids" : "base model id -> new id";
             yield return $"  special ids     {where}: {string.Join(' ', pairs)}{more}";
         }
+        if (TargetIds is { } ids)
+        {
+            (int lo, int hi) = ids.Offsets;
+            string by = lo == hi ? $"{lo:+#;-#}" : $"{lo:+#;-#;0} to {hi:+#;-#;0}";
+            yield return ids.Shifted == 0
+                ? $"  target ids      the target tokenizer's ids are unchanged ({ids.Removed} of "
+                    + $"its {ids.OriginalVocabSize} tokens removed)"
+                : $"  target ids      {ids.Shifted} of the target tokenizer's {ids.OriginalVocabSize} "
+                    + $"tokens have a new id (shifted by {by}) and {ids.Removed} were removed: "
+                    + "encode with the new tokenizer, not the original";
+        }
         if (PrependsSpace)
         {
             yield return "  normalizer      the new tokenizer prepends a space to the text (byte-level conversion)";
         }
         if (BiasDestination is not null)
         {
-            yield return $"  bias            {BiasDestination}";
+            yield return $"  bias            predicted output bias written to {BiasDestination}";
+        }
+        else if (BiasNotWritten)
+        {
+            yield return "  bias            predicted but not written: the model has no output bias "
+                + "(causal LM heads read none)";
+        }
+        foreach (LmEvalResult e in Evaluation)
+        {
+            yield return string.Create(c, $"  eval            {e.BitsPerByte:F4} bits/byte, "
+                + $"{e.TokensPerByte:F4} tokens/byte, perplexity {e.Perplexity:F3} ({e.Tokens} "
+                + $"tokens, {e.Bytes} bytes, context {e.Context}): {e.Model}");
         }
         yield return string.Create(c, $"  speed           {TokensPerSecond:F0} tokens/s");
         yield return "  time            " + string.Join(", ", Times.Phases.Select(p =>
@@ -143,9 +181,10 @@ public sealed record TransferResult
 /// </summary>
 public static class TokenizerTransfer
 {
-    /// <summary>Name of the file the predicted bias is saved to when the model has no output
-    /// bias (tensor <c>bias</c>, F32 [vocab]).</summary>
-    public const string BiasFileName = "bias.safetensors";
+    /// <summary>With <see cref="TransferFormat.Gguf"/>: the intermediate Hugging Face directory
+    /// is a temporary of <c>&lt;out&gt;.hf</c>, i.e. <c>&lt;out&gt;.hf.tmp-&lt;pid&gt;</c>.
+    /// </summary>
+    private const string IntermediateSuffix = ".hf";
 
     /// <summary>Name of the GGUF file inside the output directory of
     /// <see cref="TransferFormat.Both"/>.</summary>
@@ -162,6 +201,13 @@ public static class TokenizerTransfer
         var times = new PhaseTimes();
         using var memory = new MemorySampler();
         CheckOptions(options);
+        // The evaluation text is read before any heavy work: a bad file fails the run at once.
+        IReadOnlyList<EvalDocument> evalDocs = options.EvalData.Count == 0 ? []
+            : EvalText.Read(options.EvalData, options.EvalMaxBytes);
+        if (options.EvalData.Count > 0 && evalDocs.Sum(doc => doc.Bytes) == 0)
+        {
+            throw new ZettException($"{string.Join(", ", options.EvalData)}: no text to evaluate");
+        }
 
         // Hypernetwork config first: language errors come before any heavy work.
         HypernetConfig? hnConfig = null;
@@ -181,6 +227,7 @@ public static class TokenizerTransfer
         }
 
         HfTokenizer modelTokenizer, target;
+        SpecialTokenMatch? targetMatch;
         HypernetCheckpoint? checkpoint = null;
         TransferTokenizers? prepared = null;
         if (hnConfig is not null)
@@ -197,16 +244,20 @@ public static class TokenizerTransfer
                 TransferTokenizers.Prepare(checkpoint.Directory, options.Tokenizer, model.Directory,
                     hnConfig.SurfaceMaxLen)));
             target = prepared.TargetTokenizer;
+            targetMatch = prepared.TargetMatch;
         }
         else
         {
-            (modelTokenizer, target) = Stage(times, progress, "tokenizers", () =>
+            (modelTokenizer, target, targetMatch) = Stage(times, progress, "tokenizers", () =>
             {
                 HfTokenizer m = HfTokenizer.Load(model.Directory);
-                return (m, ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
-                    makeWhitespaceConsistent: true, matchSpecialTokensTo: m));
+                HfTokenizer t = ByteLevelConverter.Convert(HfTokenizer.Load(options.Tokenizer),
+                    makeWhitespaceConsistent: true, matchSpecialTokensTo: m, out SpecialTokenMatch? match);
+                return (m, t, match);
             });
         }
+        LmEvalResult? baseEval = evalDocs.Count == 0 ? null : Stage(times, progress, "eval base",
+            () => EvaluateBase(options, model, modelClass, modelTokenizer, evalDocs, progress));
         int rows = target.VocabSize, d = model.HiddenSize, v = model.VocabSize;
         string[] targetTokens = new string[rows];
         for (int id = 0; id < rows; id++)
@@ -311,18 +362,34 @@ public static class TokenizerTransfer
             Backend = backendName,
             SpecialTokenRows = special,
             SpecialTokens = placed,
+            TargetIds = targetMatch,
             PrependsSpace = target.Components["normalizer"] is JsonObject norm
                 && (string?)norm["type"] == "Prepend" && (string?)norm["prepend"] == " ",
         };
         TransferResult described = result;
         GgufExportResult? gguf = null;
+        LmEvalResult? newEval = null;
+        Func<string, LmEvalResult>? evaluate = baseEval is null ? null : EvaluateTransferred;
+        LmEvalResult EvaluateTransferred(string dir)
+        {
+            using LanguageModel lm = LanguageModel.Open(dir, new CpuBackend());
+            newEval = LmEvaluation.Evaluate(lm, HfTokenizer.Load(dir), evalDocs, options.EvalContext,
+                0, progress) with { Model = TransferredLabel(options) };
+            return newEval;
+        }
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,
-            modelClass, target, newIn, newOut, newBias, MapId, progress, log,
-            bias => ModelCard.Render(options, described with { BiasDestination = bias }), out gguf));
+            modelClass, target, newIn, newOut, newBias, MapId, progress, log, evaluate,
+            (bias, eval) => ModelCard.Render(options, described with
+            {
+                BiasDestination = bias,
+                Evaluation = eval is null ? [] : [baseEval!, eval],
+            }), out gguf));
 
         return result with
         {
             BiasDestination = biasDestination,
+            BiasNotWritten = newBias is not null && biasDestination is null,
+            Evaluation = newEval is null ? [] : [baseEval!, newEval],
             TokensPerSecond = rows / Math.Max(embedSeconds, 1e-9),
             PeakResidentBytes = PhaseTimes.PeakResidentBytes(),
             PeakHeapBytes = memory.PeakAnonymousBytes,
@@ -342,8 +409,40 @@ public static class TokenizerTransfer
         return value;
     }
 
+    /// <summary>The base model on the evaluation text (<c>zett eval</c>'s protocol, CPU),
+    /// before any output is made: a model that cannot be evaluated fails the run early.
+    /// </summary>
+    private static LmEvalResult EvaluateBase(TransferOptions options, HfModelDirectory model,
+        ModelClass modelClass, HfTokenizer tokenizer, IReadOnlyList<EvalDocument> docs,
+        IProgress<ProgressUpdate>? progress)
+    {
+        if (modelClass == ModelClass.Base)
+        {
+            throw new ZettException($"--eval-data: {model.Directory} is a base model without an LM "
+                + "head; bits per byte need a causal or masked LM");
+        }
+        using LanguageModel lm = LanguageModel.Create(model, new CpuBackend());
+        LmEvalResult result = LmEvaluation.Evaluate(lm, tokenizer, docs, options.EvalContext, 0,
+            progress);
+        return result with { Model = BaseLabel(options) };
+    }
+
+    private static string BaseLabel(TransferOptions o) => o.ModelLabel ?? Path.GetFileName(
+        Path.TrimEndingDirectorySeparator(Path.GetFullPath(o.ModelDirectory)));
+
+    private static string TransferredLabel(TransferOptions o) =>
+        $"{BaseLabel(o)} → {o.TokenizerLabel ?? o.Tokenizer} (transferred)";
+
     private static void CheckOptions(TransferOptions o)
     {
+        if (o.EvalContext is < 2)
+        {
+            throw new ZettException($"--eval-context {o.EvalContext}: a window needs at least 2 tokens");
+        }
+        if (o.EvalMaxBytes is < 1)
+        {
+            throw new ZettException($"--eval-max-bytes must be at least 1, got {o.EvalMaxBytes}");
+        }
         if (o.Method == TransferMethod.Hypernet && o.HypernetDirectory is null)
         {
             throw new ZettException("--hypernet DIR is required for --method hypernet "
@@ -357,9 +456,13 @@ public static class TokenizerTransfer
         {
             throw new ZettException("--lang is not used by --method fvt");
         }
-        OutputTarget.Check(o.OutputDirectory,
+        string output = OutputTarget.Check(o.OutputDirectory,
             o.Format == TransferFormat.Gguf ? OutputKind.File : OutputKind.Directory, o.Overwrite,
-            [o.ModelDirectory, o.Tokenizer, o.HypernetDirectory]);
+            [o.ModelDirectory, o.Tokenizer, o.HypernetDirectory, .. o.EvalData]);
+        if (o.Format == TransferFormat.Gguf)
+        {
+            OutputTarget.CleanStale(output + IntermediateSuffix);
+        }
     }
 
     private static ModelClass ResolveModelClass(HfModelDirectory model, ModelClass? requested)
@@ -414,7 +517,8 @@ public static class TokenizerTransfer
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
         ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
         Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
-        Func<string?, string> modelCard, out GgufExportResult? gguf)
+        Func<string, LmEvalResult>? evaluate, Func<string?, LmEvalResult?, string> modelCard,
+        out GgufExportResult? gguf)
     {
         gguf = null;
         GgufExportResult? written = null;
@@ -424,6 +528,10 @@ public static class TokenizerTransfer
         {
             Dictionary<string, string?> files = TransferredTokenizerFiles.Write(target, model.Directory,
                 staging, mapId);
+            // A predicted bias goes where the model reads one: a masked LM's output bias. A
+            // causal LM or a base model has no bias parameter (transformers' LlamaForCausalLM,
+            // GPT2LMHeadModel, ... compute logits without one), so nothing would read it and it
+            // is not written.
             string? biasDestination = null;
             HostTensor? outputBias = null;
             if (newBias is not null && modelClass == ModelClass.Masked)
@@ -431,16 +539,10 @@ public static class TokenizerTransfer
                 outputBias = new HostTensor(model.OutputBiasName!, [rows], newBias);
                 biasDestination = model.OutputBiasName;
             }
-            else if (newBias is not null)
-            {
-                string path = Path.Combine(staging, BiasFileName);
-                SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("bias", [rows], newBias)]);
-                files[BiasFileName] = path;
-                biasDestination = BiasFileName + " (tensor 'bias', F32 [" + rows + "])";
-            }
-            string card = Path.Combine(staging, "README.md");
-            File.WriteAllText(card, modelCard(biasDestination));
-            files["README.md"] = card;
+            // The card is written into the finished, unpublished directory: an evaluation runs
+            // the transferred model from there, and its numbers go into the card.
+            void Describe(string dir) => File.WriteAllText(Path.Combine(dir, "README.md"),
+                modelCard(biasDestination, evaluate?.Invoke(dir)));
             Dictionary<string, JsonNode?> configUpdates = TransferredTokenizerFiles.MapIds(model.CloneConfig(), mapId);
             foreach ((string key, JsonNode? value) in configUpdates)
             {
@@ -467,8 +569,7 @@ public static class TokenizerTransfer
             };
             void Export(string hfDirectory, string file)
             {
-                written = GgufExporter.Export(hfDirectory, file, options.GgufType, progress,
-                    overwrite: true);
+                written = GgufExporter.ExportChecked(hfDirectory, file, options.GgufType, progress);
                 if (options.Format == TransferFormat.Gguf)
                 {
                     written = written with { Path = options.OutputDirectory };
@@ -477,13 +578,20 @@ public static class TokenizerTransfer
             switch (options.Format)
             {
                 case TransferFormat.Hf:
-                    HfModelWriter.Write(model, options.OutputDirectory, edit, options.Overwrite);
+                    HfModelWriter.Write(model, options.OutputDirectory, edit with
+                    {
+                        BeforePublish = Describe,
+                    }, options.Overwrite);
                     break;
                 case TransferFormat.Both:
                     // Written inside the unpublished directory: both appear together or neither.
                     HfModelWriter.Write(model, options.OutputDirectory, edit with
                     {
-                        BeforePublish = dir => Export(dir, Path.Combine(dir, GgufFileName)),
+                        BeforePublish = dir =>
+                    {
+                        Describe(dir);
+                        Export(dir, Path.Combine(dir, GgufFileName));
+                    },
                     }, options.Overwrite);
                     written = written! with
                     {
@@ -492,20 +600,16 @@ public static class TokenizerTransfer
                     break;
                 default:
                     // The Hugging Face directory is only a step: written beside the .gguf (same
-                    // file system, no copy of a large model to /tmp) and removed afterwards.
+                    // file system, no copy of a large model to /tmp) inside a temporary of the
+                    // output policy that is never committed, so a failure, a signal or the next
+                    // run after a SIGKILL removes it.
                     string full = Path.GetFullPath(options.OutputDirectory);
-                    string hf = full + ".hf.tmp-" + Environment.ProcessId;
-                    try
+                    using (OutputTarget step = OutputTarget.Begin(full + IntermediateSuffix,
+                        OutputKind.Directory))
                     {
-                        HfModelWriter.Write(model, hf, edit, overwrite: true);
+                        string hf = Path.Combine(step.TempPath, "model");
+                        HfModelWriter.Write(model, hf, edit with { BeforePublish = Describe });
                         Export(hf, full);
-                    }
-                    finally
-                    {
-                        if (Directory.Exists(hf))
-                        {
-                            Directory.Delete(hf, recursive: true);
-                        }
                     }
                     break;
             }

@@ -104,6 +104,19 @@ public sealed record TransferOptions
     /// <see cref="HypernetDirectory"/>.</summary>
     public string? HypernetLabel { get; init; }
 
+    /// <summary>Text files (.txt, .jsonl, .parquet, as <c>zett eval --data</c>) on which the base
+    /// model and the transferred model are evaluated with <c>zett eval</c>'s protocol; the
+    /// numbers go into the summary and the model card. Empty: no evaluation.</summary>
+    public IReadOnlyList<string> EvalData { get; init; } = [];
+
+    /// <summary>Evaluate at most this many UTF-8 bytes of <see cref="EvalData"/>; null: all.
+    /// </summary>
+    public long? EvalMaxBytes { get; init; }
+
+    /// <summary>Evaluation window in tokens; null: <c>zett eval</c>'s default for each model.
+    /// </summary>
+    public int? EvalContext { get; init; }
+
     /// <summary>Test hook: called for every non-embedding tensor while the output is written
     /// (an exception aborts the run midway).</summary>
     internal Action<string>? OnTensorWritten { get; init; }

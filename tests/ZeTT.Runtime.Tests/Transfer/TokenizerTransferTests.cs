@@ -81,11 +81,25 @@ public sealed class TokenizerTransferTests : IDisposable
             }
         }
 
-        // Bias: lm_head.bias for masked LMs, else beside the model.
-        float[] gotBias = m.Bias is not null
-            ? o.ReadOutputBias()!.Data
-            : ReadBiasBeside(P("out"));
-        Assert.Equal(want.Bias!, gotBias);
+        // Bias: lm_head.bias for masked LMs; a causal LM has no bias parameter that would read
+        // it, so nothing is written and the summary says so.
+        if (m.Bias is not null)
+        {
+            Assert.Equal(want.Bias!, o.ReadOutputBias()!.Data);
+            Assert.Equal(m.Bias, result.BiasDestination);
+            Assert.False(result.BiasNotWritten);
+        }
+        else
+        {
+            Assert.NotNull(want.Bias);
+            Assert.Null(result.BiasDestination);
+            Assert.True(result.BiasNotWritten);
+            Assert.Contains(result.SummaryLines(), l => l.Contains("predicted but not written",
+                StringComparison.Ordinal));
+            Assert.DoesNotContain("bias", File.ReadAllText(Path.Combine(P("out"), "README.md")),
+                StringComparison.OrdinalIgnoreCase);
+        }
+        Assert.Empty(Directory.EnumerateFiles(P("out"), "*bias*"));
 
         // Every other tensor bit for bit.
         using HfModelDirectory src0 = HfModelDirectory.Open(m.Directory);
@@ -132,12 +146,6 @@ public sealed class TokenizerTransferTests : IDisposable
         {
             Assert.Equal(expected.IdToToken(id), back.IdToToken(id));
         }
-    }
-
-    private static float[] ReadBiasBeside(string outDir)
-    {
-        using SafetensorsFile f = SafetensorsFile.Open(Path.Combine(outDir, TokenizerTransfer.BiasFileName));
-        return f.ReadFloat32("bias").Data;
     }
 
     private static float[] Stack(TinyModel m, bool untied)
@@ -215,11 +223,67 @@ public sealed class TokenizerTransferTests : IDisposable
             float[] b = m.Tensors[m.Bias];
             Assert.Equal((float)(worldPieces.Sum(id => (double)b[id]) / worldPieces.Length), bias[world]);
         }
-        Assert.False(File.Exists(Path.Combine(P("out"), TokenizerTransfer.BiasFileName)));
+        Assert.Empty(Directory.EnumerateFiles(P("out"), "*bias*"));
         Assert.Equal(t.VocabSize, result.VocabSize);
         Assert.Equal(t.VocabSize, result.FvtCopied + result.FvtAveraged + result.FvtFallback);
         Assert.True(result.FvtCopied > 256, $"{result.FvtCopied} copied");
         AssertTokenizerFiles(P("out"), t);
+    }
+
+    [Fact]
+    public void Matching_special_tokens_counts_the_target_ids_it_shifts()
+    {
+        TinyModel m = TransferTestData.WriteModel(P("model"), "llama");
+        string target = TransferTestData.WriteTarget(P("target"));
+        HfTokenizer original = HfTokenizer.Load(target);
+        HfTokenizer matched = ByteLevelConverter.Convert(original, true, HfTokenizer.Load(m.Directory),
+            out SpecialTokenMatch? match);
+        Assert.NotNull(match);
+        ByteLevelConverter.Convert(original, true, null, out SpecialTokenMatch? none);
+        Assert.Null(none);
+
+        // Independently, by token string: each token's id without matching against its id now.
+        HfTokenizer unmatched = ByteLevelConverter.Convert(original, true);
+        int shifted = 0, kept = 0;
+        var offsets = new HashSet<int>();
+        for (int id = 0; id < matched.VocabSize; id++)
+        {
+            string token = matched.IdToToken(id);
+            if (TransferTestData.ModelSpecials.Contains(token))
+            {
+                continue;
+            }
+            int before = unmatched.TokenToId(token)!.Value;
+            if (before < original.VocabSize)
+            {
+                kept++;
+                if (before != id)
+                {
+                    shifted++;
+                    offsets.Add(id - before);
+                }
+            }
+        }
+        // The model's 3 specials go to ids 261-263: the target's tokens from 261 move up by 3 and
+        // its own special token goes.
+        Assert.Equal(3, shifted);
+        Assert.Equal([3], offsets);
+        Assert.Equal(shifted, match.Shifted);
+        Assert.Equal(original.VocabSize - kept, match.Removed);
+        Assert.Equal(1, match.Removed);
+        Assert.Equal((3, 3), match.Offsets);
+
+        TransferResult result = TokenizerTransfer.Run(new TransferOptions
+        {
+            ModelDirectory = m.Directory,
+            Tokenizer = target,
+            OutputDirectory = P("out"),
+            Method = TransferMethod.Fvt,
+        });
+        Assert.Equal(match.PreviousIds, result.TargetIds!.PreviousIds);
+        Assert.Contains($"  target ids      3 of the target tokenizer's {original.VocabSize} tokens have a "
+            + "new id (shifted by +3) and 1 were removed: encode with the new tokenizer, not the "
+            + "original", result.SummaryLines());
     }
 
     [Fact]

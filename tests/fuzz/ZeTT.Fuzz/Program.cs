@@ -106,7 +106,26 @@ public static class Program
             }
         },
         ["token-list"] = path => InputFile.ReadAllText(path, InputFile.TokenListLimit, "token list"),
+        // Evaluation and training text (zett eval --data, transfer --eval-data, train's
+        // stream): the reader picks the format by extension, so the input gets one.
+        ["jsonl-text"] = path => TextAs(path, ".jsonl"),
+        ["parquet-text"] = path => TextAs(path, ".parquet"),
+        ["id-lines"] = path => TokenizeDocuments.ReadIds(path).ToList(),
     };
+
+    private static void TextAs(string path, string extension)
+    {
+        string copy = path + extension;
+        File.Copy(path, copy, overwrite: true);
+        try
+        {
+            ZeTT.Runtime.Models.EvalText.Read([copy], null);
+        }
+        finally
+        {
+            File.Delete(copy);
+        }
+    }
 
     private static string RunOne(Action<string> target, string path)
     {
