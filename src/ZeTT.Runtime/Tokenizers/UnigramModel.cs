@@ -19,7 +19,6 @@ internal sealed class UnigramModel : TokenizerModel
 
     private readonly Dictionary<string, int> tokenToId;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> lookup;
-    private readonly int maxPieceLength;
     private readonly double minScore;
     private readonly bool byteFallback;
 
@@ -42,11 +41,13 @@ internal sealed class UnigramModel : TokenizerModel
         for (int i = 0; i < pieces.Count; i++)
         {
             tokenToId[pieces[i].Piece] = i;
-            maxPieceLength = Math.Max(maxPieceLength, pieces[i].Piece.Length);
             minScore = Math.Min(minScore, pieces[i].Score);
         }
         lookup = tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
+        trie = new PrefixTrie(tokenToId);
     }
+
+    private readonly PrefixTrie trie;
 
     public override TokenizerModelKind Kind => TokenizerModelKind.Unigram;
 
@@ -151,15 +152,25 @@ internal sealed class UnigramModel : TokenizerModel
             double here = best[start].Score;
             int width = CharWidth(text, start);
             bool hasSingle = false;
-            int maxEnd = Math.Min(text.Length, start + maxPieceLength);
-            for (int end = start + 1; end <= maxEnd; end++)
+            // The pieces that start here, found by walking the trie (the library's
+            // common-prefix search): linear in the longest match, where looking up every
+            // prefix was quadratic in it (a 4,096-character piece: 8 million characters hashed
+            // per position).
+            int node = PrefixTrie.Root;
+            for (int end = start + 1; end <= text.Length; end++)
             {
+                node = trie.Child(node, text[end - 1]);
+                if (node < 0)
+                {
+                    break;
+                }
                 if (char.IsHighSurrogate(text[end - 1]) && end < text.Length
                     && char.IsLowSurrogate(text[end]))
                 {
                     continue;
                 }
-                if (!lookup.TryGetValue(text[start..end], out int id))
+                int id = trie.PieceAt(node);
+                if (id < 0)
                 {
                     continue;
                 }
@@ -268,6 +279,42 @@ internal sealed class UnigramModel : TokenizerModel
         name[4] = hex[b & 15];
         name[5] = '>';
         return name;
+    }
+
+    /// <summary>The pieces as a trie over UTF-16 units: one hash lookup per character walked.
+    /// </summary>
+    private sealed class PrefixTrie
+    {
+        public const int Root = 0;
+        private readonly Dictionary<long, int> children = [];
+        private readonly List<int> pieces = [-1];
+
+        public PrefixTrie(Dictionary<string, int> tokenToId)
+        {
+            foreach ((string piece, int id) in tokenToId)
+            {
+                int node = Root;
+                foreach (char c in piece)
+                {
+                    long key = ((long)node << 16) | c;
+                    if (!children.TryGetValue(key, out int child))
+                    {
+                        child = pieces.Count;
+                        pieces.Add(-1);
+                        children[key] = child;
+                    }
+                    node = child;
+                }
+                pieces[node] = id;
+            }
+        }
+
+        /// <summary>The node after <paramref name="c"/>, or -1.</summary>
+        public int Child(int node, char c) =>
+            children.TryGetValue(((long)node << 16) | c, out int child) ? child : -1;
+
+        /// <summary>The id of the piece that ends at <paramref name="node"/>, or -1.</summary>
+        public int PieceAt(int node) => pieces[node];
     }
 
     private static int CharWidth(ReadOnlySpan<char> text, int i) =>
