@@ -241,8 +241,13 @@ public sealed class HfTokenizer
                 return TiktokenBuiltins.FromFile(file, bytes);
             case FileKind.SentencePiece:
                 string directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
-                root = SentencePieceModelFile.ToTokenizerJson(file, bytes,
-                    JsonInput.ReadOptionalObject(Path.Combine(directory, "tokenizer_config.json")));
+                // Through text, so that the converted file passes the same validating reader
+                // as any tokenizer.json.
+                root = (JsonObject)JsonInput.Parse(System.Text.Encoding.UTF8.GetBytes(
+                    SentencePieceModelFile.ToTokenizerJson(file, bytes,
+                        JsonInput.ReadOptionalObject(Path.Combine(directory,
+                            "tokenizer_config.json"))).ToJsonString()),
+                    file, JsonInput.TokenizerDepth)!;
                 break;
             default:
                 root = JsonInput.Parse(bytes, file, JsonInput.TokenizerDepth) as JsonObject

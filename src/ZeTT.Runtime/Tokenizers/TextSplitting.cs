@@ -400,6 +400,10 @@ internal sealed class Gpt2Matcher : IScanner
 
     internal const byte Other = 0, Letter = 1, Number = 2, Space = 3;
 
+    // In the conversion's variant a mark is in both [\p{L}\p{M}] and [^\s\p{L}\p{N}]: it
+    // continues a letter run and an other run alike, and starts a letter run.
+    private const byte Mark = 4;
+
     private static readonly byte[] Classes = BuildBmp(false);
     private static readonly byte[] ClassesWithMarks = BuildBmp(true);
 
@@ -415,9 +419,9 @@ internal sealed class Gpt2Matcher : IScanner
     private byte ClassAt(string text, int i, out int width) =>
         ClassAt(text, i, marksAreLetters, out width);
 
-    /// <summary>Letter (<c>\p{L}</c>, with <c>\p{M}</c> if <paramref name="marksAreLetters"/>),
-    /// number (<c>\p{N}</c>), white space (<c>\s</c>) or other, for the code point at
-    /// <paramref name="i"/>.</summary>
+    /// <summary>Letter (<c>\p{L}</c>), mark (<c>\p{M}</c>, only if
+    /// <paramref name="marksAreLetters"/>; else other), number (<c>\p{N}</c>), white space
+    /// (<c>\s</c>) or other, for the code point at <paramref name="i"/>.</summary>
     internal static byte ClassAt(string text, int i, bool marksAreLetters, out int width)
     {
         char c = text[i];
@@ -453,12 +457,16 @@ internal sealed class Gpt2Matcher : IScanner
         }
         int i = start;
         byte cls = ClassAt(text, i, out int w);
+        if (cls == Mark)
+        {
+            cls = Letter;
+        }
         if (c == ' ' && i + 1 < n)
         {
             byte next = ClassAt(text, i + 1, out int w2);
             if (next != Space)
             {
-                return Run(text, i + 1 + w2, next);
+                return Run(text, i + 1 + w2, next == Mark ? Letter : next);
             }
         }
         if (cls != Space)
@@ -487,7 +495,7 @@ internal sealed class Gpt2Matcher : IScanner
         while (i < text.Length)
         {
             byte k = ClassAt(text, i, out int w);
-            if (k != cls)
+            if (k != cls && (k != Mark || cls == Number))
             {
                 break;
             }
@@ -509,7 +517,7 @@ internal sealed class Gpt2Matcher : IScanner
                 or UnicodeCategory.TitlecaseLetter or UnicodeCategory.ModifierLetter
                 or UnicodeCategory.OtherLetter => Letter,
             UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark
-                or UnicodeCategory.EnclosingMark when marksAreLetters => Letter,
+                or UnicodeCategory.EnclosingMark when marksAreLetters => Mark,
             UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber
                 or UnicodeCategory.OtherNumber => Number,
             _ => Other,

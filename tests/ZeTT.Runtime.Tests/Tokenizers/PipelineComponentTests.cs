@@ -25,6 +25,7 @@ public sealed class PipelineComponentTests : IDisposable
         "Ελληνικά ΣΟΦΊΑ, русский ТЕКСТ, עִבְרִית, العربية, हिन्दी, ไทย, 日本語のテキスト、カタカナ ー 漢字",
         "one||two|||three | four|",
         "Mixed123numbers456and789 ٣٤ ²³ ½",
+        "it'ſ IT'S it'ſt 'ſ 'K 'ﬅ",
     ];
 
     private static readonly string Gpt2 =
