@@ -344,13 +344,19 @@ internal sealed class BpeModel : TokenizerModel
     private void MergeAll(Scratch s)
     {
         PriorityQueue<(int Pos, int NewId), long> queue = s.Queue;
+        List<((int, int), long)> initial = s.Initial;
+        initial.Clear();
         for (int p = 0; p + 1 < s.Count; p++)
         {
             if (mergeMap.TryGetValue(Key(s.Id[p], s.Id[p + 1]), out (int Rank, int NewId) m))
             {
-                queue.Enqueue((p, m.NewId), Priority(m.Rank, p));
+                initial.Add(((p, m.NewId), Priority(m.Rank, p)));
             }
         }
+        // Heapified at once (linear), as the library builds its heap from a vector; queueing
+        // one by one cost n log n on words without a pre-tokenizer (SentencePiece BPE: the
+        // whole text is one word).
+        queue.EnqueueRange(initial);
         while (queue.TryDequeue(out (int Pos, int NewId) top, out _))
         {
             int pos = top.Pos;
@@ -433,6 +439,7 @@ internal sealed class BpeModel : TokenizerModel
         public int[] Length = new int[64];
         public int Count;
         public readonly PriorityQueue<(int Pos, int NewId), long> Queue = new();
+        public readonly List<((int, int), long)> Initial = [];
         public readonly System.Text.StringBuilder Text = new();
         private char[] textBuffer = new char[64];
 

@@ -184,11 +184,13 @@ internal sealed class RegexPattern : SplitPattern
 {
     private readonly Regex? regex;
     private readonly IScanner? scanner;
+    private readonly AstralRegex? astral;
 
-    private RegexPattern(Regex? regex, IScanner? scanner)
+    private RegexPattern(Regex? regex, IScanner? scanner, AstralRegex? astral = null)
     {
         this.regex = regex;
         this.scanner = scanner;
+        this.astral = astral;
     }
 
     /// <summary>The pattern source as written in tokenizer.json.</summary>
@@ -213,6 +215,13 @@ internal sealed class RegexPattern : SplitPattern
     {
         try
         {
+            if (AstralRegex.Needed(pattern))
+            {
+                AstralRegex astral = AstralRegex.Create(pattern, Word);
+                return new RegexPattern(new Regex(astral.Pattern,
+                    RegexOptions.CultureInvariant | RegexOptions.Compiled), null, astral)
+                { Source = pattern };
+            }
             return new RegexPattern(new Regex(Translate(pattern),
                 RegexOptions.CultureInvariant | RegexOptions.Compiled), null)
             { Source = pattern };
@@ -242,7 +251,9 @@ internal sealed class RegexPattern : SplitPattern
         // .NET regexes match UTF-16 code units; a code point outside the BMP is replaced by
         // one BMP character of the same general category, and offsets are mapped back.
         int[]? map = null;
-        string subject = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0
+        string subject = astral is not null
+            ? astral.Changes(text) ? astral.Substitute(text, out map) : text
+            : text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0
             ? text : SubstituteAstral(text, out map);
         for (Match m = regex!.Match(subject); m.Success; m = m.NextMatch())
         {
@@ -299,14 +310,15 @@ internal sealed class RegexPattern : SplitPattern
         return result;
     }
 
+    private const string Word = @"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\u200C\u200D\u24B6-\u24E9";
+
     /// <summary>Oniguruma → .NET: <c>\w</c>/<c>\W</c> become the Unicode word class of
     /// Oniguruma and Rust's regex crate (Alphabetic — letters, Nl, the circled letters —, marks,
     /// decimal digits, connector punctuation, joiners; .NET's leaves out Mc, Me, Nl and the
-    /// joiners). A character class with characters outside the BMP cannot be expressed over
-    /// UTF-16 code units and is refused.</summary>
+    /// joiners). A pattern with a character class that holds characters outside the BMP goes
+    /// through <see cref="AstralRegex"/> instead.</summary>
     internal static string Translate(string pattern)
     {
-        const string Word = @"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\u200C\u200D\u24B6-\u24E9";
         var sb = new StringBuilder(pattern.Length + 16);
         bool inClass = false;
         for (int i = 0; i < pattern.Length; i++)

@@ -26,8 +26,9 @@ public sealed class ScannerTests
     public static TheoryData<string> Patterns() =>
         [Gpt2, Cl100k, Qwen2, TokenizerPipeline.SplitRegex];
 
-    // Letters (ASCII, the contraction letters in both cases, Greek, CJK, outside the BMP), digits (ASCII, Arabic-Indic, superscript, outside the BMP), white space of every
-    // kind (line breaks, tab, NBSP, ideographic), apostrophes, punctuation, marks, emoji.
+    // Letters (ASCII, the contraction letters in both cases, Greek, CJK, outside the BMP),
+    // digits (ASCII, Arabic-Indic, superscript, outside the BMP), white space of every kind
+    // (line breaks, tab, NBSP, ideographic), apostrophes, punctuation, marks, emoji.
     private static readonly string[] Alphabet =
     [
         "a", "s", "S", "t", "T", "r", "R", "e", "E", "v", "V", "m", "M", "l", "L", "d", "D",
