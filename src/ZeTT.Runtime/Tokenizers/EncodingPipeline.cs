@@ -278,7 +278,10 @@ internal sealed class AddedTokenMatcher
             (string Pattern, HfAddedToken Token)? found = null;
             foreach ((string pattern, HfAddedToken token) c in candidates)
             {
+                // The second character first: GPT-NeoX's 23 whitespace-run tokens all start at
+                // every space of a text.
                 if (i + c.pattern.Length <= text.Length
+                    && (c.pattern.Length < 2 || text[i + 1] == c.pattern[1])
                     && string.CompareOrdinal(text, i, c.pattern, 0, c.pattern.Length) == 0)
                 {
                     found = c;
