@@ -192,12 +192,19 @@ public sealed class ModelFileTests : IDisposable
         }
         JsonObject Added(int id, string content) => new()
         {
-            ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false,
-            ["rstrip"] = false, ["normalized"] = false, ["special"] = true,
+            ["id"] = id,
+            ["content"] = content,
+            ["single_word"] = false,
+            ["lstrip"] = false,
+            ["rstrip"] = false,
+            ["normalized"] = false,
+            ["special"] = true,
         };
         var metaspace = new JsonObject
         {
-            ["type"] = "Metaspace", ["replacement"] = "▁", ["prepend_scheme"] = "always",
+            ["type"] = "Metaspace",
+            ["replacement"] = "▁",
+            ["prepend_scheme"] = "always",
             ["split"] = true,
         };
         var expected = new JsonObject
@@ -214,7 +221,8 @@ public sealed class ModelFileTests : IDisposable
                     new JsonObject { ["type"] = "Strip", ["strip_left"] = false, ["strip_right"] = true },
                     new JsonObject
                     {
-                        ["type"] = "Replace", ["pattern"] = new JsonObject { ["Regex"] = " {2,}" },
+                        ["type"] = "Replace",
+                        ["pattern"] = new JsonObject { ["Regex"] = " {2,}" },
                         ["content"] = "▁",
                     }),
             },
@@ -223,7 +231,9 @@ public sealed class ModelFileTests : IDisposable
             ["decoder"] = metaspace.DeepClone(),
             ["model"] = new JsonObject
             {
-                ["type"] = "Unigram", ["unk_id"] = 2, ["vocab"] = expectedVocab,
+                ["type"] = "Unigram",
+                ["unk_id"] = 2,
+                ["vocab"] = expectedVocab,
                 ["byte_fallback"] = false,
             },
         };
