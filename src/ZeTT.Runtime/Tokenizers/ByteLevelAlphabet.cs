@@ -42,6 +42,47 @@ public static class ByteLevelAlphabet
     /// <summary>Writes the UTF-8 bytes of <paramref name="text"/> in the alphabet.</summary>
     public static string EncodeUtf8(string text) => Encode(System.Text.Encoding.UTF8.GetBytes(text));
 
+    /// <summary>Writes the UTF-8 bytes of <paramref name="text"/> in the alphabet into
+    /// <paramref name="destination"/> (at least 3 characters per UTF-16 unit) and returns how many
+    /// it wrote; a lone surrogate is U+FFFD, as <see cref="EncodeUtf8(string)"/> has it.</summary>
+    public static int EncodeUtf8(ReadOnlySpan<char> text, Span<char> destination)
+    {
+        int n = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            int c = text[i];
+            if (c < 0x80)
+            {
+                destination[n++] = ByteToCharTable[c];
+                continue;
+            }
+            if (c < 0x800)
+            {
+                destination[n++] = ByteToCharTable[0xC0 | (c >> 6)];
+                destination[n++] = ByteToCharTable[0x80 | (c & 0x3F)];
+                continue;
+            }
+            if (char.IsHighSurrogate((char)c) && i + 1 < text.Length
+                && char.IsLowSurrogate(text[i + 1]))
+            {
+                int cp = char.ConvertToUtf32((char)c, text[++i]);
+                destination[n++] = ByteToCharTable[0xF0 | (cp >> 18)];
+                destination[n++] = ByteToCharTable[0x80 | ((cp >> 12) & 0x3F)];
+                destination[n++] = ByteToCharTable[0x80 | ((cp >> 6) & 0x3F)];
+                destination[n++] = ByteToCharTable[0x80 | (cp & 0x3F)];
+                continue;
+            }
+            if (char.IsSurrogate((char)c))
+            {
+                c = 0xFFFD;
+            }
+            destination[n++] = ByteToCharTable[0xE0 | (c >> 12)];
+            destination[n++] = ByteToCharTable[0x80 | ((c >> 6) & 0x3F)];
+            destination[n++] = ByteToCharTable[0x80 | (c & 0x3F)];
+        }
+        return n;
+    }
+
     /// <summary>The bytes a byte-level token stands for; null if a character is not in the
     /// alphabet.</summary>
     public static byte[]? TryDecode(ReadOnlySpan<char> token)

@@ -106,19 +106,26 @@ internal sealed class EncodingPipeline
             string normalizedText = normalizer is null ? p.Text : normalizer.Normalize(p.Text);
             normalizedMatcher.Split(normalizedText, p.AtStart, pieces);
         }
-        preTokenizer?.PreTokenize(pieces);
-
         var ids = new List<int>(text.Length / 3 + 4);
         var tokens = new List<string>(text.Length / 3 + 4);
-        foreach (Piece p in pieces)
+        var sink = new ModelSink(model, ids, tokens);
+        if (preTokenizer is null)
         {
-            if (p.Id >= 0)
+            foreach (Piece p in pieces)
             {
-                ids.Add(p.Id);
-                tokens.Add(p.Text);
-                continue;
+                if (p.Id >= 0)
+                {
+                    sink.Added(p);
+                }
+                else
+                {
+                    sink.Word(p.Text);
+                }
             }
-            model.Tokenize(p.Text, ids, tokens);
+        }
+        else
+        {
+            preTokenizer.PreTokenize(pieces, sink);
         }
         if (truncation is { } trunc)
         {
@@ -168,6 +175,19 @@ internal sealed class EncodingPipeline
             tokens.Add(token);
         }
         return decoder is null ? string.Join(' ', tokens) : decoder.Decode(tokens);
+    }
+
+    /// <summary>Runs the model on each pre-token as it comes.</summary>
+    private sealed class ModelSink(TokenizerModel model, List<int> ids, List<string> tokens)
+        : PreTokenizer.IPieceSink
+    {
+        public void Added(in Piece piece)
+        {
+            ids.Add(piece.Id);
+            tokens.Add(piece.Text);
+        }
+
+        public void Word(ReadOnlySpan<char> word) => model.Tokenize(word, ids, tokens);
     }
 
     /// <summary>The normalizer alone (what the byte-level conversion probes).</summary>
@@ -258,7 +278,10 @@ internal sealed class AddedTokenMatcher
             (string Pattern, HfAddedToken Token)? found = null;
             foreach ((string pattern, HfAddedToken token) c in candidates)
             {
+                // The second character first: GPT-NeoX's 23 whitespace-run tokens all start at
+                // every space of a text.
                 if (i + c.pattern.Length <= text.Length
+                    && (c.pattern.Length < 2 || text[i + 1] == c.pattern[1])
                     && string.CompareOrdinal(text, i, c.pattern, 0, c.pattern.Length) == 0)
                 {
                     found = c;

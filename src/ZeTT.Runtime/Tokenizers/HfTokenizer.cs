@@ -211,9 +211,10 @@ public sealed class HfTokenizer
                 string model = Path.Combine(path, "tokenizer.model");
                 if (File.Exists(model))
                 {
-                    RefuseNonJson(model, InputFile.ReadAllBytes(model, InputFile.TokenizerJsonLimit, "tokenizer.model"));
+                    return LoadFile(model);
                 }
-                throw new ZettException($"{path}: directory has no tokenizer.json");
+                throw new ZettException($"{path}: directory has no tokenizer.json or " +
+                    "tokenizer.model");
             }
             return LoadFile(file);
         }
@@ -233,9 +234,26 @@ public sealed class HfTokenizer
     private static HfTokenizer LoadFile(string file)
     {
         byte[] bytes = InputFile.ReadAllBytes(file, InputFile.TokenizerJsonLimit, "tokenizer.json");
-        RefuseNonJson(file, bytes);
-        JsonObject root = JsonInput.Parse(bytes, file, JsonInput.TokenizerDepth) as JsonObject
-            ?? throw new ZettException($"{file}: not a JSON object");
+        JsonObject root;
+        switch (Classify(file, bytes))
+        {
+            case FileKind.Tiktoken:
+                return TiktokenBuiltins.FromFile(file, bytes);
+            case FileKind.SentencePiece:
+                string directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
+                // Through text, so that the converted file passes the same validating reader
+                // as any tokenizer.json.
+                root = (JsonObject)JsonInput.Parse(System.Text.Encoding.UTF8.GetBytes(
+                    SentencePieceModelFile.ToTokenizerJson(file, bytes,
+                        JsonInput.ReadOptionalObject(Path.Combine(directory,
+                            "tokenizer_config.json"))).ToJsonString()),
+                    file, JsonInput.TokenizerDepth)!;
+                break;
+            default:
+                root = JsonInput.Parse(bytes, file, JsonInput.TokenizerDepth) as JsonObject
+                    ?? throw new ZettException($"{file}: not a JSON object");
+                break;
+        }
         try
         {
             return Build(root, file);
@@ -280,11 +298,18 @@ public sealed class HfTokenizer
         return tokenizer;
     }
 
-    /// <summary>Refuses, in one line, the files Llama-2, Mistral and Llama-3 ship beside or
-    /// instead of tokenizer.json: a SentencePiece model (protobuf) or tiktoken ranks (base64
-    /// token and rank per line). Anything else that does not start with <c>{</c> is no
-    /// tokenizer.json either.</summary>
-    private static void RefuseNonJson(string file, byte[] bytes)
+    private enum FileKind
+    {
+        Json,
+        Tiktoken,
+        SentencePiece,
+    }
+
+    /// <summary>Tells the files Llama-2, Mistral and Llama-3 ship beside or instead of
+    /// tokenizer.json apart: a SentencePiece model (protobuf, first byte 0x0A) or tiktoken ranks
+    /// (base64 token and rank per line). Anything else that does not start with <c>{</c> is
+    /// refused in one line.</summary>
+    private static FileKind Classify(string file, byte[] bytes)
     {
         int i = 0;
         if (bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF)
@@ -297,23 +322,21 @@ public sealed class HfTokenizer
         }
         if (i < bytes.Length && bytes[i] == (byte)'{')
         {
-            return;
+            return FileKind.Json;
         }
         int end = Array.IndexOf(bytes, (byte)'\n');
         string firstLine = System.Text.Encoding.UTF8.GetString(bytes, 0,
             end < 0 ? Math.Min(bytes.Length, 200) : Math.Min(end, 200)).TrimEnd('\r');
         if (System.Text.RegularExpressions.Regex.IsMatch(firstLine, "^[A-Za-z0-9+/]+=* [0-9]+$"))
         {
-            throw new ZettException($"{file}: unsupported format: tiktoken BPE ranks (a base64 " +
-                "token and its rank per line); zett reads tokenizer.json, and has cl100k_base and " +
-                "o200k_base built in");
+            return FileKind.Tiktoken;
         }
-        if (bytes.Length > 0 && bytes[0] == 0x0A)
+        if (SentencePieceModelFile.LooksLikeModel(bytes))
         {
-            throw new ZettException($"{file}: unsupported format: SentencePiece model " +
-                "(protobuf); zett reads the tokenizer.json that transformers writes for it");
+            return FileKind.SentencePiece;
         }
-        throw new ZettException($"{file}: unsupported format: not a tokenizer.json (no JSON object)");
+        throw new ZettException($"{file}: unsupported format: not a tokenizer.json (no JSON " +
+            "object), a SentencePiece model or tiktoken ranks");
     }
 
     private static List<HfAddedToken> ParseAddedTokens(JsonObject root, string file)

@@ -29,12 +29,25 @@ internal abstract class SplitPattern
     public void Split(string text, SplitBehavior behavior, bool invert,
         List<(int Start, int Length)> output)
     {
-        var segments = new List<(int Start, int End, bool Match)>();
         if (text.Length == 0)
         {
             return;
         }
+        List<(int Start, int End, bool Match)> segments = threadSegments ??= [];
+        segments.Clear();
         FindMatches(text, segments);
+        if (behavior == SplitBehavior.Isolated)
+        {
+            // Every segment is a split, whatever invert says.
+            foreach ((int s, int e, bool _) in segments)
+            {
+                if (e > s)
+                {
+                    output.Add((s, e - s));
+                }
+            }
+            return;
+        }
         if (invert)
         {
             for (int i = 0; i < segments.Count; i++)
@@ -42,15 +55,10 @@ internal abstract class SplitPattern
                 segments[i] = (segments[i].Start, segments[i].End, !segments[i].Match);
             }
         }
-        var result = new List<(int Start, int End)>(segments.Count);
+        List<(int Start, int End)> result = threadResult ??= [];
+        result.Clear();
         switch (behavior)
         {
-            case SplitBehavior.Isolated:
-                foreach ((int s, int e, bool _) in segments)
-                {
-                    result.Add((s, e));
-                }
-                break;
             case SplitBehavior.Removed:
                 foreach ((int s, int e, bool m) in segments)
                 {
@@ -123,6 +131,9 @@ internal abstract class SplitPattern
         }
     }
 
+    [ThreadStatic] private static List<(int Start, int End, bool Match)>? threadSegments;
+    [ThreadStatic] private static List<(int Start, int End)>? threadResult;
+
     public static SplitBehavior ParseBehavior(string? name, string file) => name switch
     {
         "Removed" => SplitBehavior.Removed,
@@ -163,33 +174,54 @@ internal sealed class CharPredicatePattern(Func<int, bool> predicate) : SplitPat
 }
 
 /// <summary>A regex with the Rust library's (Oniguruma's) semantics as far as the patterns of
-/// real tokenizers need them. The GPT-2 pattern (and the byte-level conversion's variant) run
-/// on a hand-written matcher over code points; other patterns are translated to .NET syntax
+/// real tokenizers need them. The GPT-2 pattern (and the byte-level conversion's variant) and
+/// the cl100k / Llama-3 and Qwen2 patterns run on hand-written scanners over code points; other
+/// patterns are translated to .NET syntax
 /// (<c>\w</c> as Oniguruma's Unicode word class) and run by System.Text.RegularExpressions,
 /// which matches UTF-16 code units: a letter or digit outside the BMP is then seen as two
 /// non-letters.</summary>
 internal sealed class RegexPattern : SplitPattern
 {
     private readonly Regex? regex;
-    private readonly Gpt2Matcher? gpt2;
+    private readonly IScanner? scanner;
+    private readonly AstralRegex? astral;
 
-    private RegexPattern(Regex? regex, Gpt2Matcher? gpt2)
+    private RegexPattern(Regex? regex, IScanner? scanner, AstralRegex? astral = null)
     {
         this.regex = regex;
-        this.gpt2 = gpt2;
+        this.scanner = scanner;
+        this.astral = astral;
     }
 
     /// <summary>The pattern source as written in tokenizer.json.</summary>
     public required string Source { get; init; }
 
+    /// <summary>True if a hand-written scanner runs the pattern, not the regex engine.</summary>
+    public bool UsesScanner => scanner is not null;
+
     public static RegexPattern Create(string pattern, string file)
     {
-        if (Gpt2Matcher.TryCreate(pattern) is { } matcher)
+        if (((IScanner?)Gpt2Matcher.TryCreate(pattern) ?? Cl100kMatcher.TryCreate(pattern))
+            is { } matcher)
         {
             return new RegexPattern(null, matcher) { Source = pattern };
         }
+        return CreateRegex(pattern, file);
+    }
+
+    /// <summary>The pattern on the regex engine, never on a hand-written scanner (what the
+    /// scanners are tested against).</summary>
+    internal static RegexPattern CreateRegex(string pattern, string file)
+    {
         try
         {
+            if (AstralRegex.Needed(pattern))
+            {
+                AstralRegex astral = AstralRegex.Create(pattern, Word);
+                return new RegexPattern(new Regex(astral.Pattern,
+                    RegexOptions.CultureInvariant | RegexOptions.Compiled), null, astral)
+                { Source = pattern };
+            }
             return new RegexPattern(new Regex(Translate(pattern),
                 RegexOptions.CultureInvariant | RegexOptions.Compiled), null)
             { Source = pattern };
@@ -206,11 +238,11 @@ internal sealed class RegexPattern : SplitPattern
     public override void FindMatches(string text, List<(int Start, int End, bool Match)> output)
     {
         int previous = 0;
-        if (gpt2 is not null)
+        if (scanner is not null)
         {
             for (int i = 0; i < text.Length;)
             {
-                int end = gpt2.MatchAt(text, i);
+                int end = scanner.MatchAt(text, i);
                 output.Add((i, end, true));
                 i = end;
             }
@@ -219,7 +251,9 @@ internal sealed class RegexPattern : SplitPattern
         // .NET regexes match UTF-16 code units; a code point outside the BMP is replaced by
         // one BMP character of the same general category, and offsets are mapped back.
         int[]? map = null;
-        string subject = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0
+        string subject = astral is not null
+            ? astral.Changes(text) ? astral.Substitute(text, out map) : text
+            : text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0
             ? text : SubstituteAstral(text, out map);
         for (Match m = regex!.Match(subject); m.Success; m = m.NextMatch())
         {
@@ -276,14 +310,15 @@ internal sealed class RegexPattern : SplitPattern
         return result;
     }
 
+    private const string Word = @"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\u200C\u200D\u24B6-\u24E9";
+
     /// <summary>Oniguruma → .NET: <c>\w</c>/<c>\W</c> become the Unicode word class of
     /// Oniguruma and Rust's regex crate (Alphabetic — letters, Nl, the circled letters —, marks,
     /// decimal digits, connector punctuation, joiners; .NET's leaves out Mc, Me, Nl and the
-    /// joiners). A character class with characters outside the BMP cannot be expressed over
-    /// UTF-16 code units and is refused.</summary>
+    /// joiners). A pattern with a character class that holds characters outside the BMP goes
+    /// through <see cref="AstralRegex"/> instead.</summary>
     internal static string Translate(string pattern)
     {
-        const string Word = @"\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}\u200C\u200D\u24B6-\u24E9";
         var sb = new StringBuilder(pattern.Length + 16);
         bool inClass = false;
         for (int i = 0; i < pattern.Length; i++)
@@ -353,6 +388,15 @@ internal sealed class RegexPattern : SplitPattern
     }
 }
 
+/// <summary>A pre-tokenization regex as a hand-written scanner: every position starts a match
+/// (the patterns end in <c>\s+</c> and a catch-all class), so the matches tile the text.
+/// </summary>
+internal interface IScanner
+{
+    /// <summary>The end of the match that starts at <paramref name="start"/>.</summary>
+    int MatchAt(string text, int start);
+}
+
 /// <summary>
 /// The GPT-2 pre-tokenization regex
 /// <c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</c>
@@ -361,12 +405,16 @@ internal sealed class RegexPattern : SplitPattern
 /// the BMP, without a regex engine. Every position starts a match, so the segments are
 /// contiguous.
 /// </summary>
-internal sealed class Gpt2Matcher
+internal sealed class Gpt2Matcher : IScanner
 {
     private const string Gpt2 =
         @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    private const byte Other = 0, Letter = 1, Number = 2, Space = 3;
+    internal const byte Other = 0, Letter = 1, Number = 2, Space = 3;
+
+    // In the conversion's variant a mark is in both [\p{L}\p{M}] and [^\s\p{L}\p{N}]: it
+    // continues a letter run and an other run alike, and starts a letter run.
+    private const byte Mark = 4;
 
     private static readonly byte[] Classes = BuildBmp(false);
     private static readonly byte[] ClassesWithMarks = BuildBmp(true);
@@ -380,7 +428,13 @@ internal sealed class Gpt2Matcher
         : pattern == TokenizerPipeline.SplitRegex ? new Gpt2Matcher(true)
         : null;
 
-    private byte ClassAt(string text, int i, out int width)
+    private byte ClassAt(string text, int i, out int width) =>
+        ClassAt(text, i, marksAreLetters, out width);
+
+    /// <summary>Letter (<c>\p{L}</c>), mark (<c>\p{M}</c>, only if
+    /// <paramref name="marksAreLetters"/>; else other), number (<c>\p{N}</c>), white space
+    /// (<c>\s</c>) or other, for the code point at <paramref name="i"/>.</summary>
+    internal static byte ClassAt(string text, int i, bool marksAreLetters, out int width)
     {
         char c = text[i];
         if (!char.IsSurrogate(c))
@@ -415,12 +469,16 @@ internal sealed class Gpt2Matcher
         }
         int i = start;
         byte cls = ClassAt(text, i, out int w);
+        if (cls == Mark)
+        {
+            cls = Letter;
+        }
         if (c == ' ' && i + 1 < n)
         {
             byte next = ClassAt(text, i + 1, out int w2);
             if (next != Space)
             {
-                return Run(text, i + 1 + w2, next);
+                return Run(text, i + 1 + w2, next == Mark ? Letter : next);
             }
         }
         if (cls != Space)
@@ -449,7 +507,7 @@ internal sealed class Gpt2Matcher
         while (i < text.Length)
         {
             byte k = ClassAt(text, i, out int w);
-            if (k != cls)
+            if (k != cls && (k != Mark || cls == Number))
             {
                 break;
             }
@@ -471,7 +529,7 @@ internal sealed class Gpt2Matcher
                 or UnicodeCategory.TitlecaseLetter or UnicodeCategory.ModifierLetter
                 or UnicodeCategory.OtherLetter => Letter,
             UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark
-                or UnicodeCategory.EnclosingMark when marksAreLetters => Letter,
+                or UnicodeCategory.EnclosingMark when marksAreLetters => Mark,
             UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber
                 or UnicodeCategory.OtherNumber => Number,
             _ => Other,
@@ -486,6 +544,134 @@ internal sealed class Gpt2Matcher
             table[c] = c is >= 0xD800 and <= 0xDFFF ? Other : Classify(c, marksAreLetters);
         }
         return table;
+    }
+}
+
+/// <summary>
+/// The cl100k / Llama-3 pre-tokenization regex
+/// <c>(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+</c>
+/// (and Qwen2's, the same with <c>\p{N}</c> for <c>\p{N}{1,3}</c>) as a scanner over code
+/// points, alternative by alternative in the regex's order. Equal to the regex engine's matches
+/// on the parity texts and on random strings (tested); 5× faster than the compiled .NET regex
+/// on the tokenize benchmark.
+/// </summary>
+internal sealed class Cl100kMatcher : IScanner
+{
+    private const string Cl100k =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*" +
+        @"|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    private const string Qwen2 =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*" +
+        @"|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    private const byte Other = Gpt2Matcher.Other, Letter = Gpt2Matcher.Letter,
+        Number = Gpt2Matcher.Number, Space = Gpt2Matcher.Space;
+
+    private readonly int maxDigits;
+
+    private Cl100kMatcher(int maxDigits) => this.maxDigits = maxDigits;
+
+    public static Cl100kMatcher? TryCreate(string pattern) =>
+        pattern == Cl100k ? new Cl100kMatcher(3) : pattern == Qwen2 ? new Cl100kMatcher(1) : null;
+
+    private static byte ClassAt(string text, int i, out int width) =>
+        Gpt2Matcher.ClassAt(text, i, false, out width);
+
+    private static bool IsNewline(char c) => c is '\r' or '\n';
+
+    public int MatchAt(string text, int start)
+    {
+        int n = text.Length;
+        char c = text[start];
+        if (c == '\'' && start + 1 < n)
+        {
+            // (?i:...): Unicode case folding also folds U+017F (long s) to s.
+            char a = char.ToLowerInvariant(text[start + 1]);
+            if (a is 's' or 't' or 'm' or 'd' or '\u017F')
+            {
+                return start + 2;
+            }
+            if (start + 2 < n)
+            {
+                char b = char.ToLowerInvariant(text[start + 2]);
+                if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+                {
+                    return start + 3;
+                }
+            }
+        }
+        byte cls = ClassAt(text, start, out int w);
+        // [^\r\n\p{L}\p{N}]?\p{L}+
+        if (cls == Letter)
+        {
+            return Run(text, start + w, Letter);
+        }
+        if (cls != Number && !IsNewline(c) && start + w < n
+            && ClassAt(text, start + w, out int w2) == Letter)
+        {
+            return Run(text, start + w + w2, Letter);
+        }
+        // \p{N}{1,3}
+        if (cls == Number)
+        {
+            int end = start + w;
+            for (int count = 1; count < maxDigits && end < n; count++)
+            {
+                if (ClassAt(text, end, out int wd) != Number)
+                {
+                    break;
+                }
+                end += wd;
+            }
+            return end;
+        }
+        // " ?[^\s\p{L}\p{N}]+[\r\n]*"
+        int other = c == ' ' && start + 1 < n && ClassAt(text, start + 1, out _) == Other
+            ? start + 1 : start;
+        if (other > start || cls == Other)
+        {
+            int end = Run(text, other, Other);
+            while (end < n && IsNewline(text[end]))
+            {
+                end++;
+            }
+            return end;
+        }
+        // White space from here on. \s*[\r\n]+: up to the run's last line break.
+        int runEnd = start, lastStart = start, lastBreak = -1;
+        while (runEnd < n)
+        {
+            if (ClassAt(text, runEnd, out int ws) != Space)
+            {
+                break;
+            }
+            if (IsNewline(text[runEnd]))
+            {
+                lastBreak = runEnd;
+            }
+            lastStart = runEnd;
+            runEnd += ws;
+        }
+        if (lastBreak >= 0)
+        {
+            return lastBreak + 1;
+        }
+        // \s+(?!\S), else \s+.
+        return runEnd == n || lastStart == start ? runEnd : lastStart;
+    }
+
+    private static int Run(string text, int i, byte cls)
+    {
+        while (i < text.Length)
+        {
+            if (ClassAt(text, i, out int w) != cls)
+            {
+                break;
+            }
+            i += w;
+        }
+        return i;
     }
 }
 

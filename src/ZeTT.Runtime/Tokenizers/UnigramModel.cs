@@ -7,7 +7,7 @@ namespace ZeTT.Runtime.Tokenizers;
 
 /// <summary>
 /// Unigram language model with the Rust library's Viterbi: at each character boundary every
-/// piece that starts there (found by walking a <see cref="PieceTrie"/>) extends the best path (shorter pieces first; a later candidate wins
+/// piece that starts there extends the best path (shorter pieces first; a later candidate wins
 /// only with a strictly higher score); a character no piece covers is the unknown piece with
 /// score <c>min_score − 10</c>; consecutive unknowns are fused. A piece listed twice maps to its
 /// last id. Segments that are not pieces fall back to <c>&lt;0xNN&gt;</c> tokens when byte fallback
@@ -19,7 +19,6 @@ internal sealed class UnigramModel : TokenizerModel
 
     private readonly Dictionary<string, int> tokenToId;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> lookup;
-    private PieceTrie? pieceTrie;
     private readonly double minScore;
     private readonly bool byteFallback;
 
@@ -45,7 +44,10 @@ internal sealed class UnigramModel : TokenizerModel
             minScore = Math.Min(minScore, pieces[i].Score);
         }
         lookup = tokenToId.GetAlternateLookup<ReadOnlySpan<char>>();
+        trie = new PrefixTrie(tokenToId);
     }
+
+    private readonly PrefixTrie trie;
 
     public override TokenizerModelKind Kind => TokenizerModelKind.Unigram;
 
@@ -143,7 +145,6 @@ internal sealed class UnigramModel : TokenizerModel
         {
             best[i] = new Node { Id = 0, StartsAt = -1, Score = 0 };
         }
-        PieceTrie trie = LazyInitializer.EnsureInitialized(ref pieceTrie, () => new PieceTrie(Pieces));
         double unkScore = minScore - UnknownPenalty;
         int start = 0;
         while (start < text.Length)
@@ -151,7 +152,11 @@ internal sealed class UnigramModel : TokenizerModel
             double here = best[start].Score;
             int width = CharWidth(text, start);
             bool hasSingle = false;
-            int node = PieceTrie.Root;
+            // The pieces that start here, found by walking the trie (the library's
+            // common-prefix search): linear in the longest match, where looking up every
+            // prefix was quadratic in it (a 4,096-character piece: 8 million characters hashed
+            // per position).
+            int node = PrefixTrie.Root;
             for (int end = start + 1; end <= text.Length; end++)
             {
                 node = trie.Child(node, text[end - 1]);
@@ -159,9 +164,13 @@ internal sealed class UnigramModel : TokenizerModel
                 {
                     break;
                 }
+                if (char.IsHighSurrogate(text[end - 1]) && end < text.Length
+                    && char.IsLowSurrogate(text[end]))
+                {
+                    continue;
+                }
                 int id = trie.PieceAt(node);
-                if (id < 0 || (char.IsHighSurrogate(text[end - 1]) && end < text.Length
-                    && char.IsLowSurrogate(text[end])))
+                if (id < 0)
                 {
                     continue;
                 }
@@ -270,6 +279,42 @@ internal sealed class UnigramModel : TokenizerModel
         name[4] = hex[b & 15];
         name[5] = '>';
         return name;
+    }
+
+    /// <summary>The pieces as a trie over UTF-16 units: one hash lookup per character walked.
+    /// </summary>
+    private sealed class PrefixTrie
+    {
+        public const int Root = 0;
+        private readonly Dictionary<long, int> children = [];
+        private readonly List<int> pieces = [-1];
+
+        public PrefixTrie(Dictionary<string, int> tokenToId)
+        {
+            foreach ((string piece, int id) in tokenToId)
+            {
+                int node = Root;
+                foreach (char c in piece)
+                {
+                    long key = ((long)node << 16) | c;
+                    if (!children.TryGetValue(key, out int child))
+                    {
+                        child = pieces.Count;
+                        pieces.Add(-1);
+                        children[key] = child;
+                    }
+                    node = child;
+                }
+                pieces[node] = id;
+            }
+        }
+
+        /// <summary>The node after <paramref name="c"/>, or -1.</summary>
+        public int Child(int node, char c) =>
+            children.TryGetValue(((long)node << 16) | c, out int child) ? child : -1;
+
+        /// <summary>The id of the piece that ends at <paramref name="node"/>, or -1.</summary>
+        public int PieceAt(int node) => pieces[node];
     }
 
     private static int CharWidth(ReadOnlySpan<char> text, int i) =>

@@ -25,6 +25,7 @@ internal sealed class WordPieceModel : TokenizerModel
         ContinuingSubwordPrefix = OptionalString(options, "continuing_subword_prefix") ?? "##";
         MaxInputCharsPerWord = options["max_input_chars_per_word"] is JsonValue m
             && m.TryGetValue(out int max) ? max : 100;
+        longestEntry = vocab.Count == 0 ? 0 : vocab.Keys.Max(k => k.Length);
         int limit = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
         idToToken = new string?[limit];
         foreach (KeyValuePair<string, int> kv in vocab)
@@ -36,6 +37,10 @@ internal sealed class WordPieceModel : TokenizerModel
             idToToken[kv.Value] = kv.Key;
         }
     }
+
+    // No entry is longer: the longest-match search starts here instead of at the word's end,
+    // which made a long word (with a large max_input_chars_per_word) cubic.
+    private readonly int longestEntry;
 
     public override TokenizerModelKind Kind => TokenizerModelKind.WordPiece;
 
@@ -95,7 +100,9 @@ internal sealed class WordPieceModel : TokenizerModel
         {
             int found = -1;
             int foundEnd = start;
-            for (int end = text.Length; end > start; end--)
+            int longest = Math.Min(text.Length,
+                start + longestEntry - (start > 0 ? ContinuingSubwordPrefix.Length : 0));
+            for (int end = longest; end > start; end--)
             {
                 if (end < text.Length && char.IsLowSurrogate(text[end]))
                 {

@@ -25,6 +25,8 @@ public sealed class PipelineComponentTests : IDisposable
         "Ελληνικά ΣΟΦΊΑ, русский ТЕКСТ, עִבְרִית, العربية, हिन्दी, ไทย, 日本語のテキスト、カタカナ ー 漢字",
         "one||two|||three | four|",
         "Mixed123numbers456and789 ٣٤ ²³ ½",
+        "it'ſ IT'S it'ſt 'ſ 'K 'ﬅ",
+        "Deseret 𐐀𐐨𐑏 Osage 𐒰𐓘 Adlam 𞤀𞤢 Warang 𑢠𑣟 Hungarian 𐲀𐳀 bold 𝐚𝐁 mixed𐐀abc 𐑐 😀x",
     ];
 
     private static readonly string Gpt2 =
@@ -39,6 +41,14 @@ public sealed class PipelineComponentTests : IDisposable
     private static readonly string DeepSeekDigits = @"\p{N}{1,3}";
 
     private static readonly string DeepSeekCjk = @"[一-龥ࠀ-一가-퟿]+";
+
+    // DeepSeek LLM's word pattern (its Greek Extended ranges left out): a letter class that
+    // lists ranges outside the BMP.
+    private static readonly string DeepSeekWord =
+        @"\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";
+
+    // Category escapes beside an astral range, inside and outside classes, and astral literals.
+    private static readonly string AstralMixed = @"[\p{N}𐐀-𐑏]+|\p{L}+|[\p{Lu}😀]|\d|😀";
 
     public static TheoryData<string, string> Components()
     {
@@ -90,7 +100,8 @@ public sealed class PipelineComponentTests : IDisposable
             }
             P($$"""{"type":"Punctuation","behavior":"{{behavior}}"}""");
         }
-        foreach (string regex in new[] { Gpt2, Llama3, Qwen2, DeepSeekDigits, DeepSeekCjk })
+        foreach (string regex in new[]
+            { Gpt2, Llama3, Qwen2, DeepSeekDigits, DeepSeekCjk, DeepSeekWord, AstralMixed })
         {
             P(new JsonObject
             {
