@@ -103,6 +103,28 @@ public static unsafe class CpuGemm
         job.Run();
     }
 
+    /// <summary><c>C[m, n] = epilogue(op(A)·op(B))</c> (α = 1, β = 0): a Linear layer with its
+    /// bias and activation applied to each finished row segment of C while it is in L1.
+    /// </summary>
+    internal static void Gemm(bool transA, bool transB, int m, int n, int k, void* a,
+        GemmType aType, long lda, void* b, GemmType bType, long ldb, float* c, long ldc,
+        GemmEpilogue epilogue)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        bool product = m > 0 && n > 0 && k > 0;
+        CheckLd(lda, transA ? m : k, product, a == null, nameof(lda), nameof(a));
+        CheckLd(ldb, transB ? k : n, product, b == null, nameof(ldb), nameof(b));
+        CheckLd(ldc, n, m > 0 && n > 0, c == null, nameof(ldc), nameof(c));
+        var job = new GemmJob(GemmKernels.Best, 0, m, n, k, 1f, 0f, c, ldc, epilogue)
+        {
+            A = new GemmOperand(a, aType, lda, transA),
+            B = new GemmOperand(b, bType, ldb, transB),
+        };
+        job.Run();
+    }
+
     /// <summary>
     /// <c>C[m, N] = epilogue(op(A)[m, K]·B)</c> against a pre-packed op(B) (β = 0, α = 1) with
     /// the packing's micro-kernel; <paramref name="roundAToBf16"/> rounds A to bf16 precision as
