@@ -81,7 +81,7 @@ public static unsafe class CpuGemm
     /// <paramref name="maxThreads"/> threads (0: all cores), for tests and benchmarks.</summary>
     internal static void Gemm(GemmKernel kernel, int maxThreads, bool transA, bool transB, int m,
         int n, int k, float alpha, void* a, GemmType aType, long lda, void* b, GemmType bType,
-        long ldb, float beta, float* c, long ldc)
+        long ldb, float beta, float* c, long ldc, GemmEpilogue epilogue = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
@@ -95,7 +95,7 @@ public static unsafe class CpuGemm
             throw new ArgumentException($"the {kernel} micro-kernel does not run on this CPU",
                 nameof(kernel));
         }
-        var job = new GemmJob(kernel, maxThreads, m, n, k, alpha, beta, c, ldc, default)
+        var job = new GemmJob(kernel, maxThreads, m, n, k, alpha, beta, c, ldc, epilogue)
         {
             A = new GemmOperand(a, aType, lda, transA),
             B = new GemmOperand(b, bType, ldb, transB),
@@ -108,22 +108,9 @@ public static unsafe class CpuGemm
     /// </summary>
     internal static void Gemm(bool transA, bool transB, int m, int n, int k, void* a,
         GemmType aType, long lda, void* b, GemmType bType, long ldb, float* c, long ldc,
-        GemmEpilogue epilogue)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(m);
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        ArgumentOutOfRangeException.ThrowIfNegative(k);
-        bool product = m > 0 && n > 0 && k > 0;
-        CheckLd(lda, transA ? m : k, product, a == null, nameof(lda), nameof(a));
-        CheckLd(ldb, transB ? k : n, product, b == null, nameof(ldb), nameof(b));
-        CheckLd(ldc, n, m > 0 && n > 0, c == null, nameof(ldc), nameof(c));
-        var job = new GemmJob(GemmKernels.Best, 0, m, n, k, 1f, 0f, c, ldc, epilogue)
-        {
-            A = new GemmOperand(a, aType, lda, transA),
-            B = new GemmOperand(b, bType, ldb, transB),
-        };
-        job.Run();
-    }
+        GemmEpilogue epilogue) =>
+        Gemm(GemmKernels.Best, 0, transA, transB, m, n, k, 1f, a, aType, lda, b, bType, ldb, 0f,
+            c, ldc, epilogue);
 
     /// <summary>
     /// <c>C[m, N] = epilogue(op(A)[m, K]·B)</c> against a pre-packed op(B) (β = 0, α = 1) with
