@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using ZeTT.Ops.Cpu;
-using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Bench;
 
