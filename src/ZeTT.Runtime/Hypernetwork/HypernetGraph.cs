@@ -1025,7 +1025,11 @@ internal sealed class BatchLayout : IDisposable
         }
         var layout = new BatchLayout
         {
-            Rows = rows, L = l, Tokens = n, Sequence = t, Groups = groups,
+            Rows = rows,
+            L = l,
+            Tokens = n,
+            Sequence = t,
+            Groups = groups,
         };
         try
         {

@@ -102,7 +102,8 @@ public sealed class HypernetPredictor : IDisposable
         }
         bool cuda = backend.Device == TensorDevice.Cuda;
         MaxBatchSize = maxBatchSize > 0 ? maxBatchSize : DefaultBatchSize(c,
-            cuda ? CudaWorkspaceBytes : CpuWorkspaceBytes, cuda ? MaxDefaultCudaBatch : MaxDefaultBatch);
+            cuda ? CudaWorkspaceBytes : CpuWorkspaceBytes,
+            cuda ? MaxDefaultCudaBatch : MaxDefaultBatch);
         Name = backend is CudaBackend gpu ? $"cuda: {gpu.DeviceName}" : backend.Name;
     }
 
