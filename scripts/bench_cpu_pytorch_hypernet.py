@@ -26,7 +26,7 @@ D, H, I, HEADS, LAYERS, L, N_EMBD, VOCAB, PAD = 768, 768, 1536, 12, 3, 7, 768, 2
 
 
 def row_flops(h, i, d, layers, positions, extra, n_out):
-    """Same count as CpuHypernetBackend.RowFlops."""
+    """Multiply-adds of the padded forward, counted as bench/ZeTT.Bench/HypernetCpuBench does."""
     s, l = positions + extra, positions
     block = 2 * (2 * h * i)
     flops = l * (2 * d * h + block)

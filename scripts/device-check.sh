@@ -126,9 +126,8 @@ if [ -f build/kernels-sm90/attention.cubin ]; then
     step gpu-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     step cuda-backend-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
-        "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
-        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -class "*CudaLanguageModelTests" \
-        -class "*TrainStepOracleTests" -noColor
+        "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetGraphTests" \
+        -class "*CudaLanguageModelTests" -class "*TrainStepOracleTests" -noColor
     step op-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Ops.Tests" -class "ZeTT.Ops.Tests.CudaBackendOpTests" -noColor
 fi

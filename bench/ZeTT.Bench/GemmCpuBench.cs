@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text.Json;
 using ZeTT.Ops.Cpu;
-using ZeTT.Runtime.Hypernetwork;
 
 namespace ZeTT.Bench;
 
@@ -48,7 +47,6 @@ internal static unsafe class GemmCpuBench
                 rows.Add(Compare(s, GemmType.BF16, anchors));
             }
         }
-        rows.Add(PrePacked(anchors));
         // One core, timed by the thread's CPU clock: on a machine other processes load, wall
         // time counts the time slices they take; CPU time counts only ours (cache pollution
         // from them remains), so this ratio moves far less from run to run.
@@ -214,55 +212,6 @@ internal static unsafe class GemmCpuBench
     private static extern int ClockGetTime(int clock, long* timespec);
 
     private static double WallSeconds() => Stopwatch.GetTimestamp() / (double)Stopwatch.Frequency;
-
-    /// <summary>The hypernetwork's entry point: x·Wᵀ + b with GELU against a pre-packed weight.
-    /// </summary>
-    private static object PrePacked(OpenBlas[] anchors)
-    {
-        int m = 2048, k = 768, n = 1536;
-        var rng = new Random(3);
-        float[] a = Fill(m * k, rng), w = Fill(n * k, rng), bias = Fill(n, rng);
-        var c = new float[m * n];
-        PackedWeight packed = PackedWeight.FromRows([w], n, k, [bias], roundToBf16: false);
-        double flops = 2.0 * m * n * k;
-        var actions = new List<Action>
-        {
-            () =>
-            {
-                fixed (float* pa = a, pc = c)
-                {
-                    CpuMath.Gemm(pa, k, m, packed, pc, n, CpuActivation.GeluErf, roundAToBf16: false);
-                }
-            },
-        };
-        actions.AddRange(anchors.Select(o => (Action)(() =>
-        {
-            fixed (float* pa = a, pw = w, pc = c)
-            {
-                o.Gemm(false, true, m, n, k, pa, k, pw, k, pc, n);
-            }
-        })));
-        double[] medians = Alternate([.. actions]);
-        double ours = flops / medians[0] / 1e9;
-        var gflops = new Dictionary<string, double> { ["ours"] = Math.Round(ours, 1) };
-        for (int i = 0; i < anchors.Length; i++)
-        {
-            gflops[anchors[i].Label + "_without_epilogue"] = Math.Round(flops / medians[i + 1] / 1e9, 1);
-        }
-        double theirs = gflops.Where(kv => kv.Key != "ours").Max(kv => kv.Value);
-        Console.WriteLine($"hypernet pre-packed x·Wᵀ+b, GELU, M {m} N {n} K {k}: "
-            + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F1}"))
-            + $" GFLOP/s; ours/best OpenBLAS {ours / theirs:F2}");
-        return new
-        {
-            shape = "hypernet pre-packed x·Wᵀ + b, GELU (CpuMath.Gemm)",
-            m,
-            n,
-            k,
-            gflops,
-            ours_over_best_openblas = Math.Round(ours / theirs, 3),
-        };
-    }
 
     /// <summary>One matmul of a language model: <c>x[m, k]·W[n, k]ᵀ</c>.</summary>
     private sealed record LmShape(string Model, string Op, int N, int K, GemmType Weight);
@@ -490,16 +439,6 @@ internal static unsafe class GemmCpuBench
 
     private static T* Alloc<T>(long count)
         where T : unmanaged => (T*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(T)), 64);
-
-    private static float[] Fill(int n, Random rng)
-    {
-        var x = new float[n];
-        for (int i = 0; i < n; i++)
-        {
-            x[i] = (float)((rng.NextDouble() * 2) - 1);
-        }
-        return x;
-    }
 }
 
 /// <summary>The machine's fp32 FMA ceiling as the benchmark sees it: every core running 12

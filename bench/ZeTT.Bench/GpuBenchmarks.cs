@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Kernels;
 using ZeTT.Kernels.Blas;
+using ZeTT.Ops.Cuda;
 using ZeTT.Runtime;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -13,8 +14,8 @@ namespace ZeTT.Bench;
 /// <summary>
 /// GPU benchmarks: <c>gemm-gpu</c> (the row-major GEMM wrapper at hypernetwork shapes, TFLOP/s
 /// against a measured bf16 peak) and <c>hypernet-gpu</c> (surface forms per second of
-/// <see cref="CudaHypernetBackend"/> at the released checkpoints' sizes, random weights, with
-/// padding skipped (packed, the default) and computed (unpacked) side by side). Both print
+/// <see cref="HypernetPredictor"/> — HypernetGraph on CudaBackend — at the released
+/// checkpoints' sizes, random weights, bf16). Both print
 /// "skipped: no CUDA device" and succeed where there is none.
 /// </summary>
 internal static class GpuBenchmarks
@@ -149,72 +150,39 @@ internal static class GpuBenchmarks
                 ? RealSurfaceForms(file, s, weights.Config)
                 : SurfaceForms(s, weights.Config);
             int targetVocab = forms.Length / MaxLen;
-            using var backend = new CudaHypernetBackend(weights, source,
-                HypernetPrecision.BFloat16, log: m => Console.WriteLine("  " + m));
+            using var backend = new HypernetPredictor(new CudaBackend(), weights, source,
+                HypernetPrecision.BFloat16, ownsBackend: true);
+            Console.WriteLine($"  {backend.Name}, batch {backend.MaxBatchSize}");
             int lang = s.Lang ? 0 : -1;
-            double Measure(bool skipPadding)
-            {
-                backend.SkipPadding = skipPadding;
-                // The production path: every row in one call, batches pipelined.
-                void RunAll() => HypernetBatching.PredictAll(backend, forms, targetVocab, lang,
-                    weights.Config);
-                return BenchContext.MedianSeconds(RunAll, repeats: 3, warmup: 1);
-            }
-            double unpackedSeconds = Measure(skipPadding: false);
-            double packedSeconds = Measure(skipPadding: true);
-            PipelineTimings pipeline = backend.LastTimings;
-            // One more pass with every phase waited for and timed (serialises host and device:
-            // a breakdown, not a speed).
-            backend.Profile = true;
-            HypernetBatching.PredictAll(backend, forms, targetVocab, lang, weights.Config);
-            backend.Profile = false;
-            var phases = new JsonObject();
-            foreach (var (phase, seconds) in backend.PhaseSeconds.OrderByDescending(p => p.Value))
-            {
-                phases[phase] = Math.Round(seconds * 1000, 2);
-            }
-            Console.WriteLine($"  pipeline: enqueue {pipeline.Enqueue * 1000:F1} ms, wait "
-                + $"{pipeline.Wait * 1000:F1} ms, copy out {pipeline.Copy * 1000:F1} ms of "
-                + $"{pipeline.Total * 1000:F1} ms; phases (ms, serialised): "
-                + string.Join(", ", phases.Select(p => $"{p.Key} {p.Value}")));
-            double packedRate = targetVocab / packedSeconds;
-            double unpackedRate = targetVocab / unpackedSeconds;
+            // The production path: HypernetGraph on CudaBackend, every row through
+            // HypernetBatching as zett transfer runs it.
+            double seconds = BenchContext.MedianSeconds(
+                () => HypernetBatching.PredictAll(backend, forms, targetVocab, lang), repeats: 3,
+                warmup: 1);
+            double rate = targetVocab / seconds;
             double positions = MeanPositions(forms, weights.Config);
             double needed = 0;
             for (int r = 0; r < targetVocab; r++)
             {
                 needed += FlopsPerSurfaceForm(weights.Config, PositionsOf(forms, r, weights.Config));
             }
-            double useful = needed / packedSeconds / 1e12;
-            double executedUnpacked = FlopsPerSurfaceForm(weights.Config, MaxLen) * targetVocab
-                / unpackedSeconds / 1e12;
-            Console.WriteLine($"{s.Name,-18} H {s.Hidden}: packed {packedRate,10:F0} tokens/s, "
-                + $"unpacked {unpackedRate,10:F0} tokens/s ({unpackedSeconds / packedSeconds:F2}×; "
-                + $"{positions:F2} of {MaxLen} positions computed per row); packed "
+            double useful = needed / seconds / 1e12;
+            Console.WriteLine($"{s.Name,-18} H {s.Hidden}: {rate,10:F0} tokens/s "
+                + $"({positions:F2} of {MaxLen} positions computed per row); "
                 + $"{useful:F1} TFLOP/s ({100 * useful / peak:F0} % of the measured bf16 peak "
-                + $"{peak:F0}), unpacked {executedUnpacked:F1}; batch {backend.MaxBatchSize}");
+                + $"{peak:F0}); batch {backend.MaxBatchSize}");
             sizes.Add(new JsonObject
             {
                 ["name"] = s.Name,
                 ["hidden"] = s.Hidden,
                 ["vocab"] = targetVocab,
                 ["surface_forms"] = context.SurfaceFormsPath ?? "synthetic",
-                ["zett_tokens_per_s"] = Math.Round(packedRate),
-                ["zett_tokens_per_s_unpacked"] = Math.Round(unpackedRate),
-                ["packing_speedup"] = Math.Round(unpackedSeconds / packedSeconds, 2),
+                ["path"] = "HypernetGraph on CudaBackend (HypernetPredictor), bf16 weights",
+                ["zett_tokens_per_s"] = Math.Round(rate),
                 ["mean_positions_computed"] = Math.Round(positions, 2),
                 ["pytorch_tokens_per_s"] = null,
                 ["useful_tflops"] = Math.Round(useful, 1),
-                ["unpacked_executed_tflops"] = Math.Round(executedUnpacked, 1),
                 ["peak_tflops"] = Math.Round(peak, 1),
-                ["pipeline_ms"] = new JsonObject
-                {
-                    ["enqueue"] = Math.Round(pipeline.Enqueue * 1000, 1),
-                    ["wait_device"] = Math.Round(pipeline.Wait * 1000, 1),
-                    ["copy_out"] = Math.Round(pipeline.Copy * 1000, 1),
-                    ["total"] = Math.Round(pipeline.Total * 1000, 1),
-                },
-                ["profile_phase_ms"] = phases,
             });
         }
         // Parity after the timings, so that a parity failure still leaves the numbers: the
@@ -267,9 +235,15 @@ internal static class GpuBenchmarks
         return 2.0 * n * n * n * 10 / (CudaEvent.ElapsedMilliseconds(start, end) / 1000) / 1e12;
     }
 
-    /// <summary>Surface-form positions the packed backend computes for row r.</summary>
-    private static int PositionsOf(int[] forms, int r, HypernetConfig c) =>
-        HypernetPacking.Positions(forms.AsSpan(r * MaxLen, MaxLen), c, skipPadding: true);
+    /// <summary>Surface-form positions the graph computes for row r: its non-padding ids, and
+    /// position 0 when that is padding (all L for a row of padding without a language
+    /// position).</summary>
+    private static int PositionsOf(int[] forms, int r, HypernetConfig c)
+    {
+        ReadOnlySpan<int> row = forms.AsSpan(r * MaxLen, MaxLen);
+        int valid = MaxLen - row.Count(c.PadTokenId);
+        return valid == 0 && !c.EmbedLangId ? MaxLen : valid + (row[0] == c.PadTokenId ? 1 : 0);
+    }
 
     private static double MeanPositions(int[] forms, HypernetConfig c)
     {

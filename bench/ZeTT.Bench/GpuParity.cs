@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ZeTT.Ops.Cuda;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
@@ -60,7 +61,8 @@ internal static class GpuParity
             double caseFp32 = 0, caseBf16 = 0;
             foreach (HypernetPrecision precision in new[] { HypernetPrecision.Float32, HypernetPrecision.BFloat16 })
             {
-                using var gpu = new CudaHypernetBackend(checkpoint.Weights, source, precision);
+                using var gpu = new HypernetPredictor(new CudaBackend(), checkpoint.Weights, source,
+                    precision, ownsBackend: true);
                 HypernetOutput got = gpu.Predict(ids, rows, lang);
                 foreach (var (name, want) in expected)
                 {

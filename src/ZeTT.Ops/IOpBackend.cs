@@ -81,21 +81,53 @@ public interface IOpBackend : IDisposable
 
     /// <summary>y = x · Wᵀ + bias for W stored [out, in] (PyTorch nn.Linear), or y = x · W +
     /// bias when <paramref name="weightInOut"/> (W stored [in, out]: GPT-2's Conv1D). x is rows
-    /// of [*, in], y rows of [*, out]; bias [out] or null.</summary>
-    void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false);
+    /// of [*, in], y rows of [*, out]; bias [out] or null. With <paramref name="activation"/>,
+    /// y = f(x · Wᵀ + bias), fused where the backend can (inference: the pre-activation is not
+    /// kept, so a backward pass needs the unfused form).</summary>
+    void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false,
+        ActivationFunction? activation = null);
 
     /// <summary>Backward of <see cref="Linear"/>: dx = dy · W (overwritten, when not null);
     /// dWeight += dyᵀ · x (or xᵀ · dy for [in, out]); dBias += Σ_rows dy. Any of the three
-    /// may be null when not wanted.</summary>
+    /// may be null when not wanted. Written once, over <see cref="MatMul"/> and
+    /// <see cref="SumRows"/>, for every backend.</summary>
     void LinearBackward(Tensor dy, Tensor x, Tensor weight, bool weightInOut, Tensor? dx,
-        Tensor? dWeight, Tensor? dBias);
+        Tensor? dWeight, Tensor? dBias)
+    {
+        ArgumentNullException.ThrowIfNull(dy);
+        if (dx is not null)
+        {
+            MatMul(dy, false, weight, weightInOut, dx);
+        }
+        if (dWeight is not null)
+        {
+            if (weightInOut)
+            {
+                MatMul(x, true, dy, false, dWeight, 1f, 1f);
+            }
+            else
+            {
+                MatMul(dy, true, x, false, dWeight, 1f, 1f);
+            }
+        }
+        if (dBias is not null)
+        {
+            SumRows(dy, dBias);
+        }
+    }
+
+    /// <summary>sums[c] += Σ_rows x[r, c] over rows of x [*, D] (bias gradients); sums is a
+    /// contiguous [D], rows are added in a fixed order.</summary>
+    void SumRows(Tensor x, Tensor sums);
 
     // ---- normalisation ------------------------------------------------------------------
 
     /// <summary>y = (x − mean) · rstd · weight + bias over the last dimension; saves mean and
-    /// rstd (F32/F64 [rows]) for the backward. bias may be null.</summary>
+    /// rstd (F32/F64 [rows]) for the backward. bias may be null.With <paramref name="residual"/>, y = LN(x + residual)
+    /// (a residual connection fused in; the sum is not kept, so a backward pass needs the
+    /// unfused form).</summary>
     void LayerNormForward(Tensor x, Tensor weight, Tensor? bias, float eps, Tensor y,
-        Tensor mean, Tensor rstd);
+        Tensor mean, Tensor rstd, Tensor? residual = null);
 
     /// <summary>Backward of <see cref="LayerNormForward"/> from the saved mean and rstd.
     /// </summary>

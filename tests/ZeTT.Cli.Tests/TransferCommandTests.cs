@@ -1,3 +1,4 @@
+using ZeTT.Ops.Cpu;
 using ZeTT.Kernels;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -281,8 +282,8 @@ public sealed class TransferCommandTests : IDisposable
             Array.Copy(m.Tensors[m.Output!], i * d, stacked, i * 2 * d + d, d);
         }
         HypernetCheckpoint ckpt = HypernetCheckpoint.Load(hn);
-        using var backend = new CpuHypernetBackend(ckpt.Weights, new HostTensor("E", [m.Vocab, 2 * d], stacked),
-            HypernetPrecision.Float32);
+        using var backend = new HypernetPredictor(new CpuBackend(), ckpt.Weights,
+            new HostTensor("E", [m.Vocab, 2 * d], stacked), HypernetPrecision.Float32);
         HypernetOutput want = backend.Predict(ids, 4, 1);
         using (SafetensorsFile f = SafetensorsFile.Open(P("a.safetensors")))
         {

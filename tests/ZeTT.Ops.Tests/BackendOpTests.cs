@@ -207,7 +207,8 @@ public abstract class BackendOpTests : IDisposable
         Tensor db = Up(db0, DType.F32, Out_);
         Ops.LinearBackward(Up(dy, DType.F32, N, Out_), tx, tw, weightInOut, dx, dw, db);
         using Tensor rdx = RZ(N, In), rdw = R(dw0, ws), rdb = R(db0, Out_);
-        _ref.LinearBackward(R(dy, N, Out_), R(x, N, In), R(w, ws), weightInOut, rdx, rdw, rdb);
+        ((IOpBackend)_ref).LinearBackward(R(dy, N, Out_), R(x, N, In), R(w, ws), weightInOut,
+            rdx, rdw, rdb);
         Close(rdx, dx, true, "linear dx");
         Close(rdw, dw, true, "linear dW (accumulated)");
         Close(rdb, db, true, "linear db (accumulated)");

@@ -123,9 +123,19 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <inheritdoc />
-    public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false)
+    public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false,
+        ActivationFunction? activation = null)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(y);
+        if (y.DType == DType.F32 && x.DType != DType.F64
+            && (bias is null || bias is { DType: DType.F32, IsContiguous: true })
+            && (activation is null || VectorActivations.Handles(activation.Value)))
+        {
+            LinearFused(x, weight, bias, y, weightInOut, activation);
+            return;
+        }
         float beta = 0f;
         if (bias is not null)
         {
@@ -133,6 +143,36 @@ public sealed unsafe partial class CpuBackend
             beta = 1f;
         }
         MatMul(x, false, weight, !weightInOut, y, 1f, beta);
+        if (activation is { } f)
+        {
+            Activation(f, y, y);
+        }
+    }
+
+    /// <summary>The F32 Linear as one GEMM whose epilogue adds the bias and applies the GELU
+    /// while each tile of y is in L1 (what a separate bias pass and activation pass would
+    /// compute, bit for bit, with two fewer trips through memory).</summary>
+    private static void LinearFused(Tensor x, Tensor weight, Tensor? bias, Tensor y,
+        bool weightInOut, ActivationFunction? activation)
+    {
+        RequireWritable(y);
+        Matrix mx = AsMatrix(x), mw = AsMatrix(weight), my = AsMatrix(y);
+        long n = weightInOut ? mw.Cols : mw.Rows, k = weightInOut ? mw.Rows : mw.Cols;
+        if (mx.Cols != k || my.Rows != mx.Rows || my.Cols != n)
+        {
+            throw new ArgumentException($"linear: '{x.Name}' is [{mx.Rows}, {mx.Cols}], weight "
+                + $"'{weight.Name}' maps {k} → {n} and '{y.Name}' is [{my.Rows}, {my.Cols}]");
+        }
+        if (bias is not null && bias.Count != n)
+        {
+            throw new ArgumentException($"linear: bias '{bias.Name}' has {bias.Count} elements, "
+                + $"expected {n}");
+        }
+        CpuGemm.Gemm(false, !weightInOut, checked((int)mx.Rows), checked((int)n),
+            checked((int)k), (void*)x.Address, GemmTypeOf(x), mx.Ld, (void*)weight.Address,
+            GemmTypeOf(weight), mw.Ld, (float*)y.Address, my.Ld,
+            new GemmEpilogue(VectorActivations.Epilogue(activation),
+                bias is null ? null : (float*)bias.Address));
     }
 
     /// <summary>Writes <paramref name="bias"/> into every row of <paramref name="y"/>.</summary>
@@ -157,29 +197,11 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <inheritdoc />
-    public void LinearBackward(Tensor dy, Tensor x, Tensor weight, bool weightInOut, Tensor? dx,
-        Tensor? dWeight, Tensor? dBias)
+    public void SumRows(Tensor x, Tensor sums)
     {
-        ArgumentNullException.ThrowIfNull(dy);
-        if (dx is not null)
-        {
-            MatMul(dy, false, weight, weightInOut, dx);
-        }
-        if (dWeight is not null)
-        {
-            if (weightInOut)
-            {
-                MatMul(x, true, dy, false, dWeight, 1f, 1f);
-            }
-            else
-            {
-                MatMul(dy, true, x, false, dWeight, 1f, 1f);
-            }
-        }
-        if (dBias is not null)
-        {
-            AccumulateColumnSums(dy, dBias);
-        }
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(sums);
+        AccumulateColumnSums(x, sums);
     }
 
     /// <summary>sums[c] += Σ_rows t[r, c], columns in parallel blocks, rows in order.</summary>

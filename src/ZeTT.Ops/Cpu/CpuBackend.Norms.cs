@@ -7,16 +7,20 @@ public sealed unsafe partial class CpuBackend
 {
     /// <inheritdoc />
     public void LayerNormForward(Tensor x, Tensor weight, Tensor? bias, float eps, Tensor y,
-        Tensor mean, Tensor rstd)
+        Tensor mean, Tensor rstd, Tensor? residual = null)
     {
         RequireSameShape(x, y);
+        if (residual is not null)
+        {
+            RequireSameShape(x, residual);
+        }
         if (IsF64(x, y, mean, rstd))
         {
-            NormForward<double>(x, weight, bias, eps, false, false, y, mean, rstd);
+            NormForward<double>(x, weight, bias, eps, false, false, y, mean, rstd, residual);
         }
         else
         {
-            NormForward<float>(x, weight, bias, eps, false, false, y, mean, rstd);
+            NormForward<float>(x, weight, bias, eps, false, false, y, mean, rstd, residual);
         }
     }
 
@@ -36,9 +40,13 @@ public sealed unsafe partial class CpuBackend
     }
 
     private static void NormForward<T>(Tensor x, Tensor weight, Tensor? bias, float eps, bool rms,
-        bool unitOffset, Tensor y, Tensor? mean, Tensor rstd)
+        bool unitOffset, Tensor y, Tensor? mean, Tensor rstd, Tensor? residual = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (residual is not null)
+        {
+            RequireActivation<T>(residual);
+        }
         RequireActivation<T>(x);
         RequireActivation<T>(y);
         RequireWritable(y);
@@ -55,7 +63,9 @@ public sealed unsafe partial class CpuBackend
         }
         T[]? b = bias is null ? null : ReadVector<T>(bias, width);
         long[] xo = RowOffsets(x), yo = RowOffsets(y);
+        long[]? ro = residual is null ? null : RowOffsets(residual);
         T* px = (T*)x.Address, py = (T*)y.Address;
+        T* pres = residual is null ? null : (T*)residual.Address;
         T* pm = mean is null ? null : (T*)mean.Address, pr = (T*)rstd.Address;
         int n = (int)width;
         T e = T.CreateTruncating(eps), count = T.CreateTruncating(width);
@@ -63,6 +73,13 @@ public sealed unsafe partial class CpuBackend
         {
             var xr = new ReadOnlySpan<T>(px + xo[r], n);
             var yr = new Span<T>(py + yo[r], n);
+            if (pres != null)
+            {
+                // The residual sum, in y (as a separate Add would write it), then y normalised
+                // in place: the same values as Add followed by the norm.
+                TensorPrimitives.Add(xr, new ReadOnlySpan<T>(pres + ro![r], n), yr);
+                xr = yr;
+            }
             T mu = rms ? T.Zero : TensorPrimitives.Sum(xr) / count;
             if (rms)
             {

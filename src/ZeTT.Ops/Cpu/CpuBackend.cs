@@ -200,6 +200,16 @@ public sealed unsafe partial class CpuBackend : IOpBackend
         {
             Binary<double>(x, x, y, (p, _, o) => Activations.Forward(function, p, o));
         }
+        else if (VectorActivations.Handles(function))
+        {
+            Binary<float>(x, x, y, (p, _, o) =>
+            {
+                fixed (float* px = p, po = o)
+                {
+                    VectorActivations.Forward(function, px, po, p.Length);
+                }
+            });
+        }
         else
         {
             Binary<float>(x, x, y, (p, _, o) => Activations.Forward(function, p, o));

@@ -105,7 +105,8 @@ public sealed partial class CudaBackend
     }
 
     /// <inheritdoc />
-    public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false)
+    public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, bool weightInOut = false,
+        ActivationFunction? activation = null)
     {
         ArgumentNullException.ThrowIfNull(y);
         float beta = 0f;
@@ -123,47 +124,41 @@ public sealed partial class CudaBackend
             beta = 1f;
         }
         MatMul(x, false, weight, !weightInOut, y, 1f, beta);
+        if (activation is { } f)
+        {
+            Activation(f, y, y);
+        }
     }
 
     /// <inheritdoc />
-    public void LinearBackward(Tensor dy, Tensor x, Tensor weight, bool weightInOut, Tensor? dx,
-        Tensor? dWeight, Tensor? dBias)
+    public void SumRows(Tensor x, Tensor sums)
     {
-        ArgumentNullException.ThrowIfNull(dy);
-        if (dx is not null)
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(sums);
+        (long rows, long width, long ld) = Rows(x);
+        if (sums.Count != width || !sums.IsContiguous || sums.DType != DType.F32)
         {
-            MatMul(dy, false, weight, weightInOut, dx);
+            throw new ArgumentException($"sum rows: '{sums.Name}' must be a contiguous F32 "
+                + $"[{width}]");
         }
-        if (dWeight is not null)
-        {
-            if (weightInOut)
-            {
-                MatMul(x, true, dy, false, dWeight, 1f, 1f);
-            }
-            else
-            {
-                MatMul(dy, true, x, false, dWeight, 1f, 1f);
-            }
-        }
-        if (dBias is not null)
-        {
-            (long rows, long width, long ld) = Rows(dy);
-            if (dBias.Count != width || !dBias.IsContiguous || dBias.DType != DType.F32)
-            {
-                throw new ArgumentException($"linear backward: dBias '{dBias.Name}' must be a "
-                    + $"contiguous F32 [{width}]");
-            }
-            ResidualKernels.SumRows(_kernels, _stream, View(dy), ToInt(rows, dy, "rows"),
-                ToInt(width, dy, "width"), ToInt(ld, dy, "row stride"), 1f, View(dBias));
-        }
+        ResidualKernels.SumRows(_kernels, _stream, View(x), ToInt(rows, x, "rows"),
+            ToInt(width, x, "width"), ToInt(ld, x, "row stride"), 1f, View(sums));
     }
 
     // ---- normalisation ------------------------------------------------------------------
 
     /// <inheritdoc />
     public void LayerNormForward(Tensor x, Tensor weight, Tensor? bias, float eps, Tensor y,
-        Tensor mean, Tensor rstd)
+        Tensor mean, Tensor rstd, Tensor? residual = null)
     {
+        if (residual is not null)
+        {
+            // The sum into y, then the norm in place: each thread reads its elements of a row
+            // before it writes them, after the block's two reductions.
+            Add(x, residual, y);
+            LayerNormForward(y, weight, bias, eps, y, mean, rstd);
+            return;
+        }
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(y);

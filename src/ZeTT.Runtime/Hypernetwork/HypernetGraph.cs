@@ -4,21 +4,34 @@ namespace ZeTT.Runtime.Hypernetwork;
 
 /// <summary>
 /// The hypernetwork (ZETT.md §3, TRAINING.md §6.1) written once over the op layer, forward and
-/// backward, on any <see cref="IOpBackend"/>: the graph that training differentiates.
+/// backward, on any <see cref="IOpBackend"/>: the graph that training differentiates and that
+/// <see cref="HypernetPredictor"/> runs for <c>zett transfer</c> and <c>zett predict</c>.
 /// </summary>
 /// <remarks>
-/// <para>Layout: each surface-form row becomes one encoder sequence of S = L (+1 with a language
-/// position) positions. Attention only needs which keys a query sees, and everything else in
-/// the encoder acts position by position, so the positions of a row may be stored in any order
-/// as long as each carries its own position embedding: a row stores its attended positions
-/// first (in order), then its language position, then its masked (padding) positions, and the
-/// op's per-sequence key lengths express the mask exactly. A row whose every key is masked
-/// (a special token without a language position) attends uniformly in the reference (every
-/// score gets the same finfo.min); here its queries are zeroed, which gives the same uniform
-/// weights.</para>
+/// <para>Layout: each surface-form row becomes one encoder sequence. Attention only needs which
+/// keys a query sees, and everything else in the encoder acts position by position, so the
+/// positions of a row may be stored in any order as long as each carries its own position
+/// embedding, and positions nothing reads may be left out. A row stores its attended positions
+/// first (its non-padding ids, in order), then its language position, then position 0 when that
+/// is padding (a masked key, but the pooled output reads its query); the op's per-sequence key
+/// lengths express the mask exactly. Every other padding position is a masked key whose output
+/// nothing reads, so it is not computed at all: exact, because a masked key's softmax weight is
+/// exactly 0 in the reference too. A row whose every key is masked (padding only, no language
+/// position) attends uniformly in the reference (every score gets the same finfo.min); it keeps
+/// all L positions and its queries are zeroed, which gives the same uniform weights.</para>
+/// <para>Rows are grouped by sequence length (stable), so that each group is one [B, S, heads,
+/// head_dim] attention call over a packed token matrix; the outputs come back in row order.
+/// Only position 0 of the last encoder layer reaches the heads (ZETT.md §3 step 7), so that
+/// layer computes keys and values for every position but queries, attention output and
+/// feed-forward for the pooled position only — exact, not an approximation.</para>
 /// <para>The in_scaler is frozen in the reference (TRAINING.md §6.3), so it is applied to the
 /// source embeddings once when the graph is built; every other parameter is read from
 /// <see cref="Parameters"/> at each pass, so optimizer updates are seen.</para>
+/// <para><see cref="Forward"/> keeps every activation for <see cref="Backward"/> (training);
+/// <see cref="Predict"/> keeps none: its tensors come from two workspaces the graph reuses from
+/// batch to batch (one for what lives through the pass, one for a block's or layer's
+/// temporaries), so inference neither allocates nor keeps activations after its first batch.
+/// One <see cref="Predict"/> at a time per graph.</para>
 /// </remarks>
 public sealed class HypernetGraph : IDisposable
 {
@@ -27,6 +40,7 @@ public sealed class HypernetGraph : IDisposable
     private readonly DType _dt;
     private readonly Tensor _table; // in_scaler(E) [V, D_in], activation dtype
     private readonly int _l, _h, _i, _d, _n, _heads;
+    private readonly Workspace _live, _temp;
 
     /// <summary>Builds the graph over <paramref name="parameters"/> (which it reads, never owns)
     /// and the source embeddings <paramref name="sourceEmbeddings"/> [V, D_in] (a host or
@@ -52,7 +66,8 @@ public sealed class HypernetGraph : IDisposable
         {
             throw new ZettException($"source embeddings '{sourceEmbeddings.Name}' have shape "
                 + $"{Tensor.ShapeText(sourceEmbeddings.Shape)}, expected [≥{config.OriginalVocabSize}"
-                + $", {_d}]");
+                + $", {_d}]" + (config.SeparateOutEmbeddings
+                    ? " (untied model: [E_in, E_out] per row)" : ""));
         }
         long v = config.OriginalVocabSize;
         Tensor src = _ops.Upload(sourceEmbeddings);
@@ -72,6 +87,8 @@ public sealed class HypernetGraph : IDisposable
         {
             _ops.ScaleShift(_table, w.View(-1), parameters["in_scaler.b"].View(-1), _table);
         }
+        _live = new Workspace(_ops, _dt);
+        _temp = new Workspace(_ops, _dt);
     }
 
     /// <summary>The parameters the graph reads.</summary>
@@ -89,7 +106,18 @@ public sealed class HypernetGraph : IDisposable
     /// <paramref name="surfaceLength"/> L may be shorter than the config's (the identity stage
     /// feeds single ids, L = 1); 0 means the config's.</summary>
     public HypernetPass Forward(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
-        int surfaceLength = 0)
+        int surfaceLength = 0) => Run(surfaceForms, rows, langIndex, surfaceLength, training: true);
+
+    /// <summary>Inference: the same forward pass as <see cref="Forward"/>, keeping nothing for a
+    /// backward pass, its outputs copied to host float arrays.</summary>
+    public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    {
+        using HypernetPass pass = Run(surfaceForms, rows, langIndex, 0, training: false);
+        return pass.Download();
+    }
+
+    private HypernetPass Run(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
+        int surfaceLength, bool training)
     {
         int l = surfaceLength == 0 ? _l : surfaceLength;
         if (l < 1 || l > _l)
@@ -107,10 +135,14 @@ public sealed class HypernetGraph : IDisposable
             throw new ZettException($"language index {langIndex} does not fit this hypernetwork ("
                 + (_c.EmbedLangId ? $"{_c.NumLangs} languages" : "no language embeddings") + ")");
         }
-        var pass = new HypernetPass(this, rows, langIndex);
+        var pass = new HypernetPass(this, rows, langIndex, training);
         try
         {
             pass.Layout = BatchLayout.Build(surfaceForms, rows, l, _c, _ops);
+            if (!training)
+            {
+                _live.Reset();
+            }
             RunForward(pass);
         }
         catch
@@ -121,6 +153,27 @@ public sealed class HypernetGraph : IDisposable
         return pass;
     }
 
+    /// <summary>A tensor that lives through the pass (kept for the backward when training).
+    /// </summary>
+    private Tensor Live(HypernetPass p, long[] shape, string name, bool zero = false) =>
+        p.Training ? p.Keep(zero ? _ops.Zeros(_dt, shape, name) : _ops.Empty(_dt, shape, name))
+            : _live.Take(shape, zero);
+
+    /// <summary>A block's or layer's temporary: kept for the backward when training, else from
+    /// the workspace that <see cref="BeginTemporaries"/> rewinds.</summary>
+    private Tensor Temp(HypernetPass p, long[] shape, string name, bool zero = false) =>
+        p.Training ? p.Keep(zero ? _ops.Zeros(_dt, shape, name) : _ops.Empty(_dt, shape, name))
+            : _temp.Take(shape, zero);
+
+    /// <summary>Inference only: the temporaries of the previous block or layer are dead.</summary>
+    private void BeginTemporaries(HypernetPass p)
+    {
+        if (!p.Training)
+        {
+            _temp.Reset();
+        }
+    }
+
     private void RunForward(HypernetPass p)
     {
         BatchLayout lay = p.Layout!;
@@ -129,17 +182,18 @@ public sealed class HypernetGraph : IDisposable
 
         // x_j: in_scaler(E[s_j]) for s_j < V0, fallback[s_j − V0] otherwise; both gathered into
         // one [2N, D_in] buffer, then each position picks its row.
-        Tensor both = p.Keep(_ops.Empty(_dt, [2 * n, _d], "gathered"));
+        BeginTemporaries(p);
+        Tensor both = Temp(p, [2 * n, _d], "gathered");
         _ops.EmbeddingForward(_table, lay.SourceIds, both.Slice(0, 0, n));
         _ops.EmbeddingForward(P("fallback_embeddings.weight"), lay.FallbackIds,
             both.Slice(0, n, n));
-        p.X = p.Keep(_ops.Empty(_dt, [n, _d], "x"));
+        p.X = Temp(p, [n, _d], "x");
         _ops.EmbeddingForward(both, lay.Pick, p.X);
 
-        p.P0 = p.Keep(_ops.Empty(_dt, [n, _h], "projected"));
+        p.P0 = Live(p, [n, _h], "projected");
         Linear(p.X, "input_projection.0", p.P0);
         // U: the projector's output per surface position, then the language row.
-        p.U = p.Keep(_ops.Zeros(_dt, [n + 1, _h], "u"));
+        p.U = Live(p, [n + 1, _h], "u", zero: true);
         p.InputBlock = Block("input_projection.1", p.P0, p.U.Slice(0, 0, n), p);
         if (_c.EmbedLangId)
         {
@@ -152,34 +206,35 @@ public sealed class HypernetGraph : IDisposable
             _ops.AddScaled(P("model.embeddings.token_type_embeddings.weight").Slice(0, 0, 1), -1f,
                 langRow);
         }
-        p.E0 = p.Keep(_ops.Empty(_dt, [t, _h], "embeddings"));
-        using (Tensor tmp = _ops.Empty(_dt, [t, _h]))
-        {
-            _ops.EmbeddingForward(p.U, lay.SequenceSource, p.E0);
-            _ops.EmbeddingForward(P("model.embeddings.position_embeddings.weight"), lay.Positions,
-                tmp);
-            _ops.Add(p.E0, tmp, p.E0);
-            _ops.EmbeddingForward(P("model.embeddings.token_type_embeddings.weight"),
-                lay.ZeroIds, tmp);
-            _ops.Add(p.E0, tmp, p.E0);
-        }
-        Tensor h = p.Keep(_ops.Empty(_dt, [t, _h], "h0"));
+        BeginTemporaries(p);
+        p.E0 = Temp(p, [t, _h], "embeddings");
+        Tensor tmp = Temp(p, [t, _h], "embedding terms");
+        _ops.EmbeddingForward(p.U, lay.SequenceSource, p.E0);
+        _ops.EmbeddingForward(P("model.embeddings.position_embeddings.weight"), lay.Positions,
+            tmp);
+        _ops.Add(p.E0, tmp, p.E0);
+        _ops.EmbeddingForward(P("model.embeddings.token_type_embeddings.weight"),
+            lay.ZeroIds, tmp);
+        _ops.Add(p.E0, tmp, p.E0);
+        Tensor h = Live(p, [t, _h], "h0");
         p.EmbLn = Norm(p.E0, "model.embeddings.LayerNorm", _c.EncoderLayerNormEps, h, p);
         p.H0 = h;
         for (int li = 0; li < _c.NumLayers; li++)
         {
-            var layer = new LayerState { Input = h };
+            var layer = new LayerState { Input = h, Pooled = li == _c.NumLayers - 1 };
             p.Layers.Add(layer);
             h = Layer(li, h, lay, layer, p);
         }
-        p.Z = p.Keep(_ops.Empty(_dt, [rows, _h], "z"));
-        _ops.EmbeddingForward(h, lay.Pool, p.Z);
+        // z = h[:, 0] per row, in row order: the last layer computed the pooled positions only
+        // (in group order); without layers, the embeddings' position 0.
+        p.Z = Live(p, [rows, _h], "z");
+        _ops.EmbeddingForward(h, _c.NumLayers > 0 ? lay.Unsort : lay.Pool, p.Z);
         p.HLast = h;
 
         int headOut = (int)P("output_projection.1.weight").Shape[0];
-        Tensor o1 = p.Keep(_ops.Empty(_dt, [rows, _h], "head block"));
+        Tensor o1 = Live(p, [rows, _h], "head block");
         p.OutputBlock = Block("output_projection.0", p.Z, o1, p);
-        p.HeadRaw = p.Keep(_ops.Empty(_dt, [rows, headOut], "head"));
+        p.HeadRaw = Live(p, [rows, headOut], "head");
         Linear(o1, "output_projection.1", p.HeadRaw);
         p.HeadBlockOut = o1;
         Tensor rawIn = p.HeadRaw.Slice(1, 0, _n);
@@ -188,9 +243,9 @@ public sealed class HypernetGraph : IDisposable
         {
             if (Maybe("output_projection_out.1.weight") is not null)
             {
-                Tensor o2 = p.Keep(_ops.Empty(_dt, [rows, _h], "out head block"));
+                Tensor o2 = Live(p, [rows, _h], "out head block");
                 p.OutBlock = Block("output_projection_out.0", p.Z, o2, p);
-                p.OutRaw = p.Keep(_ops.Empty(_dt, [rows, _n], "out head"));
+                p.OutRaw = Live(p, [rows, _n], "out head");
                 Linear(o2, "output_projection_out.1", p.OutRaw);
                 p.OutBlockOut = o2;
                 rawOut = p.OutRaw;
@@ -202,82 +257,194 @@ public sealed class HypernetGraph : IDisposable
         }
         p.RawIn = rawIn;
         p.RawOut = rawOut;
-        p.EmbeddingsIn = p.Keep(_ops.Empty(_dt, [rows, _n], "embeddings_in"));
+        p.EmbeddingsIn = Live(p, [rows, _n], "embeddings_in");
         Rescale(rawIn, "scaler", p.EmbeddingsIn);
         if (rawOut is not null)
         {
-            p.EmbeddingsOut = p.Keep(_ops.Empty(_dt, [rows, _n], "embeddings_out"));
+            p.EmbeddingsOut = Live(p, [rows, _n], "embeddings_out");
             Rescale(rawOut, "out_scaler", p.EmbeddingsOut);
         }
         if (Maybe("bias_projection.weight") is not null)
         {
-            p.Bias = p.Keep(_ops.Empty(_dt, [rows, 1], "bias"));
+            p.Bias = Live(p, [rows, 1], "bias");
             Linear(p.Z, "bias_projection", p.Bias);
         }
     }
 
+    /// <summary>One post-LayerNorm RoBERTa layer. Queries, attention output and feed-forward
+    /// run on every position, or on the pooled positions only in the last layer
+    /// (<see cref="LayerState.Pooled"/>; rows in group order).</summary>
     private Tensor Layer(int li, Tensor h, BatchLayout lay, LayerState s, HypernetPass p)
     {
         string pre = $"model.encoder.layer.{li}.";
         long t = lay.Sequence;
-        int dh = _h / _heads;
-        s.Q = p.Keep(_ops.Empty(_dt, [t, _h], "q"));
-        if (lay.UniformQueries is { } pick)
+        long tq = s.Pooled ? lay.Rows : t;
+        BeginTemporaries(p);
+        Tensor hq = h;
+        if (s.Pooled)
         {
-            s.QRaw = p.Keep(_ops.Zeros(_dt, [t + 1, _h], "q raw"));
-            Linear(h, pre + "attention.self.query", s.QRaw.Slice(0, 0, t));
-            _ops.EmbeddingForward(s.QRaw, pick, s.Q);
+            hq = Temp(p, [tq, _h], "pooled");
+            _ops.EmbeddingForward(h, lay.PoolSorted, hq);
+        }
+        s.QueryInput = hq;
+        string q = pre + "attention.self.query", k = pre + "attention.self.key";
+        string v = pre + "attention.self.value";
+        // Parameters stored back to back (HypernetParameters' fuseAttention) run as one GEMM:
+        // q, k and v of a full layer, k and v of the pooled one; the outputs are column views.
+        (Tensor W, Tensor B)? kv = Adjacent(k, v), qkv = kv is { } pair ? Adjacent(q, pair) : null;
+        Tensor? pick = s.Pooled ? lay.UniformPooled : lay.UniformQueries;
+        if (!s.Pooled && pick is null && qkv is { } f3)
+        {
+            Tensor all = Temp(p, [t, 3 * _h], "qkv");
+            _ops.Linear(h, f3.W, f3.B, all);
+            (s.Q, s.K, s.V) = (all.Slice(1, 0, _h), all.Slice(1, _h, _h), all.Slice(1, 2 * _h, _h));
         }
         else
         {
-            Linear(h, pre + "attention.self.query", s.Q);
+            s.Q = Temp(p, [tq, _h], "q");
+            if (pick is not null)
+            {
+                s.QRaw = Temp(p, [tq + 1, _h], "q raw", zero: true);
+                Linear(hq, q, s.QRaw.Slice(0, 0, tq));
+                _ops.EmbeddingForward(s.QRaw, pick, s.Q);
+            }
+            else
+            {
+                Linear(hq, q, s.Q);
+            }
+            if (kv is { } f2)
+            {
+                Tensor both = Temp(p, [t, 2 * _h], "kv");
+                _ops.Linear(h, f2.W, f2.B, both);
+                (s.K, s.V) = (both.Slice(1, 0, _h), both.Slice(1, _h, _h));
+            }
+            else
+            {
+                s.K = Temp(p, [t, _h], "k");
+                s.V = Temp(p, [t, _h], "v");
+                Linear(h, k, s.K);
+                Linear(h, v, s.V);
+            }
         }
-        s.K = p.Keep(_ops.Empty(_dt, [t, _h], "k"));
-        s.V = p.Keep(_ops.Empty(_dt, [t, _h], "v"));
-        Linear(h, pre + "attention.self.key", s.K);
-        Linear(h, pre + "attention.self.value", s.V);
-        s.Context = p.Keep(_ops.Empty(_dt, [t, _h], "context"));
-        s.Lse = p.Keep(_ops.Empty(_dt, [lay.Rows, _heads, lay.S], "lse"));
-        _ops.AttentionForward(Heads(s.Q, lay), Heads(s.K, lay), Heads(s.V, lay), Options(lay, dh),
-            Heads(s.Context, lay), s.Lse);
-        s.R1 = p.Keep(_ops.Empty(_dt, [t, _h], "r1"));
+        s.Context = Temp(p, [tq, _h], "context");
+        s.Lse = Temp(p, [tq * _heads], "lse");
+        foreach (AttentionGroup g in Groups(lay, s, s.Q, s.K, s.V, s.Context, s.Lse))
+        {
+            _ops.AttentionForward(g.Q, g.K, g.V, g.Options, g.Out, g.Lse);
+        }
+        s.R1 = Temp(p, [tq, _h], "r1");
         Linear(s.Context, pre + "attention.output.dense", s.R1);
-        _ops.Add(s.R1, h, s.R1);
-        s.H1 = p.Keep(_ops.Empty(_dt, [t, _h], "h1"));
-        s.Ln1 = Norm(s.R1, pre + "attention.output.LayerNorm", _c.EncoderLayerNormEps, s.H1, p);
-        s.F = p.Keep(_ops.Empty(_dt, [t, _i], "ffn"));
-        Linear(s.H1, pre + "intermediate.dense", s.F);
-        s.G = p.Keep(_ops.Empty(_dt, [t, _i], "gelu"));
-        _ops.Activation(ActivationFunction.GeluErf, s.F, s.G);
-        s.R2 = p.Keep(_ops.Empty(_dt, [t, _h], "r2"));
+        s.H1 = Temp(p, [tq, _h], "h1");
+        s.Ln1 = Norm(s.R1, pre + "attention.output.LayerNorm", _c.EncoderLayerNormEps, s.H1, p,
+            residual: hq);
+        s.G = Temp(p, [tq, _i], "gelu");
+        if (p.Training)
+        {
+            s.F = Temp(p, [tq, _i], "ffn");
+            Linear(s.H1, pre + "intermediate.dense", s.F);
+            _ops.Activation(ActivationFunction.GeluErf, s.F, s.G);
+        }
+        else
+        {
+            // Nothing needs the pre-activation: the GELU runs in the GEMM's epilogue.
+            Linear(s.H1, pre + "intermediate.dense", s.G, ActivationFunction.GeluErf);
+        }
+        s.R2 = Temp(p, [tq, _h], "r2");
         Linear(s.G, pre + "output.dense", s.R2);
-        _ops.Add(s.R2, s.H1, s.R2);
-        Tensor h2 = p.Keep(_ops.Empty(_dt, [t, _h], "h2"));
-        s.Ln2 = Norm(s.R2, pre + "output.LayerNorm", _c.EncoderLayerNormEps, h2, p);
+        Tensor h2 = Live(p, [tq, _h], "h2");
+        s.Ln2 = Norm(s.R2, pre + "output.LayerNorm", _c.EncoderLayerNormEps, h2, p,
+            residual: s.H1);
         return h2;
     }
 
-    private Tensor Heads(Tensor x, BatchLayout lay) =>
-        x.View(lay.Rows, lay.S, _heads, _h / _heads);
+    /// <summary>One attention call per group of rows with the same sequence length: views of
+    /// the packed query, key, value, output and log-sum-exp rows. A pooled layer has one query
+    /// per row (rows in group order).</summary>
+    private IEnumerable<AttentionGroup> Groups(BatchLayout lay, LayerState s, Tensor q, Tensor k,
+        Tensor v, Tensor output, Tensor lse)
+    {
+        int dh = _h / _heads;
+        float scale = 1f / MathF.Sqrt(dh);
+        long lseAt = 0;
+        foreach (SequenceGroup g in lay.Groups)
+        {
+            int tq = s.Pooled ? 1 : g.Length;
+            long q0 = s.Pooled ? g.Row0 : g.Token0, nq = (long)g.Rows * tq;
+            long nk = (long)g.Rows * g.Length;
+            yield return new AttentionGroup(
+                HeadView(q, q0, g.Rows, tq),
+                HeadView(k, g.Token0, g.Rows, g.Length),
+                HeadView(v, g.Token0, g.Rows, g.Length),
+                HeadView(output, q0, g.Rows, tq),
+                lse.Slice(0, lseAt, nq * _heads).View(g.Rows, _heads, tq),
+                new AttentionOptions(scale, Causal: false,
+                    KeyLengths: lay.KeyLengths.Slice(0, g.Row0, g.Rows)));
+            lseAt += nq * _heads;
+        }
+    }
 
-    private AttentionOptions Options(BatchLayout lay, int dh) =>
-        new(1f / MathF.Sqrt(dh), Causal: false, KeyLengths: lay.KeyLengths);
+    /// <summary>Rows <paramref name="row0"/> … of x [N, H] (any row stride) as
+    /// [b, s, heads, head_dim].</summary>
+    private Tensor HeadView(Tensor x, long row0, int b, int s)
+    {
+        long ld = x.Strides[0];
+        int dh = _h / _heads;
+        return x.AsStrided([b, s, _heads, dh], [s * ld, ld, dh, 1], row0 * ld);
+    }
 
-    private void Linear(Tensor x, string prefix, Tensor y) =>
-        _ops.Linear(x, P(prefix + ".weight"), Maybe(prefix + ".bias"), y);
+    /// <summary>The weights and biases of layers <paramref name="first"/> and
+    /// <paramref name="second"/> as one, when both are stored back to back (the second's
+    /// elements right after the first's in the same storage); else null.</summary>
+    private (Tensor W, Tensor B)? Adjacent(string first, string second)
+    {
+        Tensor? w = Adjacent(P(first + ".weight"), P(second + ".weight"));
+        Tensor? b = w is null ? null : Adjacent(P(first + ".bias"), P(second + ".bias"));
+        return b is null ? null : (w!, b);
+    }
 
-    private NormState Norm(Tensor x, string prefix, float eps, Tensor y, HypernetPass p)
+    private (Tensor W, Tensor B)? Adjacent(string first, (Tensor W, Tensor B) second)
+    {
+        Tensor? w = Adjacent(P(first + ".weight"), second.W);
+        Tensor? b = w is null ? null : Adjacent(P(first + ".bias"), second.B);
+        return b is null ? null : (w!, b);
+    }
+
+    private static Tensor? Adjacent(Tensor a, Tensor b)
+    {
+        if (!ReferenceEquals(a.Storage, b.Storage) || a.DType != b.DType || !a.IsContiguous
+            || !b.IsContiguous || b.Offset != a.Offset + a.Count || a.Rank != b.Rank
+            || !a.Shape.AsSpan(1).SequenceEqual(b.Shape.AsSpan(1)))
+        {
+            return null;
+        }
+        long[] shape = [a.Shape[0] + b.Shape[0], .. a.Shape[1..]];
+        return a.AsStrided(shape, Tensor.ContiguousStrides(shape));
+    }
+
+    private void Linear(Tensor x, string prefix, Tensor y,
+        ActivationFunction? activation = null) =>
+        _ops.Linear(x, P(prefix + ".weight"), Maybe(prefix + ".bias"), y, false, activation);
+
+    /// <summary>y = LN(x + residual): for training the sum is formed in x (the backward reads
+    /// it), for inference inside the norm.</summary>
+    private NormState Norm(Tensor x, string prefix, float eps, Tensor y, HypernetPass p,
+        Tensor? residual = null)
     {
         long rows = x.Shape[0];
+        if (residual is not null && p.Training)
+        {
+            _ops.Add(x, residual, x);
+            residual = null;
+        }
         var s = new NormState
         {
             X = x,
             Prefix = prefix,
-            Mean = p.Keep(_ops.Empty(_dt, [rows], "mean")),
-            Rstd = p.Keep(_ops.Empty(_dt, [rows], "rstd")),
+            Mean = Temp(p, [rows], "mean"),
+            Rstd = Temp(p, [rows], "rstd"),
         };
         _ops.LayerNormForward(x, P(prefix + ".weight"), P(prefix + ".bias"), eps, y, s.Mean,
-            s.Rstd);
+            s.Rstd, residual);
         return s;
     }
 
@@ -285,17 +452,25 @@ public sealed class HypernetGraph : IDisposable
     private BlockState Block(string prefix, Tensor x, Tensor y, HypernetPass p)
     {
         long rows = x.Shape[0];
+        BeginTemporaries(p);
         var s = new BlockState { Prefix = prefix, X = x };
-        s.T1 = p.Keep(_ops.Empty(_dt, [rows, _i], "block t1"));
-        Linear(x, prefix + ".dense1", s.T1);
-        s.A1 = p.Keep(_ops.Empty(_dt, [rows, _i], "block a1"));
-        _ops.Activation(ActivationFunction.GeluTanh, s.T1, s.A1);
-        s.T2 = p.Keep(_ops.Empty(_dt, [rows, _h], "block t2"));
-        Linear(s.A1, prefix + ".dense2", s.T2);
-        s.R = p.Keep(_ops.Empty(_dt, [rows, _h], "block r"));
-        _ops.Activation(ActivationFunction.GeluTanh, s.T2, s.R);
-        _ops.Add(s.R, x, s.R);
-        s.Ln = Norm(s.R, prefix + ".ln", _c.ProjectorLayerNormEps, y, p);
+        s.A1 = Temp(p, [rows, _i], "block a1");
+        s.R = Temp(p, [rows, _h], "block r");
+        if (p.Training)
+        {
+            s.T1 = Temp(p, [rows, _i], "block t1");
+            Linear(x, prefix + ".dense1", s.T1);
+            _ops.Activation(ActivationFunction.GeluTanh, s.T1, s.A1);
+            s.T2 = Temp(p, [rows, _h], "block t2");
+            Linear(s.A1, prefix + ".dense2", s.T2);
+            _ops.Activation(ActivationFunction.GeluTanh, s.T2, s.R);
+        }
+        else
+        {
+            Linear(x, prefix + ".dense1", s.A1, ActivationFunction.GeluTanh);
+            Linear(s.A1, prefix + ".dense2", s.R, ActivationFunction.GeluTanh);
+        }
+        s.Ln = Norm(s.R, prefix + ".ln", _c.ProjectorLayerNormEps, y, p, residual: x);
         return s;
     }
 
@@ -322,9 +497,10 @@ public sealed class HypernetGraph : IDisposable
         ArgumentNullException.ThrowIfNull(pass);
         ArgumentNullException.ThrowIfNull(dEmbeddingsIn);
         ArgumentNullException.ThrowIfNull(gradients);
-        if (pass.Graph != this || pass.Layout is null)
+        if (pass.Graph != this || pass.Layout is null || !pass.Training)
         {
-            throw new ArgumentException("the pass was not made by this graph", nameof(pass));
+            throw new ArgumentException("the pass was not made by this graph's Forward",
+                nameof(pass));
         }
         BatchLayout lay = pass.Layout;
         long n = lay.Tokens, t = lay.Sequence;
@@ -362,55 +538,82 @@ public sealed class HypernetGraph : IDisposable
             _ops.Add(dz, tmp, dz);
         }
 
-        // Encoder.
+        // Encoder. dOut: the gradient of the current layer's output (the last layer's is
+        // [rows, H] in group order, the others' [T, H]); dh receives that of its input.
         Tensor dh = scratch.Add(_ops.Zeros(_dt, [t, _h], "dh"));
-        _ops.EmbeddingBackward(dz, lay.Pool, dh);
-        Tensor dr = scratch.Add(_ops.Empty(_dt, [t, _h]));
-        Tensor dx = scratch.Add(_ops.Empty(_dt, [t, _h]));
-        Tensor dwide = scratch.Add(_ops.Empty(_dt, [t, _i]));
-        Tensor dq = scratch.Add(_ops.Empty(_dt, [t, _h]));
+        Tensor dOut = dh;
+        if (_c.NumLayers > 0)
+        {
+            dOut = scratch.Add(_ops.Zeros(_dt, [rows, _h], "d pooled"));
+            _ops.EmbeddingBackward(dz, lay.Unsort, dOut);
+        }
+        else
+        {
+            _ops.EmbeddingBackward(dz, lay.Pool, dh);
+        }
+        Tensor drAll = scratch.Add(_ops.Empty(_dt, [t, _h]));
+        Tensor dxAll = scratch.Add(_ops.Empty(_dt, [t, _h]));
+        Tensor dwideAll = scratch.Add(_ops.Empty(_dt, [t, _i]));
+        Tensor dqAll = scratch.Add(_ops.Empty(_dt, [t, _h]));
         Tensor dk = scratch.Add(_ops.Empty(_dt, [t, _h]));
         Tensor dv = scratch.Add(_ops.Empty(_dt, [t, _h]));
-        Tensor dctx = scratch.Add(_ops.Empty(_dt, [t, _h]));
-        Tensor? dqRaw = lay.UniformQueries is null ? null
+        Tensor dctxAll = scratch.Add(_ops.Empty(_dt, [t, _h]));
+        Tensor dhqPooled = scratch.Add(_ops.Empty(_dt, [rows, _h]));
+        Tensor? dqRawAll = lay.UniformQueries is null && lay.UniformPooled is null ? null
             : scratch.Add(_ops.Empty(_dt, [t + 1, _h]));
-        int dhd = _h / _heads;
         for (int li = _c.NumLayers - 1; li >= 0; li--)
         {
             LayerState s = pass.Layers[li];
             string pre = $"model.encoder.layer.{li}.";
-            NormBackward(s.Ln2!, dh, dr, gradients);             // dr = ∂/∂r2
+            long tq = s.Q!.Shape[0];
+            Tensor dr = drAll.Slice(0, 0, tq), dx = dxAll.Slice(0, 0, tq);
+            Tensor dwide = dwideAll.Slice(0, 0, tq), dq = dqAll.Slice(0, 0, tq);
+            Tensor dctx = dctxAll.Slice(0, 0, tq);
+            NormBackward(s.Ln2!, dOut, dr, gradients);           // dr = ∂/∂r2
             LinearBack(dr, s.G!, pre + "output.dense", dwide, gradients);
             _ops.ActivationBackward(ActivationFunction.GeluErf, dwide, s.F!, dwide);
             LinearBack(dwide, s.H1!, pre + "intermediate.dense", dx, gradients);
             _ops.Add(dx, dr, dx);                                // ∂/∂h1
             NormBackward(s.Ln1!, dx, dr, gradients);             // dr = ∂/∂r1
             LinearBack(dr, s.Context!, pre + "attention.output.dense", dctx, gradients);
-            _ops.AttentionBackward(Heads(dctx, lay), Heads(s.Q!, lay), Heads(s.K!, lay),
-                Heads(s.V!, lay), Heads(s.Context!, lay), s.Lse!, Options(lay, dhd),
-                Heads(dq, lay), Heads(dk, lay), Heads(dv, lay));
-            // ∂/∂h = dr (residual) + the three projections' input gradients.
-            _ops.Copy(dr, dh);
-            Tensor dqIn = dq;
-            if (dqRaw is not null)
+            foreach ((AttentionGroup f, AttentionGroup b) in Groups(lay, s, s.Q!, s.K!, s.V!,
+                s.Context!, s.Lse!).Zip(Groups(lay, s, dq, dk, dv, dctx, s.Lse!)))
             {
-                _ops.Fill(dqRaw, 0);
-                _ops.EmbeddingBackward(dq, lay.UniformQueries!, dqRaw);
-                dqIn = dqRaw.Slice(0, 0, t);
+                _ops.AttentionBackward(b.Out, f.Q, f.K, f.V, f.Out, f.Lse, f.Options, b.Q, b.K,
+                    b.V);
             }
-            LinearBack(dqIn, s.Input!, pre + "attention.self.query", dx, gradients);
-            _ops.Add(dh, dx, dh);
-            LinearBack(dk, s.Input!, pre + "attention.self.key", dx, gradients);
-            _ops.Add(dh, dx, dh);
-            LinearBack(dv, s.Input!, pre + "attention.self.value", dx, gradients);
-            _ops.Add(dh, dx, dh);
+            // ∂/∂(query input) = dr (residual) + the query projection's input gradient.
+            Tensor dhq = s.Pooled ? dhqPooled : dh;
+            _ops.Copy(dr, dhq);
+            Tensor dqIn = dq;
+            if (dqRawAll is not null && (s.Pooled ? lay.UniformPooled : lay.UniformQueries) is
+                { } pick)
+            {
+                Tensor dqRaw = dqRawAll.Slice(0, 0, tq + 1);
+                _ops.Fill(dqRaw, 0);
+                _ops.EmbeddingBackward(dq, pick, dqRaw);
+                dqIn = dqRaw.Slice(0, 0, tq);
+            }
+            LinearBack(dqIn, s.QueryInput!, pre + "attention.self.query", dx, gradients);
+            _ops.Add(dhq, dx, dhq);
+            if (s.Pooled)
+            {
+                _ops.Fill(dh, 0);
+                _ops.EmbeddingBackward(dhq, lay.PoolSorted, dh);
+            }
+            // ∂/∂h += the key and value projections' input gradients.
+            LinearBack(dk, s.Input!, pre + "attention.self.key", dxAll, gradients);
+            _ops.Add(dh, dxAll, dh);
+            LinearBack(dv, s.Input!, pre + "attention.self.value", dxAll, gradients);
+            _ops.Add(dh, dxAll, dh);
+            dOut = dh;
         }
-        NormBackward(pass.EmbLn!, dh, dr, gradients);            // dr = ∂/∂e0
+        NormBackward(pass.EmbLn!, dh, drAll, gradients);         // ∂/∂e0
         Tensor dU = scratch.Add(_ops.Zeros(_dt, [n + 1, _h], "dU"));
-        _ops.EmbeddingBackward(dr, lay.SequenceSource, dU);
+        _ops.EmbeddingBackward(drAll, lay.SequenceSource, dU);
         if (Gm("model.embeddings.position_embeddings.weight") is { } dPos)
         {
-            _ops.EmbeddingBackward(dr, lay.Positions, dPos);
+            _ops.EmbeddingBackward(drAll, lay.Positions, dPos);
             if (_c.EmbedLangId)
             {
                 _ops.AddScaled(dU.Slice(0, n, 1), -1f, dPos.Slice(0, lay.L, 1));
@@ -418,7 +621,7 @@ public sealed class HypernetGraph : IDisposable
         }
         if (Gm("model.embeddings.token_type_embeddings.weight") is { } dType)
         {
-            _ops.EmbeddingBackward(dr, lay.ZeroIds, dType);
+            _ops.EmbeddingBackward(drAll, lay.ZeroIds, dType);
             if (_c.EmbedLangId)
             {
                 _ops.AddScaled(dU.Slice(0, n, 1), -1f, dType.Slice(0, 0, 1));
@@ -484,7 +687,16 @@ public sealed class HypernetGraph : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _table.Dispose();
+    public void Dispose()
+    {
+        _table.Dispose();
+        _live.Dispose();
+        _temp.Dispose();
+    }
+
+    /// <summary>The views of one attention call.</summary>
+    private readonly record struct AttentionGroup(Tensor Q, Tensor K, Tensor V, Tensor Out,
+        Tensor Lse, AttentionOptions Options);
 
     /// <summary>Temporaries of one backward pass, disposed together.</summary>
     private sealed class Scratch : IDisposable
@@ -528,6 +740,8 @@ public sealed class HypernetGraph : IDisposable
     internal sealed class LayerState
     {
         public Tensor? Input { get; init; }
+        public bool Pooled { get; init; }
+        public Tensor? QueryInput { get; set; }
         public Tensor? QRaw { get; set; }
         public Tensor? Q { get; set; }
         public Tensor? K { get; set; }
@@ -550,12 +764,17 @@ public sealed class HypernetPass : IDisposable
 {
     private readonly List<Tensor> _owned = [];
 
-    internal HypernetPass(HypernetGraph graph, int rows, int langIndex)
+    internal HypernetPass(HypernetGraph graph, int rows, int langIndex, bool training)
     {
         Graph = graph;
         Rows = rows;
         LangIndex = langIndex;
+        Training = training;
     }
+
+    /// <summary>True when the pass keeps what <see cref="HypernetGraph.Backward"/> needs.
+    /// </summary>
+    internal bool Training { get; }
 
     internal HypernetGraph Graph { get; }
 
@@ -626,6 +845,11 @@ public sealed class HypernetPass : IDisposable
     }
 }
 
+/// <summary>Rows <see cref="Row0"/> … + <see cref="Rows"/> (in group order) whose sequences
+/// have <see cref="Length"/> positions, stored from sequence token <see cref="Token0"/> on.
+/// </summary>
+internal readonly record struct SequenceGroup(int Row0, int Rows, int Length, long Token0);
+
 /// <summary>The index tensors of one batch (see <see cref="HypernetGraph"/>'s remarks).
 /// </summary>
 internal sealed class BatchLayout : IDisposable
@@ -634,95 +858,179 @@ internal sealed class BatchLayout : IDisposable
 
     public int Rows { get; private init; }
     public int L { get; private init; }
-    public int S { get; private init; }
+
+    /// <summary>Computed surface positions (rows of x).</summary>
     public long Tokens { get; private init; }
+
+    /// <summary>Sequence tokens: the computed positions plus the language positions.</summary>
     public long Sequence { get; private init; }
+    public IReadOnlyList<SequenceGroup> Groups { get; private init; } = [];
     public Tensor SourceIds { get; private set; } = null!;
     public Tensor FallbackIds { get; private set; } = null!;
     public Tensor Pick { get; private set; } = null!;
     public Tensor SequenceSource { get; private set; } = null!;
     public Tensor Positions { get; private set; } = null!;
     public Tensor ZeroIds { get; private set; } = null!;
+
+    /// <summary>Attended keys per row, in group order.</summary>
     public Tensor KeyLengths { get; private set; } = null!;
+
+    /// <summary>Sequence token of each row's position 0, in row order.</summary>
     public Tensor Pool { get; private set; } = null!;
+
+    /// <summary>The same in group order.</summary>
+    public Tensor PoolSorted { get; private set; } = null!;
+
+    /// <summary>Group-order index of each row (row order).</summary>
+    public Tensor Unsort { get; private set; } = null!;
+
+    /// <summary>Query rows of a full layer: the token itself, or the zero row T for the
+    /// tokens of rows without any attended key; null when there are none.</summary>
     public Tensor? UniformQueries { get; private set; }
+
+    /// <summary>The same for the pooled layer's [rows] queries (zero row: rows).</summary>
+    public Tensor? UniformPooled { get; private set; }
 
     public static BatchLayout Build(ReadOnlySpan<int> sf, int rows, int l, HypernetConfig c,
         IOpBackend ops)
     {
-        int s = l + (c.EmbedLangId ? 1 : 0), v0 = c.OriginalVocabSize;
+        int v0 = c.OriginalVocabSize, pad = c.PadTokenId;
         int limit = v0 + c.NumExtraTokens;
-        long n = (long)rows * l, t = (long)rows * s;
-        var srcIds = new int[n];
-        var fbIds = new int[n];
-        var pick = new int[n];
-        for (int k = 0; k < n; k++)
+        bool lang = c.EmbedLangId;
+        for (int k = 0; k < sf.Length; k++)
         {
             int id = sf[k];
             if (id < 0 || id >= limit)
             {
                 throw new ZettException($"surface form row {k / l}, position {k % l}: id {id} is "
-                    + $"outside the hypernetwork's vocabulary 0..{limit - 1}");
+                    + $"outside the hypernetwork's vocabulary 0..{limit - 1} (original_vocab_size "
+                    + $"{v0} + {c.NumExtraTokens} extra tokens)");
             }
-            bool extra = id >= v0;
-            srcIds[k] = extra ? 0 : id;
-            fbIds[k] = extra ? id - v0 : 0;
-            pick[k] = extra ? (int)(n + k) : k;
         }
+        // Per row: attended keys, sequence length, and whether it attends uniformly.
+        var keys = new int[rows];
+        var length = new int[rows];
+        var uniform = new bool[rows];
+        int maxLength = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<int> row = sf.Slice(r * l, l);
+            int valid = l - row.Count(pad);
+            if (valid == 0 && !lang)
+            {
+                uniform[r] = true;
+                keys[r] = length[r] = l;
+            }
+            else
+            {
+                keys[r] = valid + (lang ? 1 : 0);
+                length[r] = keys[r] + (row[0] == pad ? 1 : 0);
+            }
+            maxLength = Math.Max(maxLength, length[r]);
+        }
+        // Group order: by sequence length, stable (a counting sort).
+        var order = new int[rows];
+        var unsort = new int[rows];
+        var groups = new List<SequenceGroup>();
+        var bucket = new int[maxLength + 2];
+        foreach (int len in length)
+        {
+            bucket[len + 1]++;
+        }
+        for (int len = 1; len < bucket.Length; len++)
+        {
+            bucket[len] += bucket[len - 1];
+        }
+        long token0 = 0;
+        for (int len = 0; len <= maxLength; len++)
+        {
+            int count = bucket[len + 1] - bucket[len];
+            if (count > 0)
+            {
+                groups.Add(new SequenceGroup(bucket[len], count, len, token0));
+                token0 += (long)count * len;
+            }
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            int at = bucket[length[r]]++;
+            order[at] = r;
+            unsort[r] = at;
+        }
+        // Uniform rows occur only without a language position, so every row has one or none.
+        long t = token0, n = t - (lang ? rows : 0);
+        var srcIds = new int[n];
+        var fbIds = new int[n];
+        var pick = new int[n];
         var seqSrc = new int[t];
         var pos = new int[t];
         var keyLen = new int[rows];
         var pool = new int[rows];
-        int[]? uniform = null;
-        bool lang = c.EmbedLangId;
-        for (int r = 0; r < rows; r++)
+        var poolSorted = new int[rows];
+        int[]? uniformQ = null, uniformP = null;
+        int s = 0, q = 0;
+        for (int i = 0; i < rows; i++)
         {
-            int at = r * s;
-            int valid = 0;
-            for (int p = 0; p < l; p++)
+            int r = order[i];
+            ReadOnlySpan<int> row = sf.Slice(r * l, l);
+            keyLen[i] = keys[r];
+            if (uniform[r])
             {
-                if (sf[(r * l) + p] != c.PadTokenId)
+                uniformQ ??= Enumerable.Range(0, checked((int)t)).ToArray();
+                uniformP ??= Enumerable.Range(0, rows).ToArray();
+                uniformP[i] = rows;
+                for (int p = 0; p < l; p++)
                 {
-                    Place(p);
-                    valid++;
+                    uniformQ[q] = (int)t;
+                    Place(row[p], p);
                 }
             }
-            if (lang)
+            else
             {
-                seqSrc[at] = (int)n;
-                pos[at] = l;
-                at++;
-            }
-            for (int p = 0; p < l; p++)
-            {
-                if (sf[(r * l) + p] == c.PadTokenId)
+                for (int p = 0; p < l; p++)
                 {
-                    Place(p);
+                    if (row[p] != pad)
+                    {
+                        Place(row[p], p);
+                    }
+                }
+                if (lang)
+                {
+                    seqSrc[q] = (int)n;
+                    pos[q] = l;
+                    q++;
+                }
+                if (row[0] == pad)
+                {
+                    Place(pad, 0);
                 }
             }
-            keyLen[r] = valid + (lang ? 1 : 0);
-            if (keyLen[r] == 0)
-            {
-                keyLen[r] = s;
-                uniform ??= Enumerable.Range(0, (int)t).ToArray();
-                for (int q = 0; q < s; q++)
-                {
-                    uniform[(r * s) + q] = (int)t;
-                }
-            }
+            pool[r] = poolSorted[i];
 
-            void Place(int p)
+            void Place(int id, int p)
             {
-                seqSrc[at] = (r * l) + p;
-                pos[at] = p;
+                bool extra = id >= v0;
+                srcIds[s] = extra ? 0 : id;
+                fbIds[s] = extra ? id - v0 : 0;
+                pick[s] = extra ? (int)(n + s) : s;
+                seqSrc[q] = s;
+                pos[q] = p;
                 if (p == 0)
                 {
-                    pool[r] = at;
+                    poolSorted[i] = q;
                 }
-                at++;
+                s++;
+                q++;
             }
         }
-        var layout = new BatchLayout { Rows = rows, L = l, S = s, Tokens = n, Sequence = t };
+        var layout = new BatchLayout
+        {
+            Rows = rows,
+            L = l,
+            Tokens = n,
+            Sequence = t,
+            Groups = groups,
+        };
         try
         {
             layout.SourceIds = layout.Up(ops, srcIds);
@@ -733,7 +1041,10 @@ internal sealed class BatchLayout : IDisposable
             layout.ZeroIds = layout.Up(ops, new int[t]);
             layout.KeyLengths = layout.Up(ops, keyLen);
             layout.Pool = layout.Up(ops, pool);
-            layout.UniformQueries = uniform is null ? null : layout.Up(ops, uniform);
+            layout.PoolSorted = layout.Up(ops, poolSorted);
+            layout.Unsort = layout.Up(ops, unsort);
+            layout.UniformQueries = uniformQ is null ? null : layout.Up(ops, uniformQ);
+            layout.UniformPooled = uniformP is null ? null : layout.Up(ops, uniformP);
         }
         catch
         {
@@ -762,5 +1073,79 @@ internal sealed class BatchLayout : IDisposable
             t.Dispose();
         }
         _owned.Clear();
+    }
+}
+
+/// <summary>
+/// Activation memory that inference reuses from batch to batch: <see cref="Take"/> hands out
+/// views of one buffer, <see cref="Reset"/> rewinds it. A pass that needs more than the buffer
+/// holds gets separate tensors for the excess, and the next <see cref="Reset"/> grows the
+/// buffer to what was needed, so from the second batch of a size on nothing is allocated (on
+/// the CPU fresh memory costs a page fault and a clear per 4 KiB: measured ~25 % of a batch).
+/// </summary>
+internal sealed class Workspace(IOpBackend ops, DType dtype) : IDisposable
+{
+    /// <summary>Elements between views (64 bytes for 4-byte elements): aligned rows.</summary>
+    private const long Align = 16;
+
+    private readonly List<Tensor> _overflow = [];
+    private Tensor? _buffer;
+    private long _used, _needed;
+
+    /// <summary>A contiguous tensor of <paramref name="shape"/>, zero-filled when asked.</summary>
+    public Tensor Take(long[] shape, bool zero)
+    {
+        long count = 1;
+        foreach (long d in shape)
+        {
+            count *= d;
+        }
+        long at = (_used + Align - 1) / Align * Align;
+        _used = at + count;
+        _needed = Math.Max(_needed, _used);
+        Tensor t;
+        if (_buffer is not null && _used <= _buffer.Count)
+        {
+            t = _buffer.Slice(0, at, count).View(shape);
+        }
+        else
+        {
+            t = ops.Empty(dtype, shape, "workspace");
+            _overflow.Add(t);
+        }
+        if (zero)
+        {
+            ops.Fill(t, 0);
+        }
+        return t;
+    }
+
+    /// <summary>Every view handed out so far is dead: rewind (and grow when the last round
+    /// overflowed).</summary>
+    public void Reset()
+    {
+        foreach (Tensor t in _overflow)
+        {
+            t.Dispose();
+        }
+        _overflow.Clear();
+        if (_needed > (_buffer?.Count ?? 0))
+        {
+            _buffer?.Dispose();
+            _buffer = null;
+            _buffer = ops.Empty(dtype, [_needed], "workspace");
+        }
+        _used = 0;
+    }
+
+    public void Dispose()
+    {
+        foreach (Tensor t in _overflow)
+        {
+            t.Dispose();
+        }
+        _overflow.Clear();
+        _buffer?.Dispose();
+        _buffer = null;
     }
 }

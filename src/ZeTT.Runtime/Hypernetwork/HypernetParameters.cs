@@ -11,6 +11,7 @@ public sealed class HypernetParameters : IDisposable
 {
     private readonly List<string> _names = [];
     private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
+    private readonly List<Tensor> _storage = []; // tensors that parameters are views of
 
     /// <summary>An empty set whose tensors will have <paramref name="dtype"/>.</summary>
     public HypernetParameters(IOpBackend backend, DType dtype)
@@ -55,25 +56,71 @@ public sealed class HypernetParameters : IDisposable
     /// <summary>The parameters of <paramref name="weights"/> as writable tensors of
     /// <paramref name="dtype"/> on <paramref name="backend"/>.</summary>
     public static HypernetParameters FromWeights(HypernetWeights weights, IOpBackend backend,
-        DType dtype)
+        DType dtype) => FromWeights(weights, backend, dtype, dtype, consume: false,
+            fuseAttention: false);
+
+    /// <summary>The parameters of <paramref name="weights"/> on <paramref name="backend"/>:
+    /// the GEMM weight matrices in <paramref name="matrixDType"/> (BF16: read in place by the
+    /// matrix products), every other tensor in <paramref name="dtype"/>. Each tensor is
+    /// converted on the host and uploaded once (the CPU backend keeps the host tensor itself);
+    /// with <paramref name="consume"/> each source tensor is released as soon as it is copied,
+    /// so the hypernetwork is never held twice. With <paramref name="fuseAttention"/> each
+    /// layer's query, key and value weights (and biases) are stored back to back in one
+    /// tensor, their parameters views of it, so that inference computes them in one GEMM
+    /// (<see cref="HypernetGraph"/> looks for adjacent storage).</summary>
+    public static HypernetParameters FromWeights(HypernetWeights weights, IOpBackend backend,
+        DType dtype, DType matrixDType, bool consume, bool fuseAttention)
     {
         ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(backend);
+        var matrices = new HashSet<Tensors.HostTensor>(weights.Linears().Select(l => l.Weight),
+            ReferenceEqualityComparer.Instance);
         var set = new HypernetParameters(backend, dtype);
+        var done = new HashSet<string>(StringComparer.Ordinal);
         try
         {
+            if (fuseAttention)
+            {
+                for (int li = 0; li < weights.Config.NumLayers; li++)
+                {
+                    foreach (string part in new[] { "weight", "bias" })
+                    {
+                        string[] names = ["query", "key", "value"];
+                        names = Array.ConvertAll(names,
+                            n => $"model.encoder.layer.{li}.attention.self.{n}.{part}");
+                        Tensors.HostTensor[] parts = Array.ConvertAll(names,
+                            n => weights.Tensors[n]);
+                        float[] data = [.. parts.SelectMany(t => t.Data)];
+                        long rows = parts[0].Shape[0];
+                        long[] shape = part == "weight" ? [3 * rows, parts[0].Shape[1]] : [3 * rows];
+                        Tensor fused = Upload(backend, data, shape,
+                            part == "weight" ? matrixDType : dtype, $"{names[0]} (fused q, k, v)");
+                        set._storage.Add(fused);
+                        for (int k = 0; k < 3; k++)
+                        {
+                            set.Add(names[k], fused.Slice(0, k * rows, rows));
+                            done.Add(names[k]);
+                            if (consume)
+                            {
+                                parts[k].Release();
+                            }
+                        }
+                    }
+                }
+            }
             foreach ((string name, Tensors.HostTensor t) in weights.Tensors.OrderBy(p => p.Key,
                 StringComparer.Ordinal))
             {
-                long[] shape = Array.ConvertAll(t.Shape, d => (long)d);
-                using Tensor host = Tensor.FromFloats(t.Data, shape);
-                Tensor dev = backend.Zeros(dtype, shape, name);
-                Tensor up = backend.Upload(host);
-                backend.Copy(up, dev);
-                if (!ReferenceEquals(up, host))
+                if (done.Contains(name))
                 {
-                    up.Dispose();
+                    continue;
                 }
-                set.Add(name, dev);
+                set.Add(name, Upload(backend, t.Data, Array.ConvertAll(t.Shape, d => (long)d),
+                    matrices.Contains(t) ? matrixDType : dtype, name));
+                if (consume)
+                {
+                    t.Release();
+                }
             }
         }
         catch
@@ -82,6 +129,61 @@ public sealed class HypernetParameters : IDisposable
             throw;
         }
         return set;
+    }
+
+    /// <summary><paramref name="data"/> as a tensor of <paramref name="dtype"/> on
+    /// <paramref name="backend"/> (on the CPU the host tensor itself).</summary>
+    private static Tensor Upload(IOpBackend backend, float[] data, long[] shape, DType dtype,
+        string name)
+    {
+        Tensor host = HostCopy(data, shape, dtype, name);
+        Tensor up;
+        try
+        {
+            up = backend.Upload(host);
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+        if (!ReferenceEquals(up, host))
+        {
+            host.Dispose();
+        }
+        return up;
+    }
+
+    /// <summary>A contiguous host tensor of <paramref name="dtype"/> holding
+    /// <paramref name="data"/> (bf16: round to nearest even).</summary>
+    private static Tensor HostCopy(float[] data, long[] shape, DType dtype, string name)
+    {
+        Tensor t = Tensor.Host(dtype, shape, name);
+        switch (dtype)
+        {
+            case DType.F32:
+                data.CopyTo(t.AsSpan<float>());
+                break;
+            case DType.F64:
+                Span<double> d = t.AsSpan<double>();
+                for (int i = 0; i < data.Length; i++)
+                {
+                    d[i] = data[i];
+                }
+                break;
+            case DType.BF16:
+                Span<ushort> b = t.AsSpan<ushort>();
+                for (int i = 0; i < data.Length; i++)
+                {
+                    b[i] = BFloat16.FromFloat(data[i]);
+                }
+                break;
+            default:
+                t.Dispose();
+                throw new ArgumentException($"hypernetwork parameters are F32, F64 or BF16, not "
+                    + dtype, nameof(dtype));
+        }
+        return t;
     }
 
     /// <summary>A set with the same names and shapes, zero-filled (gradients, moments), for the
@@ -120,11 +222,12 @@ public sealed class HypernetParameters : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (Tensor t in _tensors.Values)
+        foreach (Tensor t in _tensors.Values.Concat(_storage))
         {
             t.Dispose();
         }
         _tensors.Clear();
+        _storage.Clear();
         _names.Clear();
     }
 }

@@ -119,11 +119,11 @@ public static class EmbeddingPrediction
             source = ReadSourceEmbeddings(options.SourceEmbeddingsFile!, config);
         }
 
-        // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
-        // matrices once it has its own copy, so the hypernetwork is never held twice.
-        using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
+        // The checkpoint's weights are not used again: each host tensor is released once the
+        // backend holds its own copy, so the hypernetwork is never held twice.
+        using HypernetPredictor backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
             source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
-        HypernetOutput output = HypernetBatching.PredictAll(backend, ids, rows, lang, config,
+        HypernetOutput output = HypernetBatching.PredictAll(backend, ids, rows, lang,
             done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens")));
 
         var entries = new List<SafetensorsEntry>

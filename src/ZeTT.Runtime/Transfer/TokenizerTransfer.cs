@@ -294,9 +294,9 @@ public static class TokenizerTransfer
             HypernetConfig config = checkpoint.Config;
             HostTensor source = Stage(times, progress, "read embeddings",
                 () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
-            // The checkpoint's weights are not used again: the backend releases the unpacked GEMM
-            // matrices once it has its own copy, so the hypernetwork is never held twice.
-            using IHypernetBackend backend = HypernetBackends.Create(options.Device, checkpoint.Weights,
+            // The checkpoint's weights are not used again: each host tensor is released once the
+            // backend holds its own copy, so the hypernetwork is never held twice.
+            using HypernetPredictor backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
                 source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
             backendName = backend.Name;
             result = result with
@@ -305,7 +305,7 @@ public static class TokenizerTransfer
             };
             SurfaceFormMatrix sf = prepared!.SurfaceForms;
             HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
-                sf.Ids, rows, langIndex, config,
+                sf.Ids, rows, langIndex,
                 done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens"))));
             embedSeconds = times.Seconds("predict");
             (newIn, newOut, newBias) = (output.EmbeddingsIn, output.EmbeddingsOut, output.Bias);

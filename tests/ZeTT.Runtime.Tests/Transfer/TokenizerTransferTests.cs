@@ -1,3 +1,4 @@
+using ZeTT.Ops.Cpu;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -43,9 +44,9 @@ public sealed class TokenizerTransferTests : IDisposable
         int rows = tok.TargetTokenizer.VocabSize, d = m.Hidden;
         HypernetCheckpoint ckpt = HypernetCheckpoint.Load(hn);
         float[] src = Stack(m, untied);
-        using var backend = new CpuHypernetBackend(ckpt.Weights,
+        using var backend = new HypernetPredictor(new CpuBackend(), ckpt.Weights,
             new HostTensor("E", [m.Vocab, untied ? 2 * d : d], src), HypernetPrecision.Float32, 64);
-        HypernetOutput want = HypernetBatching.PredictAll(backend, tok.SurfaceForms.Ids, rows, 1, ckpt.Config);
+        HypernetOutput want = HypernetBatching.PredictAll(backend, tok.SurfaceForms.Ids, rows, 1);
 
         Assert.Equal(rows, result.VocabSize);
         Assert.False(Directory.Exists(P("out") + ".tmp-" + Environment.ProcessId));
@@ -446,7 +447,7 @@ public sealed class TokenizerTransferTests : IDisposable
         HfTokenizer hnTok = ByteLevelConverter.Convert(HfTokenizer.Load(hn));
         SurfaceFormMatrix sf = SurfaceFormMatrix.BuildForTokens(["Ġthe", "Ġworld", "hello", "<s>"], hnTok, 3);
         HypernetCheckpoint ckpt = HypernetCheckpoint.Load(hn);
-        using var backend = new CpuHypernetBackend(ckpt.Weights,
+        using var backend = new HypernetPredictor(new CpuBackend(), ckpt.Weights,
             new HostTensor("E", [m.Vocab, 2 * m.Hidden], Stack(m, true)), HypernetPrecision.Float32);
         HypernetOutput want = backend.Predict(sf.Ids, 4, 2);
         using SafetensorsFile f = SafetensorsFile.Open(P("pred.safetensors"));

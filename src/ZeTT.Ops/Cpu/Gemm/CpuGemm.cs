@@ -85,7 +85,8 @@ public static unsafe class CpuGemm
     /// small-m path saves).</summary>
     internal static void Gemm(GemmKernel kernel, int maxThreads, bool transA, bool transB, int m,
         int n, int k, float alpha, void* a, GemmType aType, long lda, void* b, GemmType bType,
-        long ldb, float beta, float* c, long ldc, bool smallM = true)
+        long ldb, float beta, float* c, long ldc, bool smallM = true,
+        GemmEpilogue epilogue = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
@@ -99,7 +100,7 @@ public static unsafe class CpuGemm
             throw new ArgumentException($"the {kernel} micro-kernel does not run on this CPU",
                 nameof(kernel));
         }
-        var job = new GemmJob(kernel, maxThreads, m, n, k, alpha, beta, c, ldc, default)
+        var job = new GemmJob(kernel, maxThreads, m, n, k, alpha, beta, c, ldc, epilogue)
         {
             A = new GemmOperand(a, aType, lda, transA),
             B = new GemmOperand(b, bType, ldb, transB),
@@ -107,6 +108,15 @@ public static unsafe class CpuGemm
         };
         job.Run();
     }
+
+    /// <summary><c>C[m, n] = epilogue(op(A)·op(B))</c> (α = 1, β = 0): a Linear layer with its
+    /// bias and activation applied to each finished row segment of C while it is in L1.
+    /// </summary>
+    internal static void Gemm(bool transA, bool transB, int m, int n, int k, void* a,
+        GemmType aType, long lda, void* b, GemmType bType, long ldb, float* c, long ldc,
+        GemmEpilogue epilogue) =>
+        Gemm(GemmKernels.Best, 0, transA, transB, m, n, k, 1f, a, aType, lda, b, bType, ldb, 0f,
+            c, ldc, smallM: true, epilogue);
 
     /// <summary>
     /// <c>C[m, N] = epilogue(op(A)[m, K]·B)</c> against a pre-packed op(B) (β = 0, α = 1) with
@@ -185,6 +195,15 @@ public static unsafe class CpuGemm
             if (SmallM && PackedB is null && GemmSmallM.Applies(kernel, m))
             {
                 GemmSmallM.Run(_threads, A, B, m, n, k, alpha, beta, c, ldc, parallel);
+                if (epilogue.Apply != null)
+                {
+                    // At most 8 finished rows: the epilogue after the product, as the tiles
+                    // apply it after their last k block.
+                    for (int i = 0; i < m; i++)
+                    {
+                        epilogue.Apply(c + ((long)i * ldc), epilogue.Bias, n);
+                    }
+                }
                 return;
             }
             var options = new ParallelOptions { MaxDegreeOfParallelism = _threads };

@@ -1,0 +1,250 @@
+using ZeTT.Kernels;
+using ZeTT.Ops;
+using ZeTT.Ops.Cpu;
+using ZeTT.Ops.Cuda;
+using ZeTT.Runtime.Tensors;
+
+namespace ZeTT.Runtime.Hypernetwork;
+
+/// <summary>Numeric precision of the hypernetwork's weights when predicting.</summary>
+public enum HypernetPrecision
+{
+    /// <summary>fp32 everywhere (parity runs; no TF32).</summary>
+    Float32,
+
+    /// <summary>bf16 GEMM weights, read in place by the matrix products (on CUDA the fp32
+    /// activation operand is rounded to bf16 too: bf16 tensor-core GEMMs); fp32 accumulation,
+    /// activations, embeddings, LayerNorm, softmax and rescaling.</summary>
+    BFloat16,
+}
+
+/// <summary>What the hypernetwork predicts for n target tokens (row-major).</summary>
+/// <param name="EmbeddingsIn">[n, n_embd] predicted input embeddings.</param>
+/// <param name="EmbeddingsOut">[n, n_embd] predicted output embeddings (untied models only).</param>
+/// <param name="Bias">[n] predicted bias (when the config predicts one).</param>
+public sealed record HypernetOutput(float[] EmbeddingsIn, float[]? EmbeddingsOut, float[]? Bias);
+
+/// <summary>
+/// Runs the hypernetwork forward pass (ZETT.md §3) for <c>zett transfer</c> and
+/// <c>zett predict</c>: the <see cref="HypernetGraph"/> over its parameters on one
+/// <see cref="IOpBackend"/> (the CPU or a CUDA device), in batches of at most
+/// <see cref="MaxBatchSize"/> rows so that memory stays bounded
+/// (<see cref="HypernetBatching.PredictAll"/> streams any number of rows through it). Not
+/// thread-safe: one <see cref="Predict"/> at a time.
+/// </summary>
+public sealed class HypernetPredictor : IDisposable
+{
+    /// <summary>Bound on the activation bytes of one CPU batch (the default batch size follows
+    /// from it, at most <see cref="MaxDefaultBatch"/> rows).</summary>
+    public const long CpuWorkspaceBytes = 256L << 20;
+
+    /// <summary>The same bound on a CUDA device.</summary>
+    public const long CudaWorkspaceBytes = 2L << 30;
+
+    /// <summary>The largest default batch: 512 rows on the CPU (the GEMMs are as fast at 512
+    /// rows as at more, and progress stays fluid), 8192 on CUDA.</summary>
+    public const int MaxDefaultBatch = 512;
+
+    private const int MaxDefaultCudaBatch = 8192;
+
+    private readonly IOpBackend _ops;
+    private readonly bool _ownsBackend;
+    private readonly HypernetParameters _parameters;
+    private readonly HypernetGraph _graph;
+    private bool _disposed;
+
+    /// <summary>Builds a predictor on <paramref name="backend"/>.</summary>
+    /// <param name="backend">Where to compute.</param>
+    /// <param name="weights">The bound hypernetwork parameters.</param>
+    /// <param name="sourceEmbeddings">E [V, D_in] (for untied models [E_in, E_out] per row);
+    /// V must cover <c>original_vocab_size</c>.</param>
+    /// <param name="precision">fp32, or bf16 GEMM weights.</param>
+    /// <param name="maxBatchSize">Rows per batch; 0 chooses from the workspace bound.</param>
+    /// <param name="consumeWeights">The caller will not use <paramref name="weights"/> again:
+    /// each host tensor is released once the backend holds its own copy, so that a transfer
+    /// never holds the hypernetwork twice.</param>
+    /// <param name="ownsBackend">Dispose <paramref name="backend"/> with the predictor.</param>
+    public HypernetPredictor(IOpBackend backend, HypernetWeights weights,
+        HostTensor sourceEmbeddings, HypernetPrecision precision, int maxBatchSize = 0,
+        bool consumeWeights = false, bool ownsBackend = false)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(sourceEmbeddings);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxBatchSize);
+        HypernetConfig c = weights.Config;
+        if (sourceEmbeddings.Rank != 2 || sourceEmbeddings.Shape[1] != c.SourceWidth
+            || sourceEmbeddings.Shape[0] < c.OriginalVocabSize)
+        {
+            throw new ZettException($"source embeddings '{sourceEmbeddings.Name}' have shape "
+                + $"{HostTensor.ShapeToString(sourceEmbeddings.Shape)}, expected "
+                + $"[≥{c.OriginalVocabSize} (original_vocab_size), {c.SourceWidth}]"
+                + (c.SeparateOutEmbeddings ? " (untied model: [E_in, E_out] per row)" : ""));
+        }
+        _ops = backend;
+        _ownsBackend = ownsBackend;
+        Precision = precision;
+        Config = c;
+        _parameters = HypernetParameters.FromWeights(weights, backend, DType.F32,
+            precision == HypernetPrecision.BFloat16 ? DType.BF16 : DType.F32, consumeWeights,
+            fuseAttention: true);
+        try
+        {
+            // Only the original vocabulary's rows are read; the graph keeps its own copy.
+            using Tensor source = Tensor.FromFloats(sourceEmbeddings.Data.AsSpan(0,
+                checked(c.OriginalVocabSize * c.SourceWidth)), c.OriginalVocabSize, c.SourceWidth);
+            _graph = new HypernetGraph(c, _parameters, source);
+        }
+        catch
+        {
+            _parameters.Dispose();
+            throw;
+        }
+        bool cuda = backend.Device == TensorDevice.Cuda;
+        MaxBatchSize = maxBatchSize > 0 ? maxBatchSize : DefaultBatchSize(c,
+            cuda ? CudaWorkspaceBytes : CpuWorkspaceBytes,
+            cuda ? MaxDefaultCudaBatch : MaxDefaultBatch);
+        Name = backend is CudaBackend gpu ? $"cuda: {gpu.DeviceName}" : backend.Name;
+    }
+
+    /// <summary>"cpu" or "cuda: &lt;device&gt;", for messages.</summary>
+    public string Name { get; }
+
+    /// <summary>The largest batch (rows) one <see cref="Predict"/> takes.</summary>
+    public int MaxBatchSize { get; }
+
+    /// <summary>The precision of the GEMM weights.</summary>
+    public HypernetPrecision Precision { get; }
+
+    /// <summary>The configuration of the hypernetwork.</summary>
+    public HypernetConfig Config { get; }
+
+    /// <summary>Predicts embeddings for <paramref name="rows"/> surface forms.</summary>
+    /// <param name="surfaceForms">[rows, L] hn-tokenizer ids, pad-padded on the right.</param>
+    /// <param name="rows">Number of rows, 0 to <see cref="MaxBatchSize"/>.</param>
+    /// <param name="langIndex">Language index for multilingual hypernetworks, else -1.</param>
+    public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (rows < 0 || rows > MaxBatchSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), rows,
+                $"a batch holds 0..{MaxBatchSize} rows");
+        }
+        if (surfaceForms.Length != (long)rows * Config.SurfaceMaxLen)
+        {
+            throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
+                + $"rows·L = {rows}·{Config.SurfaceMaxLen}", nameof(surfaceForms));
+        }
+        if (rows == 0)
+        {
+            return new HypernetOutput([], Config.SeparateOutEmbeddings ? [] : null,
+                Config.PredictBias ? [] : null);
+        }
+        return _graph.Predict(surfaceForms, rows, langIndex);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _graph.Dispose();
+        _parameters.Dispose();
+        if (_ownsBackend)
+        {
+            _ops.Dispose();
+        }
+    }
+
+    /// <summary>Rows whose activations fit <paramref name="budgetBytes"/> when every row is
+    /// full (L positions and the language position): per sequence token the inference pass
+    /// holds the live tensors (u, the layer outputs) and one layer's temporaries (q, k, v,
+    /// context, two residuals, two LayerNorm outputs at H; the feed-forward's two at I) or one
+    /// projector block's (two at I, two at H), 4 bytes each.</summary>
+    internal static int DefaultBatchSize(HypernetConfig c, long budgetBytes, int cap)
+    {
+        long h = c.HiddenSize, i = c.IntermediateSize;
+        long perToken = 4 * (((c.NumLayers + 3) * h) + c.SourceWidth * 3
+            + Math.Max((8 * h) + (2 * i), (2 * i) + (2 * h)));
+        long perRow = perToken * c.SequenceLength;
+        return (int)Math.Clamp(budgetBytes / perRow, 1, cap);
+    }
+
+    /// <summary>The device names <see cref="Create"/> accepts.</summary>
+    public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda"];
+
+    /// <summary>
+    /// Builds a predictor on <paramref name="device"/>: <c>cpu</c>, <c>cuda</c> (an error when
+    /// no CUDA device is usable), or <c>auto</c> (CUDA when <see cref="Cuda.IsAvailable"/>,
+    /// else the CPU). The choice and its reason go to <paramref name="log"/>.
+    /// CUDA_VISIBLE_DEVICES is honoured by the driver; <paramref name="gpu"/> is the ordinal
+    /// after it.
+    /// </summary>
+    /// <param name="device">auto, cpu or cuda.</param>
+    /// <param name="weights">The hypernetwork.</param>
+    /// <param name="sourceEmbeddings">E [V, D_in] (untied: [E_in, E_out] per row).</param>
+    /// <param name="precision">fp32 or bf16.</param>
+    /// <param name="batchSize">Rows per batch; 0 lets the predictor choose.</param>
+    /// <param name="log">Receives one line naming the device and why.</param>
+    /// <param name="gpu">CUDA device ordinal.</param>
+    /// <param name="consumeWeights">The caller will not use <paramref name="weights"/> again
+    /// (see the constructor).</param>
+    public static HypernetPredictor Create(string device, HypernetWeights weights,
+        HostTensor sourceEmbeddings, HypernetPrecision precision, int batchSize,
+        Action<string>? log, int gpu = 0, bool consumeWeights = false)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (batchSize < 0)
+        {
+            throw new ZettException($"--batch-size must be positive, got {batchSize}");
+        }
+        if (gpu < 0)
+        {
+            throw new ZettException($"--gpu must be a device ordinal ≥ 0, got {gpu}");
+        }
+        string visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") is { } v
+            ? $" (CUDA_VISIBLE_DEVICES={v})" : "";
+        string why;
+        switch (device)
+        {
+            case "cpu":
+                why = "--device cpu";
+                break;
+            case "cuda":
+                if (!Cuda.IsAvailable)
+                {
+                    throw new ZettException($"--device cuda: no usable CUDA device{visible}: "
+                        + Cuda.UnavailableReason);
+                }
+                why = "--device cuda";
+                break;
+            case "auto":
+                why = Cuda.IsAvailable ? $"auto: {Cuda.DeviceSummary}{visible}"
+                    : $"auto: no usable CUDA device{visible}: {Cuda.UnavailableReason}";
+                device = Cuda.IsAvailable ? "cuda" : "cpu";
+                break;
+            default:
+                throw new ZettException($"--device {device}: expected one of "
+                    + string.Join(", ", Devices));
+        }
+        IOpBackend ops = device == "cuda" ? new CudaBackend(gpu) : new CpuBackend();
+        HypernetPredictor predictor;
+        try
+        {
+            predictor = new HypernetPredictor(ops, weights, sourceEmbeddings, precision, batchSize,
+                consumeWeights, ownsBackend: true);
+        }
+        catch
+        {
+            ops.Dispose();
+            throw;
+        }
+        log?.Invoke($"backend: {predictor.Name} ({why}), batch {predictor.MaxBatchSize}");
+        return predictor;
+    }
+}
