@@ -116,6 +116,10 @@ fi
 for name in ZeTT.Kernels.Tests ZeTT.Ops.Tests ZeTT.Runtime.Tests; do
     step "tests-$name" 180 "$BIN/$name" -xml "$RES/tests-$name.xml" -noColor
 done
+# The whole main-stage step (loss and every hypernetwork gradient) on the CUDA backend against
+# PyTorch autograd (tests/fixtures/train), on its own so that its log is easy to find; the CPU
+# float64 twin of the same test runs in the full suite above and on every CI run.
+step train-step-oracle-cuda 90 "$BIN/ZeTT.Runtime.Tests" -class "*TrainStepOracleTests" -noColor
 GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
 wait "${BG[0]}" 2>/dev/null  # the cubins
 if [ -f build/kernels-sm90/attention.cubin ]; then
@@ -123,7 +127,8 @@ if [ -f build/kernels-sm90/attention.cubin ]; then
         "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     step cuda-backend-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Runtime.Tests" -class "*CudaHypernetBackendTests" \
-        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -class "*CudaLanguageModelTests" -noColor
+        -class "*BackendParityTests" -class "*CudaPaddingSkipTests" -class "*CudaLanguageModelTests" \
+        -class "*TrainStepOracleTests" -noColor
     step op-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Ops.Tests" -class "ZeTT.Ops.Tests.CudaBackendOpTests" -noColor
 fi

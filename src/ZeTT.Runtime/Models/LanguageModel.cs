@@ -226,9 +226,12 @@ public sealed class LanguageModel : IDisposable
     /// <summary>As <see cref="Forward"/> from the input embedding rows [batch · tokens, hidden]
     /// themselves (as stored in the embedding matrix: the family's embedding scale is applied
     /// here), e.g. rows a hypernetwork predicted. With a <paramref name="tape"/> (no cache) the
-    /// activations the backward needs are kept in it.</summary>
+    /// activations the backward needs are kept in it. <paramref name="learnedPositionRows"/>
+    /// [batch · tokens], for families with learned positions, gives the rows of the position
+    /// table to read instead of position + offset (RoBERTa's ids computed from the input ids,
+    /// pads at padding_idx).</summary>
     public Tensor ForwardFromEmbeddings(Tensor rows, int batch, KvCache? cache = null,
-        ForwardTape? tape = null)
+        ForwardTape? tape = null, int[]? learnedPositionRows = null)
     {
         ArgumentNullException.ThrowIfNull(rows);
         LmArchitecture a = Architecture;
@@ -262,7 +265,13 @@ public sealed class LanguageModel : IDisposable
         Ops.Scale(rows, a.EmbeddingScale, x);
         if (_w.Positions is not null)
         {
-            var learned = Array.ConvertAll(posIds, p => p + a.PositionOffset);
+            int[] learned = learnedPositionRows
+                ?? Array.ConvertAll(posIds, p => p + a.PositionOffset);
+            if (learned.Length != n)
+            {
+                throw new ArgumentException($"{learned.Length} position rows for {n} embedding "
+                    + "rows");
+            }
             using Tensor lpT = Ops.Upload(Tensor.FromInts(learned));
             using Tensor pe = Ops.Empty(_dt, [n, d]);
             Ops.EmbeddingForward(_w.Positions, lpT, pe);
@@ -528,33 +537,40 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Natural-log cross-entropy of each row's target (negative target: ignored,
     /// loss 0), through the fused vocabulary-chunked head: losses [rows]. The output
     /// embeddings are the model's unless <paramref name="outputEmbeddings"/> is given (a
-    /// predicted matrix [vocab, hidden]); <paramref name="logSumExp"/>, when given, receives
-    /// the rows' log-sum-exp for <see cref="TokenLossesBackward"/>.</summary>
+    /// predicted matrix [vocab, hidden]) with the logit bias <paramref name="outputBias"/>
+    /// [vocab] (null: none; the model's own bias belongs to its own vocabulary, and the
+    /// reference zeroes it under predicted embeddings); <paramref name="logSumExp"/>, when
+    /// given, receives the rows' log-sum-exp for <see cref="TokenLossesBackward"/>.</summary>
     public Tensor TokenLosses(Tensor headInput, ReadOnlySpan<int> targets,
-        Tensor? outputEmbeddings = null, Tensor? logSumExp = null)
+        Tensor? outputEmbeddings = null, Tensor? logSumExp = null, Tensor? outputBias = null)
     {
         ArgumentNullException.ThrowIfNull(headInput);
         long n = headInput.Shape[0];
         using Tensor t = Ops.Upload(Tensor.FromInts(targets));
         Tensor losses = Ops.Empty(_dt, [n], "losses");
         using Tensor own = Ops.Empty(_dt, [n]);
-        Ops.LmHeadCrossEntropy(headInput, outputEmbeddings ?? _w.Head, _w.HeadBias, t, losses,
-            logSumExp ?? own);
+        Ops.LmHeadCrossEntropy(headInput, outputEmbeddings ?? _w.Head,
+            HeadBiasFor(outputEmbeddings, outputBias), t, losses, logSumExp ?? own);
         return losses;
     }
 
+    private Tensor? HeadBiasFor(Tensor? outputEmbeddings, Tensor? outputBias) =>
+        outputEmbeddings is null ? _w.HeadBias : outputBias;
+
     /// <summary>Backward of <see cref="TokenLosses"/> for upstream <paramref name="dLosses"/>:
     /// returns ∂loss/∂(head input); accumulates ∂loss/∂(output embeddings) into
-    /// <paramref name="dOutputEmbeddings"/> when given.</summary>
+    /// <paramref name="dOutputEmbeddings"/> and ∂loss/∂(bias) into <paramref name="dOutputBias"/>
+    /// when given (the bias as in <see cref="TokenLosses"/>).</summary>
     public Tensor TokenLossesBackward(Tensor headInput, ReadOnlySpan<int> targets,
         Tensor logSumExp, Tensor dLosses, Tensor? dOutputEmbeddings = null,
-        Tensor? outputEmbeddings = null)
+        Tensor? outputEmbeddings = null, Tensor? outputBias = null, Tensor? dOutputBias = null)
     {
         ArgumentNullException.ThrowIfNull(headInput);
         using Tensor t = Ops.Upload(Tensor.FromInts(targets));
         Tensor dHead = Ops.Empty(_dt, headInput.Shape, "d head input");
-        Ops.LmHeadCrossEntropyBackward(headInput, outputEmbeddings ?? _w.Head, _w.HeadBias, t,
-            logSumExp, dLosses, dHead, dOutputEmbeddings, null);
+        Ops.LmHeadCrossEntropyBackward(headInput, outputEmbeddings ?? _w.Head,
+            HeadBiasFor(outputEmbeddings, outputBias), t, logSumExp, dLosses, dHead,
+            dOutputEmbeddings, dOutputBias);
         return dHead;
     }
 
