@@ -144,7 +144,7 @@ public sealed partial class HypernetTrainer : IDisposable
     public int[] IdentityIds(long index)
     {
         int v = Config.OriginalVocabSize, b = Math.Min(Settings.IdentityBatch, v);
-        var rng = new Random(HashCode.Combine(Settings.Seed, index, 0x1d));
+        var rng = new Random(SeedMix.Of(Settings.Seed, index, 0x1d));
         int[] all = Enumerable.Range(0, v).ToArray();
         for (int k = 0; k < b; k++)
         {

@@ -22,13 +22,15 @@ public interface IMainVocabulary
 /// from (seed, update). A vocabulary larger than <c>subsample</c> rows is cut per batch to the
 /// ids the batch uses plus uniformly drawn other rows up to <c>subsample</c> (the reference's
 /// <c>n_token_subsample</c>: the softmax then runs over that subset, ids renumbered), which
-/// keeps a 50 000-token vocabulary's hypernetwork pass to the rows a step can learn from.
+/// keeps a 50 000-token vocabulary's hypernetwork pass to the rows a step can learn from. The
+/// special tokens' rows are always kept and replaced by the base model's (§6.1).
 /// </summary>
 public sealed class FixedTargetVocabulary : IMainVocabulary
 {
     private readonly HfTokenizer[] _tokenizers;
     private readonly SurfaceFormMatrix[] _surfaceForms;
     private readonly int[] _pads;
+    private readonly (int[] Ids, int[] InReference)[] _specials;
     private readonly int _blockSize, _subsample, _seed;
 
     /// <summary>Loads and converts <paramref name="sources"/> (anything
@@ -55,6 +57,7 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
         _tokenizers = new HfTokenizer[sources.Count];
         _surfaceForms = new SurfaceFormMatrix[sources.Count];
         _pads = new int[sources.Count];
+        _specials = new (int[], int[])[sources.Count];
         for (int i = 0; i < sources.Count; i++)
         {
             HfTokenizer t = ByteLevelConverter.Convert(HfTokenizer.Load(sources[i]),
@@ -63,6 +66,7 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
             _surfaceForms[i] = SurfaceFormMatrix.Build(t, hnTokenizer, surfaceMaxLen);
             _pads[i] = t.PadTokenId ?? t.EosTokenId ?? throw new ZettException(
                 $"{sources[i]}: the tokenizer has neither a pad nor an eos token to pad batches");
+            _specials[i] = MainBatch.SpecialRows(t, baseTokenizer);
         }
         Description = string.Join(", ", sources.Select((s, i) =>
             $"{s} ({_tokenizers[i].VocabSize} tokens)"))
@@ -82,11 +86,15 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
     public MainBatch Batch(IReadOnlyList<string> texts, long step)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        var rng = new Random(HashCode.Combine(_seed, step, 0x7a));
+        var rng = new Random(SeedMix.Of(_seed, step, 0x7a));
         int k = _tokenizers.Length == 1 ? 0 : rng.Next(_tokenizers.Length);
         SurfaceFormMatrix sf = _surfaceForms[k];
         MainBatch full = MainBatch.FromTexts(texts, _tokenizers[k], _blockSize, _pads[k], sf.Ids,
-            sf.Rows);
+            sf.Rows) with
+            {
+                SpecialIds = _specials[k].Ids,
+                SpecialIdsInReference = _specials[k].InReference,
+            };
         return _subsample <= 0 || sf.Rows <= _subsample ? full : Subsample(full, sf, rng);
     }
 
@@ -103,6 +111,10 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
             {
                 rows.Add(id);
             }
+        }
+        foreach (int id in full.SpecialIds ?? [])
+        {
+            Use(id);
         }
         foreach (int id in full.Ids)
         {
@@ -125,6 +137,11 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
         }
         int[] ids = Array.ConvertAll(full.Ids, id => index[id]);
         int[] targets = Array.ConvertAll(full.Targets, id => id < 0 ? -1 : index[id]);
-        return new MainBatch(forms, rows.Count, ids, targets, full.Batch);
+        return new MainBatch(forms, rows.Count, ids, targets, full.Batch)
+        {
+            SpecialIds = full.SpecialIds is null ? null : Array.ConvertAll(full.SpecialIds,
+                id => index[id]),
+            SpecialIdsInReference = full.SpecialIdsInReference,
+        };
     }
 }
