@@ -22,10 +22,10 @@ rm -rf "$out/hypernet"
     --data "$text/train.jsonl" \
     --train-tokenizer "$toks/gpt-neox-20b" --train-tokenizer "$toks/llama2-tinyllama" \
     --train-tokenizer "$toks/t5-small" --train-tokenizer "$toks/mistral-7b-v0.1" \
-    --vocab-subsample 2048 --batch 32 --block-size 128 \
-    --identity-steps 300 --identity-batch 512 --lr 1e-3 --main-lr 1e-3 --lexical-weight 0.5 \
+    --vocab-subsample 1024 --batch 16 --block-size 128 \
+    --identity-steps 300 --identity-batch 512 --lr 1e-3 --main-lr 3e-3 --lexical-weight 0.5 \
     --steps 1000000 --max-minutes "$minutes" --save-every 100 --log-every 10 \
-    --valid-tokenizer gpt2 --valid-data "$out/valid-25.jsonl" --valid-every 200
+    --valid-tokenizer gpt2 --valid-data "$out/valid-25.jsonl" --valid-every 100
 "$zett" transfer --model "$here/assets/stories260K" --hypernet "$out/hypernet" \
     --tokenizer gpt2 --device cpu --out "$out/stories260K-gpt2-hypernet" --overwrite
 "$zett" transfer --model "$here/assets/stories260K" --method fvt --tokenizer gpt2 \
