@@ -17,6 +17,7 @@ internal static class Program
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
             ["ops-gpu"] = OpsGpuBench.Run,
+            ["sampler"] = SamplerBenchmark.Run,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,

@@ -138,11 +138,35 @@ public static class ByteLevelConverter
             FixPostProcessorIds(postProcessor, forms, file);
         }
 
-        var components = new JsonObject
+        JsonObject components = ByteLevelComponents(tokenizer.Components["truncation"]?.DeepClone(),
+            tokenizer.Components["padding"]?.DeepClone(), postProcessor);
+
+        // Special tokens that are no longer in the vocabulary (the converted target's own
+        // additional special tokens after matching) are dropped so that a saved tokenizer does
+        // not grow new ids when transformers loads it.
+        resultSpecials = resultSpecials with
+        {
+            Additional = [.. resultSpecials.Additional.Where(t => model.TokenToId(t) is not null)],
+        };
+        List<HfAddedToken> added = SpecialAddedTokens(model, resultSpecials,
+            tokenizer.AddedTokens.Concat(matchSpecialTokensTo?.AddedTokens ?? []));
+
+        return new HfTokenizer(tokenizer.Source, model, components, added, resultSpecials,
+            tokenizer.TokenizerConfig, tokenizer.TokenizerClass)
+        {
+            OriginalVocabSize = matchSpecialTokensTo is null ? originalLength : null,
+        };
+    }
+
+    /// <summary>tokenizer.json's components for a byte-level tokenizer: normalizer "prepend a
+    /// space", <see cref="ByteLevelPreTokenizer"/>, decoder ByteLevel, and the given
+    /// truncation, padding and post-processor.</summary>
+    internal static JsonObject ByteLevelComponents(JsonNode? truncation, JsonNode? padding,
+        JsonNode? postProcessor) => new()
         {
             ["version"] = "1.0",
-            ["truncation"] = tokenizer.Components["truncation"]?.DeepClone(),
-            ["padding"] = tokenizer.Components["padding"]?.DeepClone(),
+            ["truncation"] = truncation,
+            ["padding"] = padding,
             ["normalizer"] = new JsonObject { ["type"] = "Prepend", ["prepend"] = " " },
             ["pre_tokenizer"] = ByteLevelPreTokenizer(),
             ["post_processor"] = postProcessor,
@@ -155,21 +179,20 @@ public static class ByteLevelConverter
             },
         };
 
-        // Special tokens that are no longer in the vocabulary (the converted target's own
-        // additional special tokens after matching) are dropped so that a saved tokenizer does
-        // not grow new ids when transformers loads it.
-        resultSpecials = resultSpecials with
-        {
-            Additional = [.. resultSpecials.Additional.Where(t => model.TokenToId(t) is not null)],
-        };
+    /// <summary>The added tokens of a byte-level tokenizer: each special token of
+    /// <paramref name="specials"/> that the model has, at its model id, special and not
+    /// normalized, with the lstrip/rstrip/single_word of its first entry in
+    /// <paramref name="originals"/>.</summary>
+    internal static List<HfAddedToken> SpecialAddedTokens(TokenizerModel model,
+        SpecialTokenMap specials, IEnumerable<HfAddedToken> originals)
+    {
         var originalAdded = new Dictionary<string, HfAddedToken>(StringComparer.Ordinal);
-        foreach (HfAddedToken t in tokenizer.AddedTokens.Concat(
-            matchSpecialTokensTo?.AddedTokens ?? []))
+        foreach (HfAddedToken t in originals)
         {
             originalAdded.TryAdd(t.Content, t);
         }
         var added = new List<HfAddedToken>();
-        foreach (string token in resultSpecials.All())
+        foreach (string token in specials.All())
         {
             if (model.TokenToId(token) is int id)
             {
@@ -182,12 +205,7 @@ public static class ByteLevelConverter
                     : new HfAddedToken(id, token, Special: true));
             }
         }
-
-        return new HfTokenizer(tokenizer.Source, model, components, added, resultSpecials,
-            tokenizer.TokenizerConfig, tokenizer.TokenizerClass)
-        {
-            OriginalVocabSize = matchSpecialTokensTo is null ? originalLength : null,
-        };
+        return added;
     }
 
     /// <summary>The pre-tokenizer the converted tokenizers use: the reference's regex (matches
@@ -473,7 +491,9 @@ public static class ByteLevelConverter
         return copy;
     }
 
-    private static void FixPostProcessorIds(JsonNode data, List<string> forms, string file)
+    /// <summary>Rewrites the token ids in a post-processor to each token's index in
+    /// <paramref name="forms"/>.</summary>
+    internal static void FixPostProcessorIds(JsonNode data, IList<string> forms, string file)
     {
         int IndexOf(string token)
         {
