@@ -25,9 +25,13 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<string[]> _trainTokenizer = new("--train-tokenizer")
     {
         Description = "a fixed target tokenizer of the main stage (name or path); repeat for "
-            + "several, one drawn per update",
+            + "several, one drawn per update [default: a tokenizer sampled per batch]",
         HelpName = "NAME|PATH",
     };
+
+    private readonly Option<int> _pieces = CommonOptions.Integer("--pieces",
+        "pieces of the tokenizer sampled per batch when no --train-tokenizer is given (default "
+        + "32768; a multiple of 128)", 1);
 
     private readonly Option<int> _vocabSubsample = CommonOptions.Integer("--vocab-subsample",
         "main stage: at most N vocabulary rows per batch, the batch's own tokens plus random "
@@ -109,7 +113,7 @@ internal sealed class TrainCommand : ZettCommand
     public TrainCommand() : base("train",
         "train a hypernetwork for a model: the identity stage, then the main stage on --data")
     {
-        foreach (Option option in (Option[])[_model, _out, _data, _trainTokenizer,
+        foreach (Option option in (Option[])[_model, _out, _data, _trainTokenizer, _pieces,
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
             _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _hidden,
@@ -131,6 +135,7 @@ internal sealed class TrainCommand : ZettCommand
             Data = (parse.GetValue(_data) ?? []).Select(TextSource.Parse).ToArray(),
             TrainTokenizers = parse.GetValue(_trainTokenizer) ?? [],
             VocabularySubsample = parse.GetValue(_vocabSubsample),
+            SampledPieces = Or(parse.GetValue(_pieces), 32768),
             Steps = Or(parse.GetValue(_steps), 1000),
             IdentitySteps = parse.IsGiven(_identitySteps) ? parse.GetValue(_identitySteps) : null,
             MaxMinutes = One(parse.GetValue(_maxMinutes), 0),

@@ -29,6 +29,10 @@ public sealed class TrainOptions
     /// update.</summary>
     public IReadOnlyList<string> TrainTokenizers { get; init; } = [];
 
+    /// <summary>Pieces of the tokenizer sampled per batch when no <see cref="TrainTokenizers"/>
+    /// are given (32 768 in the reference; a multiple of 128 above 391).</summary>
+    public int SampledPieces { get; init; } = 32768;
+
     /// <summary>Main stage with fixed tokenizers: rows of the vocabulary per batch at most (the
     /// batch's own ids plus random others; 0: the whole vocabulary).</summary>
     public int VocabularySubsample { get; init; }
@@ -200,10 +204,29 @@ public static class HypernetTraining
                 config.SurfaceMaxLen);
             HypernetInit.InitOutputScalers(config, weights, e, sf.Ids, cpu);
         }
-        IMainVocabulary? vocabulary = main
-            ? new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn, config.SurfaceMaxLen,
-                o.BlockSize, o.VocabularySubsample, o.Seed)
-            : null;
+        IMainVocabulary? vocabulary = null;
+        if (main && o.TrainTokenizers.Count > 0)
+        {
+            vocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
+                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed);
+        }
+        else if (main)
+        {
+            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
+                SurfaceMaxLen: config.SurfaceMaxLen);
+            var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize, o.Seed);
+            // §4.1: the window starts full, from the first WindowBatches batches of texts of a
+            // stream of their own (the reference reads the first 2048 training texts).
+            using var prime = new TrainText(o.Data, o.BatchSize,
+                o.BlockSize * TrainText.MaxCharsPerToken, eos, SeedMix.Of(o.Seed, 0, 0x5a));
+            var texts = new List<string>();
+            for (int b = 0; b < samplerOptions.WindowBatches; b++)
+            {
+                texts.AddRange(prime.Next().Texts);
+            }
+            sampled.Prime(texts);
+            vocabulary = sampled;
+        }
         log(Inv($"hypernetwork for {model.Directory}: H {config.HiddenSize}, I ")
             + Inv($"{config.IntermediateSize}, {config.NumLayers} layers, {config.NumAttentionHeads} ")
             + Inv($"heads, L {config.SurfaceMaxLen}, {v0} + {config.NumExtraTokens} tokens, ")
@@ -261,23 +284,17 @@ public static class HypernetTraining
             return run.Finish(null);
         }
 
-        // Main stage. The texts of the first micro-batches are drawn once and kept, so that
-        // the time probe and the updates see the same batches (the stream stays a function of
-        // the seed); a resumed run replays the stream up to its step.
-        var pending = new Dictionary<long, string[]>();
+        // Main stage. The first micro-batches are made once and kept, so that the time probe
+        // and the updates see the same batches (the stream and the sampler stay functions of
+        // the seed); a resumed run replays the stream (and the sampler) up to its step.
+        var pending = new Dictionary<long, MainBatch>();
         long mainBase = (long)identitySteps * o.Accumulation;
         for (long i = mainBase; i < trainer.Step * o.Accumulation; i++)
         {
-            text!.Next();
+            vocabulary!.Skip(text!.Next().Texts, i);
         }
-        MainBatch BatchFor(long index)
-        {
-            if (!pending.Remove(index, out string[]? texts))
-            {
-                texts = text!.Next().Texts;
-            }
-            return vocabulary!.Batch(texts, index);
-        }
+        MainBatch BatchFor(long index) => pending.Remove(index, out MainBatch? made) ? made
+            : vocabulary!.Batch(text!.Next().Texts, index);
         double? bpb = null;
         double validSeconds = 0;
         if (validDocs is not null)
@@ -292,9 +309,8 @@ public static class HypernetTraining
             long first = trainer.Step * o.Accumulation;
             for (long k = first; k < first + 2; k++)
             {
-                string[] texts = text!.Next().Texts;
-                pending[k] = texts;
-                trainer.MainLossAndGradients(lm!, vocabulary!.Batch(texts, k), o.LexicalWeight);
+                pending[k] = vocabulary!.Batch(text!.Next().Texts, k);
+                trainer.MainLossAndGradients(lm!, pending[k], o.LexicalWeight);
             }
             double perStep = probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05;
             double perValid = validDocs is null ? 0 : validSeconds / Math.Max(1, o.ValidEvery);
@@ -349,10 +365,15 @@ public static class HypernetTraining
                     + "text: give --data FILE[:WEIGHT]");
             }
         }
-        else if (o.TrainTokenizers.Count == 0)
+        else if (o.TrainTokenizers.Count == 0 && (o.SampledPieces <= 391 || o.SampledPieces % 128 != 0))
         {
-            throw new ZettException("the main stage needs its target tokenizers: give "
-                + "--train-tokenizer NAME|PATH (per-batch sampled tokenizers are not wired yet)");
+            throw new ZettException($"--pieces {o.SampledPieces}: a sampled tokenizer needs a "
+                + "multiple of 128 above its 391 byte and whitespace pieces");
+        }
+        else if (o.TrainTokenizers.Count == 0 && o.VocabularySubsample > 0)
+        {
+            throw new ZettException("--vocab-subsample cuts fixed vocabularies "
+                + "(--train-tokenizer); a sampled tokenizer has --pieces rows");
         }
         if ((o.ValidTokenizer is null) != (o.ValidData is null))
         {

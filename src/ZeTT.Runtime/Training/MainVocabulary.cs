@@ -13,6 +13,11 @@ public interface IMainVocabulary
     /// <paramref name="step"/>: the texts encoded under this step's target tokenizer, and that
     /// vocabulary's surface forms.</summary>
     MainBatch Batch(IReadOnlyList<string> texts, long step);
+
+    /// <summary>Moves past the batch of <paramref name="texts"/> for update
+    /// <paramref name="step"/> without making it (a resumed run's replay): a sampler's window
+    /// and counters advance as <see cref="Batch"/> would advance them.</summary>
+    void Skip(IReadOnlyList<string> texts, long step);
 }
 
 /// <summary>
@@ -98,6 +103,11 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
         return _subsample <= 0 || sf.Rows <= _subsample ? full : Subsample(full, sf, rng);
     }
 
+    /// <inheritdoc />
+    public void Skip(IReadOnlyList<string> texts, long step)
+    {
+    }
+
     /// <summary>The rows the batch uses (in order of first use) and its special tokens' rows,
     /// then other rows drawn without replacement up to the subsample size; ids renumbered.
     /// </summary>
@@ -144,4 +154,56 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
             SpecialIdsInReference = full.SpecialIdsInReference,
         };
     }
+}
+
+/// <summary>
+/// A tokenizer sampled per batch (TRAINING.md §4, <see cref="TokenizerSampler"/>): the batch is
+/// encoded under it, the hypernetwork predicts all of its padded rows, the padded rows' logits
+/// are masked and the special tokens' rows are the base model's (§6.1).
+/// </summary>
+public sealed class SampledVocabulary : IMainVocabulary
+{
+    private readonly TokenizerSampler _sampler;
+    private readonly HfTokenizer _base;
+    private readonly int _blockSize;
+
+    /// <summary>A sampler for <paramref name="baseTokenizer"/>'s model, surface forms under
+    /// <paramref name="hnTokenizer"/>.</summary>
+    public SampledVocabulary(TokenizerSamplerOptions options, HfTokenizer baseTokenizer,
+        HfTokenizer hnTokenizer, int blockSize, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 2);
+        _sampler = new TokenizerSampler(options, baseTokenizer, hnTokenizer, seed);
+        _base = baseTokenizer;
+        _blockSize = blockSize;
+        Description = $"a tokenizer sampled per batch ({options.Pieces} pieces, "
+            + $"{_sampler.PaddedRows} rows with the padding, a window of "
+            + $"{options.WindowBatches} batches)";
+    }
+
+    /// <inheritdoc />
+    public string Description { get; }
+
+    /// <summary>§4.1's initialisation with the first training texts.</summary>
+    public void Prime(IReadOnlyList<string> texts) => _sampler.Prime(texts);
+
+    /// <inheritdoc />
+    public MainBatch Batch(IReadOnlyList<string> texts, long step)
+    {
+        SampledTokenizer s = _sampler.Sample(texts);
+        int pad = s.Tokenizer.PadTokenId ?? s.Tokenizer.EosTokenId ?? throw new ZettException(
+            $"{_base.Source}: the base tokenizer has neither a pad nor an eos token");
+        (int[] special, int[] inReference) = MainBatch.SpecialRows(s.Tokenizer, _base);
+        return MainBatch.FromTexts(texts, s.Tokenizer, _blockSize, pad, s.SurfaceForms,
+            s.PaddedRows) with
+        {
+            Mask = s.Mask,
+            SpecialIds = special,
+            SpecialIdsInReference = inReference,
+        };
+    }
+
+    /// <inheritdoc />
+    public void Skip(IReadOnlyList<string> texts, long step) => _sampler.Sample(texts);
 }

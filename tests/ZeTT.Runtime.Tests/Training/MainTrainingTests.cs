@@ -147,13 +147,14 @@ public sealed class MainTrainingTests : IDisposable
     }
 
     private TrainOptions Options(string outDir, int steps, string? resume = null,
-        bool validate = false) => new()
+        bool validate = false, bool sampled = false) => new()
     {
+        TrainTokenizers = sampled ? [] : ["gpt2"],
+        VocabularySubsample = sampled ? 0 : 256,
+        SampledPieces = 512,
         ModelDirectory = Repo("assets/stories260K"),
         OutputDirectory = outDir,
         Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
-        TrainTokenizers = ["gpt2"],
-        VocabularySubsample = 256,
         Steps = steps,
         IdentitySteps = 2,
         IdentityBatch = 64,
@@ -218,14 +219,38 @@ public sealed class MainTrainingTests : IDisposable
     }
 
     [Fact]
-    public void A_resumed_main_stage_continues_bit_identically()
+    public void A_sampled_tokenizer_per_batch_trains_the_main_stage()
     {
-        string straight = Path.Combine(_dir, "straight"), split = Path.Combine(_dir, "split");
+        string outDir = Path.Combine(_dir, "sampled");
+        var lines = new List<string>();
+        HypernetTraining.Run(Options(outDir, 4, sampled: true), lines.Add);
+        Assert.Contains(lines, l => l.Contains("a tokenizer sampled per batch (512 pieces, 640 rows",
+            StringComparison.Ordinal));
+        JsonNode[] main = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+            .Select(l => JsonNode.Parse(l)!).Where(l => (string)l["stage"]! == "main")];
+        Assert.Equal(2, main.Length);
+        foreach (JsonNode m in main)
+        {
+            // Every padded row is predicted; the LM loss is over the sampled vocabulary.
+            Assert.Equal(640.0, (double)m["vocabulary_rows"]!);
+            double lm = (double)m["lm_loss"]!;
+            Assert.True(lm > 1 && lm < 20, $"lm loss {lm}");
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_resumed_main_stage_continues_bit_identically(bool sampled)
+    {
+        string straight = Path.Combine(_dir, $"straight-{sampled}");
+        string split = Path.Combine(_dir, $"split-{sampled}");
         // An interrupted run keeps its checkpoint at update 3 (saved every 3 updates); a run
-        // resumed from it with the same options ends where the uninterrupted one does.
-        HypernetTraining.Run(Options(straight, 5));
-        HypernetTraining.Run(Options(split, 5, resume: Path.Combine(straight, "checkpoints",
-            "step-3")));
+        // resumed from it with the same options ends where the uninterrupted one does (the
+        // sampler's window replayed).
+        HypernetTraining.Run(Options(straight, 5, sampled: sampled));
+        HypernetTraining.Run(Options(split, 5, sampled: sampled,
+            resume: Path.Combine(straight, "checkpoints", "step-3")));
         Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
             File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
         Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
