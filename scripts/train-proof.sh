@@ -18,6 +18,8 @@ zett="$here/zett"
 mkdir -p "$out"
 tail -n 25 "$text/dev.jsonl" > "$out/valid-25.jsonl"
 rm -rf "$out/hypernet"
+# GNU time reports the CPU time the run got: on a shared machine far less than 2 cores.
+/usr/bin/time -f "train: %e s wall, %U s user + %S s system CPU" \
 "$zett" train --model "$here/assets/stories260K" --out "$out/hypernet" \
     --data "$text/train.jsonl" \
     --train-tokenizer "$toks/gpt-neox-20b" --train-tokenizer "$toks/llama2-tinyllama" \

@@ -57,7 +57,7 @@ public static class LossCurve
         {
             plot.Axes.Right.Label.Text = "validation bits per byte";
         }
-        plot.ShowLegend();
+        plot.ShowLegend(ScottPlot.Alignment.UpperCenter);
         string tmp = path + $".tmp-{Environment.ProcessId}.png";
         plot.SavePng(tmp, 900, 540);
         File.Move(tmp, path, overwrite: true);
