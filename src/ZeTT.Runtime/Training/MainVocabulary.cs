@@ -96,10 +96,10 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
         SurfaceFormMatrix sf = _surfaceForms[k];
         MainBatch full = MainBatch.FromTexts(texts, _tokenizers[k], _blockSize, _pads[k], sf.Ids,
             sf.Rows) with
-            {
-                SpecialIds = _specials[k].Ids,
-                SpecialIdsInReference = _specials[k].InReference,
-            };
+        {
+            SpecialIds = _specials[k].Ids,
+            SpecialIdsInReference = _specials[k].InReference,
+        };
         return _subsample <= 0 || sf.Rows <= _subsample ? full : Subsample(full, sf, rng);
     }
 

@@ -148,29 +148,29 @@ public sealed class MainTrainingTests : IDisposable
 
     private TrainOptions Options(string outDir, int steps, string? resume = null,
         bool validate = false, bool sampled = false) => new()
-    {
-        TrainTokenizers = sampled ? [] : ["gpt2"],
-        VocabularySubsample = sampled ? 0 : 256,
-        SampledPieces = 512,
-        ModelDirectory = Repo("assets/stories260K"),
-        OutputDirectory = outDir,
-        Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
-        Steps = steps,
-        IdentitySteps = 2,
-        IdentityBatch = 64,
-        BatchSize = 2,
-        BlockSize = 24,
-        LearningRate = 1e-3,
-        MainLearningRate = 1e-3,
-        WarmupSteps = 1,
-        Seed = 4,
-        SaveEvery = 3,
-        ValidTokenizer = validate ? "gpt2" : null,
-        ValidData = validate ? ValidFile() : null,
-        ValidEvery = 2,
-        Resume = resume,
-        Shape = new HypernetShape(0, 0, 1, 0, 7),
-    };
+        {
+            TrainTokenizers = sampled ? [] : ["gpt2"],
+            VocabularySubsample = sampled ? 0 : 256,
+            SampledPieces = 512,
+            ModelDirectory = Repo("assets/stories260K"),
+            OutputDirectory = outDir,
+            Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
+            Steps = steps,
+            IdentitySteps = 2,
+            IdentityBatch = 64,
+            BatchSize = 2,
+            BlockSize = 24,
+            LearningRate = 1e-3,
+            MainLearningRate = 1e-3,
+            WarmupSteps = 1,
+            Seed = 4,
+            SaveEvery = 3,
+            ValidTokenizer = validate ? "gpt2" : null,
+            ValidData = validate ? ValidFile() : null,
+            ValidEvery = 2,
+            Resume = resume,
+            Shape = new HypernetShape(0, 0, 1, 0, 7),
+        };
 
     private string ValidFile()
     {
