@@ -1,3 +1,7 @@
+using System.Text.Json.Nodes;
+using Parquet;
+using Parquet.Schema;
+
 namespace ZeTT.Cli.Tests;
 
 public class TrainCommandTests
@@ -22,7 +26,7 @@ public class TrainCommandTests
         try
         {
             var (code, output, err) = Zett.Run("train", "--model", Repo("assets/stories260K"),
-                "--out", outDir, "--steps", "3", "--batch", "64", "--hn-layers", "1",
+                "--out", outDir, "--steps", "3", "--identity-batch", "64", "--hn-layers", "1",
                 "--save-every", "2");
             Assert.True(code == 0, err);
             Assert.Contains("3 updates", output, StringComparison.Ordinal);
@@ -54,5 +58,109 @@ public class TrainCommandTests
         Assert.StartsWith("error: ", err, StringComparison.Ordinal);
         Assert.Contains("/nonexistent/model", err, StringComparison.Ordinal);
         Assert.False(Directory.Exists(outDir));
+    }
+
+    private static string Temp(string name) =>
+        Path.Combine(Path.GetTempPath(), $"zett-train-{Guid.NewGuid():N}-{name}");
+
+    [Fact]
+    public void Train_runs_the_identity_then_the_main_stage_on_text()
+    {
+        string outDir = Temp("out");
+        try
+        {
+            var (code, output, err) = Zett.Run("train", "--model", Repo("assets/stories260K"),
+                "--out", outDir, "--data",
+                Path.Combine(Repo("tests/fixtures/lm/eval"), "tinystories-dev-25.jsonl"),
+                "--train-tokenizer", "gpt2", "--vocab-subsample", "128", "--batch", "2",
+                "--block-size", "16", "--identity-steps", "1", "--identity-batch", "32",
+                "--steps", "3", "--hn-layers", "1", "--main-lr", "1e-3");
+            Assert.True(code == 0, err);
+            Assert.Contains("3 updates", output, StringComparison.Ordinal);
+            Assert.Contains("main stage after 1 identity updates", err, StringComparison.Ordinal);
+            Assert.Contains("step 3/3 main", err, StringComparison.Ordinal);
+            string[] stages = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+                .Select(l => (string)JsonNode.Parse(l)!["stage"]!)];
+            Assert.Equal(["identity", "main", "main"], stages);
+            Assert.True(File.Exists(Path.Combine(outDir, "loss.png")));
+            Assert.True(File.Exists(Path.Combine(outDir, "model.safetensors")));
+        }
+        finally
+        {
+            if (Directory.Exists(outDir))
+            {
+                Directory.Delete(outDir, recursive: true);
+            }
+        }
+    }
+
+    private static async Task<string> ParquetWithout(string path)
+    {
+        DataField<string>[] fields = [new("title"), new("body")];
+        await using (FileStream stream = File.Create(path))
+        await using (ParquetWriter writer = await ParquetWriter.CreateAsync(
+            new ParquetSchema(fields), stream,
+            cancellationToken: TestContext.Current.CancellationToken))
+        {
+            using ParquetRowGroupWriter group = writer.CreateRowGroup();
+            await group.WriteAsync(fields[0], new[] { "t" }, null);
+            await group.WriteAsync(fields[1], new[] { "b" }, null);
+        }
+        return path;
+    }
+
+    [Fact]
+    public async Task Bad_input_is_one_error_line_before_any_work()
+    {
+        string dir = Directory.CreateTempSubdirectory("zett-train-bad-").FullName;
+        try
+        {
+            string model = Repo("assets/stories260K");
+            string good = Path.Combine(Repo("tests/fixtures/lm/eval"), "tinystories-dev-25.jsonl");
+            string missing = Path.Combine(dir, "missing.jsonl");
+            string empty = Path.Combine(dir, "empty.jsonl");
+            File.WriteAllText(empty, "");
+            string parquet = await ParquetWithout(Path.Combine(dir, "no-text.parquet"));
+            string mamba = Path.Combine(dir, "mamba");
+            Directory.CreateDirectory(mamba);
+            foreach (string f in Directory.GetFiles(model))
+            {
+                File.Copy(f, Path.Combine(mamba, Path.GetFileName(f)));
+            }
+            string configPath = Path.Combine(mamba, "config.json");
+            JsonNode config = JsonNode.Parse(File.ReadAllText(configPath))!;
+            config["model_type"] = "mamba";
+            File.WriteAllText(configPath, config.ToJsonString());
+            string[] tok = ["--train-tokenizer", "gpt2"];
+            (string[] Args, string Names, string Says)[] cases =
+            [
+                (["--model", model, "--data", missing, .. tok], missing, "not found"),
+                (["--model", model, "--data", empty, .. tok], empty, "no text"),
+                (["--model", model, "--data", parquet, .. tok], parquet, "no string column 'text'"),
+                (["--model", mamba, "--data", good, .. tok], configPath, "model_type 'mamba'"),
+                (["--model", model, "--data", good, "--pieces", "500"], "--pieces 500",
+                    "multiple of 128"),
+                (["--model", model, "--train-tokenizer", "gpt2"], "--data", "training text"),
+                (["--model", model, "--data", good, .. tok, "--valid-tokenizer", "gpt2"],
+                    "--valid-data", "validation needs both"),
+                (["--model", model, "--data", good, "--train-tokenizer", missing], missing, ""),
+            ];
+            foreach ((string[] args, string names, string says) in cases)
+            {
+                string outDir = Path.Combine(dir, "out");
+                var (code, _, err) = Zett.Run(["train", "--out", outDir, .. args]);
+                string what = string.Join(' ', args);
+                Assert.True(code == 2, $"{what}: exit {code}, {err}");
+                Assert.StartsWith("error: ", err, StringComparison.Ordinal);
+                Assert.Single(err.TrimEnd().Split('\n'));
+                Assert.Contains(names, err, StringComparison.Ordinal);
+                Assert.Contains(says, err, StringComparison.Ordinal);
+                Assert.False(Directory.Exists(outDir), what);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }

@@ -12,19 +12,60 @@ internal sealed class TrainCommand : ZettCommand
         "the base model (Hugging Face directory with tokenizer.json)");
 
     private readonly Option<string> _out = CommonOptions.Required("--out", "DIR",
-        "output: the final hypernetwork, checkpoints/step-N, train_log.jsonl");
+        "output: the final hypernetwork, checkpoints/step-N, train_log.jsonl, loss.png");
+
+    private readonly Option<string[]> _data = new("--data")
+    {
+        Description = "training text for the main stage: .txt, .jsonl (\"text\" field) or "
+            + ".parquet (a text column), FILE:WEIGHT for a mixture; repeat for more [default: "
+            + "none, the identity stage only]",
+        HelpName = "FILE[:WEIGHT]",
+    };
+
+    private readonly Option<string[]> _trainTokenizer = new("--train-tokenizer")
+    {
+        Description = "a fixed target tokenizer of the main stage (name or path); repeat for "
+            + "several, one drawn per update [default: a tokenizer sampled per batch]",
+        HelpName = "NAME|PATH",
+    };
+
+    private readonly Option<int> _pieces = CommonOptions.Integer("--pieces",
+        "pieces of the tokenizer sampled per batch when no --train-tokenizer is given (default "
+        + "32768; a multiple of 128)", 1);
+
+    private readonly Option<int> _vocabSubsample = CommonOptions.Integer("--vocab-subsample",
+        "main stage: at most N vocabulary rows per batch, the batch's own tokens plus random "
+        + "others [default: the whole vocabulary]", 1);
 
     private readonly Option<int> _steps = CommonOptions.Integer("--steps",
-        "updates to run (default 1000)", 1);
+        "updates to run, both stages (default 1000)", 1);
+
+    private readonly Option<int> _identitySteps = CommonOptions.Integer("--identity-steps",
+        "identity-stage updates before the main stage [default: steps/20, at most 10000]", 0);
 
     private readonly Option<double[]> _maxMinutes = CommonOptions.Numbers("--max-minutes",
         "time budget: the schedule is laid out for the updates that fit");
 
     private readonly Option<double[]> _lr = CommonOptions.Numbers("--lr",
-        "peak learning rate (default 3e-4, the reference's identity stage)");
+        "peak learning rate of the identity stage (default 3e-4)");
+
+    private readonly Option<double[]> _mainLr = CommonOptions.Numbers("--main-lr",
+        "peak learning rate of the main stage (default 6e-5)");
+
+    private readonly Option<int> _warmup = CommonOptions.Integer("--warmup-steps",
+        "main-stage warm-up updates [default: 1/19 of the main updates]", 0);
+
+    private readonly Option<int> _identityBatch = CommonOptions.Integer("--identity-batch",
+        "tokens per identity micro-batch (default 16384, at most the vocabulary)", 1);
 
     private readonly Option<int> _batch = CommonOptions.Integer("--batch",
-        "tokens per micro-batch (default 16384, at most the vocabulary)", 1);
+        "sequences per main-stage micro-batch (default 128)", 1);
+
+    private readonly Option<int> _blockSize = CommonOptions.Integer("--block-size",
+        "tokens per sequence (default 128)", 2);
+
+    private readonly Option<double[]> _lexical = CommonOptions.Numbers("--lexical-weight",
+        "weight of the lexical loss (default 0.5)");
 
     private readonly Option<int> _accumulation = CommonOptions.Integer("--accumulation",
         "micro-batches per update (default 1)", 1);
@@ -37,6 +78,19 @@ internal sealed class TrainCommand : ZettCommand
 
     private readonly Option<int> _saveEvery = CommonOptions.Integer("--save-every",
         "checkpoint every N updates (default: at the end only)", 1);
+
+    private readonly Option<int> _logEvery = CommonOptions.Integer("--log-every",
+        "progress on stderr every N updates (default 10; the JSONL log has every update)", 1);
+
+    private readonly Option<string> _validTokenizer = CommonOptions.Optional("--valid-tokenizer",
+        "NAME|PATH", "validate by transferring the model to this tokenizer");
+
+    private readonly Option<string> _validData = CommonOptions.Optional("--valid-data", "FILE",
+        "validation text: bits per byte by zett eval's protocol");
+
+    private readonly Option<int> _validEvery = CommonOptions.Integer("--valid-every",
+        "validate every N main-stage updates (default 10000; also before the main stage and "
+        + "at the end)", 1);
 
     private readonly Option<string> _resume = CommonOptions.Optional("--resume", "DIR",
         "continue from a checkpoint (OUT/checkpoints/step-N) with the same options");
@@ -57,11 +111,13 @@ internal sealed class TrainCommand : ZettCommand
         "surface-form length L (default 7)", 1);
 
     public TrainCommand() : base("train",
-        "train a hypernetwork for a model (identity stage: its own embeddings from single ids)")
+        "train a hypernetwork for a model: the identity stage, then the main stage on --data")
     {
-        foreach (Option option in (Option[])[_model, _out, _steps, _maxMinutes, _lr, _batch,
-            _accumulation, _clip, _seed, _saveEvery, _resume, _hidden, _intermediate, _layers,
-            _heads, _maxLen])
+        foreach (Option option in (Option[])[_model, _out, _data, _trainTokenizer, _pieces,
+            _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
+            _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
+            _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _hidden,
+            _intermediate, _layers, _heads, _maxLen])
         {
             Options.Add(option);
         }
@@ -76,22 +132,38 @@ internal sealed class TrainCommand : ZettCommand
         {
             ModelDirectory = parse.GetRequiredValue(_model),
             OutputDirectory = parse.GetRequiredValue(_out),
+            Data = (parse.GetValue(_data) ?? []).Select(TextSource.Parse).ToArray(),
+            TrainTokenizers = parse.GetValue(_trainTokenizer) ?? [],
+            VocabularySubsample = parse.GetValue(_vocabSubsample),
+            SampledPieces = Or(parse.GetValue(_pieces), 32768),
             Steps = Or(parse.GetValue(_steps), 1000),
+            IdentitySteps = parse.IsGiven(_identitySteps) ? parse.GetValue(_identitySteps) : null,
             MaxMinutes = One(parse.GetValue(_maxMinutes), 0),
             LearningRate = One(parse.GetValue(_lr), 3e-4),
-            IdentityBatch = Or(parse.GetValue(_batch), 16384),
+            MainLearningRate = One(parse.GetValue(_mainLr), 6e-5),
+            WarmupSteps = parse.IsGiven(_warmup) ? parse.GetValue(_warmup) : null,
+            IdentityBatch = Or(parse.GetValue(_identityBatch), 16384),
+            BatchSize = Or(parse.GetValue(_batch), 128),
+            BlockSize = Or(parse.GetValue(_blockSize), 128),
+            LexicalWeight = One(parse.GetValue(_lexical), 0.5),
             Accumulation = Or(parse.GetValue(_accumulation), 1),
             MaxGradNorm = One(parse.GetValue(_clip), 0.1),
             Seed = parse.GetValue(_seed),
             SaveEvery = parse.GetValue(_saveEvery),
+            LogEvery = Or(parse.GetValue(_logEvery), 10),
+            ValidTokenizer = parse.GetValue(_validTokenizer),
+            ValidData = parse.GetValue(_validData),
+            ValidEvery = Or(parse.GetValue(_validEvery), 10000),
             Resume = parse.GetValue(_resume),
             Shape = new HypernetShape(parse.GetValue(_hidden), parse.GetValue(_intermediate),
                 parse.GetResult(_layers) is null ? 3 : parse.GetValue(_layers),
                 parse.GetValue(_heads), Or(parse.GetValue(_maxLen), 7)),
         };
         TrainResult r = HypernetTraining.Run(options, line => console.Error.WriteLine(line));
+        string valid = r.ValidBitsPerByte is double bpb
+            ? Inv($", validation {bpb:F4} bits/byte") : "";
         console.Out.WriteLine(Inv($"wrote {options.OutputDirectory}: {r.Steps} updates, loss {r.FirstLoss:G4} → ")
-            + Inv($"{r.LastLoss:G4}, {r.TokensPerSecond:F0} tokens/s over {r.Seconds:F1} s"));
+            + Inv($"{r.LastLoss:G4}, {r.TokensPerSecond:F0} tokens/s over {r.Seconds:F1} s") + valid);
         return 0;
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ZeTT.Ops;
 
 namespace ZeTT.Runtime.Hypernetwork;
@@ -118,6 +119,24 @@ public sealed class HypernetGraph : IDisposable
 
     private HypernetPass Run(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
         int surfaceLength, bool training)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            return ForwardCore(surfaceForms, rows, langIndex, surfaceLength);
+        }
+        finally
+        {
+            Elapsed += Stopwatch.GetElapsedTime(start);
+        }
+    }
+
+    /// <summary>Time spent in <see cref="Forward"/> and <see cref="Backward"/> so far (the
+    /// training log's hypernetwork share of a step).</summary>
+    public TimeSpan Elapsed { get; private set; }
+
+    private HypernetPass ForwardCore(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
+        int surfaceLength)
     {
         int l = surfaceLength == 0 ? _l : surfaceLength;
         if (l < 1 || l > _l)
@@ -492,6 +511,20 @@ public sealed class HypernetGraph : IDisposable
     /// <paramref name="dEmbeddingsIn"/> [rows, n_embd], <paramref name="dEmbeddingsOut"/> and
     /// <paramref name="dBias"/> [rows, 1] (null: zero).</summary>
     public void Backward(HypernetPass pass, Tensor dEmbeddingsIn, Tensor? dEmbeddingsOut,
+        Tensor? dBias, HypernetParameters gradients)
+    {
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            BackwardCore(pass, dEmbeddingsIn, dEmbeddingsOut, dBias, gradients);
+        }
+        finally
+        {
+            Elapsed += Stopwatch.GetElapsedTime(start);
+        }
+    }
+
+    private void BackwardCore(HypernetPass pass, Tensor dEmbeddingsIn, Tensor? dEmbeddingsOut,
         Tensor? dBias, HypernetParameters gradients)
     {
         ArgumentNullException.ThrowIfNull(pass);

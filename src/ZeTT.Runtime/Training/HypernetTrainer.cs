@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ZeTT.Ops;
 using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tensors;
 
 namespace ZeTT.Runtime.Training;
@@ -34,9 +35,16 @@ public sealed record TrainSettings(LearningRateSchedule Schedule, int IdentityBa
 /// <param name="HypernetSeconds">Time in the hypernetwork forward and backward.</param>
 /// <param name="LmSeconds">Time in the language model (0 in the identity stage).</param>
 /// <param name="OptimizerSeconds">Time clipping and updating.</param>
+/// <param name="LmLoss">Main stage: the LM's cross-entropy part of the loss (NaN in the
+/// identity stage).</param>
+/// <param name="LexicalLoss">Main stage: the lexical loss, unweighted (NaN in the identity
+/// stage).</param>
+/// <param name="VocabularyRows">Main stage: target-vocabulary rows the hypernetwork predicted
+/// per micro-batch (their mean).</param>
 public sealed record StepReport(long Step, double Loss, double GradNorm, double LearningRate,
     long Tokens, double SampleSeconds, double HypernetSeconds, double LmSeconds,
-    double OptimizerSeconds);
+    double OptimizerSeconds, double LmLoss = double.NaN, double LexicalLoss = double.NaN,
+    double VocabularyRows = 0);
 
 /// <summary>
 /// Trains a hypernetwork on an <see cref="IOpBackend"/> (TRAINING.md §7): fp32 master
@@ -136,7 +144,7 @@ public sealed partial class HypernetTrainer : IDisposable
     public int[] IdentityIds(long index)
     {
         int v = Config.OriginalVocabSize, b = Math.Min(Settings.IdentityBatch, v);
-        var rng = new Random(HashCode.Combine(Settings.Seed, index, 0x1d));
+        var rng = new Random(SeedMix.Of(Settings.Seed, index, 0x1d));
         int[] all = Enumerable.Range(0, v).ToArray();
         for (int k = 0; k < b; k++)
         {
@@ -209,6 +217,52 @@ public sealed partial class HypernetTrainer : IDisposable
         (double norm, double lr) = Update(k);
         return new StepReport(Step - 1, loss, norm, lr, tokens, sample, hn, 0,
             clock.Elapsed.TotalSeconds - t2);
+    }
+
+    /// <summary>One main-stage update (TRAINING.md §7.2–7.3): <see
+    /// cref="TrainSettings.Accumulation"/> micro-batches from <paramref name="batchFor"/>
+    /// (given the micro-batch's running index), each through
+    /// <see cref="MainLossAndGradients"/>, then clip and AdamW. The time split: drawing the
+    /// batch (text, tokenizer, encoding) is sampling; the hypernetwork's forward and backward
+    /// are measured inside its graph; the rest of the loss (the LM's forward and backward, the
+    /// head, the lexical loss) is the LM's.</summary>
+    /// <exception cref="ZettException">The loss is not finite (the message names the step).
+    /// </exception>
+    public StepReport MainStep(LanguageModel lm, Func<long, MainBatch> batchFor,
+        double lexicalWeight)
+    {
+        ArgumentNullException.ThrowIfNull(batchFor);
+        var clock = Stopwatch.StartNew();
+        double sample = 0, hn = 0, lmTime = 0, loss = 0, lmLoss = 0, lexical = 0, rows = 0;
+        int k = Settings.Accumulation;
+        long tokens = 0;
+        Gradients.Clear();
+        for (int micro = 0; micro < k; micro++)
+        {
+            double t0 = clock.Elapsed.TotalSeconds;
+            MainBatch batch = batchFor((Step * k) + micro);
+            double t1 = clock.Elapsed.TotalSeconds, h0 = _graph.Elapsed.TotalSeconds;
+            (double l, double lmPart, double lexPart) = MainLossAndGradients(lm, batch,
+                lexicalWeight);
+            double dh = _graph.Elapsed.TotalSeconds - h0;
+            loss += l / k;
+            lmLoss += lmPart / k;
+            lexical += lexPart / k;
+            rows += (double)batch.Rows / k;
+            tokens += batch.Ids.Length;
+            sample += t1 - t0;
+            hn += dh;
+            lmTime += clock.Elapsed.TotalSeconds - t1 - dh;
+        }
+        if (!double.IsFinite(loss))
+        {
+            throw new ZettException($"step {Step}: the loss is {loss}; stopping (the last "
+                + "checkpoint is kept)");
+        }
+        double t2 = clock.Elapsed.TotalSeconds;
+        (double norm, double lr) = Update(k);
+        return new StepReport(Step - 1, loss, norm, lr, tokens, sample, hn, lmTime,
+            clock.Elapsed.TotalSeconds - t2, lmLoss, lexical, rows);
     }
 
     /// <summary>Clips the gradients summed over <paramref name="microBatches"/> micro-batches

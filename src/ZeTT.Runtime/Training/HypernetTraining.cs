@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ZeTT.Ops;
 using System.Text.Json.Nodes;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
@@ -17,22 +18,63 @@ public sealed class TrainOptions
     /// <summary>The base model (a Hugging Face directory with tokenizer.json).</summary>
     public required string ModelDirectory { get; init; }
 
-    /// <summary>Output directory: the final hypernetwork, checkpoints/step-N, train_log.jsonl.
-    /// </summary>
+    /// <summary>Output directory: the final hypernetwork, checkpoints/step-N, train_log.jsonl,
+    /// loss.png.</summary>
     public required string OutputDirectory { get; init; }
+
+    /// <summary>Training text (<c>--data FILE[:WEIGHT]</c>); none: the identity stage only.
+    /// </summary>
+    public IReadOnlyList<TextSource> Data { get; init; } = [];
+
+    /// <summary>Fixed target tokenizers of the main stage (names or paths), one drawn per
+    /// update.</summary>
+    public IReadOnlyList<string> TrainTokenizers { get; init; } = [];
+
+    /// <summary>Pieces of the tokenizer sampled per batch when no <see cref="TrainTokenizers"/>
+    /// are given (32 768 in the reference; a multiple of 128 above 391).</summary>
+    public int SampledPieces { get; init; } = 32768;
+
+    /// <summary>Main stage with fixed tokenizers: rows of the vocabulary per batch at most (the
+    /// batch's own ids plus random others; 0: the whole vocabulary).</summary>
+    public int VocabularySubsample { get; init; }
 
     /// <summary>Updates to run (the schedule's length), at most.</summary>
     public int Steps { get; init; } = 1000;
 
+    /// <summary>Identity-stage updates before the main stage (null: the reference's share,
+    /// 10 000 of 200 000 steps, at most 10 000). Without <see cref="Data"/> every update is an
+    /// identity update.</summary>
+    public int? IdentitySteps { get; init; }
+
     /// <summary>Wall-clock budget in minutes (0: none): the schedule is laid out for the
-    /// updates that fit, measured on the first micro-batches.</summary>
+    /// updates that fit, measured on the first micro-batches of each stage.</summary>
     public double MaxMinutes { get; init; }
 
     /// <summary>Peak learning rate of the identity ramp (3e-4 in the reference).</summary>
     public double LearningRate { get; init; } = 3e-4;
 
+    /// <summary>Peak learning rate of the main stage (6e-5 in the reference).</summary>
+    public double MainLearningRate { get; init; } = 6e-5;
+
+    /// <summary>Warm-up updates of the main stage (null: 1/19 of its updates, the reference's
+    /// 10 000 of 190 000).</summary>
+    public int? WarmupSteps { get; init; }
+
+    /// <summary>Final fraction of the main peak at the end of the cosine (0.1).</summary>
+    public double Alpha { get; init; } = 0.1;
+
     /// <summary>Tokens per identity micro-batch.</summary>
     public int IdentityBatch { get; init; } = 16384;
+
+    /// <summary>Sequences per main-stage micro-batch (128).</summary>
+    public int BatchSize { get; init; } = 128;
+
+    /// <summary>Tokens per sequence (128); texts are cropped to 16 characters per token.
+    /// </summary>
+    public int BlockSize { get; init; } = 128;
+
+    /// <summary>Weight of the lexical loss (0.5).</summary>
+    public double LexicalWeight { get; init; } = 0.5;
 
     /// <summary>Micro-batches per update.</summary>
     public int Accumulation { get; init; } = 1;
@@ -49,6 +91,16 @@ public sealed class TrainOptions
     /// <summary>Log every this many updates.</summary>
     public int LogEvery { get; init; } = 10;
 
+    /// <summary>A fixed tokenizer to validate with (needs <see cref="ValidData"/>).</summary>
+    public string? ValidTokenizer { get; init; }
+
+    /// <summary>Validation text, read as <c>zett eval</c> reads it.</summary>
+    public string? ValidData { get; init; }
+
+    /// <summary>Validate every this many main-stage updates (and when the identity stage ends
+    /// and at the end).</summary>
+    public int ValidEvery { get; init; } = 10000;
+
     /// <summary>A checkpoint directory (checkpoints/step-N) to continue from.</summary>
     public string? Resume { get; init; }
 
@@ -60,16 +112,19 @@ public sealed class TrainOptions
 /// <param name="Steps">Updates done in total (with the resumed ones).</param>
 /// <param name="FirstLoss">Loss of the run's first update.</param>
 /// <param name="LastLoss">Loss of its last update.</param>
-/// <param name="TokensPerSecond">Target tokens per second over the run.</param>
+/// <param name="TokensPerSecond">Tokens per second over the run (identity: target tokens;
+/// main stage: LM tokens).</param>
 /// <param name="Seconds">Wall time of the updates.</param>
+/// <param name="ValidBitsPerByte">The last validation's bits per byte (null: none).</param>
 public sealed record TrainResult(long Steps, double FirstLoss, double LastLoss,
-    double TokensPerSecond, double Seconds);
+    double TokensPerSecond, double Seconds, double? ValidBitsPerByte = null);
 
 /// <summary>
-/// <c>zett train</c>: a new hypernetwork for a base model, trained on the CPU op backend. The
-/// identity stage (TRAINING.md §7.1) is what runs today: the network learns to reproduce the
-/// model's own embeddings from single-token surface forms, which is the reference's first
-/// 10 000 steps and what every later stage starts from.
+/// <c>zett train</c>: a new hypernetwork for a base model, trained on the CPU op backend: the
+/// identity stage (TRAINING.md §7.1: the model's own embeddings from single-token surface
+/// forms), then, with training text, the main stage (§7.2–7.3: each batch's texts encoded
+/// under a target tokenizer, the frozen LM's loss with the hypernetwork's embeddings for that
+/// vocabulary plus the lexical loss). One AdamW state and one schedule run through both.
 /// </summary>
 public static class HypernetTraining
 {
@@ -80,18 +135,23 @@ public static class HypernetTraining
     {
         ArgumentNullException.ThrowIfNull(o);
         log ??= _ => { };
-        if (o.Steps < 1)
+        CheckOptions(o);
+        bool main = o.Data.Count > 0;
+        int identitySteps = main ? o.IdentitySteps ?? Math.Min(10000, o.Steps / 20) : o.Steps;
+        if (main && identitySteps >= o.Steps)
         {
-            throw new ZettException($"--steps {o.Steps}: at least one update is needed");
+            throw new ZettException($"--identity-steps {identitySteps} leaves no main-stage "
+                + $"update in --steps {o.Steps}");
         }
         OutputTarget.RequireApart(o.OutputDirectory, [o.ModelDirectory]);
-        if (File.Exists(o.OutputDirectory))
-        {
-            throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
-        }
         using HfModelDirectory model = HfModelDirectory.Open(o.ModelDirectory);
         // The architecture check names an unsupported family before any work.
-        LmArchitecture.FromConfig(model);
+        LmArchitecture arch = LmArchitecture.FromConfig(model);
+        if (main && !arch.Causal)
+        {
+            throw new ZettException($"{model.ConfigPath}: the main stage trains through causal "
+                + $"LMs only so far; '{arch.ModelType}' is a masked LM");
+        }
         string tokPath = Path.Combine(model.Directory, "tokenizer.json");
         if (!File.Exists(tokPath))
         {
@@ -105,6 +165,18 @@ public static class HypernetTraining
         {
             throw new ZettException($"{model.ConfigPath}: the model has {model.VocabSize} "
                 + $"embedding rows but its tokenizer {v0} tokens");
+        }
+        // Every input is opened before any work: data files, tokenizers, validation text.
+        string eos = baseTok.SpecialTokens.Eos ?? "";
+        using TrainText? text = main
+            ? new TrainText(o.Data, o.BatchSize, o.BlockSize * TrainText.MaxCharsPerToken, eos,
+                o.Seed)
+            : null;
+        IReadOnlyList<EvalDocument>? validDocs = null;
+        if (o.ValidData is not null)
+        {
+            validDocs = EvalText.Read([o.ValidData], null);
+            HfTokenizer.Load(o.ValidTokenizer!);
         }
         bool untied = model.OutputEmbeddingName is not null && !model.TieWordEmbeddings;
         HostTensor e = SourceEmbeddings.ReadStacked(model, untied);
@@ -134,61 +206,246 @@ public static class HypernetTraining
                 config.SurfaceMaxLen);
             HypernetInit.InitOutputScalers(config, weights, e, sf.Ids, cpu);
         }
+        IMainVocabulary? vocabulary = null;
+        if (main && o.TrainTokenizers.Count > 0)
+        {
+            vocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
+                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed);
+        }
+        else if (main)
+        {
+            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
+                SurfaceMaxLen: config.SurfaceMaxLen);
+            var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize, o.Seed);
+            // §4.1: the window starts full, from the first WindowBatches batches of texts of a
+            // stream of their own (the reference reads the first 2048 training texts).
+            using var prime = new TrainText(o.Data, o.BatchSize,
+                o.BlockSize * TrainText.MaxCharsPerToken, eos, SeedMix.Of(o.Seed, 0, 0x5a));
+            var texts = new List<string>();
+            for (int b = 0; b < samplerOptions.WindowBatches; b++)
+            {
+                texts.AddRange(prime.Next().Texts);
+            }
+            sampled.Prime(texts);
+            vocabulary = sampled;
+        }
         log(Inv($"hypernetwork for {model.Directory}: H {config.HiddenSize}, I ")
             + Inv($"{config.IntermediateSize}, {config.NumLayers} layers, {config.NumAttentionHeads} ")
             + Inv($"heads, L {config.SurfaceMaxLen}, {v0} + {config.NumExtraTokens} tokens, ")
             + (untied ? "untied" : "tied"));
+        if (vocabulary is not null)
+        {
+            log(Inv($"main stage after {identitySteps} identity updates: {o.BatchSize} × ")
+                + Inv($"{o.BlockSize} tokens per micro-batch under ") + vocabulary.Description);
+        }
 
-        var provisional = new LearningRateSchedule(o.Steps, o.LearningRate, 0, o.LearningRate,
-            o.Steps, 1);
-        var settings = new TrainSettings(provisional, o.IdentityBatch, o.Accumulation,
-            o.MaxGradNorm, Seed: o.Seed);
+        var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
+            o.Accumulation, o.MaxGradNorm, Seed: o.Seed);
         using var trainer = new HypernetTrainer(config, weights, e, cpu, settings);
         if (o.Resume is not null)
         {
             TrainingCheckpoint.RestoreOptimizer(o.Resume, trainer);
         }
+        using LanguageModel? lm = main ? LanguageModel.Create(model, cpu) : null;
+        var run = new RunLog(o, trainer, hn, identitySteps, log);
+        var budget = Stopwatch.StartNew();
+        double budgetSeconds = o.MaxMinutes * 60;
+
+        // Identity stage (all of a run without text). A time-boxed run measures it first; its
+        // identity stage takes at most half the budget when a main stage follows.
         long total = o.Steps;
-        if (o.MaxMinutes > 0)
+        if (trainer.Step < identitySteps)
         {
-            // Probe two micro-batches (no update) to size the schedule to the budget.
-            var probe = Stopwatch.StartNew();
-            for (int k = 0; k < 2; k++)
+            if (budgetSeconds > 0)
             {
-                trainer.IdentityLossAndGradients(trainer.IdentityIds(k));
+                var probe = Stopwatch.StartNew();
+                for (int k = 0; k < 2; k++)
+                {
+                    trainer.IdentityLossAndGradients(trainer.IdentityIds(k));
+                }
+                double perStep = probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05;
+                long fit = Math.Max(trainer.Step + 1,
+                    (long)(budgetSeconds * (main ? 0.5 : 1) / perStep));
+                if (fit < identitySteps)
+                {
+                    log(Inv($"budget {o.MaxMinutes} min at {perStep:F3} s/update: {fit} identity ")
+                        + Inv($"updates instead of {identitySteps}"));
+                    identitySteps = (int)fit;
+                    run.IdentitySteps = identitySteps;
+                }
+                total = main ? o.Steps : identitySteps;
+            }
+            trainer.Settings = settings with { Schedule = Schedule(o, identitySteps, total) };
+            while (trainer.Step < identitySteps)
+            {
+                run.Record(trainer.IdentityStep(), "identity", main ? identitySteps : total);
+            }
+        }
+        if (!main)
+        {
+            return run.Finish(null);
+        }
+
+        // Main stage. The first micro-batches are made once and kept, so that the time probe
+        // and the updates see the same batches (the stream and the sampler stay functions of
+        // the seed); a resumed run replays the stream (and the sampler) up to its step.
+        var pending = new Dictionary<long, MainBatch>();
+        long mainBase = (long)identitySteps * o.Accumulation;
+        for (long i = mainBase; i < trainer.Step * o.Accumulation; i++)
+        {
+            vocabulary!.Skip(text!.Next().Texts, i);
+        }
+        MainBatch BatchFor(long index) => pending.Remove(index, out MainBatch? made) ? made
+            : vocabulary!.Batch(text!.Next().Texts, index);
+        double? bpb = null;
+        double validSeconds = 0;
+        if (validDocs is not null)
+        {
+            var vclock = Stopwatch.StartNew();
+            bpb = run.Validate(validDocs, cpu);
+            validSeconds = vclock.Elapsed.TotalSeconds;
+        }
+        if (budgetSeconds > 0)
+        {
+            var probe = Stopwatch.StartNew();
+            long first = trainer.Step * o.Accumulation;
+            for (long k = first; k < first + 2; k++)
+            {
+                pending[k] = vocabulary!.Batch(text!.Next().Texts, k);
+                trainer.MainLossAndGradients(lm!, pending[k], o.LexicalWeight);
             }
             double perStep = probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05;
-            total = Math.Clamp((long)(o.MaxMinutes * 60 / perStep), trainer.Step + 1, o.Steps);
-            log(Inv($"budget {o.MaxMinutes} min at {perStep:F3} s/update: {total} updates"));
+            double perValid = validDocs is null ? 0 : validSeconds / Math.Max(1, o.ValidEvery);
+            // The final validation and the checkpoints are paid for up front.
+            double left = budgetSeconds - budget.Elapsed.TotalSeconds - validSeconds - 5;
+            long fit = (long)(left / (perStep + perValid));
+            total = Math.Clamp(trainer.Step + fit, trainer.Step + 1, o.Steps);
+            log(Inv($"budget {o.MaxMinutes} min: {perStep:F2} s/update, validation ")
+                + Inv($"{validSeconds:F1} s: {total - trainer.Step} main updates"));
         }
-        trainer.Settings = settings with
+        trainer.Settings = settings with { Schedule = Schedule(o, identitySteps, total) };
+        while (trainer.Step < total)
         {
-            Schedule = new LearningRateSchedule(total, o.LearningRate, 0, o.LearningRate, total, 1),
-        };
-        HypernetTrainer run = trainer;
-        Directory.CreateDirectory(o.OutputDirectory);
-        string logPath = Path.Combine(o.OutputDirectory, "train_log.jsonl");
-        using var logFile = new StreamWriter(logPath, append: o.Resume is not null);
-        var clock = Stopwatch.StartNew();
-        double first = double.NaN, last = double.NaN;
-        long tokensSeen = 0;
-        double sample = 0, hnTime = 0, opt = 0;
-        while (run.Step < total)
-        {
-            StepReport r = run.IdentityStep();
-            if (double.IsNaN(first))
+            if (budgetSeconds > 0 && budget.Elapsed.TotalSeconds > budgetSeconds)
             {
-                first = r.Loss;
+                log(Inv($"time budget reached at update {trainer.Step} of {total}"));
+                break;
             }
-            last = r.Loss;
-            tokensSeen += r.Tokens;
-            sample += r.SampleSeconds;
-            hnTime += r.HypernetSeconds;
-            opt += r.OptimizerSeconds;
+            run.Record(trainer.MainStep(lm!, BatchFor, o.LexicalWeight), "main", total);
+            long mainDone = trainer.Step - identitySteps;
+            if (validDocs is not null && mainDone % Math.Max(1, o.ValidEvery) == 0
+                && trainer.Step < total)
+            {
+                bpb = run.Validate(validDocs, cpu);
+            }
+        }
+        if (validDocs is not null)
+        {
+            bpb = run.Validate(validDocs, cpu);
+        }
+        return run.Finish(bpb);
+    }
+
+    private static void CheckOptions(TrainOptions o)
+    {
+        if (o.Steps < 1)
+        {
+            throw new ZettException($"--steps {o.Steps}: at least one update is needed");
+        }
+        if (File.Exists(o.OutputDirectory))
+        {
+            throw new ZettException($"{o.OutputDirectory}: is a file, not an output directory");
+        }
+        if (o.Data.Count == 0)
+        {
+            string? needs = o.TrainTokenizers.Count > 0 ? "--train-tokenizer"
+                : o.ValidTokenizer is not null || o.ValidData is not null ? "validation"
+                : o.IdentitySteps is not null ? "--identity-steps" : null;
+            if (needs is not null)
+            {
+                throw new ZettException($"{needs} is for the main stage, which needs training "
+                    + "text: give --data FILE[:WEIGHT]");
+            }
+        }
+        else if (o.TrainTokenizers.Count == 0 && (o.SampledPieces <= 391 || o.SampledPieces % 128 != 0))
+        {
+            throw new ZettException($"--pieces {o.SampledPieces}: a sampled tokenizer needs a "
+                + "multiple of 128 above its 391 byte and whitespace pieces");
+        }
+        else if (o.TrainTokenizers.Count == 0 && o.VocabularySubsample > 0)
+        {
+            throw new ZettException("--vocab-subsample cuts fixed vocabularies "
+                + "(--train-tokenizer); a sampled tokenizer has --pieces rows");
+        }
+        if ((o.ValidTokenizer is null) != (o.ValidData is null))
+        {
+            throw new ZettException("validation needs both --valid-tokenizer and --valid-data");
+        }
+    }
+
+    /// <summary>The schedule of a run of <paramref name="total"/> updates: with training text,
+    /// the identity ramp, the main ramp (1/19 of the main updates unless given, the
+    /// reference's 10 000 of 190 000) and the cosine; without, the identity ramp over the whole
+    /// run.</summary>
+    private static LearningRateSchedule Schedule(TrainOptions o, int identitySteps, long total)
+    {
+        if (o.Data.Count == 0)
+        {
+            return new LearningRateSchedule(total, o.LearningRate, 0, o.LearningRate, total, 1);
+        }
+        long mainSteps = total - identitySteps;
+        long warmup = o.WarmupSteps ?? Math.Max(1, mainSteps / 19);
+        return new LearningRateSchedule(identitySteps, o.LearningRate, Math.Min(warmup,
+            mainSteps), o.MainLearningRate, total, o.Alpha);
+    }
+
+    /// <summary>A run's bookkeeping: the JSONL log, stderr progress, checkpoints, validation,
+    /// the loss curve.</summary>
+    private sealed class RunLog(TrainOptions o, HypernetTrainer trainer, HfTokenizer hn,
+        int identitySteps, Action<string> log)
+    {
+        private readonly StreamWriter _log = OpenLog(o);
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly List<LossPoint> _points = [];
+        private double _first = double.NaN, _last = double.NaN;
+        private long _tokens;
+        private double _sample, _hn, _lm, _opt;
+        private long _stageTokens;
+        private string _stage = "";
+
+        public int IdentitySteps { get; set; } = identitySteps;
+
+        private static StreamWriter OpenLog(TrainOptions o)
+        {
+            Directory.CreateDirectory(o.OutputDirectory);
+            return new StreamWriter(Path.Combine(o.OutputDirectory, "train_log.jsonl"),
+                append: o.Resume is not null);
+        }
+
+        public void Record(StepReport r, string stage, long total)
+        {
+            if (stage != _stage)
+            {
+                _stage = stage;
+                _stageTokens = 0;
+                _sample = _hn = _lm = _opt = 0;
+            }
+            if (double.IsNaN(_first))
+            {
+                _first = r.Loss;
+            }
+            _last = r.Loss;
+            _tokens += r.Tokens;
+            _stageTokens += r.Tokens;
+            _sample += r.SampleSeconds;
+            _hn += r.HypernetSeconds;
+            _lm += r.LmSeconds;
+            _opt += r.OptimizerSeconds;
+            _points.Add(new LossPoint(r.Step + 1, stage, r.Loss, r.LmLoss));
             var line = new JsonObject
             {
                 ["step"] = r.Step,
-                ["stage"] = "identity",
+                ["stage"] = stage,
                 ["loss"] = r.Loss,
                 ["grad_norm"] = r.GradNorm,
                 ["lr"] = r.LearningRate,
@@ -197,27 +454,95 @@ public static class HypernetTraining
                 ["hypernet_s"] = r.HypernetSeconds,
                 ["lm_s"] = r.LmSeconds,
                 ["optimizer_s"] = r.OptimizerSeconds,
+                ["elapsed_s"] = Math.Round(_clock.Elapsed.TotalSeconds, 3),
             };
-            logFile.WriteLine(line.ToJsonString());
-            if (run.Step % Math.Max(1, o.LogEvery) == 0 || run.Step == total)
+            if (stage == "main")
             {
-                logFile.Flush();
-                double s = clock.Elapsed.TotalSeconds;
-                log(Inv($"step {run.Step}/{total}  loss {r.Loss:F5}  |g| {r.GradNorm:G3}  lr ")
-                    + Inv($"{r.LearningRate:G3}  {tokensSeen / s:F0} tok/s  (sample {sample:F1}s, ")
-                    + Inv($"hypernet {hnTime:F1}s, optimizer {opt:F1}s)"));
+                line["lm_loss"] = r.LmLoss;
+                line["lexical_loss"] = r.LexicalLoss;
+                line["vocabulary_rows"] = r.VocabularyRows;
             }
-            if (o.SaveEvery > 0 && run.Step % o.SaveEvery == 0 && run.Step < total)
+            _log.WriteLine(line.ToJsonString());
+            long step = trainer.Step;
+            if (step % Math.Max(1, o.LogEvery) == 0 || step == total || step == IdentitySteps)
+            {
+                _log.Flush();
+                // Tokens per second of the updates themselves (validations and checkpoints
+                // between them are not counted).
+                double s = Math.Max(_sample + _hn + _lm + _opt, 1e-9);
+                string losses = stage == "main"
+                    ? Inv($"loss {r.Loss:F4} (lm {r.LmLoss:F4}, lexical {r.LexicalLoss:F4})")
+                    : Inv($"loss {r.Loss:F5}");
+                log(Inv($"step {step}/{total} {stage}  {losses}  |g| {r.GradNorm:G3}  lr ")
+                    + Inv($"{r.LearningRate:G3}  {_stageTokens / s:F0} tok/s  (sample {_sample:F1}s, ")
+                    + Inv($"hypernet {_hn:F1}s, lm {_lm:F1}s, optimizer {_opt:F1}s)"));
+            }
+            if (o.SaveEvery > 0 && step % o.SaveEvery == 0 && step < total)
             {
                 TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
-                    $"step-{run.Step}"), run, hn);
+                    $"step-{step}"), trainer, hn);
+                LossCurve.Write(Path.Combine(o.OutputDirectory, "loss.png"), _points);
             }
         }
-        double seconds = clock.Elapsed.TotalSeconds;
-        TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints", $"step-{run.Step}"),
-            run, hn);
-        TrainingCheckpoint.SaveFiles(o.OutputDirectory, run, hn);
-        return new TrainResult(run.Step, first, last, tokensSeen / Math.Max(seconds, 1e-9),
-            seconds);
+
+        /// <summary>Bits per byte of the model transferred to the validation tokenizer with
+        /// the current hypernetwork, by <c>zett eval</c>'s protocol: the hypernetwork is
+        /// written as a checkpoint, <c>zett transfer</c>'s pipeline makes the model directory,
+        /// <see cref="LmEvaluation"/> scores it; both are removed afterwards.</summary>
+        public double Validate(IReadOnlyList<EvalDocument> docs, IOpBackend cpu)
+        {
+            var clock = Stopwatch.StartNew();
+            string dir = Path.Combine(o.OutputDirectory, $".validation-{Environment.ProcessId}");
+            try
+            {
+                string hnDir = Path.Combine(dir, "hypernet"), modelDir = Path.Combine(dir, "model");
+                TrainingCheckpoint.SaveFiles(hnDir, trainer, hn);
+                TokenizerTransfer.Run(new TransferOptions
+                {
+                    ModelDirectory = o.ModelDirectory,
+                    HypernetDirectory = hnDir,
+                    Tokenizer = o.ValidTokenizer!,
+                    OutputDirectory = modelDir,
+                    Device = "cpu",
+                    Overwrite = true,
+                });
+                LmEvalResult r = LmEvaluation.Run([modelDir], docs, null, 0, cpu)[0];
+                double seconds = clock.Elapsed.TotalSeconds;
+                var line = new JsonObject
+                {
+                    ["step"] = trainer.Step,
+                    ["stage"] = "valid",
+                    ["valid_tokenizer"] = o.ValidTokenizer,
+                    ["bits_per_byte"] = r.BitsPerByte,
+                    ["tokens_per_byte"] = r.TokensPerByte,
+                    ["seconds"] = Math.Round(seconds, 3),
+                };
+                _log.WriteLine(line.ToJsonString());
+                _log.Flush();
+                _points.Add(new LossPoint(trainer.Step, "valid", r.BitsPerByte, double.NaN));
+                log(Inv($"validation at update {trainer.Step}: {r.BitsPerByte:F4} bits/byte under ")
+                    + Inv($"{o.ValidTokenizer} ({seconds:F1} s)"));
+                return r.BitsPerByte;
+            }
+            finally
+            {
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+            }
+        }
+
+        public TrainResult Finish(double? bpb)
+        {
+            double seconds = _clock.Elapsed.TotalSeconds;
+            TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
+                $"step-{trainer.Step}"), trainer, hn);
+            TrainingCheckpoint.SaveFiles(o.OutputDirectory, trainer, hn);
+            _log.Dispose();
+            LossCurve.Write(Path.Combine(o.OutputDirectory, "loss.png"), _points);
+            return new TrainResult(trainer.Step, _first, _last,
+                _tokens / Math.Max(seconds, 1e-9), seconds, bpb);
+        }
     }
 }

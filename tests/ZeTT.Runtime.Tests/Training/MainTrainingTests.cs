@@ -1,0 +1,259 @@
+using System.Text.Json.Nodes;
+using ZeTT.Ops.Cpu;
+using ZeTT.Runtime.Formats;
+using ZeTT.Runtime.Hypernetwork;
+using ZeTT.Runtime.Models;
+using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tests.Models;
+using ZeTT.Runtime.Tokenizers;
+using ZeTT.Runtime.Training;
+using ZeTT.Runtime.Transfer;
+
+namespace ZeTT.Runtime.Tests.Training;
+
+/// <summary>The main stage wired into training: the per-batch vocabulary, the step's time split
+/// and NaN stop, and whole runs of both stages on stories260K (log, validation, checkpoints,
+/// loss curve, bit-identical resume).</summary>
+public sealed class MainTrainingTests : IDisposable
+{
+    private static readonly CpuBackend Cpu = new();
+    private readonly string _dir = Directory.CreateTempSubdirectory("zett-maintrain-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static string Repo(string relative)
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, relative);
+            if (Directory.Exists(candidate) || File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new DirectoryNotFoundException(relative);
+    }
+
+    private static readonly string[] Texts =
+    [
+        "Once upon a time, there was a little girl named Lily. She loved to play outside.",
+        "Tom had a red ball. He threw it high and his dog ran after it.",
+    ];
+
+    [Fact]
+    public void A_large_fixed_vocabulary_is_cut_to_the_batch_tokens_plus_others()
+    {
+        HfTokenizer baseTok = HfTokenizer.Load(Repo("assets/stories260K"));
+        HfTokenizer hn = ByteLevelConverter.Convert(baseTok, matchSpecialTokensTo: baseTok);
+        var full = new FixedTargetVocabulary(["gpt2"], baseTok, hn, 7, 24, 0, 3);
+        var cut = new FixedTargetVocabulary(["gpt2"], baseTok, hn, 7, 24, 300, 3);
+        MainBatch f = full.Batch(Texts, 5), c = cut.Batch(Texts, 5);
+        Assert.True(f.Rows > 50000, $"{f.Rows} rows");
+        Assert.Equal(300, c.Rows);
+        Assert.Equal(300 * 7, c.SurfaceForms.Length);
+        Assert.Equal(f.Batch, c.Batch);
+        // Every position keeps its token: the renumbered row has the original's surface form.
+        for (int i = 0; i < f.Ids.Length; i++)
+        {
+            Assert.Equal(f.SurfaceForms.AsSpan(f.Ids[i] * 7, 7).ToArray(),
+                c.SurfaceForms.AsSpan(c.Ids[i] * 7, 7).ToArray());
+            Assert.Equal(f.Targets[i] < 0, c.Targets[i] < 0);
+            if (f.Targets[i] >= 0)
+            {
+                Assert.Equal(f.SurfaceForms.AsSpan(f.Targets[i] * 7, 7).ToArray(),
+                    c.SurfaceForms.AsSpan(c.Targets[i] * 7, 7).ToArray());
+            }
+        }
+        // The other rows depend on (seed, update) only.
+        Assert.Equal(c.SurfaceForms, cut.Batch(Texts, 5).SurfaceForms);
+        Assert.NotEqual(c.SurfaceForms, cut.Batch(Texts, 6).SurfaceForms);
+    }
+
+    [Fact]
+    public void Update_streams_are_seeded_the_same_in_every_process()
+    {
+        // Constants from an independent evaluation of SplitMix64 (Python); HashCode.Combine,
+        // seeded per process, would fail this in a new process.
+        Assert.Equal(275347894, SeedMix.Of(0, 0, 0x1d));
+        Assert.Equal(1017840116, SeedMix.Of(4, 123, 0x7a));
+        Assert.Equal(691647363, SeedMix.Of(-1, 5, 1));
+    }
+
+    private static (HypernetTrainer Trainer, LanguageModel Lm) TinyLlama(bool nan)
+    {
+        string dir = GoldenLogitsTests.FixtureDir("llama");
+        HostTensor e;
+        using (HfModelDirectory model = HfModelDirectory.Open(dir))
+        {
+            e = SourceEmbeddings.ReadStacked(model, withOutput: true);
+        }
+        HypernetConfig c = HypernetInit.Config(32, untied: true, originalVocab: 96,
+            extraTokens: 3, padId: 2, predictBias: false, new HypernetShape(16, 24, 2, 2, 3));
+        Dictionary<string, HostTensor> w = HypernetInit.RandomWeights(c, 5);
+        HypernetInit.InitInScaler(w, e);
+        if (nan)
+        {
+            w["output_projection.1.bias"].Data[0] = float.NaN;
+        }
+        var settings = new TrainSettings(new LearningRateSchedule(0, 0, 2, 1e-3, 40, 0.1),
+            Accumulation: 2);
+        return (new HypernetTrainer(c, w, e, Cpu, settings), LanguageModel.Open(dir, Cpu));
+    }
+
+    private static MainBatch Batch(long index)
+    {
+        int[] sf = [.. Enumerable.Range(0, 12).SelectMany(i => new[] { 3 + (7 * i), 2, 2 })];
+        int[] ids = [.. Enumerable.Range(0, 16).Select(i => (int)((i * 5) + index) % 12)];
+        return new MainBatch(sf, 12, ids, [.. ids.Skip(1).Append(-1)], 2);
+    }
+
+    [Fact]
+    public void A_main_step_reports_its_parts_and_its_time_split()
+    {
+        (HypernetTrainer trainer, LanguageModel lm) = TinyLlama(nan: false);
+        using (trainer)
+        using (lm)
+        {
+            var seen = new List<long>();
+            StepReport r = trainer.MainStep(lm, i =>
+            {
+                seen.Add(i);
+                return Batch(i);
+            }, 0.5);
+            // Two micro-batches of update 0, averaged.
+            Assert.Equal([0L, 1L], seen);
+            Assert.Equal(0, r.Step);
+            Assert.Equal(r.LmLoss + (0.5 * r.LexicalLoss), r.Loss, 9);
+            Assert.True(r.LmLoss > 0 && r.LexicalLoss > 0, $"{r.LmLoss} {r.LexicalLoss}");
+            Assert.Equal(32, r.Tokens);
+            Assert.Equal(12, r.VocabularyRows);
+            Assert.True(r.HypernetSeconds > 0 && r.LmSeconds > 0 && r.OptimizerSeconds > 0);
+            Assert.Equal(1, trainer.Step);
+        }
+    }
+
+    [Fact]
+    public void A_nan_main_loss_stops_naming_the_step()
+    {
+        (HypernetTrainer trainer, LanguageModel lm) = TinyLlama(nan: true);
+        using (trainer)
+        using (lm)
+        {
+            trainer.Step = 7;
+            var e = Assert.Throws<ZettException>(() => trainer.MainStep(lm, Batch, 0.5));
+            Assert.Contains("step 7", e.Message, StringComparison.Ordinal);
+            Assert.Equal(7, trainer.Step);
+        }
+    }
+
+    private TrainOptions Options(string outDir, int steps, string? resume = null,
+        bool validate = false, bool sampled = false) => new()
+        {
+            TrainTokenizers = sampled ? [] : ["gpt2"],
+            VocabularySubsample = sampled ? 0 : 256,
+            SampledPieces = 512,
+            ModelDirectory = Repo("assets/stories260K"),
+            OutputDirectory = outDir,
+            Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
+            Steps = steps,
+            IdentitySteps = 2,
+            IdentityBatch = 64,
+            BatchSize = 2,
+            BlockSize = 24,
+            LearningRate = 1e-3,
+            MainLearningRate = 1e-3,
+            WarmupSteps = 1,
+            Seed = 4,
+            SaveEvery = 3,
+            ValidTokenizer = validate ? "gpt2" : null,
+            ValidData = validate ? ValidFile() : null,
+            ValidEvery = 2,
+            Resume = resume,
+            Shape = new HypernetShape(0, 0, 1, 0, 7),
+        };
+
+    private string ValidFile()
+    {
+        string path = Path.Combine(_dir, "valid.jsonl");
+        File.WriteAllLines(path, Texts.Select(t => new JsonObject { ["text"] = t }.ToJsonString()));
+        return path;
+    }
+
+    [Fact]
+    public void A_run_trains_both_stages_validates_and_writes_the_curve()
+    {
+        string outDir = Path.Combine(_dir, "run");
+        var lines = new List<string>();
+        TrainResult r = HypernetTraining.Run(Options(outDir, 5, validate: true), lines.Add);
+        Assert.Equal(5, r.Steps);
+        JsonNode[] log = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+            .Select(l => JsonNode.Parse(l)!)];
+        string[] stages = [.. log.Select(l => (string)l["stage"]!)];
+        // Validation before the main stage, after its second update, and at the end.
+        Assert.Equal(["identity", "identity", "valid", "main", "main", "valid", "main", "valid"],
+            stages);
+        JsonNode[] main = [.. log.Where(l => (string)l["stage"]! == "main")];
+        foreach (JsonNode m in main)
+        {
+            double loss = (double)m["loss"]!, lm = (double)m["lm_loss"]!;
+            double lex = (double)m["lexical_loss"]!;
+            Assert.Equal(lm + (0.5 * lex), loss, 9);
+            Assert.True((double)m["vocabulary_rows"]! >= 256);
+            Assert.True((double)m["lm_s"]! > 0 && (double)m["hypernet_s"]! > 0);
+        }
+        // The main ramp starts from 0 (the schedule is evaluated before the update).
+        Assert.Equal(0.0, (double)main[0]["lr"]!);
+        Assert.Equal(1e-3, (double)main[1]["lr"]!, 12);
+        double[] bpb = [.. log.Where(l => (string)l["stage"]! == "valid")
+            .Select(l => (double)l["bits_per_byte"]!)];
+        Assert.All(bpb, b => Assert.True(b > 0.5 && b < 30, $"{b} bits/byte"));
+        Assert.Equal(bpb[^1], r.ValidBitsPerByte);
+        Assert.Contains(lines, l => l.StartsWith("step 5/5 main", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("lexical", StringComparison.Ordinal));
+        byte[] png = File.ReadAllBytes(Path.Combine(outDir, "loss.png"));
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+        Assert.True(png.Length > 2000, $"{png.Length} bytes");
+        Assert.True(File.Exists(Path.Combine(outDir, "model.safetensors")));
+        Assert.True(Directory.Exists(Path.Combine(outDir, "checkpoints", "step-3")));
+        Assert.False(Directory.EnumerateDirectories(outDir, ".validation*").Any());
+    }
+
+    [Fact]
+    public void A_sampled_tokenizer_per_batch_trains_the_main_stage()
+    {
+        string outDir = Path.Combine(_dir, "sampled");
+        var lines = new List<string>();
+        HypernetTraining.Run(Options(outDir, 4, sampled: true), lines.Add);
+        Assert.Contains(lines, l => l.Contains("a tokenizer sampled per batch (512 pieces, 640 rows",
+            StringComparison.Ordinal));
+        JsonNode[] main = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+            .Select(l => JsonNode.Parse(l)!).Where(l => (string)l["stage"]! == "main")];
+        Assert.Equal(2, main.Length);
+        foreach (JsonNode m in main)
+        {
+            // Every padded row is predicted; the LM loss is over the sampled vocabulary.
+            Assert.Equal(640.0, (double)m["vocabulary_rows"]!);
+            double lm = (double)m["lm_loss"]!;
+            Assert.True(lm > 1 && lm < 20, $"lm loss {lm}");
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_resumed_main_stage_continues_bit_identically(bool sampled)
+    {
+        string straight = Path.Combine(_dir, $"straight-{sampled}");
+        string split = Path.Combine(_dir, $"split-{sampled}");
+        // An interrupted run keeps its checkpoint at update 3 (saved every 3 updates); a run
+        // resumed from it with the same options ends where the uninterrupted one does (the
+        // sampler's window replayed).
+        HypernetTraining.Run(Options(straight, 5, sampled: sampled));
+        HypernetTraining.Run(Options(split, 5, sampled: sampled,
+            resume: Path.Combine(straight, "checkpoints", "step-3")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
+            File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
+            File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+    }
+}
