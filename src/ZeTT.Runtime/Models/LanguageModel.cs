@@ -339,7 +339,17 @@ public sealed class LanguageModel : IDisposable
                         break;
                     }
             }
-            tape?.Layers.Add(lt);
+            if (tape is null)
+            {
+                // Nothing of a finished layer is read again without a tape: freeing it here
+                // holds one layer's activations instead of all of them (Llama-7B, 512 tokens:
+                // ~150 MB instead of ~4.8 GB).
+                ReleaseAllBut(scope, posT, x);
+            }
+            else
+            {
+                tape.Layers.Add(lt);
+            }
         }
         if (cache is not null)
         {
@@ -563,6 +573,20 @@ public sealed class LanguageModel : IDisposable
         Tensor t = Ops.Empty(_dt, shape);
         scope.Add(t);
         return t;
+    }
+
+    private static void ReleaseAllBut(List<Tensor> scope, Tensor a, Tensor b)
+    {
+        foreach (Tensor t in scope)
+        {
+            if (t != a && t != b)
+            {
+                t.Dispose();
+            }
+        }
+        scope.Clear();
+        scope.Add(a);
+        scope.Add(b);
     }
 
     private static Tensor Keep(List<Tensor> scope, Tensor t)
