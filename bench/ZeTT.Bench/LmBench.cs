@@ -114,7 +114,7 @@ internal static class LmBench
                     }
                     RandomLlama.Write(dir, shape, DType.BF16);
                 }
-                cases.Add(Measure(new Case(shape.Name, dir, batch, 2048, 128, 5), backend, "cuda",
+                cases.Add(Measure(new Case(shape.Name, dir, batch, 2048, 128, 3), backend, "cuda",
                     "transformers"));
                 if (!context.KeepModels)
                 {
@@ -290,7 +290,7 @@ internal static class LmBench
             ?? Path.Combine(Path.GetTempPath(), $"zett-bench-{shape.Name}-bf16");
         const string TokenizerDir = "tests/data/tokenizers/llama2-tinyllama";
         const string Text = "../shared/data/text/tinystories/dev.jsonl";
-        const int MaxBytes = 2000, Context = 512;
+        const int MaxBytes = 600, Context = 512;
         string zett = Path.GetFullPath("zett");
         foreach (string need in new[] { TokenizerDir, Text, zett })
         {
@@ -408,8 +408,9 @@ internal static class LmBench
         {
             foreach (string line in File.ReadLines($"/proc/{pid}/status"))
             {
-                long Kb() => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
-                    CultureInfo.InvariantCulture) * 1024;
+                // "RssAnon:\t  123456 kB" (a tab, then padding spaces).
+                long Kb() => long.Parse(line.Split([' ', '\t'],
+                    StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
                 if (line.StartsWith("RssAnon:", StringComparison.Ordinal))
                 {
                     anon = Kb();

@@ -133,7 +133,10 @@ public sealed unsafe partial class CpuBackend
         int group = s.Hq / s.Hkv, dh = s.Dh;
         int qBlocks = (s.Tq + QueryBlock - 1) / QueryBlock;
         T scale = T.CreateTruncating(o.Scale);
-        For((long)s.B * s.Hq * qBlocks, (long)QueryBlock * s.Tk * dh, item =>
+        // The work of an item is its queries' keys (one query per head when decoding: a
+        // trace of stories260K generation spent 70 % of its time in Parallel.For's wait when
+        // this counted whole query blocks).
+        For((long)s.B * s.Hq * qBlocks, 4L * Math.Min(QueryBlock, s.Tq) * s.Tk * dh, item =>
         {
             int qb = (int)(item % qBlocks), h = (int)(item / qBlocks % s.Hq);
             int b = (int)(item / qBlocks / s.Hq), kh = h / group;

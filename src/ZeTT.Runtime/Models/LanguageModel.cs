@@ -781,6 +781,11 @@ public sealed class LanguageModel : IDisposable
         return dh;
     }
 
-    /// <inheritdoc />
-    public void Dispose() => _owned?.Dispose();
+    /// <summary>Frees the weights' device copies and, when this model opened it, the
+    /// directory's memory maps.</summary>
+    public void Dispose()
+    {
+        _w.Dispose();
+        _owned?.Dispose();
+    }
 }
