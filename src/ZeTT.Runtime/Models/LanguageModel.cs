@@ -342,8 +342,8 @@ public sealed class LanguageModel : IDisposable
             if (tape is null)
             {
                 // Nothing of a finished layer is read again without a tape: freeing it here
-                // holds one layer's activations instead of all of them (Llama-7B, 512 tokens:
-                // ~150 MB instead of ~4.8 GB).
+                // holds one layer's activations instead of all of them (Llama-7B, 512 tokens,
+                // by the tensor sizes: ~150 MB instead of ~4.8 GB).
                 ReleaseAllBut(scope, posT, x);
             }
             else
