@@ -184,10 +184,16 @@ class PlainLlama:
 
 class TransformersLlama:
     def __init__(self, directory, device):
+        import transformers
         from transformers import AutoModelForCausalLM
         self.device = device
+        # transformers 5 renamed torch_dtype to dtype (an unknown keyword would silently become
+        # a config attribute, leaving the model in fp32).
+        major = int(transformers.__version__.split(".")[0])
+        kw = {"dtype": torch.bfloat16} if major >= 5 else {"torch_dtype": torch.bfloat16}
         self.m = AutoModelForCausalLM.from_pretrained(
-            directory, torch_dtype=torch.bfloat16, attn_implementation="sdpa").to(device).eval()
+            directory, attn_implementation="sdpa", **kw).to(device).eval()
+        assert next(self.m.parameters()).dtype == torch.bfloat16
         self.vocab = self.m.config.vocab_size
 
     def eval_loss(self, ids):
