@@ -24,9 +24,18 @@ internal sealed unsafe class OpenBlas
     private readonly delegate* unmanaged<int, int, int, int, int, int, float, float*, int,
         float*, int, float, float*, int, void> _sgemm;
 
+    private readonly delegate* unmanaged<int, int, int, int, float, float*, int, float*, int,
+        float, float*, int, void> _sgemv;
+
+    private readonly delegate* unmanaged<int, void> _setThreads;
+
     private OpenBlas(string label, nint library)
     {
         Label = label;
+        _setThreads = (delegate* unmanaged<int, void>)NativeLibrary.GetExport(library,
+            "openblas_set_num_threads");
+        _sgemv = (delegate* unmanaged<int, int, int, int, float, float*, int, float*, int, float,
+            float*, int, void>)NativeLibrary.GetExport(library, "cblas_sgemv");
         _sgemm = (delegate* unmanaged<int, int, int, int, int, int, float, float*, int, float*,
             int, float, float*, int, void>)NativeLibrary.GetExport(library, "cblas_sgemm");
         var config = (delegate* unmanaged<byte*>)NativeLibrary.GetExport(library, "openblas_get_config");
@@ -51,6 +60,14 @@ internal sealed unsafe class OpenBlas
         float* b, int ldb, float* c, int ldc) =>
         _sgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, 1f, a, lda,
             b, ldb, 0f, c, ldc);
+
+    /// <summary>Row-major <c>y[n] = W[n, k]·x[k]</c> (cblas_sgemv; OpenBLAS 0.3.21's sgemm does
+    /// not hand m = 1 to it), fp32, on all cores.</summary>
+    public void Gemv(int n, int k, float* w, int ldw, float* x, float* y) =>
+        _sgemv(RowMajor, NoTrans, n, k, 1f, w, ldw, x, 1, 0f, y, 1);
+
+    /// <summary>How many threads its calls use from now on.</summary>
+    public void SetThreads(int threads) => _setThreads(threads);
 
     private static string? Path0 => Candidates.FirstOrDefault(File.Exists);
 

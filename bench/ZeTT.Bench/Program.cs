@@ -14,6 +14,7 @@ internal static class Program
         new(StringComparer.Ordinal)
         {
             ["gemm-cpu"] = GemmCpuBench.Run,
+            ["gemm-cpu-lm"] = GemmCpuBench.RunLm,
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,

@@ -105,6 +105,62 @@ public sealed unsafe class CpuGemmTests
         }
     }
 
+    public static TheoryData<bool, bool, GemmType, GemmType> SmallMCombinations()
+    {
+        var data = new TheoryData<bool, bool, GemmType, GemmType>();
+        foreach (bool ta in new[] { false, true })
+        {
+            foreach (bool tb in new[] { false, true })
+            {
+                foreach (GemmType bt in Enum.GetValues<GemmType>())
+                {
+                    data.Add(ta, tb, ta ? GemmType.BF16 : GemmType.F32, bt);
+                }
+            }
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(SmallMCombinations))]
+    public void SmallMPathMatchesReferenceAndTheTiledKernelsBitForBit(bool transA, bool transB,
+        GemmType aType, GemmType bType)
+    {
+        // m ≤ 8 on the AVX-512 kernel takes GemmSmallM (B read in place, no 12-row tiles): its
+        // rows must equal the scalar and AVX2 tiled kernels' bit for bit, for any thread count,
+        // and the rows of a larger m (tiled) product. n 100 leaves an edge panel of 4 columns;
+        // k 600 spans three k blocks, the last partial; 1000 columns run in parallel.
+        Assert.SkipUnless(GemmKernels.IsSupported(GemmKernel.Avx512), "AVX-512 does not run on this CPU");
+        const int bigM = 19;
+        foreach ((int n, int k) in new[] { (100, 600), (1000, 300), (32, 7), (5, 1) })
+        {
+            int aRows = transA ? k : bigM, aCols = transA ? bigM : k;
+            int bRows = transB ? n : k, bCols = transB ? k : n;
+            var a = new StoredMatrix(aType, aRows, aCols, aCols + 1, n + k);
+            var b = new StoredMatrix(bType, bRows, bCols, bCols + 3, n + k + 1);
+            foreach ((float alpha, float beta) in new[] { (1f, 0f), (0.75f, 1.5f), (-1f, 1f) })
+            {
+                float[] tall = RunAny(GemmKernel.Scalar, 0, transA, transB, bigM, n, k, alpha, a, b, beta);
+                for (int m = 1; m <= GemmSmallM.MaxRows; m++)
+                {
+                    Assert.True(GemmSmallM.Applies(GemmKernel.Avx512, m));
+                    float[] expected = RunAny(GemmKernel.Scalar, 0, transA, transB, m, n, k, alpha, a, b, beta);
+                    Assert.Equal(tall.AsSpan(0, m * n).ToArray(), expected);
+                    foreach (int threads in new[] { 1, 2, 3, 0 })
+                    {
+                        Assert.Equal(expected, RunAny(GemmKernel.Avx512, threads, transA, transB, m, n, k,
+                            alpha, a, b, beta));
+                    }
+                }
+            }
+        }
+        for (int m = 1; m <= GemmSmallM.MaxRows; m++)
+        {
+            Check(GemmKernel.Avx512, transA, transB, m, 45, 300, 0.75f, aType, bType, 1.5f, pad: 3, seed: m);
+            Check(GemmKernel.Avx512, transA, transB, m, 70, 513, 1f, aType, bType, 0f, pad: 0, seed: m + 9);
+        }
+    }
+
     [Fact]
     public void BetaZeroOverwritesNaNAndLeavesThePaddingAlone()
     {
@@ -181,6 +237,24 @@ public sealed unsafe class CpuGemmTests
         fixed (float* pc = c)
         {
             CpuGemm.Gemm(kernel, threads, false, true, m, n, k, alpha, a.Pointer, a.Type, a.Ld,
+                b.Pointer, b.Type, b.Ld, beta, pc, n);
+        }
+        return c;
+    }
+
+    /// <summary>The first m rows of op(A) (A holds at least m) times op(B) on the given kernel,
+    /// into a C that starts as a fixed pattern.</summary>
+    private static float[] RunAny(GemmKernel kernel, int threads, bool transA, bool transB, int m,
+        int n, int k, float alpha, StoredMatrix a, StoredMatrix b, float beta)
+    {
+        var c = new float[m * n];
+        for (int i = 0; i < c.Length; i++)
+        {
+            c[i] = (i % 13) - 6.5f;
+        }
+        fixed (float* pc = c)
+        {
+            CpuGemm.Gemm(kernel, threads, transA, transB, m, n, k, alpha, a.Pointer, a.Type, a.Ld,
                 b.Pointer, b.Type, b.Ld, beta, pc, n);
         }
         return c;

@@ -31,7 +31,9 @@ internal readonly unsafe struct GemmEpilogue(delegate*<float*, float*, int, void
 /// micro-kernel — AVX-512 12×32, AVX2 6×16 or scalar 4×8, chosen at run time — starts every
 /// accumulator at zero and adds one FMA per k in order; k blocks are added to C in order. An
 /// element's arithmetic therefore depends only on K, not on the thread count, the task split or
-/// the kernel: results are bit-identical across all three.
+/// the kernel: results are bit-identical across all three. For m ≤ 8 on the AVX-512 kernel
+/// <see cref="GemmSmallM"/> replaces the tiles (B read once in place, no 12-row strips) with the
+/// same per-element arithmetic, so its results are bit-identical too.
 /// bf16/fp16 operands are widened to fp32 while packing (exact). .NET 10 exposes no AVX512_BF16
 /// intrinsic (no <c>vdpbf16ps</c>: System.Runtime.Intrinsics.X86 has Avx10v1/Avx10v2 but no
 /// Avx512Bf16 class), and <c>vdpbf16ps</c> would also round fp32 operands to bf16; widening at
@@ -78,10 +80,12 @@ public static unsafe class CpuGemm
 
     /// <summary><see cref="Gemm(bool, bool, int, int, int, float, void*, GemmType, long, void*,
     /// GemmType, long, float, float*, long)"/> with a chosen micro-kernel and at most
-    /// <paramref name="maxThreads"/> threads (0: all cores), for tests and benchmarks.</summary>
+    /// <paramref name="maxThreads"/> threads (0: all cores), for tests and benchmarks;
+    /// <paramref name="smallM"/> false keeps m ≤ 8 on the tiled path (to measure what the
+    /// small-m path saves).</summary>
     internal static void Gemm(GemmKernel kernel, int maxThreads, bool transA, bool transB, int m,
         int n, int k, float alpha, void* a, GemmType aType, long lda, void* b, GemmType bType,
-        long ldb, float beta, float* c, long ldc)
+        long ldb, float beta, float* c, long ldc, bool smallM = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
@@ -99,6 +103,7 @@ public static unsafe class CpuGemm
         {
             A = new GemmOperand(a, aType, lda, transA),
             B = new GemmOperand(b, bType, ldb, transB),
+            SmallM = smallM,
         };
         job.Run();
     }
@@ -163,6 +168,8 @@ public static unsafe class CpuGemm
 
         public bool RoundA { get; init; }
 
+        public bool SmallM { get; init; }
+
         public void Run()
         {
             if (m == 0 || n == 0)
@@ -175,6 +182,11 @@ public static unsafe class CpuGemm
                 return;
             }
             bool parallel = (long)m * n * k >= ParallelMinMacs && _threads > 1;
+            if (SmallM && PackedB is null && GemmSmallM.Applies(kernel, m))
+            {
+                GemmSmallM.Run(_threads, A, B, m, n, k, alpha, beta, c, ldc, parallel);
+                return;
+            }
             var options = new ParallelOptions { MaxDegreeOfParallelism = _threads };
             // Row blocks of at most MC rows, as many as a multiple of the thread count and equal
             // to a strip, so every thread gets the same work (11 blocks on 2 threads left one

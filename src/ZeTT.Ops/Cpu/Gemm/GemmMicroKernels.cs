@@ -135,8 +135,10 @@ internal static unsafe class GemmMicroKernels
         c11b.Store(tile + 368);
     }
 
+    /// <summary>One 16-wide row piece of a full tile into C (also the small-m path's store).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Update(float* dst, Vector512<float> acc, Vector512<float> va,
+    internal static void Update(float* dst, Vector512<float> acc, Vector512<float> va,
         Vector512<float> vb, TileMode mode)
     {
         switch (mode)
