@@ -93,6 +93,15 @@ step bench-zett 200 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-g
 # The op layer's own kernels: flash attention forward/backward at 2k-8k tokens and the fused
 # LM-head cross-entropy, TFLOP/s against the measured bf16 GEMM peak.
 step bench-ops 150 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" ops-gpu --out "$RES"
+# Language models: zett's LM forward on CUDA (eval of 2048-token sequences, greedy decoding
+# with the KV cache) against transformers with sdpa attention in bf16, at TinyLlama-1.1B and
+# Mistral-7B shapes; ZeTT.Bench writes the random bf16 weights (2.2 + 14.5 GB, one model at a
+# time, deleted after) and runs scripts/bench_lm_pytorch.py on them (bench/results/lm-gpu.json).
+# BENCH_LM=0 leaves it out (≈ 3 min of the budget).
+if [ "${BENCH_LM:-1}" = 1 ]; then
+    step bench-lm 240 env ZETT_REQUIRE_GPU=1 ZETT_BENCH_PYTHON="$PY" "$BIN/ZeTT.Bench" lm-gpu \
+        --lm-dir "$ROOT/.device/lm" --out "$RES"
+fi
 if [ -d .ref/zett ]; then
     step bench-pytorch 150 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
         --surface-forms "$SF" --out "$RES"

@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace ZeTT.Bench;
 
 /// <summary>
-/// Benchmark driver: <c>ZeTT.Bench [name ...] [--out DIR]</c>. Each benchmark runs the
+/// Benchmark driver: <c>ZeTT.Bench [name ...] [--out DIR] [--surface-forms FILE]
+/// [--lm-dir DIR] [--keep-models]</c>. Each benchmark runs the
 /// production code path, reports medians of repeated runs and writes a JSON result to the
 /// output folder (default bench/results).
 /// </summary>
@@ -18,6 +19,9 @@ internal static class Program
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
             ["hypernet-gpu"] = GpuBenchmarks.Hypernet,
+            ["lm-cpu"] = LmBench.Cpu,
+            ["lm-gpu"] = LmBench.Gpu,
+            ["lm-memory"] = LmBench.Memory,
             ["ops-gpu"] = OpsGpuBench.Run,
             ["sampler"] = SamplerBenchmark.Run,
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
@@ -30,6 +34,8 @@ internal static class Program
     {
         string outDir = "bench/results";
         string? surfaceForms = null;
+        string? lmDirectory = null;
+        bool keepModels = false;
         var names = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
@@ -40,6 +46,14 @@ internal static class Program
             else if (args[i] == "--surface-forms" && i + 1 < args.Length)
             {
                 surfaceForms = args[++i];
+            }
+            else if (args[i] == "--lm-dir" && i + 1 < args.Length)
+            {
+                lmDirectory = args[++i];
+            }
+            else if (args[i] == "--keep-models")
+            {
+                keepModels = true;
             }
             else
             {
@@ -52,7 +66,12 @@ internal static class Program
             return 0;
         }
         Directory.CreateDirectory(outDir);
-        var context = new BenchContext(outDir) { SurfaceFormsPath = surfaceForms };
+        var context = new BenchContext(outDir)
+        {
+            SurfaceFormsPath = surfaceForms,
+            LmDirectory = lmDirectory,
+            KeepModels = keepModels,
+        };
         int failures = 0;
         foreach (string name in names)
         {
@@ -78,6 +97,13 @@ internal sealed class BenchContext(string outputDirectory)
     /// <summary>A real surface-form matrix (`zett surface-forms` output) to benchmark over,
     /// instead of a synthetic one; null when not given.</summary>
     public string? SurfaceFormsPath { get; init; }
+
+    /// <summary>Where the lm benchmarks keep the random models they generate (`--lm-dir`):
+    /// lm-gpu's parent folder, lm-memory's model folder; null: a temporary folder.</summary>
+    public string? LmDirectory { get; init; }
+
+    /// <summary>`--keep-models`: leave the generated random models on disk.</summary>
+    public bool KeepModels { get; init; }
 
     /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then
     /// <paramref name="repeats"/> times, and returns the median seconds.</summary>

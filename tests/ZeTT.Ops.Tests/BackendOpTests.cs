@@ -355,6 +355,10 @@ public abstract class BackendOpTests : IDisposable
             { 3, 9, 9, 2, 2, 24, false, 0, true, DType.F32 },
             { 1, 150, 150, 4, 4, 128, true, 0, false, DType.F32 },
             { 2, 90, 90, 4, 2, 64, true, 0, false, DType.BF16 },
+            // Narrow heads (the CPU's transposed-key-block path) across key blocks of 128 and
+            // query blocks of 16: stories260K's 8 dimensions, a window, Tq < Tk.
+            { 1, 300, 300, 8, 4, 8, true, 0, false, DType.F32 },
+            { 2, 37, 261, 2, 1, 8, true, 150, false, DType.F32 },
         };
 
     [Theory]

@@ -81,10 +81,10 @@ public sealed unsafe partial class CpuBackend
                     target[i] = row[(int)(targets[i] - v0)];
                 }
                 T m = T.Max(max[i], TensorPrimitives.Max<T>(row));
-                var e = new T[vc];
-                TensorPrimitives.Subtract<T>(row, m, e);
-                TensorPrimitives.Exp<T>(e, e);
-                sum[i] = sum[i] * T.Exp(max[i] - m) + TensorPrimitives.Sum<T>(e);
+                // In place: the chunk's logits are not read again.
+                TensorPrimitives.Subtract<T>(row, m, row);
+                TensorPrimitives.Exp<T>(row, row);
+                sum[i] = sum[i] * T.Exp(max[i] - m) + TensorPrimitives.Sum<T>(row);
                 max[i] = m;
             });
         }

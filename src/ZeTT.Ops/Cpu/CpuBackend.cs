@@ -14,8 +14,10 @@ namespace ZeTT.Ops.Cpu;
 /// </summary>
 public sealed unsafe partial class CpuBackend : IOpBackend
 {
-    /// <summary>Rows of work below which a loop stays on one thread.</summary>
-    private const long MinParallelWork = 1 << 14;
+    /// <summary>Work (elements touched) below which a loop stays on one thread, and the least
+    /// work of one parallel piece: a Parallel.For dispatch costs microseconds, as much as
+    /// ~64 K elements of SIMD arithmetic.</summary>
+    private const long MinParallelWork = 1 << 16;
 
     /// <inheritdoc />
     public string Name => "cpu";
@@ -304,13 +306,20 @@ public sealed unsafe partial class CpuBackend : IOpBackend
 
     /// <summary>Runs <paramref name="body"/> for 0 … <paramref name="count"/>−1, in parallel
     /// when count · <paramref name="workEach"/> is large enough.</summary>
+    /// <remarks>The items go out in at most four contiguous pieces per core, each worth at
+    /// least <see cref="MinParallelWork"/>: Parallel.For over single items dispatched every
+    /// row of a small op as its own work item, which cost more than the row (stories260K:
+    /// rows of 64 floats).</remarks>
     internal static void For(long count, long workEach, Action<long> body)
     {
         if (count <= 0)
         {
             return;
         }
-        if (count == 1 || count * Math.Max(workEach, 1) < MinParallelWork)
+        long total = count * Math.Max(workEach, 1);
+        long pieces = Math.Min(count, Math.Min(4L * Environment.ProcessorCount,
+            total / MinParallelWork));
+        if (pieces < 2)
         {
             for (long i = 0; i < count; i++)
             {
@@ -318,7 +327,14 @@ public sealed unsafe partial class CpuBackend : IOpBackend
             }
             return;
         }
-        Parallel.For(0L, count, body);
+        Parallel.For(0L, pieces, p =>
+        {
+            long end = count * (p + 1) / pieces;
+            for (long i = count * p / pieces; i < end; i++)
+            {
+                body(i);
+            }
+        });
     }
 
     /// <summary>Element offsets (relative to <see cref="Tensor.Address"/>) of every row, a row
@@ -371,17 +387,25 @@ public sealed unsafe partial class CpuBackend : IOpBackend
         return (width == 0 ? 0 : t.Count / width, width);
     }
 
-    private static bool IsF64(params Tensor[] tensors)
+    private static bool IsF64(params ReadOnlySpan<Tensor> tensors)
     {
-        bool any = tensors.Any(t => t.DType == DType.F64);
-        bool all = tensors.All(t => t.DType == DType.F64);
-        if (any && !all)
+        int f64 = 0;
+        foreach (Tensor t in tensors)
         {
-            Tensor odd = tensors.First(t => t.DType != DType.F64);
-            throw new ArgumentException($"tensor '{odd.Name}' is {odd.DType}, but this op runs "
-                + "in F64 (the float64 path takes F64 tensors only)");
+            f64 += t.DType == DType.F64 ? 1 : 0;
         }
-        return all;
+        if (f64 > 0 && f64 < tensors.Length)
+        {
+            foreach (Tensor odd in tensors)
+            {
+                if (odd.DType != DType.F64)
+                {
+                    throw new ArgumentException($"tensor '{odd.Name}' is {odd.DType}, but this op "
+                        + "runs in F64 (the float64 path takes F64 tensors only)");
+                }
+            }
+        }
+        return f64 > 0;
     }
 
     internal static void RequireActivation<T>(Tensor t) where T : unmanaged

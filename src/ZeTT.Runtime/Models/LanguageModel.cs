@@ -348,7 +348,17 @@ public sealed class LanguageModel : IDisposable
                         break;
                     }
             }
-            tape?.Layers.Add(lt);
+            if (tape is null)
+            {
+                // Nothing of a finished layer is read again without a tape: freeing it here
+                // holds one layer's activations instead of all of them (Llama-7B, 512 tokens,
+                // by the tensor sizes: ~150 MB instead of ~4.8 GB).
+                ReleaseAllBut(scope, posT, x);
+            }
+            else
+            {
+                tape.Layers.Add(lt);
+            }
         }
         if (cache is not null)
         {
@@ -581,6 +591,20 @@ public sealed class LanguageModel : IDisposable
         return t;
     }
 
+    private static void ReleaseAllBut(List<Tensor> scope, Tensor a, Tensor b)
+    {
+        foreach (Tensor t in scope)
+        {
+            if (t != a && t != b)
+            {
+                t.Dispose();
+            }
+        }
+        scope.Clear();
+        scope.Add(a);
+        scope.Add(b);
+    }
+
     private static Tensor Keep(List<Tensor> scope, Tensor t)
     {
         scope.Add(t);
@@ -773,6 +797,11 @@ public sealed class LanguageModel : IDisposable
         return dh;
     }
 
-    /// <inheritdoc />
-    public void Dispose() => _owned?.Dispose();
+    /// <summary>Frees the weights' device copies and, when this model opened it, the
+    /// directory's memory maps.</summary>
+    public void Dispose()
+    {
+        _w.Dispose();
+        _owned?.Dispose();
+    }
 }

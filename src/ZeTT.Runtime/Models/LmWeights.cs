@@ -14,7 +14,7 @@ internal sealed record LayerWeights(
 
 /// <summary>The parameters of a language model: views of the memory-mapped safetensors (or
 /// one upload each on a device backend), never a whole-model fp32 copy.</summary>
-internal sealed class LmWeights
+internal sealed class LmWeights : IDisposable
 {
     public required Tensor Embed { get; init; }
     public Tensor? Positions { get; init; }
@@ -38,13 +38,36 @@ internal sealed class LmWeights
         DType activations)
     {
         var r = new Resolver(model, backend, activations == DType.F64);
-        return a.ModelType switch
+        try
         {
-            "gpt2" => Gpt2(r, a),
-            "gpt_neox" => NeoX(r, a),
-            "roberta" or "xlm-roberta" => Roberta(r, a),
-            _ => Llama(r, a),
-        };
+            LmWeights w = a.ModelType switch
+            {
+                "gpt2" => Gpt2(r, a),
+                "gpt_neox" => NeoX(r, a),
+                "roberta" or "xlm-roberta" => Roberta(r, a),
+                _ => Llama(r, a),
+            };
+            w._copies.AddRange(r.Copies);
+            return w;
+        }
+        catch
+        {
+            r.Copies.ForEach(t => t.Dispose());
+            throw;
+        }
+    }
+
+    private readonly List<Tensor> _copies = [];
+
+    /// <summary>Frees the copies made of the mapped tensors (device uploads, the float64 test
+    /// path's widened weights); the mapped views themselves belong to the directory.</summary>
+    public void Dispose()
+    {
+        foreach (Tensor t in _copies)
+        {
+            t.Dispose();
+        }
+        _copies.Clear();
     }
 
     private static LmWeights Llama(Resolver r, LmArchitecture a)
@@ -187,6 +210,9 @@ internal sealed class LmWeights
     /// host copy of each tensor instead of mapping it.</summary>
     private sealed class Resolver(HfModelDirectory model, IOpBackend backend, bool widen)
     {
+        /// <summary>Tensors made here (uploads, widened copies), each once.</summary>
+        public List<Tensor> Copies { get; } = [];
+
         public bool Has(string name) => model.Weights.Contains(name);
 
         /// <summary>"model." when the checkpoint stores names under it (a *ForCausalLM
@@ -213,8 +239,13 @@ internal sealed class LmWeights
                     + $"shape {Tensor.ShapeText(t.Shape)}, expected {Tensor.ShapeText(shape)} from "
                     + "config.json");
             }
-            return widen ? backend.Upload(Tensor.FromDoubles(t.ToDoubles(), t.Shape))
+            Tensor result = widen ? backend.Upload(Tensor.FromDoubles(t.ToDoubles(), t.Shape))
                 : backend.Upload(t);
+            if (!ReferenceEquals(result, t) && !Copies.Contains(result))
+            {
+                Copies.Add(result);
+            }
+            return result;
         }
 
         public Tensor? Maybe(string name, params long[] shape) =>
