@@ -50,6 +50,16 @@ internal abstract class PreTokenizer
 
     [ThreadStatic] private static char[]? threadMapBuffer;
 
+    /// <summary>True if this step leaves each piece whole and only maps it (<see cref="Transform"/>
+    /// the identity, <see cref="Split"/> one span of the whole text), so that a sequence can
+    /// apply it to the spans of the step before without a string per split.</summary>
+    internal virtual bool OnlyMaps => false;
+
+    /// <summary><see cref="MapSpan"/> for a sequence that applies this step to the spans of the
+    /// step before it (<see cref="OnlyMaps"/>).</summary>
+    internal ReadOnlySpan<char> MapSplit(ReadOnlySpan<char> text, ref char[] buffer) =>
+        MapSpan(text, ref buffer);
+
     /// <summary><see cref="PreTokenize(List{Piece})"/> with the splits handed to
     /// <paramref name="sink"/> instead of collected (the order is the same).</summary>
     public virtual void PreTokenize(List<Piece> pieces, IPieceSink sink)
@@ -167,6 +177,9 @@ internal abstract class PreTokenizer
 
 internal sealed class SequencePreTokenizer(PreTokenizer[] steps) : PreTokenizer
 {
+    private readonly SequencePreTokenizer? head =
+        steps.Length > 1 && steps[^1].OnlyMaps ? new SequencePreTokenizer(steps[..^1]) : null;
+
     protected override void Split(string text, bool atStart, List<(int, int)> output) =>
         throw new InvalidOperationException("a sequence splits through its steps");
 
@@ -185,11 +198,30 @@ internal sealed class SequencePreTokenizer(PreTokenizer[] steps) : PreTokenizer
             base.PreTokenize(pieces, sink);
             return;
         }
+        if (head is not null)
+        {
+            // cl100k's Split then ByteLevel (no regex): the splits of the steps before go to the
+            // last one's mapping as spans, not as a string each.
+            head.PreTokenize(pieces, new MappingSink(steps[^1], sink));
+            return;
+        }
         for (int i = 0; i + 1 < steps.Length; i++)
         {
             steps[i].PreTokenize(pieces);
         }
         steps[^1].PreTokenize(pieces, sink);
+    }
+
+    /// <summary>Hands each word of the earlier steps, mapped by <paramref name="step"/>, on
+    /// to <paramref name="sink"/>; its own buffer, since the earlier steps' words may live in
+    /// theirs.</summary>
+    private sealed class MappingSink(PreTokenizer step, IPieceSink sink) : IPieceSink
+    {
+        private char[] buffer = new char[256];
+
+        public void Added(in Piece piece) => sink.Added(piece);
+
+        public void Word(ReadOnlySpan<char> word) => sink.Word(step.MapSplit(word, ref buffer));
     }
 }
 
@@ -233,6 +265,8 @@ internal sealed class ByteLevelPreTokenizer : PreTokenizer
     }
 
     protected override string Map(string text) => ByteLevelAlphabet.EncodeUtf8(text);
+
+    internal override bool OnlyMaps => regex is null && !addPrefixSpace;
 
     protected override ReadOnlySpan<char> MapSpan(ReadOnlySpan<char> text, ref char[] buffer)
     {

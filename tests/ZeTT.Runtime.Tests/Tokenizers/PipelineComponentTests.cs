@@ -27,6 +27,11 @@ public sealed class PipelineComponentTests : IDisposable
         "Mixed123numbers456and789 ٣٤ ²³ ½",
         "it'ſ IT'S it'ſt 'ſ 'K 'ﬅ",
         "Deseret 𐐀𐐨𐑏 Osage 𐒰𐓘 Adlam 𞤀𞤢 Warang 𑢠𑣟 Hungarian 𐲀𐳀 bold 𝐚𝐁 mixed𐐀abc 𐑐 😀x",
+        // NFC's quick check, each alone so that nothing else sends the text down the full
+        // path: a mark, Hangul L+V and LV+T, a second with class 0 (Oriya AI length mark), a
+        // singleton (Angstrom sign), a CJK compatibility ideograph, a kana voicing mark, a nukta.
+        "Cafe\u0301", "\u1100\u1161", "\uAC00\u11A8", "\u0B47\u0B3E", "\u212B", "\uF900",
+        "\u304B\u3099", "\u0915\u093C",
     ];
 
     private static readonly string Gpt2 =
