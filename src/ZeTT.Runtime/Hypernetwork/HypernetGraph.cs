@@ -123,7 +123,7 @@ public sealed class HypernetGraph : IDisposable
         long start = Stopwatch.GetTimestamp();
         try
         {
-            return ForwardCore(surfaceForms, rows, langIndex, surfaceLength);
+            return ForwardCore(surfaceForms, rows, langIndex, surfaceLength, training);
         }
         finally
         {
@@ -136,7 +136,7 @@ public sealed class HypernetGraph : IDisposable
     public TimeSpan Elapsed { get; private set; }
 
     private HypernetPass ForwardCore(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
-        int surfaceLength)
+        int surfaceLength, bool training)
     {
         int l = surfaceLength == 0 ? _l : surfaceLength;
         if (l < 1 || l > _l)
