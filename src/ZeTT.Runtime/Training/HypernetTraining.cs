@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using ZeTT.Ops;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
