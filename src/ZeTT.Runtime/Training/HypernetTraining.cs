@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using ZeTT.Ops;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -147,11 +147,7 @@ public static class HypernetTraining
         using HfModelDirectory model = HfModelDirectory.Open(o.ModelDirectory);
         // The architecture check names an unsupported family before any work.
         LmArchitecture arch = LmArchitecture.FromConfig(model);
-        if (main && !arch.Causal)
-        {
-            throw new ZettException($"{model.ConfigPath}: the main stage trains through causal "
-                + $"LMs only so far; '{arch.ModelType}' is a masked LM");
-        }
+        bool maskedLm = !arch.Causal;
         string tokPath = Path.Combine(model.Directory, "tokenizer.json");
         if (!File.Exists(tokPath))
         {
@@ -210,13 +206,19 @@ public static class HypernetTraining
         if (main && o.TrainTokenizers.Count > 0)
         {
             vocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
-                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed);
+                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed)
+            {
+                MaskedLm = maskedLm,
+            };
         }
         else if (main)
         {
             var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
                 SurfaceMaxLen: config.SurfaceMaxLen);
-            var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize, o.Seed);
+            var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize, o.Seed)
+            {
+                MaskedLm = maskedLm,
+            };
             // §4.1: the window starts full, from the first WindowBatches batches of texts of a
             // stream of their own (the reference reads the first 2048 training texts).
             using var prime = new TrainText(o.Data, o.BatchSize,

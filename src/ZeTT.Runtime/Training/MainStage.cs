@@ -23,6 +23,11 @@ public sealed record MainBatch(int[] SurfaceForms, int Rows, int[] Ids, int[] Ta
     /// (NEGATIVE_INF_FILL_VALUE).</summary>
     public const double MaskedLogit = -100_000;
 
+    /// <summary>The <see cref="SeedMix"/> stream of a micro-batch's MLM masking: the masking
+    /// is a function of (seed, micro-batch), so a resumed run masks as the uninterrupted one.
+    /// </summary>
+    public const int MaskingStream = 0x4d;
+
     /// <summary>[<see cref="Rows"/>]: true for the real vocabulary's rows; the logits of the
     /// others get <see cref="MaskedLogit"/> (TRAINING.md §4.4). Null: every row is real.</summary>
     public bool[]? Mask { get; init; }

@@ -9,9 +9,10 @@ public interface IMainVocabulary
     /// <summary>What the vocabulary is, for the log.</summary>
     string Description { get; }
 
-    /// <summary>The main-stage batch of <paramref name="texts"/> for update
-    /// <paramref name="step"/>: the texts encoded under this step's target tokenizer, and that
-    /// vocabulary's surface forms.</summary>
+    /// <summary>The main-stage batch of <paramref name="texts"/> for micro-batch
+    /// <paramref name="step"/>: the texts encoded under this step's target tokenizer (for a
+    /// masked LM, masked as <see cref="MainBatch.MaskedFromTexts"/> with a seed of (seed,
+    /// <paramref name="step"/>)), and that vocabulary's surface forms.</summary>
     MainBatch Batch(IReadOnlyList<string> texts, long step);
 
     /// <summary>Moves past the batch of <paramref name="texts"/> for update
@@ -84,6 +85,10 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
     /// <inheritdoc />
     public string Description { get; }
 
+    /// <summary>The base model is a masked LM: batches are masked (MLM targets) instead of
+    /// shifted.</summary>
+    public bool MaskedLm { get; init; }
+
     /// <summary>The converted tokenizers.</summary>
     public IReadOnlyList<HfTokenizer> Tokenizers => _tokenizers;
 
@@ -94,8 +99,11 @@ public sealed class FixedTargetVocabulary : IMainVocabulary
         var rng = new Random(SeedMix.Of(_seed, step, 0x7a));
         int k = _tokenizers.Length == 1 ? 0 : rng.Next(_tokenizers.Length);
         SurfaceFormMatrix sf = _surfaceForms[k];
-        MainBatch full = MainBatch.FromTexts(texts, _tokenizers[k], _blockSize, _pads[k], sf.Ids,
-            sf.Rows) with
+        MainBatch encoded = MaskedLm
+            ? MainBatch.MaskedFromTexts(texts, _tokenizers[k], _blockSize, sf.Ids, sf.Rows,
+                _tokenizers[k].VocabSize, SeedMix.Of(_seed, step, MainBatch.MaskingStream))
+            : MainBatch.FromTexts(texts, _tokenizers[k], _blockSize, _pads[k], sf.Ids, sf.Rows);
+        MainBatch full = encoded with
         {
             SpecialIds = _specials[k].Ids,
             SpecialIdsInReference = _specials[k].InReference,
@@ -165,7 +173,7 @@ public sealed class SampledVocabulary : IMainVocabulary
 {
     private readonly TokenizerSampler _sampler;
     private readonly HfTokenizer _base;
-    private readonly int _blockSize;
+    private readonly int _blockSize, _seed;
 
     /// <summary>A sampler for <paramref name="baseTokenizer"/>'s model, surface forms under
     /// <paramref name="hnTokenizer"/>.</summary>
@@ -177,6 +185,7 @@ public sealed class SampledVocabulary : IMainVocabulary
         _sampler = new TokenizerSampler(options, baseTokenizer, hnTokenizer, seed);
         _base = baseTokenizer;
         _blockSize = blockSize;
+        _seed = seed;
         Description = $"a tokenizer sampled per batch ({options.Pieces} pieces, "
             + $"{_sampler.PaddedRows} rows with the padding, a window of "
             + $"{options.WindowBatches} batches)";
@@ -185,6 +194,10 @@ public sealed class SampledVocabulary : IMainVocabulary
     /// <inheritdoc />
     public string Description { get; }
 
+    /// <summary>The base model is a masked LM: batches are masked (MLM targets, random ids from
+    /// the sampled tokenizer's real rows) instead of shifted.</summary>
+    public bool MaskedLm { get; init; }
+
     /// <summary>§4.1's initialisation with the first training texts.</summary>
     public void Prime(IReadOnlyList<string> texts) => _sampler.Prime(texts);
 
@@ -192,11 +205,21 @@ public sealed class SampledVocabulary : IMainVocabulary
     public MainBatch Batch(IReadOnlyList<string> texts, long step)
     {
         SampledTokenizer s = _sampler.Sample(texts);
-        int pad = s.Tokenizer.PadTokenId ?? s.Tokenizer.EosTokenId ?? throw new ZettException(
-            $"{_base.Source}: the base tokenizer has neither a pad nor an eos token");
         (int[] special, int[] inReference) = MainBatch.SpecialRows(s.Tokenizer, _base);
-        return MainBatch.FromTexts(texts, s.Tokenizer, _blockSize, pad, s.SurfaceForms,
-            s.PaddedRows) with
+        MainBatch encoded;
+        if (MaskedLm)
+        {
+            encoded = MainBatch.MaskedFromTexts(texts, s.Tokenizer, _blockSize, s.SurfaceForms,
+                s.PaddedRows, s.Rows, SeedMix.Of(_seed, step, MainBatch.MaskingStream));
+        }
+        else
+        {
+            int pad = s.Tokenizer.PadTokenId ?? s.Tokenizer.EosTokenId ?? throw new ZettException(
+                $"{_base.Source}: the base tokenizer has neither a pad nor an eos token");
+            encoded = MainBatch.FromTexts(texts, s.Tokenizer, _blockSize, pad, s.SurfaceForms,
+                s.PaddedRows);
+        }
+        return encoded with
         {
             Mask = s.Mask,
             SpecialIds = special,

@@ -256,4 +256,190 @@ public sealed class MainTrainingTests : IDisposable
         Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
             File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
     }
+
+    /// <summary>The tiny XLM-R fixture with a Unigram / Metaspace tokenizer of its 96 rows in
+    /// XLM-R's layout (&lt;s&gt; &lt;pad&gt; &lt;/s&gt; &lt;unk&gt; first, &lt;mask&gt; last,
+    /// RoBERTa's post-processor): a masked LM that <c>zett train</c> can open.</summary>
+    private string TinyXlmRoberta()
+    {
+        string dir = Path.Combine(_dir, "xlm-roberta");
+        if (Directory.Exists(dir))
+        {
+            return dir;
+        }
+        Directory.CreateDirectory(dir);
+        string fixture = GoldenLogitsTests.FixtureDir("xlm-roberta");
+        foreach (string f in new[] { "config.json", "model.safetensors" })
+        {
+            File.Copy(Path.Combine(fixture, f), Path.Combine(dir, f));
+        }
+        string[] specials = ["<s>", "<pad>", "</s>", "<unk>"];
+        var pieces = new List<string> { "▁" };
+        for (char c = 'a'; c <= 'z'; c++)
+        {
+            pieces.Add(c.ToString());
+            pieces.Add("▁" + c);
+        }
+        pieces.AddRange(["▁the", "▁and", "▁was", "▁to", "▁she", "▁he",
+            "▁her", "▁his", "▁with", ".", ",", "▁Lily", "▁Tom",
+            "▁Once", "▁upon", "▁time", "▁there", "▁little", "▁girl",
+            "▁named", "▁loved", "▁play", "▁outside", "▁had", "▁red",
+            "▁ball", "▁He", "▁She", "▁it", "▁high", "▁dog", "▁ran",
+            "▁after", "▁threw", "▁big", "in", "ed", "▁T"]);
+        var vocab = new JsonArray();
+        foreach (string t in specials)
+        {
+            vocab.Add(new JsonArray(t, 0.0));
+        }
+        for (int i = 0; i < pieces.Count; i++)
+        {
+            vocab.Add(new JsonArray(pieces[i], -2.0 - (pieces[i].Length == 1 ? 3 : 0) - (0.001 * i)));
+        }
+        vocab.Add(new JsonArray("<mask>", 0.0));
+        Assert.Equal(96, vocab.Count);
+        var added = new JsonArray();
+        foreach ((string t, int id) in specials.Select((t, i) => (t, i)).Append(("<mask>", 95)))
+        {
+            added.Add(new JsonObject
+            {
+                ["id"] = id,
+                ["content"] = t,
+                ["single_word"] = false,
+                ["lstrip"] = t == "<mask>",
+                ["rstrip"] = false,
+                ["normalized"] = false,
+                ["special"] = true,
+            });
+        }
+        JsonNode Meta() => new JsonObject
+        {
+            ["type"] = "Metaspace",
+            ["replacement"] = "▁",
+            ["prepend_scheme"] = "always",
+            ["split"] = true,
+        };
+        var root = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = added,
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = Meta(),
+            ["post_processor"] = new JsonObject
+            {
+                ["type"] = "RobertaProcessing",
+                ["sep"] = new JsonArray("</s>", 2),
+                ["cls"] = new JsonArray("<s>", 0),
+                ["trim_offsets"] = true,
+                ["add_prefix_space"] = true,
+            },
+            ["decoder"] = Meta(),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "Unigram",
+                ["unk_id"] = 3,
+                ["vocab"] = vocab,
+                ["byte_fallback"] = false,
+            },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), root.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"),
+            new JsonObject { ["tokenizer_class"] = "XLMRobertaTokenizer" }.ToJsonString());
+        return dir;
+    }
+
+    private TrainOptions MaskedOptions(string outDir, int steps, string? resume = null,
+        bool validate = false) => new()
+        {
+            TrainTokenizers = ["gpt2"],
+            VocabularySubsample = 256,
+            ModelDirectory = TinyXlmRoberta(),
+            OutputDirectory = outDir,
+            Data = [new TextSource(RepeatedText(), 1)],
+            Steps = steps,
+            IdentitySteps = 2,
+            IdentityBatch = 64,
+            BatchSize = 4,
+            BlockSize = 16,
+            LearningRate = 1e-3,
+            MainLearningRate = 3e-3,
+            WarmupSteps = 1,
+            Seed = 4,
+            SaveEvery = 3,
+            ValidTokenizer = validate ? "gpt2" : null,
+            ValidData = validate ? ValidFile() : null,
+            ValidEvery = 4,
+            Resume = resume,
+            Shape = new HypernetShape(0, 0, 1, 0, 7),
+        };
+
+    /// <summary>The two texts over and over: every batch holds the same texts.</summary>
+    private string RepeatedText()
+    {
+        string path = Path.Combine(_dir, "repeated.jsonl");
+        if (File.Exists(path))
+        {
+            return path;
+        }
+        File.WriteAllLines(path, Enumerable.Repeat(Texts, 40).SelectMany(t => t)
+            .Select(t => new JsonObject { ["text"] = t }.ToJsonString()));
+        return path;
+    }
+
+    [Fact]
+    public void A_masked_lm_trains_its_mlm_loss_and_predicted_bias()
+    {
+        string outDir = Path.Combine(_dir, "mlm");
+        var lines = new List<string>();
+        TrainResult r = HypernetTraining.Run(MaskedOptions(outDir, 12, validate: true), lines.Add);
+        JsonNode[] log = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+            .Select(l => JsonNode.Parse(l)!)];
+        double[] lm = [.. log.Where(l => (string)l["stage"]! == "main")
+            .Select(l => (double)l["lm_loss"]!)];
+        Assert.Equal(12, r.Steps);
+        Assert.Equal(10, lm.Length);
+        Assert.Contains(lines, l => l.StartsWith("step 12/12 main", StringComparison.Ordinal));
+        Assert.All(lm, x => Assert.True(double.IsFinite(x) && x > 0, $"lm loss {x}"));
+        double first = lm[..3].Average(), last = lm[^3..].Average();
+        Assert.True(last < first - 0.05, $"MLM loss {string.Join(", ", lm)}");
+        double[] bpb = [.. log.Where(l => (string)l["stage"]! == "valid")
+            .Select(l => (double)l["bits_per_byte"]!)];
+        Assert.NotEmpty(bpb);
+        Assert.All(bpb, b => Assert.True(double.IsFinite(b) && b > 0, $"{b} bits/byte"));
+        // The released format: the predicted bias's projection is in the checkpoint and the
+        // config says so; zett transfer writes the masked LM's output bias from it.
+        HypernetConfig c = HypernetConfig.Load(outDir);
+        Assert.True(c.PredictBias);
+        using (SafetensorsFile w = SafetensorsFile.Open(Path.Combine(outDir, "model.safetensors")))
+        {
+            Assert.True(w.Contains("bias_projection.weight"));
+        }
+        string transferred = Path.Combine(_dir, "mlm-gpt2");
+        TokenizerTransfer.Run(new TransferOptions
+        {
+            ModelDirectory = TinyXlmRoberta(),
+            HypernetDirectory = Path.Combine(outDir, "checkpoints", "step-12"),
+            Tokenizer = "gpt2",
+            OutputDirectory = transferred,
+            Device = "cpu",
+        });
+        using HfModelDirectory m = HfModelDirectory.Open(transferred);
+        Assert.Equal(HfTokenizer.Load(transferred).VocabSize, m.VocabSize);
+        Assert.NotNull(m.OutputBiasName);
+    }
+
+    [Fact]
+    public void A_resumed_masked_lm_run_continues_bit_identically()
+    {
+        string straight = Path.Combine(_dir, "mlm-straight");
+        string split = Path.Combine(_dir, "mlm-split");
+        HypernetTraining.Run(MaskedOptions(straight, 5));
+        HypernetTraining.Run(MaskedOptions(split, 5,
+            resume: Path.Combine(straight, "checkpoints", "step-3")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
+            File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
+            File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+    }
 }
