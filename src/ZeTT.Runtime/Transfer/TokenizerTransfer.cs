@@ -373,8 +373,9 @@ public static class TokenizerTransfer
         LmEvalResult EvaluateTransferred(string dir)
         {
             using LanguageModel lm = LanguageModel.Open(dir, new CpuBackend());
-            newEval = LmEvaluation.Evaluate(lm, HfTokenizer.Load(dir), evalDocs, options.EvalContext,
-                0, progress) with { Model = TransferredLabel(options) };
+            var scored = LmEvaluation.Evaluate(lm, HfTokenizer.Load(dir), evalDocs,
+                options.EvalContext, 0, progress);
+            newEval = scored with { Model = TransferredLabel(options) };
             return newEval;
         }
         string? biasDestination = times.Measure("write model", () => WriteOutput(options, model,

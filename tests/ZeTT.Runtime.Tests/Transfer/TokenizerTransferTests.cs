@@ -1,5 +1,5 @@
-using ZeTT.Ops.Cpu;
 using System.Text.Json.Nodes;
+using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
