@@ -112,26 +112,3 @@ __device__ __forceinline__ float zett_block_sum(float v, float* scratch) {
     __syncthreads();
     return total;
 }
-
-// LayerNorm of the `cols` values in row[] (shared memory), two-pass (mean, then centred
-// variance) like PyTorch; writes fp32 to out (may alias nothing in row) and optionally the GEMM
-// copy in gemm_dtype.
-__device__ __forceinline__ void zett_layernorm_row(const float* row, int cols, float eps,
-                                                   const float* w, const float* b,
-                                                   float* out, void* out_gemm, int gemm_dtype,
-                                                   size_t out_offset, float* scratch) {
-    float s = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) s += row[c];
-    const float mean = zett_block_sum(s, scratch) / cols;
-    float q = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float d = row[c] - mean;
-        q += d * d;
-    }
-    const float rstd = rsqrtf(zett_block_sum(q, scratch) / cols + eps);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float y = (row[c] - mean) * rstd * w[c] + b[c];
-        out[out_offset + c] = y;
-        if (out_gemm != nullptr) zett_store(out_gemm, gemm_dtype, out_offset + c, y);
-    }
-}

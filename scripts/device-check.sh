@@ -131,7 +131,7 @@ done
 step train-step-oracle-cuda 90 "$BIN/ZeTT.Runtime.Tests" -class "*TrainStepOracleTests" -noColor
 GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
 wait "${BG[0]}" 2>/dev/null  # the cubins
-if [ -f build/kernels-sm90/attention.cubin ]; then
+if [ -f build/kernels-sm90/flash_attention.cubin ]; then
     step gpu-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \
         "$BIN/ZeTT.Kernels.Tests" "${GPU_FILTER[@]}" -noColor
     step cuda-backend-tests-sm90-cubins 120 env ZETT_KERNELS_DIR="$ROOT/build/kernels-sm90" \

@@ -9,25 +9,14 @@ public sealed class KernelSet : IDisposable
 {
     private readonly List<CudaModule> _modules = [];
 
-    /// <summary>Loads every module: the hypernetwork's (embedding, epilogue, attention, heads)
-    /// and the op layer's (gather, norm, activation, rotary, residual, flash_attention,
-    /// cross_entropy).</summary>
+    /// <summary>Loads every module: gather, norm, activation, rotary, residual,
+    /// flash_attention, cross_entropy.</summary>
     public KernelSet(CudaContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         Context = context;
         try
         {
-            CudaModule embedding = Load("embedding");
-            SurfaceEmbed = embedding.GetFunction("zett_surface_embed");
-            RobertaEmbedLn = embedding.GetFunction("zett_roberta_embed_ln");
-            CudaModule epilogue = Load("epilogue");
-            BiasAct = epilogue.GetFunction("zett_bias_act");
-            ResidualLn = epilogue.GetFunction("zett_bias_act_residual_ln");
-            Attention = Load("attention").GetFunction("zett_attention");
-            CudaModule heads = Load("heads");
-            PoolFirst = heads.GetFunction("zett_pool_first");
-            BiasRescale = heads.GetFunction("zett_bias_rescale");
             CudaModule gather = Load("gather");
             EmbeddingForward = gather.GetFunction("zett_embedding_forward");
             EmbeddingBackward = gather.GetFunction("zett_embedding_backward");
@@ -66,22 +55,8 @@ public sealed class KernelSet : IDisposable
     /// <summary>The context the modules live in.</summary>
     public CudaContext Context { get; }
 
-    /// <summary>"embedding: ptx, epilogue: ptx, ..." — which image each module came from.</summary>
+    /// <summary>"gather: ptx, norm: ptx, ..." — which image each module came from.</summary>
     public string Images => string.Join(", ", _modules.Select(m => $"{m.Name}: {m.Image}"));
-
-    internal CudaFunction SurfaceEmbed { get; }
-
-    internal CudaFunction RobertaEmbedLn { get; }
-
-    internal CudaFunction BiasAct { get; }
-
-    internal CudaFunction ResidualLn { get; }
-
-    internal CudaFunction Attention { get; }
-
-    internal CudaFunction PoolFirst { get; }
-
-    internal CudaFunction BiasRescale { get; }
 
     internal CudaFunction EmbeddingForward { get; }
 

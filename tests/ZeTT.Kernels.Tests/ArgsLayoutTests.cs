@@ -11,13 +11,6 @@ public sealed class ArgsLayoutTests
 {
     public static TheoryData<string, string, Type> Structs => new()
     {
-        { "embedding", "zett_surface_embed", typeof(SurfaceEmbedArgs) },
-        { "embedding", "zett_roberta_embed", typeof(RobertaEmbedArgs) },
-        { "epilogue", "zett_bias_act", typeof(BiasActArgs) },
-        { "epilogue", "zett_residual_ln", typeof(ResidualLnArgs) },
-        { "attention", "zett_attention", typeof(AttentionArgs) },
-        { "heads", "zett_pool", typeof(PoolArgs) },
-        { "heads", "zett_rescale", typeof(RescaleArgs) },
         { "gather", "zett_embedding", typeof(EmbeddingArgs) },
         { "norm", "zett_norm", typeof(NormArgs) },
         { "norm", "zett_norm_bwd", typeof(NormBwdArgs) },

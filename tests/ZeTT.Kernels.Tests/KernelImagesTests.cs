@@ -47,7 +47,7 @@ public sealed partial class KernelImagesTests
     public void Missing_module_names_what_is_embedded()
     {
         var e = Assert.Throws<InvalidOperationException>(() => KernelImages.Ptx("no_such"));
-        Assert.Contains("embedding", e.Message, StringComparison.Ordinal);
+        Assert.Contains("flash_attention", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -3,6 +3,26 @@ using static ZeTT.Kernels.Launch.LaunchChecks;
 
 namespace ZeTT.Kernels.Launch;
 
+/// <summary>Activation code of the activation kernels (values as in kernels/common.cuh).
+/// </summary>
+public enum Activation
+{
+    /// <summary>Identity.</summary>
+    None = 0,
+
+    /// <summary>GELU, tanh approximation (ProjectorBlock).</summary>
+    GeluTanh = 1,
+
+    /// <summary>GELU with erf (RoBERTa encoder).</summary>
+    GeluErf = 2,
+
+    /// <summary>SiLU, x·σ(x) (the SwiGLU gate).</summary>
+    Silu = 3,
+
+    /// <summary>ReLU, max(x, 0).</summary>
+    Relu = 4,
+}
+
 /// <summary>Args of <c>zett_act_forward</c> / <c>_backward</c> (kernels/activation.cu, same
 /// layout).</summary>
 [StructLayout(LayoutKind.Sequential)]
