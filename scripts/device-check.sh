@@ -88,11 +88,11 @@ fi
 SF=$ROOT/.device/surface-forms-mistral-gpt2.safetensors
 step surface-forms 60 "$ZETT" surface-forms \
     --hn-tokenizer tests/data/tokenizers/mistral-7b-v0.1 --tokenizer gpt2 --maxlen 7 --out "$SF"
-step bench-zett 200 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu \
+step bench-zett 260 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" gemm-gpu hypernet-gpu \
     --surface-forms "$SF" --out "$RES"
 # The op layer's own kernels: flash attention forward/backward at 2k-8k tokens and the fused
 # LM-head cross-entropy, TFLOP/s against the measured bf16 GEMM peak.
-step bench-ops 150 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" ops-gpu --out "$RES"
+step bench-ops 180 env ZETT_REQUIRE_GPU=1 "$BIN/ZeTT.Bench" ops-gpu --out "$RES"
 # Language models: zett's LM forward on CUDA (eval of 2048-token sequences, greedy decoding
 # with the KV cache) against transformers with sdpa attention in bf16, at TinyLlama-1.1B and
 # Mistral-7B shapes; ZeTT.Bench writes the random bf16 weights (2.2 + 14.5 GB, one model at a

@@ -150,7 +150,8 @@ internal static class GpuBenchmarks
                 ? RealSurfaceForms(file, s, weights.Config)
                 : SurfaceForms(s, weights.Config);
             int targetVocab = forms.Length / MaxLen;
-            using var backend = new HypernetPredictor(new CudaBackend(), weights, source,
+            var cuda = new CudaBackend();
+            using var backend = new HypernetPredictor(cuda, weights, source,
                 HypernetPrecision.BFloat16, ownsBackend: true);
             Console.WriteLine($"  {backend.Name}, batch {backend.MaxBatchSize}");
             int lang = s.Lang ? 0 : -1;
@@ -160,6 +161,15 @@ internal static class GpuBenchmarks
                 () => HypernetBatching.PredictAll(backend, forms, targetVocab, lang), repeats: 3,
                 warmup: 1);
             double rate = targetVocab / seconds;
+            // The same path with every Linear unfused (bias pre-filled into y, GEMM with beta 1,
+            // activation as its own pass), the anchor for the cuBLASLt epilogues, in this run.
+            cuda.FusedLinearEpilogues = false;
+            double unfusedSeconds = BenchContext.MedianSeconds(
+                () => HypernetBatching.PredictAll(backend, forms, targetVocab, lang), repeats: 1,
+                warmup: 0);
+            cuda.FusedLinearEpilogues = true;
+            Console.WriteLine($"{s.Name,-18} unfused Linear: {targetVocab / unfusedSeconds,10:F0} "
+                + $"tokens/s (cuBLASLt epilogues {unfusedSeconds / seconds:F3}x faster)");
             double positions = MeanPositions(forms, weights.Config);
             double needed = 0;
             for (int r = 0; r < targetVocab; r++)
@@ -179,6 +189,7 @@ internal static class GpuBenchmarks
                 ["surface_forms"] = context.SurfaceFormsPath ?? "synthetic",
                 ["path"] = "HypernetGraph on CudaBackend (HypernetPredictor), bf16 weights",
                 ["zett_tokens_per_s"] = Math.Round(rate),
+                ["zett_tokens_per_s_unfused_linear"] = Math.Round(targetVocab / unfusedSeconds),
                 ["mean_positions_computed"] = Math.Round(positions, 2),
                 ["pytorch_tokens_per_s"] = null,
                 ["useful_tflops"] = Math.Round(useful, 1),

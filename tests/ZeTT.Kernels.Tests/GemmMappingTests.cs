@@ -168,4 +168,15 @@ public sealed class GemmMappingTests
     [Fact]
     public void Heuristic_result_struct_has_the_header_size() =>
         Assert.Equal(96, BlasLayout.HeuristicResultSize);
+
+    [Theory]
+    [InlineData(false, GemmActivation.None, 1u)]
+    [InlineData(true, GemmActivation.None, 4u)]
+    [InlineData(false, GemmActivation.Relu, 2u)]
+    [InlineData(true, GemmActivation.Relu, 6u)]
+    [InlineData(false, GemmActivation.GeluTanh, 32u)]
+    [InlineData(true, GemmActivation.GeluTanh, 36u)]
+    public void Fused_gemm_epilogues_have_the_cublasLt_header_values(bool bias,
+        GemmActivation activation, uint expected) =>
+        Assert.Equal(expected, (uint)Gemm.Epilogue(bias, activation));
 }

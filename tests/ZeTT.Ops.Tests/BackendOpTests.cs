@@ -214,6 +214,56 @@ public abstract class BackendOpTests : IDisposable
         Close(rdb, db, true, "linear db (accumulated)");
     }
 
+    /// <summary>The ways a backend may fuse a Linear (on CUDA: cuBLASLt bias / ReLU / GELU-tanh
+    /// epilogues, with <see cref="SetFusedLinear"/> false the unfused GEMM + bias + activation
+    /// path) against the F64 reference: F32 and BF16 activations and weights, a bias of the
+    /// output's dtype or F32, and an activation the epilogues lack (GELU erf, SiLU: those fall
+    /// back). Sizes are not multiples of 8, so cuBLASLt's alignment-sensitive kernels see tails.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, DType.F32, null, true)]
+    [InlineData(DType.F32, DType.F32, ActivationFunction.GeluTanh, true)]
+    [InlineData(DType.F32, DType.F32, ActivationFunction.Relu, true)]
+    [InlineData(DType.F32, DType.F32, ActivationFunction.GeluErf, true)]
+    [InlineData(DType.F32, null, ActivationFunction.GeluTanh, true)]
+    [InlineData(DType.F32, DType.F32, ActivationFunction.GeluTanh, false)]
+    [InlineData(DType.BF16, DType.BF16, null, true)]
+    [InlineData(DType.BF16, DType.F32, null, true)]
+    [InlineData(DType.BF16, DType.BF16, ActivationFunction.GeluTanh, true)]
+    [InlineData(DType.BF16, DType.F32, ActivationFunction.Silu, true)]
+    [InlineData(DType.BF16, DType.BF16, ActivationFunction.GeluTanh, false)]
+    public void Linear_with_bias_and_activation(DType dtype, DType? biasType,
+        ActivationFunction? activation, bool fused)
+    {
+        Bf16Guard(dtype);
+        const int N = 37, In = 90, Out_ = 45;
+        float[] x = RoundTo(dtype, Random(40, N * In)), w = RoundTo(dtype, Random(41, Out_ * In));
+        float[] b = RoundTo(biasType ?? DType.F32, Random(42, Out_));
+        Tensor y = Out(dtype, N, Out_);
+        SetFusedLinear(fused);
+        try
+        {
+            Ops.Linear(Up(x, dtype, N, In), Up(w, dtype, Out_, In),
+                biasType is { } bt ? Up(b, bt, Out_) : null, y, false, activation);
+        }
+        finally
+        {
+            SetFusedLinear(true);
+        }
+        using Tensor ry = RZ(N, Out_);
+        using Tensor rb = R(b, Out_);
+        _ref.Linear(R(x, N, In), R(w, Out_, In), biasType is null ? null : rb, ry, false,
+            activation);
+        Close(ry, y, true, $"linear {dtype} bias {biasType?.ToString() ?? "none"} "
+            + $"{activation?.ToString() ?? "no activation"} fused {fused}");
+    }
+
+    /// <summary>Turns a backend's fused Linear path on or off (no-op where it has none).
+    /// </summary>
+    protected virtual void SetFusedLinear(bool on)
+    {
+    }
+
     // ---- normalisation --------------------------------------------------------------------
 
     [Theory]
@@ -641,4 +691,7 @@ public sealed class CudaBackendOpTests(CudaOpFixture fixture) : BackendOpTests,
 
     /// <inheritdoc />
     protected override bool Bf16Activations => true;
+
+    /// <inheritdoc />
+    protected override void SetFusedLinear(bool on) => fixture.Backend.FusedLinearEpilogues = on;
 }

@@ -13,6 +13,7 @@ public sealed class BlasHandle : IDisposable
     public const long WorkspaceBytes = 32L << 20;
 
     private readonly Dictionary<LtKey, LtPlan> _plans = [];
+    private readonly HashSet<LtKey> _unsupported = [];
     private readonly DeviceBuffer _workspace;
     private IntPtr _cublas;
     private IntPtr _lt;
@@ -53,7 +54,32 @@ public sealed class BlasHandle : IDisposable
     {
         if (!_plans.TryGetValue(key, out LtPlan? plan))
         {
-            plan = LtPlan.Create(this, key);
+            plan = LtPlan.Create(this, key, false)!;
+            _plans[key] = plan;
+        }
+        return plan;
+    }
+
+    /// <summary>The plan for <paramref name="key"/>, or null when cuBLASLt has no algorithm
+    /// for it (an epilogue it does not support for these shapes and dtypes); both answers are
+    /// cached.</summary>
+    internal LtPlan? TryGetPlan(in LtKey key)
+    {
+        if (_plans.TryGetValue(key, out LtPlan? plan))
+        {
+            return plan;
+        }
+        if (_unsupported.Contains(key))
+        {
+            return null;
+        }
+        plan = LtPlan.Create(this, key, true);
+        if (plan is null)
+        {
+            _unsupported.Add(key);
+        }
+        else
+        {
             _plans[key] = plan;
         }
         return plan;
@@ -85,8 +111,10 @@ public sealed class BlasHandle : IDisposable
 /// <summary>Everything a cuBLASLt plan depends on (column-major problem after the swap).
 /// </summary>
 internal readonly record struct LtKey(CublasOperation TransA, CublasOperation TransB, int M,
-    int N, int K, CudaDataType InputType, CudaDataType OutputType, int Lda, int Ldb, int Ldc, int Batch, long StrideA, long StrideB,
-    long StrideC, int AlignA, int AlignB, int AlignC);
+    int N, int K, CudaDataType InputType, CudaDataType OutputType, int Lda, int Ldb, int Ldc,
+    int Batch, long StrideA, long StrideB, long StrideC, int AlignA, int AlignB, int AlignC,
+    CublasLtEpilogue Epilogue = CublasLtEpilogue.Default,
+    CudaDataType BiasType = CudaDataType.R32F);
 
 /// <summary>Matmul descriptor, four layouts and the chosen algorithm for one <see cref="LtKey"/>.
 /// </summary>
@@ -99,7 +127,11 @@ internal sealed unsafe class LtPlan : IDisposable
     public CublasLtMatmulAlgo Algo;
     public nuint WorkspaceSize;
 
-    public static LtPlan Create(BlasHandle handle, in LtKey key)
+    /// <summary>Descriptors and the heuristic's algorithm for <paramref name="key"/>. When
+    /// none is found: null if <paramref name="mayBeUnsupported"/> (the heuristic's
+    /// CUBLAS_STATUS_NOT_SUPPORTED or zero results), else a <see cref="CublasException"/>.
+    /// </summary>
+    public static LtPlan? Create(BlasHandle handle, in LtKey key, bool mayBeUnsupported)
     {
         var plan = new LtPlan();
         try
@@ -111,6 +143,18 @@ internal sealed unsafe class LtPlan : IDisposable
                 CublasLtMatmulDescAttribute.TransA, &ta, sizeof(int)));
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
                 CublasLtMatmulDescAttribute.TransB, &tb, sizeof(int)));
+            if (key.Epilogue != CublasLtEpilogue.Default)
+            {
+                uint epilogue = (uint)key.Epilogue;
+                Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
+                    CublasLtMatmulDescAttribute.Epilogue, &epilogue, sizeof(uint)));
+                if (((uint)key.Epilogue & (uint)CublasLtEpilogue.Bias) != 0)
+                {
+                    int biasType = (int)key.BiasType;
+                    Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
+                        CublasLtMatmulDescAttribute.BiasDataType, &biasType, sizeof(int)));
+                }
+            }
             bool transA = key.TransA == CublasOperation.T;
             plan.A = Layout(key.InputType, transA ? key.K : key.M, transA ? key.M : key.K,
                 key.Lda, key.Batch, key.StrideA);
@@ -134,8 +178,16 @@ internal sealed unsafe class LtPlan : IDisposable
                 Cublas.Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(pref,
                     CublasLtMatmulPreferenceAttribute.MinAlignmentDBytes, &ac, sizeof(uint)));
                 CublasLtMatmulHeuristicResult result;
-                Cublas.Check(CublasLt.cublasLtMatmulAlgoGetHeuristic(handle.Lt, plan.Desc,
-                    plan.A, plan.B, plan.C, plan.C, pref, 1, &result, out int found));
+                CublasStatus status = CublasLt.cublasLtMatmulAlgoGetHeuristic(handle.Lt,
+                    plan.Desc, plan.A, plan.B, plan.C, plan.C, pref, 1, &result,
+                    out int found);
+                if (mayBeUnsupported && (status == CublasStatus.NotSupported
+                    || (status == CublasStatus.Success && found == 0)))
+                {
+                    plan.Dispose();
+                    return null;
+                }
+                Cublas.Check(status, "cublasLtMatmulAlgoGetHeuristic");
                 if (found == 0)
                 {
                     throw new CublasException((int)CublasStatus.NotSupported,

@@ -12,6 +12,20 @@ public enum GemmEngine
     Cublas,
 }
 
+/// <summary>The activation a fused GEMM applies after the bias (cuBLASLt epilogues). GELU
+/// with erf is not among them: cuBLASLt's GELU epilogue is the tanh approximation.</summary>
+public enum GemmActivation
+{
+    /// <summary>No activation.</summary>
+    None,
+
+    /// <summary>max(x, 0) (CUBLASLT_EPILOGUE_RELU).</summary>
+    Relu,
+
+    /// <summary>GELU, tanh approximation (CUBLASLT_EPILOGUE_GELU).</summary>
+    GeluTanh,
+}
+
 /// <summary>
 /// The one row-major GEMM of the project:
 /// <c>C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C</c>, with op(A) = A [m, k] or, when
@@ -66,6 +80,72 @@ public static class Gemm
         RunCore(blas, false, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC,
             batch, alpha, beta, engine);
     }
+
+    /// <summary>
+    /// Queues <c>C = act(A·op(B) + bias)</c> as one cublasLtMatmul with an epilogue (bias: one
+    /// value per column of C, F32 or BF16, or <c>default</c> for none; alpha 1, beta 0), so C is
+    /// written once instead of being pre-filled with the bias and re-read by an activation pass.
+    /// Returns false, having queued nothing, when the fused form is not available here: a bias
+    /// not 16-byte aligned, or no cuBLASLt algorithm for this epilogue, shape and dtypes (the
+    /// heuristic answers CUBLAS_STATUS_NOT_SUPPORTED or finds none; remembered per shape) —
+    /// the caller then runs the unfused path. Every other cuBLASLt error throws.
+    /// </summary>
+    public static unsafe bool TryRunFused(BlasHandle blas, bool transB, int m, int n, int k,
+        DeviceView a, int lda, DeviceView b, int ldb, DeviceView c, int ldc, DeviceView bias,
+        GemmActivation activation)
+    {
+        ArgumentNullException.ThrowIfNull(blas);
+        Validate(false, m, n, k, a, lda, 0, b, ldb, 0, transB, c, ldc, 0, 1);
+        ulong biasAddress = Launch.LaunchChecks.Optional("gemm", bias, nameof(bias), n,
+            KernelDType.F32, KernelDType.BF16);
+        CublasLtEpilogue epilogue = Epilogue(biasAddress != 0, activation);
+        if (biasAddress % 16 != 0)
+        {
+            return false;
+        }
+        ColumnMajorGemm g = ToColumnMajor(false, transB, m, n, k, a.Address, lda, b.Address,
+            ldb, c.Address, ldc);
+        CudaDataType type = a.DType == KernelDType.BF16 ? CudaDataType.R16BF : CudaDataType.R32F;
+        CudaDataType outType = c.DType == KernelDType.BF16 ? CudaDataType.R16BF
+            : CudaDataType.R32F;
+        CudaDataType biasType = biasAddress == 0 ? outType
+            : bias.DType == KernelDType.BF16 ? CudaDataType.R16BF : CudaDataType.R32F;
+        var key = new LtKey(g.TransA, g.TransB, g.M, g.N, g.K, type, outType, g.Lda, g.Ldb,
+            g.Ldc, 1, 0, 0, 0, Alignment(g.A), Alignment(g.B), Alignment(g.C), epilogue,
+            biasType);
+        LtPlan? plan = blas.TryGetPlan(key);
+        if (plan is null)
+        {
+            return false;
+        }
+        if (biasAddress != 0)
+        {
+            // The bias pointer is read when the matmul is queued, so the cached descriptor can
+            // take each call's bias.
+            Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc,
+                CublasLtMatmulDescAttribute.BiasPointer, &biasAddress, sizeof(ulong)));
+        }
+        float alpha = 1f, beta = 0f;
+        CublasLtMatmulAlgo algo = plan.Algo;
+        Cublas.Check(CublasLt.cublasLtMatmul(blas.Lt, plan.Desc, &alpha, g.A, plan.A, g.B,
+            plan.B, &beta, g.C, plan.C, g.C, plan.C, &algo, blas.Workspace.Address,
+            plan.WorkspaceSize, blas.Stream.Handle));
+        return true;
+    }
+
+    /// <summary>The cuBLASLt epilogue for a bias (or none) and an activation.</summary>
+    internal static CublasLtEpilogue Epilogue(bool bias, GemmActivation activation) =>
+        (bias, activation) switch
+        {
+            (false, GemmActivation.None) => CublasLtEpilogue.Default,
+            (true, GemmActivation.None) => CublasLtEpilogue.Bias,
+            (false, GemmActivation.Relu) => CublasLtEpilogue.Relu,
+            (true, GemmActivation.Relu) => CublasLtEpilogue.ReluBias,
+            (false, GemmActivation.GeluTanh) => CublasLtEpilogue.Gelu,
+            (true, GemmActivation.GeluTanh) => CublasLtEpilogue.GeluBias,
+            _ => throw new ArgumentOutOfRangeException(nameof(activation), activation,
+                "gemm: unknown activation"),
+        };
 
     private static unsafe void RunCore(BlasHandle blas, bool transA, bool transB, int m, int n,
         int k, DeviceView a, int lda, long strideA, DeviceView b, int ldb, long strideB,

@@ -65,6 +65,29 @@ internal enum CublasLtMatmulDescAttribute
 {
     TransA = 3,
     TransB = 4,
+
+    /// <summary>CUBLASLT_MATMUL_DESC_EPILOGUE, a uint32_t <see cref="CublasLtEpilogue"/>.
+    /// </summary>
+    Epilogue = 7,
+
+    /// <summary>CUBLASLT_MATMUL_DESC_BIAS_POINTER, a device pointer.</summary>
+    BiasPointer = 8,
+
+    /// <summary>CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, an int32_t cudaDataType.</summary>
+    BiasDataType = 26,
+}
+
+/// <summary>cublasLtEpilogue_t values used. The bias is a vector over the rows of the
+/// column-major D (one value per output feature of a row-major Linear). cuBLASLt's GELU is the
+/// tanh approximation.</summary>
+internal enum CublasLtEpilogue : uint
+{
+    Default = 1,
+    Relu = 2,
+    Bias = 4,
+    ReluBias = 6,
+    Gelu = 32,
+    GeluBias = 36,
 }
 
 /// <summary>cublasLtMatrixLayoutAttribute_t values used.</summary>

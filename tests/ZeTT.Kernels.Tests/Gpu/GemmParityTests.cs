@@ -88,4 +88,69 @@ public sealed class GemmParityTests(GpuSession session)
             }
         }
     }
+
+    /// <summary>The cuBLASLt epilogues (bias, ReLU, GELU tanh, bias + either) against the twin
+    /// followed by the same bias and activation in double. The cases are the ones cuBLASLt
+    /// supports on every GPU since Ampere (bias in D's dtype), so the fused path must be taken:
+    /// a false from <see cref="Gemm.TryRunFused"/> here fails, rather than silently measuring
+    /// the fallback. Tolerance: the fp32 GEMM's (GELU: see below), plus bf16 rounding of a
+    /// bf16 output.</summary>
+    [Theory]
+    [InlineData(KernelDType.F32, KernelDType.F32)]
+    [InlineData(KernelDType.BF16, KernelDType.F32)]
+    [InlineData(KernelDType.BF16, KernelDType.BF16)]
+    public void Fused_epilogues_are_taken_and_match_the_twin(KernelDType inType,
+        KernelDType outType)
+    {
+        var g = session.Require();
+        const int m = 37, n = 45, k = 90;
+        float[] a = Parity.Random(21, m * k), b = Parity.Random(22, n * k);
+        float[] bias = Parity.Random(23, n);
+        if (inType == KernelDType.BF16)
+        {
+            a = Parity.Bf16(a);
+            b = Parity.Bf16(b);
+        }
+        if (outType == KernelDType.BF16)
+        {
+            bias = Parity.Bf16(bias);
+        }
+        var product = new float[m * n];
+        CpuKernels.Gemm(m, n, k, a, k, b, k, true, product, n);
+        DeviceView da = g.Upload(a, inType), db = g.Upload(b, inType);
+        DeviceView dBias = g.Upload(bias, outType);
+        foreach (bool withBias in new[] { false, true })
+        {
+            foreach (GemmActivation act in Enum.GetValues<GemmActivation>())
+            {
+                if (!withBias && act == GemmActivation.None)
+                {
+                    continue;
+                }
+                DeviceView dc = g.Allocate(m * n, outType);
+                Assert.True(Gemm.TryRunFused(g.Blas, true, m, n, k, da, k, db, k, dc, n,
+                    withBias ? dBias : default, act),
+                    $"cuBLASLt has no {act} epilogue (bias {withBias}) for {inType} -> {outType}");
+                var expected = new float[m * n];
+                for (int i = 0; i < m * n; i++)
+                {
+                    float v = product[i] + (withBias ? bias[i % n] : 0f);
+                    v = act switch
+                    {
+                        GemmActivation.Relu => MathF.Max(v, 0f),
+                        GemmActivation.GeluTanh => CpuKernels.GeluTanh(v),
+                        _ => v,
+                    };
+                    expected[i] = outType == KernelDType.BF16 ? CpuKernels.RoundBFloat16(v) : v;
+                }
+                double rtol = outType == KernelDType.BF16 ? 1.0 / 128 : 1e-4;
+                // cuBLASLt does not document how it evaluates tanh; the hardware approximation
+                // (tanh.approx.f32, ~2⁻¹¹ relative) would give up to ~1e-3 on these |x| ≲ 10,
+                // so GELU gets 2e-3 (the op layer uses this epilogue for bf16 outputs only).
+                double atol = act == GemmActivation.GeluTanh ? 2e-3 : 1e-4;
+                Parity.Close(expected, g.Download(dc), atol, rtol,
+                    $"fused gemm {inType}->{outType} bias {withBias} {act}");
+            }
+        }
+    }
 }
