@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Training;
 
 namespace ZeTT.Cli;
@@ -110,6 +111,11 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<int> _maxLen = CommonOptions.Integer("--hn-surface-maxlen",
         "surface-form length L (default 7)", 1);
 
+    private readonly Option<string> _precision = CommonOptions.Choice("--precision",
+        "hypernetwork compute: fp32, or bf16 copies of the fp32 master weights (the reference's "
+        + "mixed precision; gradients, masters and AdamW state stay fp32)", "fp32", "fp32",
+        "bf16");
+
     public TrainCommand() : base("train",
         "train a hypernetwork for a model: the identity stage, then the main stage on --data")
     {
@@ -117,7 +123,7 @@ internal sealed class TrainCommand : ZettCommand
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
             _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _hidden,
-            _intermediate, _layers, _heads, _maxLen])
+            _intermediate, _layers, _heads, _maxLen, _precision])
         {
             Options.Add(option);
         }
@@ -155,6 +161,8 @@ internal sealed class TrainCommand : ZettCommand
             ValidData = parse.GetValue(_validData),
             ValidEvery = Or(parse.GetValue(_validEvery), 10000),
             Resume = parse.GetValue(_resume),
+            Precision = parse.GetValue(_precision) == "bf16" ? HypernetPrecision.BFloat16
+                : HypernetPrecision.Float32,
             Shape = new HypernetShape(parse.GetValue(_hidden), parse.GetValue(_intermediate),
                 parse.GetResult(_layers) is null ? 3 : parse.GetValue(_layers),
                 parse.GetValue(_heads), Or(parse.GetValue(_maxLen), 7)),

@@ -59,6 +59,8 @@ public sealed partial class HypernetTrainer : IDisposable
     private readonly Tensor _source;   // E [V0, D_in], raw (the targets)
     private readonly HypernetGraph _graph;
     private readonly DType _dt;
+    private readonly HypernetParameters? _compute; // bf16 compute copies (null in fp32)
+    private bool _computeStale;
 
     /// <summary>Sets up training from initial <paramref name="weights"/> (by the PyTorch port's
     /// names) and the source embeddings <paramref name="e"/> [≥V0, D_in].</summary>
@@ -68,8 +70,11 @@ public sealed partial class HypernetTrainer : IDisposable
     /// <param name="backend">Where to compute.</param>
     /// <param name="settings">Optimisation settings.</param>
     /// <param name="dtype">F32, or F64 (the finite-difference test path).</param>
+    /// <param name="precision">The hypernetwork's compute precision: fp32, or bf16 compute
+    /// copies of the fp32 masters (TRAINING.md §7.7; F32 masters only).</param>
     public HypernetTrainer(HypernetConfig config, IReadOnlyDictionary<string, HostTensor> weights,
-        HostTensor e, IOpBackend backend, TrainSettings settings, DType dtype = DType.F32)
+        HostTensor e, IOpBackend backend, TrainSettings settings, DType dtype = DType.F32,
+        HypernetPrecision precision = HypernetPrecision.Float32)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(weights);
@@ -80,10 +85,24 @@ public sealed partial class HypernetTrainer : IDisposable
         Settings = settings;
         _ops = backend;
         _dt = dtype;
+        Precision = precision;
+        if (precision == HypernetPrecision.BFloat16 && dtype != DType.F32)
+        {
+            throw new ArgumentException($"bf16 training keeps F32 masters, not {dtype}",
+                nameof(dtype));
+        }
         HypernetWeights bound = HypernetWeights.FromTensors(config, weights, "hypernetwork");
         Parameters = HypernetParameters.FromWeights(bound, backend, dtype);
         try
         {
+            if (precision == HypernetPrecision.BFloat16)
+            {
+                // GEMM matrices stored bf16 (read in place by the matrix products); the other
+                // tensors F32 holding bf16 values, refreshed from the masters before each update.
+                _compute = HypernetParameters.FromWeights(bound, backend, DType.F32, DType.BF16,
+                    consume: false, fuseAttention: false);
+                RoundToCompute(Parameters, _compute, backend);
+            }
             using Tensor host = Tensor.FromFloats(e.Data, e.Shape[0], e.Shape[1]);
             Tensor up = backend.Upload(host);
             _source = backend.Empty(dtype, [config.OriginalVocabSize, config.SourceWidth], "E");
@@ -92,7 +111,7 @@ public sealed partial class HypernetTrainer : IDisposable
             {
                 up.Dispose();
             }
-            _graph = new HypernetGraph(config, Parameters, host);
+            _graph = new HypernetGraph(config, _compute ?? Parameters, host);
             Gradients = Parameters.ZerosLike(IsTrainable);
             M = Parameters.ZerosLike(IsTrainable);
             V = Parameters.ZerosLike(IsTrainable);
@@ -110,6 +129,22 @@ public sealed partial class HypernetTrainer : IDisposable
     /// <summary>The optimisation settings (replaceable between updates: a time-boxed run lays
     /// its schedule out once it has measured a step).</summary>
     public TrainSettings Settings { get; set; }
+
+    /// <summary>The hypernetwork's compute precision (the masters are F32 either way).</summary>
+    public HypernetPrecision Precision { get; }
+
+    /// <summary>What the hypernetwork's forward and backward read: the masters in fp32; in
+    /// bf16 their round-to-nearest-even copies (GEMM matrices stored BF16, the rest F32 tensors
+    /// holding bf16 values), refreshed from the masters before each micro-batch after an
+    /// update.</summary>
+    public HypernetParameters ComputeParameters
+    {
+        get
+        {
+            SyncCompute();
+            return _compute ?? Parameters;
+        }
+    }
 
     /// <summary>The parameters (fp32 masters).</summary>
     public HypernetParameters Parameters { get; }
@@ -161,6 +196,7 @@ public sealed partial class HypernetTrainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(ids);
         int b = ids.Length, n = Config.NEmbd;
+        SyncCompute();
         using HypernetPass pass = _graph.Forward(ids, b, -1, surfaceLength: 1);
         using Tensor idT = Upload(ids);
         using Tensor targets = _ops.Empty(_dt, [b, Config.SourceWidth], "targets");
@@ -291,8 +327,43 @@ public sealed partial class HypernetTrainer : IDisposable
                 IsDecayed(name) ? Settings.WeightDecay : 0, Step + 1, clip / microBatches);
             _ops.AdamW(Parameters[name], Gradients[name], M[name], V[name], step);
         }
+        _computeStale = _compute is not null;
         Step++;
         return (norm, lr);
+    }
+
+    /// <summary>Marks the bf16 compute copies out of date (after the masters were written
+    /// other than by <see cref="Update"/>: a restored checkpoint).</summary>
+    public void MastersChanged() => _computeStale = _compute is not null;
+
+    /// <summary>Rounds the masters into the compute copies when an update changed them.
+    /// </summary>
+    private void SyncCompute()
+    {
+        if (_computeStale)
+        {
+            RoundToCompute(Parameters, _compute!, _ops);
+            _computeStale = false;
+        }
+    }
+
+    /// <summary>compute[name] = bf16(masters[name]) (round to nearest even; a F32 compute
+    /// tensor gets the bf16 value widened back, exactly).</summary>
+    private static void RoundToCompute(HypernetParameters masters, HypernetParameters compute,
+        IOpBackend ops)
+    {
+        foreach (string name in masters.Names)
+        {
+            Tensor m = masters[name], c = compute[name];
+            if (c.DType == DType.BF16)
+            {
+                ops.Copy(m, c);
+                continue;
+            }
+            using Tensor rounded = ops.Empty(DType.BF16, m.Shape, name + " (bf16)");
+            ops.Copy(m, rounded);
+            ops.Copy(rounded, c);
+        }
     }
 
     /// <summary>d = pred − target (d overwritten); returns Σ d².</summary>
@@ -330,6 +401,7 @@ public sealed partial class HypernetTrainer : IDisposable
     public void Dispose()
     {
         _graph?.Dispose();
+        _compute?.Dispose();
         _source?.Dispose();
         Gradients?.Dispose();
         M?.Dispose();

@@ -104,6 +104,10 @@ public sealed class TrainOptions
     /// <summary>A checkpoint directory (checkpoints/step-N) to continue from.</summary>
     public string? Resume { get; init; }
 
+    /// <summary>The hypernetwork's compute precision (fp32 by default; bf16: TRAINING.md §7.7's
+    /// bf16 compute over fp32 masters).</summary>
+    public HypernetPrecision Precision { get; init; } = HypernetPrecision.Float32;
+
     /// <summary>Hypernetwork sizes (zeros: the reference's defaults for the model).</summary>
     public HypernetShape Shape { get; init; } = new();
 }
@@ -234,7 +238,9 @@ public static class HypernetTraining
         log(Inv($"hypernetwork for {model.Directory}: H {config.HiddenSize}, I ")
             + Inv($"{config.IntermediateSize}, {config.NumLayers} layers, {config.NumAttentionHeads} ")
             + Inv($"heads, L {config.SurfaceMaxLen}, {v0} + {config.NumExtraTokens} tokens, ")
-            + (untied ? "untied" : "tied"));
+            + (untied ? "untied" : "tied")
+            + (o.Precision == HypernetPrecision.BFloat16 ? ", bf16 compute over fp32 masters"
+                : ", fp32"));
         if (vocabulary is not null)
         {
             log(Inv($"main stage after {identitySteps} identity updates: {o.BatchSize} × ")
@@ -243,7 +249,8 @@ public static class HypernetTraining
 
         var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
             o.Accumulation, o.MaxGradNorm, Seed: o.Seed);
-        using var trainer = new HypernetTrainer(config, weights, e, cpu, settings);
+        using var trainer = new HypernetTrainer(config, weights, e, cpu, settings,
+            precision: o.Precision);
         if (o.Resume is not null)
         {
             TrainingCheckpoint.RestoreOptimizer(o.Resume, trainer);

@@ -214,6 +214,7 @@ public sealed partial class HypernetTrainer
             throw new ArgumentException("the batch has no targets");
         }
         CheckVocabulary(batch);
+        SyncCompute();
         using HypernetPass pass = _graph.Forward(batch.SurfaceForms, rows, -1);
         Tensor eIn = pass.EmbeddingsIn;
         Tensor eOut = pass.EmbeddingsOut ?? eIn;

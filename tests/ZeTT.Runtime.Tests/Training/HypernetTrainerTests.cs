@@ -18,7 +18,7 @@ public sealed class HypernetTrainerTests
 
     /// <summary>A small untied model: n_embd 8, H 16 (2 heads), I 24, 2 layers, L 3, 20 tokens
     /// plus 3 extra, pad id 2.</summary>
-    private static (HypernetConfig Config, Dictionary<string, HostTensor> Weights, HostTensor E)
+    internal static (HypernetConfig Config, Dictionary<string, HostTensor> Weights, HostTensor E)
         Tiny(int seed = 1)
     {
         HypernetConfig c = HypernetInit.Config(8, untied: true, originalVocab: 20, extraTokens: 3,
@@ -39,7 +39,7 @@ public sealed class HypernetTrainerTests
         return (c, w, source);
     }
 
-    private static TrainSettings Settings(double lr = 1e-3, int batch = 12, int accumulation = 1) =>
+    internal static TrainSettings Settings(double lr = 1e-3, int batch = 12, int accumulation = 1) =>
         new(new LearningRateSchedule(0, 0, 2, lr, 40, 0.1), IdentityBatch: batch,
             Accumulation: accumulation, MaxGradNorm: 1.0);
 
@@ -192,12 +192,14 @@ public sealed class HypernetTrainerTests
         Assert.True(losses[^1] < 0.5 * losses[0], $"loss {losses[0]} → {losses[^1]}");
     }
 
-    [Fact]
-    public void Resumed_training_continues_bit_identically()
+    [Theory]
+    [InlineData(HypernetPrecision.Float32)]
+    [InlineData(HypernetPrecision.BFloat16)]
+    public void Resumed_training_continues_bit_identically(HypernetPrecision precision)
     {
         (HypernetConfig c, Dictionary<string, HostTensor> w, HostTensor e) = Tiny();
         TrainSettings s = Settings(accumulation: 2);
-        using var straight = new HypernetTrainer(c, w, e, Cpu, s);
+        using var straight = new HypernetTrainer(c, w, e, Cpu, s, precision: precision);
         for (int k = 0; k < 4; k++)
         {
             straight.IdentityStep();
@@ -205,14 +207,14 @@ public sealed class HypernetTrainerTests
         string dir = Path.Combine(Path.GetTempPath(), $"zett-resume-{Guid.NewGuid():N}");
         try
         {
-            using (var first = new HypernetTrainer(c, w, e, Cpu, s))
+            using (var first = new HypernetTrainer(c, w, e, Cpu, s, precision: precision))
             {
                 first.IdentityStep();
                 first.IdentityStep();
                 TrainingCheckpoint.Save(dir, first, null);
             }
             using var resumed = new HypernetTrainer(c, TrainingCheckpoint.ReadParameters(dir), e,
-                Cpu, s);
+                Cpu, s, precision: precision);
             TrainingCheckpoint.RestoreOptimizer(dir, resumed);
             Assert.Equal(2, resumed.Step);
             resumed.IdentityStep();
