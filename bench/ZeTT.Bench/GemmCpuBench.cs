@@ -275,7 +275,64 @@ internal static unsafe class GemmCpuBench
         return 0;
     }
 
-    private static object CompareLm(LmShape s, int m, OpenBlas blas)
+    /// <summary>
+    /// <c>gemm-cpu-gemv</c>: decoding (m = 1, 2) on the ~100M llama's matmuls and a 7B llama's
+    /// (dim 4096, hidden 11008, vocabulary 32000), fp32 and bf16 weights, against OpenBLAS
+    /// SkylakeX's sgemv (m = 1; sgemm at m = 2) and this path with the L1 panel instead of the
+    /// fused in-register transpose, in the same rounds; all cores and one core.
+    /// </summary>
+    public static int RunGemv(BenchContext context)
+    {
+        OpenBlas? blas = OpenBlas.Avx512 ?? OpenBlas.Default;
+        if (blas is null)
+        {
+            Console.Error.WriteLine("error: libopenblas.so.0 not found (apt-get install libopenblas0-pthread)");
+            return 1;
+        }
+        Console.WriteLine($"{blas.Label}: {blas.Config}; best kernel here: {GemmKernels.Best}");
+        LmShape[] shapes =
+        [
+            .. new[] { GemmType.F32, GemmType.BF16 }.SelectMany(t => new LmShape[]
+            {
+                new("llama-100M", "q, k, v, o (768→768)", 768, 768, t),
+                new("llama-100M", "down (2048→768)", 768, 2048, t),
+                new("llama-100M", "lm head (768→32000)", 32000, 768, t),
+                new("llama-7B", "q, k, v, o (4096→4096)", 4096, 4096, t),
+                new("llama-7B", "gate, up (4096→11008)", 11008, 4096, t),
+                new("llama-7B", "down (11008→4096)", 4096, 11008, t),
+                new("llama-7B", "lm head (4096→32000)", 32000, 4096, t),
+            }),
+        ];
+        var rows = new List<object>();
+        foreach (int m in new[] { 1, 2 })
+        {
+            foreach (LmShape s in shapes)
+            {
+                rows.Add(CompareLm(s, m, blas, tiled: false));
+            }
+        }
+        var json = new
+        {
+            benchmark = "gemm-cpu-gemv",
+            cores = Environment.ProcessorCount,
+            openblas = blas.Config,
+            best_kernel = GemmKernels.Best.ToString(),
+            repeats = Repeats,
+            note = "x[m,k]·W[n,k]ᵀ at m = 1, 2; GFLOP/s = 2·m·n·k / median wall seconds on all "
+                + "cores; OpenBLAS is sgemv at m = 1 (bf16 weights widened to fp32 for it), sgemm "
+                + "at m = 2; ours_l1_panel = the small-m path with the weight panel transposed "
+                + "into an L1 buffer (the code before the fused kernel), same bits; weight_gb_s = "
+                + "weight bytes / median seconds; one_core = one thread each, timed by the "
+                + "thread's CPU clock",
+            results = rows,
+        };
+        string path = Path.Combine(context.OutputDirectory, "gemm-cpu-gemv.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"wrote {path}");
+        return 0;
+    }
+
+    private static object CompareLm(LmShape s, int m, OpenBlas blas, bool tiled = true)
     {
         long xLen = (long)m * s.K, wLen = (long)s.N * s.K;
         float* x = Alloc<float>(xLen), w = Alloc<float>(wLen), y = Alloc<float>((long)m * s.N);
@@ -299,7 +356,25 @@ internal static unsafe class GemmCpuBench
             (blas.Label, m == 1 ? () => blas.Gemv(s.N, s.K, w, s.K, x, y)
                 : () => blas.Gemm(false, true, m, s.N, s.K, x, s.K, w, s.K, y, s.N)),
         };
-        if (GemmSmallM.Applies(kernel, m))
+        bool unfused = m <= 2 && GemmSmallM.Applies(kernel, m);
+        void Unfused(int threads)
+        {
+            GemmSmallM.FusedTranspose = false;
+            try
+            {
+                CpuGemm.Gemm(kernel, threads, false, true, m, s.N, s.K, 1f, x, GemmType.F32, s.K,
+                    wOurs, s.Weight, s.K, 0f, y, s.N);
+            }
+            finally
+            {
+                GemmSmallM.FusedTranspose = true;
+            }
+        }
+        if (unfused)
+        {
+            actions.Add(("ours_l1_panel", () => Unfused(0)));
+        }
+        if (GemmSmallM.Applies(kernel, m) && tiled)
         {
             actions.Add(("ours_tiled", () => CpuGemm.Gemm(kernel, 0, false, true, m, s.N, s.K, 1f,
                 x, GemmType.F32, s.K, wOurs, s.Weight, s.K, 0f, y, s.N, smallM: false)));
@@ -353,7 +428,11 @@ internal static unsafe class GemmCpuBench
                 Batch(actions[1].Run),
                 FmaCeiling.BurnOne,
             };
-            if (small)
+            if (unfused)
+            {
+                oneCore.Add(Batch(() => Unfused(1)));
+            }
+            if (small && tiled)
             {
                 oneCore.Add(Batch(() => CpuGemm.Gemm(kernel, 1, false, true, m, s.N, s.K, 1f, x,
                     GemmType.F32, s.K, wOurs, s.Weight, s.K, 0f, y, s.N, smallM: false)));
@@ -366,13 +445,15 @@ internal static unsafe class GemmCpuBench
         }
         double oursOne = flops * batch / one[0] / 1e9, theirsOne = flops * batch / one[1] / 1e9;
         double ceilingOne = FmaCeiling.FlopsOne / one[2] / 1e9;
-        double? tiledOne = small ? flops * batch / one[3] / 1e9 : null;
+        double? unfusedOne = unfused ? flops * batch / one[3] / 1e9 : null;
+        double? tiledOne = small && tiled ? flops * batch / one[unfused ? 4 : 3] / 1e9 : null;
         Console.WriteLine($"{s.Model,-11} m {m,3} {s.Op,-22} W {s.Weight,-4}: "
             + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F2}"))
             + $" GFLOP/s, FMA ceiling {ceiling:F0}; ours/ceiling {ours / ceiling:P1}, ours/{blas.Label} {ours / theirs:F2}"
             + (m == 1 ? $", weights {gbs:F1} GB/s" : "")
             + $" | one core: ours {oursOne:F2}, {blas.Label} {theirsOne:F2}, ceiling {ceilingOne:F0}; "
             + $"ours/ceiling {oursOne / ceilingOne:P1}, ours/{blas.Label} {oursOne / theirsOne:F2}"
+            + (unfusedOne is { } u ? $", ours_l1_panel {u:F2}" : "")
             + (tiledOne is { } t ? $", ours_tiled {t:F2}" : ""));
         foreach (nint p in new[] { (nint)x, (nint)w, (nint)y, (nint)w16 })
         {
@@ -399,6 +480,7 @@ internal static unsafe class GemmCpuBench
                     ["ours"] = Math.Round(oursOne, 2),
                     [blas.Label] = Math.Round(theirsOne, 2),
                 },
+                ours_l1_panel_gflops = unfusedOne is { } u1 ? Math.Round(u1, 2) : (double?)null,
                 ours_tiled_gflops = tiledOne is { } t1 ? Math.Round(t1, 2) : (double?)null,
                 fma_ceiling_gflops = Math.Round(ceilingOne, 1),
                 ours_over_ceiling = Math.Round(oursOne / ceilingOne, 4),

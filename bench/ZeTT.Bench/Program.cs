@@ -15,6 +15,7 @@ internal static class Program
         {
             ["gemm-cpu"] = GemmCpuBench.Run,
             ["gemm-cpu-lm"] = GemmCpuBench.RunLm,
+            ["gemm-cpu-gemv"] = GemmCpuBench.RunGemv,
             ["main-step-cpu"] = MainStepCpuBench.Run,
             ["hypernet-cpu"] = HypernetCpuBench.Run,
             ["gemm-gpu"] = GpuBenchmarks.Gemm,
