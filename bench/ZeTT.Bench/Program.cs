@@ -28,6 +28,7 @@ internal static class Program
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
+            ["transfer-memory-large"] = TransferMemoryBench.RunLarge,
             ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,
         };
 

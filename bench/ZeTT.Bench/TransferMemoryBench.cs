@@ -20,15 +20,35 @@ namespace ZeTT.Bench;
 /// </summary>
 internal static class TransferMemoryBench
 {
-    private const int Vocab = 32000, Hidden = 4096, Layers = 32, Intermediate = 14336, KvHidden = 1024;
+    private const int Intermediate = 14336, KvHidden = 1024;
 
-    public static int Run(BenchContext context)
+    /// <summary>A synthetic model shape: the Mistral-7B layout, or only embeddings and LM
+    /// head (no layers).</summary>
+    private sealed record Shape(string Benchmark, string What, int Vocab, int Hidden, int Layers);
+
+    private static readonly Shape Mistral = new("transfer-memory",
+        "zett transfer --method fvt, synthetic Mistral-7B-shaped directory (BF16, 2 shards, zeros) -> gpt2",
+        32000, 4096, 32);
+
+    /// <summary>A 256k vocabulary at hidden size 8192: each embedding matrix has 2^31 elements,
+    /// past one host array.</summary>
+    private static readonly Shape Large = new("transfer-memory-large",
+        "zett transfer --method fvt, synthetic untied [262144, 8192] BF16 embeddings and LM head "
+        + "(2^31 elements each, zeros, no layers) -> gpt2", 262144, 8192, 0);
+
+    public static int Run(BenchContext context) => Run(context, Mistral);
+
+    /// <summary><c>transfer-memory-large</c>: the same measurement on the 2^31-element
+    /// shape.</summary>
+    public static int RunLarge(BenchContext context) => Run(context, Large);
+
+    private static int Run(BenchContext context, Shape shape)
     {
         string root = Directory.CreateTempSubdirectory("zett-transfer-memory-").FullName;
         try
         {
             string model = Path.Combine(root, "mistral-7b-shaped");
-            long weightBytes = WriteSyntheticMistral(model);
+            long weightBytes = WriteSyntheticMistral(model, shape.Vocab, shape.Hidden, shape.Layers);
             string output = Path.Combine(root, "out");
             using var sampler = new MemorySampler();
             long start = Stopwatch.GetTimestamp();
@@ -52,9 +72,9 @@ internal static class TransferMemoryBench
                 + $"{seconds:F1} s"));
             var json = new
             {
-                benchmark = "transfer-memory",
-                what = "zett transfer --method fvt, synthetic Mistral-7B-shaped directory (BF16, 2 shards, zeros) -> gpt2",
-                model = new { vocab = Vocab, hidden = Hidden, layers = Layers, checkpoint_bytes = weightBytes },
+                benchmark = shape.Benchmark,
+                what = shape.What,
+                model = new { vocab = shape.Vocab, hidden = shape.Hidden, layers = shape.Layers, checkpoint_bytes = weightBytes },
                 new_vocab = r.VocabSize,
                 seconds = Math.Round(seconds, 1),
                 phases = r.Times.Phases.ToDictionary(p => p.Phase, p => Math.Round(p.Time.TotalSeconds, 2)),
@@ -67,7 +87,7 @@ internal static class TransferMemoryBench
                 cores = Environment.ProcessorCount,
             };
             Directory.CreateDirectory(context.OutputDirectory);
-            File.WriteAllText(Path.Combine(context.OutputDirectory, "transfer-memory.json"),
+            File.WriteAllText(Path.Combine(context.OutputDirectory, shape.Benchmark + ".json"),
                 JsonSerializer.Serialize(json, new JsonSerializerOptions
                 {
                     WriteIndented = true,
@@ -81,27 +101,30 @@ internal static class TransferMemoryBench
         }
     }
 
-    internal static long WriteSyntheticMistral(string dir)
+    internal static long WriteSyntheticMistral(string dir) =>
+        WriteSyntheticMistral(dir, Mistral.Vocab, Mistral.Hidden, Mistral.Layers);
+
+    private static long WriteSyntheticMistral(string dir, int vocab, int hidden, int layers)
     {
         Directory.CreateDirectory(dir);
         var shards = new List<(string Name, long[] Shape)>[] { [], [] };
-        shards[0].Add(("model.embed_tokens.weight", [Vocab, Hidden]));
-        for (int l = 0; l < Layers; l++)
+        shards[0].Add(("model.embed_tokens.weight", [vocab, hidden]));
+        for (int l = 0; l < layers; l++)
         {
-            List<(string, long[])> s = shards[l < 23 ? 0 : 1];
+            List<(string, long[])> s = shards[l < layers * 23 / 32 ? 0 : 1];
             string p = $"model.layers.{l}.";
-            s.Add((p + "input_layernorm.weight", [Hidden]));
-            s.Add((p + "mlp.down_proj.weight", [Hidden, Intermediate]));
-            s.Add((p + "mlp.gate_proj.weight", [Intermediate, Hidden]));
-            s.Add((p + "mlp.up_proj.weight", [Intermediate, Hidden]));
-            s.Add((p + "post_attention_layernorm.weight", [Hidden]));
-            s.Add((p + "self_attn.k_proj.weight", [KvHidden, Hidden]));
-            s.Add((p + "self_attn.o_proj.weight", [Hidden, Hidden]));
-            s.Add((p + "self_attn.q_proj.weight", [Hidden, Hidden]));
-            s.Add((p + "self_attn.v_proj.weight", [KvHidden, Hidden]));
+            s.Add((p + "input_layernorm.weight", [hidden]));
+            s.Add((p + "mlp.down_proj.weight", [hidden, Intermediate]));
+            s.Add((p + "mlp.gate_proj.weight", [Intermediate, hidden]));
+            s.Add((p + "mlp.up_proj.weight", [Intermediate, hidden]));
+            s.Add((p + "post_attention_layernorm.weight", [hidden]));
+            s.Add((p + "self_attn.k_proj.weight", [KvHidden, hidden]));
+            s.Add((p + "self_attn.o_proj.weight", [hidden, hidden]));
+            s.Add((p + "self_attn.q_proj.weight", [hidden, hidden]));
+            s.Add((p + "self_attn.v_proj.weight", [KvHidden, hidden]));
         }
-        shards[1].Add(("model.norm.weight", [Hidden]));
-        shards[1].Add(("lm_head.weight", [Vocab, Hidden]));
+        shards[1].Add(("model.norm.weight", [hidden]));
+        shards[1].Add(("lm_head.weight", [vocab, hidden]));
         var weightMap = new List<KeyValuePair<string, string>>();
         long total = 0;
         for (int i = 0; i < shards.Length; i++)
@@ -112,9 +135,9 @@ internal static class TransferMemoryBench
         }
         SafetensorsWriter.WriteIndex(Path.Combine(dir, SafetensorsWriter.IndexFileName), weightMap, total);
         File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
-            {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": {{Vocab}},
-             "hidden_size": {{Hidden}}, "intermediate_size": {{Intermediate}},
-             "num_hidden_layers": {{Layers}}, "num_attention_heads": 32, "num_key_value_heads": 8,
+            {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": {{vocab}},
+             "hidden_size": {{hidden}}, "intermediate_size": {{Intermediate}},
+             "num_hidden_layers": {{layers}}, "num_attention_heads": 32, "num_key_value_heads": 8,
              "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": false,
              "torch_dtype": "bfloat16"}
             """);

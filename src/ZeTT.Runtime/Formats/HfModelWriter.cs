@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tokenizers;
 
 namespace ZeTT.Runtime.Formats;
 
@@ -14,11 +15,11 @@ public sealed record HfModelEdit
     /// <summary>New input embeddings [vocab', hidden] (null keeps the model's). Stored in the
     /// model's embedding dtype; tied copies get the same matrix; config.json's vocab_size
     /// becomes vocab'.</summary>
-    public HostTensor? InputEmbeddings { get; init; }
+    public IFloatRows? InputEmbeddings { get; init; }
 
     /// <summary>New output embeddings [vocab', hidden] of an untied model; required when an
     /// untied model's vocabulary changes.</summary>
-    public HostTensor? OutputEmbeddings { get; init; }
+    public IFloatRows? OutputEmbeddings { get; init; }
 
     /// <summary>New output bias [vocab'] of a model that has one (masked LMs); required when
     /// such a model's vocabulary changes.</summary>
@@ -115,13 +116,13 @@ public static class HfModelWriter
         if (edit.InputEmbeddings is { } input)
         {
             CheckMatrix(input, model.HiddenSize, "input embeddings");
-            vocab = input.Shape[0];
+            vocab = (int)input.Rows;
             newVocab = vocab;
             DType dtype = StorableDType(model, model.InputEmbeddingName);
             foreach (string name in model.InputEmbeddingCopies.Prepend(model.InputEmbeddingName))
             {
                 string n = name;
-                plan[n] = () => SafetensorsEntry.FromTensor(n, input, dtype);
+                plan[n] = () => SafetensorsEntry.FromRows(n, input, dtype);
             }
         }
         bool vocabChanged = vocab != model.VocabSize;
@@ -133,14 +134,14 @@ public static class HfModelWriter
                     + "model has no separate output embedding (tied or base model)");
             }
             CheckMatrix(output, model.HiddenSize, "output embeddings");
-            if (output.Shape[0] != vocab)
+            if (output.Rows != vocab)
             {
-                throw new ZettException($"output embeddings have {output.Shape[0]} rows but the input "
+                throw new ZettException($"output embeddings have {output.Rows} rows but the input "
                     + $"embeddings have {vocab}");
             }
             DType dtype = StorableDType(model, model.OutputEmbeddingName);
             string n = model.OutputEmbeddingName;
-            plan[n] = () => SafetensorsEntry.FromTensor(n, output, dtype);
+            plan[n] = () => SafetensorsEntry.FromRows(n, output, dtype);
         }
         else if (vocabChanged && model.OutputEmbeddingName is not null)
         {
@@ -174,12 +175,12 @@ public static class HfModelWriter
         return plan;
     }
 
-    private static void CheckMatrix(HostTensor t, int hidden, string what)
+    private static void CheckMatrix(IFloatRows t, int hidden, string what)
     {
-        if (t.Rank != 2 || t.Shape[1] != hidden)
+        if ((t is HostTensor h && h.Rank != 2) || t.Cols != hidden || t.Rows > TokenizerLimits.MaxId)
         {
-            throw new ZettException($"{what} have shape {HostTensor.ShapeToString(t.Shape)}, expected "
-                + $"[vocab, {hidden}]");
+            string shape = t is HostTensor ht ? HostTensor.ShapeToString(ht.Shape) : $"[{t.Rows}, {t.Cols}]";
+            throw new ZettException($"{what} have shape {shape}, expected [vocab, {hidden}]");
         }
     }
 

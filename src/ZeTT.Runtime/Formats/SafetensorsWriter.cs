@@ -79,6 +79,33 @@ public sealed class SafetensorsEntry
         return FromFloat32(name, tensor.Shape, tensor.Data, storeAs);
     }
 
+    /// <summary>An entry for a [rows, cols] fp32 matrix read row block by row block (64-bit
+    /// sizes: a matrix past 2^31 elements is streamed, never held in one array), stored as F32,
+    /// BF16, F16 or F64 (rounded to nearest even).</summary>
+    public static SafetensorsEntry FromRows(string name, IFloatRows rows, DType storeAs)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        if (!DTypeConverter.IsStorableFloat(storeAs))
+        {
+            throw new ArgumentException($"cannot store fp32 data as {storeAs}", nameof(storeAs));
+        }
+        return new SafetensorsEntry(name, storeAs, [rows.Rows, rows.Cols], s =>
+        {
+            int cols = rows.Cols, size = DTypes.SizeOf(storeAs);
+            int block = FloatRows.BlockRows(cols);
+            float[] values = new float[(long)block * cols];
+            byte[] buffer = new byte[(long)block * cols * size];
+            for (long r = 0; r < rows.Rows; r += block)
+            {
+                int n = (int)Math.Min(block, rows.Rows - r);
+                rows.ReadRows(r, n, values);
+                DTypeConverter.FromFloat32(values.AsSpan(0, n * cols), storeAs,
+                    buffer.AsSpan(0, n * cols * size));
+                s.Write(buffer, 0, n * cols * size);
+            }
+        });
+    }
+
     /// <summary>An entry for int32 data.</summary>
     public static SafetensorsEntry FromInt32(string name, int[] shape, int[] data)
     {

@@ -67,11 +67,29 @@ public sealed class HypernetPredictor : IDisposable
     public HypernetPredictor(IOpBackend backend, HypernetWeights weights,
         HostTensor sourceEmbeddings, HypernetPrecision precision, int maxBatchSize = 0,
         bool consumeWeights = false, bool ownsBackend = false)
+        : this(backend, weights, Wrap(weights, sourceEmbeddings), precision, maxBatchSize,
+            consumeWeights, ownsBackend, disposeSource: true)
     {
-        ArgumentNullException.ThrowIfNull(backend);
+    }
+
+    /// <summary>Builds a predictor on <paramref name="backend"/> over source embeddings held
+    /// as an op-layer tensor (host or device, any float dtype, 64-bit sizes: E past 2^31
+    /// elements); the graph copies the rows it needs, so the caller may dispose
+    /// <paramref name="sourceEmbeddings"/> once this returns. Other parameters as in the
+    /// other constructor.</summary>
+    public HypernetPredictor(IOpBackend backend, HypernetWeights weights,
+        Tensor sourceEmbeddings, HypernetPrecision precision, int maxBatchSize = 0,
+        bool consumeWeights = false, bool ownsBackend = false)
+        : this(backend, weights, sourceEmbeddings, precision, maxBatchSize, consumeWeights,
+            ownsBackend, disposeSource: false)
+    {
+    }
+
+    /// <summary>The original vocabulary's rows of a host matrix as a tensor (a copy).</summary>
+    private static Tensor Wrap(HypernetWeights weights, HostTensor sourceEmbeddings)
+    {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(sourceEmbeddings);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxBatchSize);
         HypernetConfig c = weights.Config;
         if (sourceEmbeddings.Rank != 2 || sourceEmbeddings.Shape[1] != c.SourceWidth
             || sourceEmbeddings.Shape[0] < c.OriginalVocabSize)
@@ -81,30 +99,58 @@ public sealed class HypernetPredictor : IDisposable
                 + $"[≥{c.OriginalVocabSize} (original_vocab_size), {c.SourceWidth}]"
                 + (c.SeparateOutEmbeddings ? " (untied model: [E_in, E_out] per row)" : ""));
         }
-        _ops = backend;
-        _ownsBackend = ownsBackend;
-        Precision = precision;
-        Config = c;
-        _parameters = HypernetParameters.FromWeights(weights, backend, DType.F32,
-            precision == HypernetPrecision.BFloat16 ? DType.BF16 : DType.F32, consumeWeights,
-            fuseAttention: true);
+        return Tensor.FromFloats(sourceEmbeddings.Data.AsSpan(0,
+            checked(c.OriginalVocabSize * c.SourceWidth)), c.OriginalVocabSize, c.SourceWidth);
+    }
+
+    private HypernetPredictor(IOpBackend backend, HypernetWeights weights, Tensor sourceEmbeddings,
+        HypernetPrecision precision, int maxBatchSize, bool consumeWeights, bool ownsBackend,
+        bool disposeSource)
+    {
         try
         {
-            // Only the original vocabulary's rows are read; the graph keeps its own copy.
-            using Tensor source = Tensor.FromFloats(sourceEmbeddings.Data.AsSpan(0,
-                checked(c.OriginalVocabSize * c.SourceWidth)), c.OriginalVocabSize, c.SourceWidth);
-            _graph = new HypernetGraph(c, _parameters, source);
+            ArgumentNullException.ThrowIfNull(backend);
+            ArgumentNullException.ThrowIfNull(weights);
+            ArgumentNullException.ThrowIfNull(sourceEmbeddings);
+            ArgumentOutOfRangeException.ThrowIfNegative(maxBatchSize);
+            (_ops, _ownsBackend, _parameters, _graph) = Build(backend, weights, sourceEmbeddings,
+                precision, consumeWeights, ownsBackend);
         }
-        catch
+        finally
         {
-            _parameters.Dispose();
-            throw;
+            if (disposeSource)
+            {
+                sourceEmbeddings.Dispose();
+            }
         }
+        HypernetConfig c = weights.Config;
+        Precision = precision;
+        Config = c;
         bool cuda = backend.Device == TensorDevice.Cuda;
         MaxBatchSize = maxBatchSize > 0 ? maxBatchSize : DefaultBatchSize(c,
             cuda ? CudaWorkspaceBytes : CpuWorkspaceBytes,
             cuda ? MaxDefaultCudaBatch : MaxDefaultBatch);
         Name = backend is CudaBackend gpu ? $"cuda: {gpu.DeviceName}" : backend.Name;
+    }
+
+    private static (IOpBackend, bool, HypernetParameters, HypernetGraph) Build(IOpBackend backend,
+        HypernetWeights weights, Tensor sourceEmbeddings, HypernetPrecision precision,
+        bool consumeWeights, bool ownsBackend)
+    {
+        HypernetConfig c = weights.Config;
+        HypernetParameters parameters = HypernetParameters.FromWeights(weights, backend, DType.F32,
+            precision == HypernetPrecision.BFloat16 ? DType.BF16 : DType.F32, consumeWeights,
+            fuseAttention: true);
+        try
+        {
+            // Only the original vocabulary's rows are read; the graph keeps its own copy.
+            return (backend, ownsBackend, parameters, new HypernetGraph(c, parameters, sourceEmbeddings));
+        }
+        catch
+        {
+            parameters.Dispose();
+            throw;
+        }
     }
 
     /// <summary>"cpu" or "cuda: &lt;device&gt;", for messages.</summary>
@@ -174,7 +220,7 @@ public sealed class HypernetPredictor : IDisposable
         return (int)Math.Clamp(budgetBytes / perRow, 1, cap);
     }
 
-    /// <summary>The device names <see cref="Create"/> accepts.</summary>
+    /// <summary>The device names <c>Create</c> accepts.</summary>
     public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda"];
 
     /// <summary>
@@ -195,10 +241,22 @@ public sealed class HypernetPredictor : IDisposable
     /// (see the constructor).</param>
     public static HypernetPredictor Create(string device, HypernetWeights weights,
         HostTensor sourceEmbeddings, HypernetPrecision precision, int batchSize,
-        Action<string>? log, int gpu = 0, bool consumeWeights = false)
+        Action<string>? log, int gpu = 0, bool consumeWeights = false) =>
+        Create(device, batchSize, gpu, log, ops => new HypernetPredictor(ops, weights,
+            sourceEmbeddings, precision, batchSize, consumeWeights, ownsBackend: true));
+
+    /// <summary>As the other overload, over source embeddings held as an op-layer tensor
+    /// (64-bit sizes; the caller may dispose it once this returns).</summary>
+    public static HypernetPredictor Create(string device, HypernetWeights weights,
+        Tensor sourceEmbeddings, HypernetPrecision precision, int batchSize,
+        Action<string>? log, int gpu = 0, bool consumeWeights = false) =>
+        Create(device, batchSize, gpu, log, ops => new HypernetPredictor(ops, weights,
+            sourceEmbeddings, precision, batchSize, consumeWeights, ownsBackend: true));
+
+    private static HypernetPredictor Create(string device, int batchSize, int gpu,
+        Action<string>? log, Func<IOpBackend, HypernetPredictor> build)
     {
         ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(weights);
         if (batchSize < 0)
         {
             throw new ZettException($"--batch-size must be positive, got {batchSize}");
@@ -236,8 +294,7 @@ public sealed class HypernetPredictor : IDisposable
         HypernetPredictor predictor;
         try
         {
-            predictor = new HypernetPredictor(ops, weights, sourceEmbeddings, precision, batchSize,
-                consumeWeights, ownsBackend: true);
+            predictor = build(ops);
         }
         catch
         {

@@ -4,7 +4,7 @@ namespace ZeTT.Runtime.Tensors;
 /// A dense, row-major fp32 tensor in host memory. This is the currency between the formats
 /// layer (which widens any float dtype on load) and the compute backends.
 /// </summary>
-public sealed class HostTensor
+public sealed class HostTensor : IFloatRows
 {
     /// <summary>Creates a tensor over <paramref name="data"/>, whose length must equal the
     /// product of <paramref name="shape"/>.</summary>
@@ -62,6 +62,32 @@ public sealed class HostTensor
 
     /// <summary>Number of dimensions.</summary>
     public int Rank => Shape.Length;
+
+    /// <summary>Rows as an <see cref="IFloatRows"/>: the first dimension (1 for a scalar).</summary>
+    long IFloatRows.Rows => Shape.Length == 0 ? 1 : Shape[0];
+
+    /// <summary>Elements per row as an <see cref="IFloatRows"/>: the product of the other
+    /// dimensions.</summary>
+    int IFloatRows.Cols
+    {
+        get
+        {
+            int cols = 1;
+            for (int i = 1; i < Shape.Length; i++)
+            {
+                cols *= Shape[i];
+            }
+            return cols;
+        }
+    }
+
+    /// <inheritdoc />
+    public void ReadRows(long first, int count, Span<float> destination)
+    {
+        IFloatRows m = this;
+        FloatRows.CheckRange(m, first, count, destination.Length);
+        Data.AsSpan((int)(first * m.Cols), count * m.Cols).CopyTo(destination);
+    }
 
     /// <summary>Throws, naming <paramref name="file"/>, the tensor and the row, when a value is
     /// NaN or infinite: such a value would be copied into every output computed from it.

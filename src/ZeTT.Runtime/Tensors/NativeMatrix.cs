@@ -10,7 +10,7 @@ namespace ZeTT.Runtime.Tensors;
 /// rows are handed out as spans (one row is at most <see cref="int.MaxValue"/> elements).
 /// The memory starts zeroed and is freed by <see cref="Dispose"/>.
 /// </summary>
-public sealed unsafe class NativeMatrix : IDisposable
+public sealed unsafe class NativeMatrix : IFloatRows, IDisposable
 {
     private float* _data;
 
@@ -18,8 +18,10 @@ public sealed unsafe class NativeMatrix : IDisposable
     /// matrix.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A negative dimension.</exception>
     /// <exception cref="OutOfMemoryException">The allocation failed.</exception>
-    public NativeMatrix(long rows, int cols)
+    public NativeMatrix(long rows, int cols, string name = "matrix")
     {
+        ArgumentNullException.ThrowIfNull(name);
+        Name = name;
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         Rows = rows;
@@ -29,6 +31,9 @@ public sealed unsafe class NativeMatrix : IDisposable
         // written stay unbacked: only the rows actually touched cost resident memory.
         _data = (float*)NativeMemory.AllocZeroed((nuint)Math.Max(1, ElementCount), sizeof(float));
     }
+
+    /// <inheritdoc />
+    public string Name { get; }
 
     /// <summary>Number of rows.</summary>
     public long Rows { get; }
@@ -78,7 +83,7 @@ public sealed unsafe class NativeMatrix : IDisposable
                 $"expected a [rows, cols] tensor with cols below 2^31, found shape "
                 + HostTensor.ShapeToString(info.Shape));
         }
-        var matrix = new NativeMatrix(info.Shape[0], (int)info.Shape[1]);
+        var matrix = new NativeMatrix(info.Shape[0], (int)info.Shape[1], name);
         try
         {
             // Blocks of whole rows of at most 2^24 elements, so that one span never nears 2^31.
@@ -95,6 +100,13 @@ public sealed unsafe class NativeMatrix : IDisposable
             matrix.Dispose();
             throw;
         }
+    }
+
+    /// <inheritdoc />
+    public void ReadRows(long first, int count, Span<float> destination)
+    {
+        FloatRows.CheckRange(this, first, count, destination.Length);
+        Slice(first * Cols, count * Cols).CopyTo(destination);
     }
 
     private float* Base => _data != null ? _data : throw new ObjectDisposedException(nameof(NativeMatrix));

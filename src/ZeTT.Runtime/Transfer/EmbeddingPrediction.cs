@@ -103,7 +103,9 @@ public static class EmbeddingPrediction
             (ids, rows, truncated) = (sf.Ids, sf.Rows, sf.TruncatedCount);
         }
 
-        HostTensor source;
+        HypernetPredictor backend;
+        // The checkpoint's weights are not used again: each host tensor is released once the
+        // backend holds its own copy, so the hypernetwork is never held twice.
         if (options.ModelDirectory is { } modelDir)
         {
             using HfModelDirectory model = HfModelDirectory.Open(modelDir);
@@ -112,17 +114,19 @@ public static class EmbeddingPrediction
                 throw new ZettException($"{modelDir}: hidden size {model.HiddenSize} but the "
                     + $"hypernetwork's n_embd is {config.NEmbd}");
             }
-            source = SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings);
+            // E as a tensor with 64-bit sizes (a model's E may pass 2^31 elements); the graph
+            // copies the rows it needs, so it is freed before predicting.
+            using Tensor source = SourceEmbeddings.ReadStackedTensor(model, config.SeparateOutEmbeddings);
+            backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
+                source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
         }
         else
         {
-            source = ReadSourceEmbeddings(options.SourceEmbeddingsFile!, config);
+            backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
+                ReadSourceEmbeddings(options.SourceEmbeddingsFile!, config), options.Precision,
+                options.BatchSize, log, options.Gpu, consumeWeights: true);
         }
-
-        // The checkpoint's weights are not used again: each host tensor is released once the
-        // backend holds its own copy, so the hypernetwork is never held twice.
-        using HypernetPredictor backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
-            source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
+        using HypernetPredictor owned = backend;
         HypernetOutput output = HypernetBatching.PredictAll(backend, ids, rows, lang,
             done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens")));
 

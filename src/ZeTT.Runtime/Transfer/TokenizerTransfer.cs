@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -83,7 +84,9 @@ public sealed record TransferResult
     /// without the page cache of the memory-mapped model.</summary>
     public required long PeakHeapBytes { get; init; }
 
-    /// <summary>Size of the fp32 embedding matrices held (source and new), bytes.</summary>
+    /// <summary>Size of the fp32 embedding matrices held, bytes: the new rows, plus the
+    /// hypernetwork's fp32 source matrix E while the graph is built (FVT reads the source rows
+    /// from the memory map and holds no copy of them).</summary>
     public required long EmbeddingBytes { get; init; }
 
     /// <summary>With <see cref="TransferOptions.EvalData"/>: <c>zett eval</c>'s numbers for the
@@ -266,11 +269,9 @@ public static class TokenizerTransfer
                 $"{options.Tokenizer}: the converted tokenizer has no token with id {id} (of {rows})");
         }
 
-        float[] newIn;
-        float[]? newOut, newBias;
-        float[] srcIn;
-        float[]? srcOut;
-        int srcStride, srcOutColumn;
+        NativeMatrix newIn;
+        NativeMatrix? newOut;
+        float[]? newBias;
         string backendName;
         long embeddingBytes;
         var result = new TransferResult
@@ -289,46 +290,55 @@ public static class TokenizerTransfer
             EmbeddingBytes = 0,
         };
         double embedSeconds;
+        // The source rows are read from the memory map in their stored dtype (64-bit offsets),
+        // the new rows live in native matrices: no step holds a matrix in one host array, so an
+        // embedding past 2^31 elements (256k vocabulary × 8192) transfers like any other.
+        var sourceIn = new SafetensorsRows(model.Weights, model.InputEmbeddingName);
+        SafetensorsRows? sourceOut = model.OutputEmbeddingName is null ? null
+            : new SafetensorsRows(model.Weights, model.OutputEmbeddingName);
         if (checkpoint is not null)
         {
             HypernetConfig config = checkpoint.Config;
-            HostTensor source = Stage(times, progress, "read embeddings",
-                () => SourceEmbeddings.ReadStacked(model, config.SeparateOutEmbeddings));
-            // The checkpoint's weights are not used again: each host tensor is released once the
-            // backend holds its own copy, so the hypernetwork is never held twice.
-            using HypernetPredictor backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
-                source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
-            backendName = backend.Name;
-            result = result with
+            HypernetPredictor backend;
+            long sourceBytes;
+            // E is only needed while the graph copies the original vocabulary's rows.
+            using (Tensor source = Stage(times, progress, "read embeddings",
+                () => SourceEmbeddings.ReadStackedTensor(model, config.SeparateOutEmbeddings)))
             {
-                Precision = options.Precision == HypernetPrecision.Float32 ? "fp32" : "bf16",
-            };
-            SurfaceFormMatrix sf = prepared!.SurfaceForms;
-            HypernetOutput output = times.Measure("predict", () => HypernetBatching.PredictAll(backend,
-                sf.Ids, rows, langIndex,
-                done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens"))));
-            embedSeconds = times.Seconds("predict");
-            (newIn, newOut, newBias) = (output.EmbeddingsIn, output.EmbeddingsOut, output.Bias);
-            (srcIn, srcStride) = (source.Data, source.Shape[1]);
-            srcOut = config.SeparateOutEmbeddings ? source.Data : null;
-            srcOutColumn = d;
-            embeddingBytes = 4L * (source.Data.Length + newIn.LongLength + (newOut?.LongLength ?? 0));
-            result = result with { TruncatedTokens = sf.TruncatedCount };
+                sourceBytes = source.Count * 4;
+                // The checkpoint's weights are not used again: each host tensor is released once
+                // the backend holds its own copy, so the hypernetwork is never held twice.
+                backend = HypernetPredictor.Create(options.Device, checkpoint.Weights,
+                    source, options.Precision, options.BatchSize, log, options.Gpu, consumeWeights: true);
+            }
+            using (backend)
+            {
+                backendName = backend.Name;
+                result = result with
+                {
+                    Precision = options.Precision == HypernetPrecision.Float32 ? "fp32" : "bf16",
+                };
+                SurfaceFormMatrix sf = prepared!.SurfaceForms;
+                PredictedRows output = times.Measure("predict", () => HypernetBatching.PredictRows(backend,
+                    sf.Ids, rows, langIndex,
+                    done => progress?.Report(new ProgressUpdate("predict", done, rows, "tokens"))));
+                embedSeconds = times.Seconds("predict");
+                (newIn, newOut, newBias) = (output.EmbeddingsIn, output.EmbeddingsOut, output.Bias);
+                embeddingBytes = sourceBytes + 4 * (newIn.ElementCount + (newOut?.ElementCount ?? 0));
+                result = result with { TruncatedTokens = sf.TruncatedCount };
+            }
         }
         else
         {
             HfTokenizer sourceByteLevel = ByteLevelConverter.Convert(modelTokenizer);
-            (HostTensor inT, HostTensor? outT, HostTensor? biasT) = Stage(times, progress, "read embeddings",
-                () => (model.ReadInputEmbeddings(), model.ReadOutputEmbeddings(), model.ReadOutputBias()));
+            HostTensor? biasT = Stage(times, progress, "read embeddings", () => model.ReadOutputBias());
             FvtEmbeddings fvt = times.Measure("fvt", () => FastVocabularyTransfer.Compute(targetTokens,
-                sourceByteLevel, inT, outT, biasT,
+                sourceByteLevel, sourceIn, sourceOut, biasT,
                 done => progress?.Report(new ProgressUpdate("fvt", done, rows, "tokens"))));
             embedSeconds = times.Seconds("fvt");
             backendName = "mean of source pieces";
             (newIn, newOut, newBias) = (fvt.EmbeddingsIn, fvt.EmbeddingsOut, fvt.Bias);
-            (srcIn, srcStride, srcOut, srcOutColumn) = (inT.Data, d, outT?.Data, 0);
-            embeddingBytes = 4L * (inT.Data.LongLength + (outT?.Data.LongLength ?? 0)
-                + newIn.LongLength + (newOut?.LongLength ?? 0));
+            embeddingBytes = 4 * (newIn.ElementCount + (newOut?.ElementCount ?? 0));
             result = result with
             {
                 FvtCopied = fvt.Copied,
@@ -336,6 +346,8 @@ public static class TokenizerTransfer
                 FvtFallback = fvt.Fallback,
             };
         }
+        using NativeMatrix ownedIn = newIn;
+        using NativeMatrix? ownedOut = newOut;
 
         // Special tokens keep the source rows of the model tokenizer's special tokens.
         int special = 0;
@@ -347,10 +359,10 @@ public static class TokenizerTransfer
                 log?.Invoke($"special token '{token}' (id {oldId}) has no row to copy; left as predicted");
                 continue;
             }
-            Array.Copy(srcIn, (long)oldId * srcStride, newIn, (long)newId * d, d);
-            if (newOut is not null && srcOut is not null)
+            sourceIn.ReadRows(oldId, 1, newIn.Row(newId));
+            if (newOut is not null && sourceOut is not null)
             {
-                Array.Copy(srcOut, (long)oldId * srcStride + srcOutColumn, newOut, (long)newId * d, d);
+                sourceOut.ReadRows(oldId, 1, newOut.Row(newId));
             }
             special++;
             placed.Add((token, oldId, newId));
@@ -516,7 +528,7 @@ public static class TokenizerTransfer
     }
 
     private static string? WriteOutput(TransferOptions options, HfModelDirectory model,
-        ModelClass modelClass, HfTokenizer target, float[] newIn, float[]? newOut, float[]? newBias,
+        ModelClass modelClass, HfTokenizer target, NativeMatrix newIn, NativeMatrix? newOut, float[]? newBias,
         Func<int, int?> mapId, IProgress<ProgressUpdate>? progress, Action<string>? log,
         Func<string, LmEvalResult>? evaluate, Func<string?, LmEvalResult?, string> modelCard,
         out GgufExportResult? gguf)
@@ -555,9 +567,8 @@ public static class TokenizerTransfer
             int total = model.Weights.Tensors.Count - model.EmbeddingTensorNames.Count, done = 0;
             var edit = new HfModelEdit
             {
-                InputEmbeddings = new HostTensor(model.InputEmbeddingName, [rows, d], newIn),
-                OutputEmbeddings = newOut is null ? null
-                    : new HostTensor(model.OutputEmbeddingName ?? "embeddings_out", [rows, d], newOut),
+                InputEmbeddings = newIn,
+                OutputEmbeddings = newOut,
                 OutputBias = outputBias,
                 ConfigUpdates = configUpdates,
                 Files = files,
