@@ -28,6 +28,8 @@ internal static class Program
             ["surface-forms"] = SurfaceFormsBenchmark.Run,
             ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
+            ["train-cpu"] = TrainBench.Cpu,
+            ["train-gpu"] = TrainBench.Gpu,
             ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,
         };
 
