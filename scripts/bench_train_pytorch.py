@@ -16,7 +16,8 @@ The step is scripts/train_step_torch.py's (the math of the golden fixtures) in f
 LM batched (llama_batched), then loss.backward(), the global-norm clip at 0.1 and
 torch.optim.AdamW (β 0.9 / 0.95, ε 1e-8, decay 0.01 on the decayed parameters), zero_grad.
 The first step's losses are those of the initial weights (what zett's first step reports);
-then W - 1 more warm-up steps and R timed steps (cuda: synchronized), their median.
+then W - 1 more warm-up steps and R timed steps (cuda: synchronized), their median wall
+time and median CPU time (time.process_time: user + system, all threads).
 Prints one JSON object (and writes it to --out when given).
 """
 import argparse
@@ -113,13 +114,14 @@ def main():
 
     for _ in range(args.warmup):
         one()
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeats):
         sync()
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         one()
         sync()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu0)
     s = statistics.median(times)
     sf, ids, targets = batch[0], batch[1], batch[2]
     tokens = ids.numel()
@@ -135,6 +137,7 @@ def main():
         "repeats": args.repeats,
         "step_seconds": [round(t, 5) for t in times],
         "median_ms": round(1000 * s, 2),
+        "median_cpu_seconds": round(statistics.median(cpu), 4),
         "tokens_per_second": round(tokens / s, 1),
         "target_tokens_per_second": round(predicted / s, 1),
         "first_step": first,
