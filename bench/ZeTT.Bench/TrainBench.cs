@@ -153,7 +153,11 @@ internal static class TrainBench
             ["cases"] = cases,
         };
         string path = Path.Combine(context.OutputDirectory, file);
-        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+        File.WriteAllText(path, json.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true,
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        })
             + "\n");
         Console.WriteLine($"wrote {path}");
         return failures == 0 ? 0 : 1;
