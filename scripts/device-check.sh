@@ -102,6 +102,19 @@ if [ "${BENCH_LM:-1}" = 1 ]; then
     step bench-lm 240 env ZETT_REQUIRE_GPU=1 ZETT_BENCH_PYTHON="$PY" "$BIN/ZeTT.Bench" lm-gpu \
         --lm-dir "$ROOT/.device/lm" --out "$RES"
 fi
+# Training: one whole main-stage step (the hypernetwork's forward over the padded vocabulary,
+# the frozen LM's forward and backward, the losses, the hypernetwork's backward, clip and AdamW),
+# zett on CUDA against PyTorch eager (scripts/bench_train_pytorch.py, the golden fixtures' math)
+# on the same weights and batch, fp32 on both sides (no TF32), at stories260K and a reduced
+# TinyLlama (d 512, 4 layers; ZeTT.Bench writes its 44 M random weights and deletes them).
+# MFU against ZETT_PEAK_TFLOPS (default 67: the H100/H200 SXM fp32 non-tensor peak); the batch
+# from ZETT_BENCH_TRAIN_PIECES (vocabulary rows, default 8192), ZETT_BENCH_TRAIN_BATCH (16) and
+# ZETT_BENCH_TRAIN_TOKENS (128), taken from the environment. bench/results/train-gpu.json.
+# BENCH_TRAIN=0 leaves it out (≈ 1 min of the budget).
+if [ "${BENCH_TRAIN:-1}" = 1 ]; then
+    step bench-train 150 env ZETT_REQUIRE_GPU=1 ZETT_BENCH_PYTHON="$PY" \
+        ZETT_PEAK_TFLOPS="${ZETT_PEAK_TFLOPS:-67}" "$BIN/ZeTT.Bench" train-gpu --out "$RES"
+fi
 if [ -d .ref/zett ]; then
     step bench-pytorch 150 $PY scripts/bench_reference_hypernet.py --ref .ref/zett \
         --surface-forms "$SF" --out "$RES"

@@ -7,7 +7,8 @@ Needs only torch (Debian's python3-torch 1.13 on the CPU); everything runs in fl
 frozen tiny base models of tests/fixtures/lm — `llama` (causal, untied) and `xlm-roberta`
 (masked, tied, with an LM-head bias) — it builds a tiny hypernetwork with seeded random
 weights and one batch under a made-up target vocabulary, and computes TRAINING.md §7.2-7.3 as
-the reference's train_step does:
+the reference's train_step does (the step itself: scripts/train_step_torch.py, shared with
+scripts/bench_train_pytorch.py):
 
   * the hypernetwork (scripts/reconstruct_hypernet_fixtures.py's forward) predicts every row of
     the padded vocabulary (padded rows: surface forms of zeros);
@@ -37,13 +38,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import golden_lm as glm  # noqa: E402
 import hypernet_cases as hc  # noqa: E402
 import reconstruct_hypernet_fixtures as rh  # noqa: E402
+import train_step_torch as ts  # noqa: E402
 
 ROWS, REAL, L, BATCH, TOKENS = 32, 26, 4, 2, 10
 LEXICAL_WEIGHT = 0.5
-NEG = -100000.0
 
 
 def read_safetensors(path):
@@ -144,78 +144,6 @@ def make_batch(family, case, g):
     return sf, ids, targets, mask, torch.tensor(special), torch.tensor(in_ref)
 
 
-def roberta_positions(ids, pad):
-    real = (ids != pad).long()
-    return torch.cumsum(real, dim=-1) * real + pad
-
-
-def roberta_logits(w, cfg, ids, pos):
-    """golden_lm.roberta with the position rows given (Hugging Face's from the input ids)."""
-    d, hq = cfg["hidden_size"], cfg["num_attention_heads"]
-    dh, eps, t = d // hq, cfg["layer_norm_eps"], len(ids)
-    e = "roberta.embeddings."
-    x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][pos] \
-        + w[e + "token_type_embeddings.weight"][0]
-    x = glm.layer_norm(x, w[e + "LayerNorm.weight"], w[e + "LayerNorm.bias"], eps)
-    for layer in range(cfg["num_hidden_layers"]):
-        p = f"roberta.encoder.layer.{layer}."
-
-        def lin(name, inp):
-            return inp @ w[p + name + ".weight"].T + w[p + name + ".bias"]
-        q, k, v = (lin(f"attention.self.{n}", x).reshape(t, hq, dh)
-                   for n in ("query", "key", "value"))
-        a = lin("attention.output.dense", glm.attention(q, k, v, False))
-        x = glm.layer_norm(x + a, w[p + "attention.output.LayerNorm.weight"],
-                           w[p + "attention.output.LayerNorm.bias"], eps)
-        m = lin("output.dense", glm.gelu_erf(lin("intermediate.dense", x)))
-        x = glm.layer_norm(x + m, w[p + "output.LayerNorm.weight"],
-                           w[p + "output.LayerNorm.bias"], eps)
-    h = glm.gelu_erf(x @ w["lm_head.dense.weight"].T + w["lm_head.dense.bias"])
-    h = glm.layer_norm(h, w["lm_head.layer_norm.weight"], w["lm_head.layer_norm.bias"], eps)
-    return h @ w[e + "word_embeddings.weight"].T + w["lm_head.bias"]
-
-
-def step(family, case, lm_cfg, lm_w, params, batch):
-    sf, ids, targets, mask, special, in_ref = batch
-    n, pad, v0 = case["n_embd"], case["pad_token_id"], case["original_vocab_size"]
-    untied = case["separate_out_embeddings"]
-    if untied:
-        source = torch.cat([lm_w["model.embed_tokens.weight"], lm_w["lm_head.weight"]], dim=1)
-    else:
-        source = lm_w["roberta.embeddings.word_embeddings.weight"]
-    e_in, e_out, bias = rh.forward(case, params, sf, source, -1)
-    # §6.1: the special rows are the base model's (constants: no gradient into them).
-    e_in = e_in.index_put((special,), source[in_ref, :n])
-    if untied:
-        e_out = e_out.index_put((special,), source[in_ref, n:])
-    add = torch.where(mask, 0.0, NEG).double()
-    w = dict(lm_w)
-    logits = []
-    for b in range(ids.shape[0]):
-        if untied:
-            w["model.embed_tokens.weight"], w["lm_head.weight"] = e_in, e_out
-            z = glm.llama_like(w, lm_cfg, ids[b], "llama") + add
-        else:
-            w["roberta.embeddings.word_embeddings.weight"] = e_in
-            w["lm_head.bias"] = bias + add   # the model's own bias is zeroed (learnable_bias)
-            z = roberta_logits(w, lm_cfg, ids[b], roberta_positions(ids[b], lm_cfg["pad_token_id"]))
-        logits.append(z)
-    logits = torch.stack(logits).reshape(-1, ROWS)
-    t = targets.reshape(-1)
-    keep = t >= 0
-    lm_loss = torch.nn.functional.cross_entropy(logits[keep], t[keep], reduction="sum") / keep.sum()
-    # §7.3 on the post-replacement rows; a first id past V0 is clamped as JAX indexes.
-    first = torch.clamp(sf[:, 0], max=v0 - 1)
-    overlap = (sf[:, 1:] == pad).all(dim=1).double()
-    heads = [(e_in, source[first, :n])] + ([(e_out, source[first, n:])] if untied else [])
-    lex = 0
-    for e, tgt in heads:
-        d = ((e - tgt) ** 2).sum(-1) * overlap
-        lex = lex + d.sum() / (overlap.sum() + 1e-8) / torch.linalg.norm(tgt, dim=1).mean()
-    lex = lex / len(heads)
-    return lm_loss + LEXICAL_WEIGHT * lex, lm_loss, lex
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/fixtures/train")
@@ -237,7 +165,7 @@ def main():
         params = {k: torch.nn.Parameter(v.detach().double()) for k, v in params.items()}
         g = torch.Generator().manual_seed(3000 + seed)
         batch = make_batch(family, case, g)
-        loss, lm_loss, lex = step(family, case, lm_cfg, lm_w, params, batch)
+        loss, lm_loss, lex = ts.step(family, case, lm_cfg, lm_w, params, batch, LEXICAL_WEIGHT)
         loss.backward()
         golden = {"loss": ("F64", loss.detach().reshape(1)),
                   "lm_loss": ("F64", lm_loss.detach().reshape(1)),

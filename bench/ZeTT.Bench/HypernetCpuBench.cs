@@ -249,7 +249,7 @@ internal static class HypernetCpuBench
     /// <summary>Cores × SIMD lanes × 2 FMA pipes × 2 FLOP × clock. The clock is the first
     /// "cpu MHz" of /proc/cpuinfo (the nominal clock on VMs; turbo may exceed it), 2 FMA pipes
     /// per core is what AMD Zen 2-4 and Intel server cores since Skylake-SP have.</summary>
-    private static (double, string) EstimatePeak()
+    internal static (double, string) EstimatePeak()
     {
         double mhz = 0;
         if (File.Exists("/proc/cpuinfo"))

@@ -238,7 +238,7 @@ internal static class LmBench
         };
     }
 
-    private static string Python() =>
+    internal static string Python() =>
         Environment.GetEnvironmentVariable("ZETT_BENCH_PYTHON") is { Length: > 0 } p ? p
         : File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
@@ -429,13 +429,13 @@ internal static class LmBench
 
     /// <summary>/proc/loadavg's 1-minute figure: the machine is shared, and only ratios
     /// within one run compare.</summary>
-    private static string LoadAverage() => File.Exists("/proc/loadavg")
+    internal static string LoadAverage() => File.Exists("/proc/loadavg")
         ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "unknown";
 
     private static string Today() =>
         DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
-    private static string CpuName() => File.Exists("/proc/cpuinfo")
+    internal static string CpuName() => File.Exists("/proc/cpuinfo")
         ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name",
             StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown"
         : "unknown";

@@ -29,6 +29,8 @@ internal static class Program
             ["tokenize"] = TokenizeBenchmark.Run,
             ["transfer-memory"] = TransferMemoryBench.Run,
             ["transfer-memory-large"] = TransferMemoryBench.RunLarge,
+            ["train-cpu"] = TrainBench.Cpu,
+            ["train-gpu"] = TrainBench.Gpu,
             ["transfer-memory-hypernet"] = TransferMemoryHypernetBench.Run,
         };
 
