@@ -77,21 +77,6 @@ public sealed class HypernetParameters : IDisposable
             ReferenceEqualityComparer.Instance);
         var set = new HypernetParameters(backend, dtype);
         var done = new HashSet<string>(StringComparer.Ordinal);
-        long garbage = 0;
-        // A released tensor's array is garbage, but nothing else allocates on the managed heap
-        // while the weights are copied (the copies are native), so the collector would not run
-        // and the hypernetwork would be held twice after all (measured: 7.2 GiB instead of
-        // 4.3 GiB for a Mistral-7B-sized one): collect every 256 MiB released.
-        void Release(Tensors.HostTensor t)
-        {
-            garbage += 4L * t.Data.LongLength;
-            t.Release();
-            if (garbage >= 256L << 20)
-            {
-                GC.Collect();
-                garbage = 0;
-            }
-        }
         try
         {
             if (fuseAttention)
@@ -119,14 +104,13 @@ public sealed class HypernetParameters : IDisposable
                         Tensor fused = Upload(backend, data, shape,
                             part == "weight" ? matrixDType : dtype, $"{names[0]} (fused q, k, v)");
                         set._storage.Add(fused);
-                        garbage += 4L * data.LongLength;
                         for (int k = 0; k < 3; k++)
                         {
                             set.Add(names[k], fused.Slice(0, k * rows, rows));
                             done.Add(names[k]);
                             if (consume)
                             {
-                                Release(parts[k]);
+                                parts[k].Release();
                             }
                         }
                     }
@@ -143,12 +127,8 @@ public sealed class HypernetParameters : IDisposable
                     matrices.Contains(t) ? matrixDType : dtype, name));
                 if (consume)
                 {
-                    Release(t);
+                    t.Release();
                 }
-            }
-            if (garbage > 0)
-            {
-                GC.Collect();
             }
         }
         catch
