@@ -349,7 +349,9 @@ public static class HypernetTraining
         if (vocabulary is not null)
         {
             log(Inv($"main stage after {identitySteps} identity updates: {o.BatchSize} × ")
-                + Inv($"{o.BlockSize} tokens per micro-batch under ") + vocabulary.Description);
+                + Inv($"{o.BlockSize} tokens per micro-batch under ") + vocabulary.Description
+                + (vocabularies.Length > 1 && o.TrainTokenizers.Count == 0
+                    ? Inv($", one sampler per language ({vocabularies.Length})") : ""));
         }
 
         var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
