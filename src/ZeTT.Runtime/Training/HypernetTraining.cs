@@ -286,59 +286,9 @@ public static class HypernetTraining
                 config.SurfaceMaxLen);
             HypernetInit.InitOutputScalers(config, weights, e, sf.Ids, cpu);
         }
-        // One vocabulary per stream of batches: a sampler per language (mix_languages false,
-        // the reference's one collator per language), or one over the mixed batches; fixed
-        // tokenizers are shared.
-        IMainVocabulary[] vocabularies = [];
-        if (main && o.TrainTokenizers.Count > 0)
-        {
-            var fixedVocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
-                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed)
-            {
-                MaskedLm = maskedLm,
-            };
-            vocabularies = [.. Enumerable.Repeat<IMainVocabulary>(fixedVocabulary,
-                languages!.Codes.Count)];
-        }
-        else if (main)
-        {
-            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
-                SurfaceMaxLen: config.SurfaceMaxLen);
-            int streams = o.MixLanguages ? 1 : languages!.Codes.Count;
-            vocabularies = new IMainVocabulary[streams];
-            for (int l = 0; l < streams; l++)
-            {
-                var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize,
-                    l == 0 ? o.Seed : SeedMix.Of(o.Seed, l, 0x5b))
-                {
-                    MaskedLm = maskedLm,
-                };
-                // §4.1: the window starts full, from the first WindowBatches batches of texts
-                // of a stream of their own (the reference reads the first 2048 training
-                // texts of the language, or of the mixed stream).
-                var texts = new List<string>();
-                if (o.MixLanguages)
-                {
-                    using var prime = new MultilingualText(languages!, o.BatchSize, span, eos,
-                        SeedMix.Of(o.Seed, 0, 0x5a), mix: true);
-                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
-                    {
-                        texts.AddRange(prime.Next(b).Texts);
-                    }
-                }
-                else
-                {
-                    using var prime = new TrainText(languages!.Sources[l], o.BatchSize, span, eos,
-                        SeedMix.Of(o.Seed, l, 0x5a));
-                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
-                    {
-                        texts.AddRange(prime.Next().Texts);
-                    }
-                }
-                sampled.Prime(texts);
-                vocabularies[l] = sampled;
-            }
-        }
+        IMainVocabulary[] vocabularies = main
+            ? MainVocabularies(o, languages!, baseTok, hn, config.SurfaceMaxLen, maskedLm, eos)
+            : [];
         IMainVocabulary? vocabulary = vocabularies.Length > 0 ? vocabularies[0] : null;
         log(Inv($"hypernetwork for {model.Directory}: H {config.HiddenSize}, I ")
             + Inv($"{config.IntermediateSize}, {config.NumLayers} layers, {config.NumAttentionHeads} ")
@@ -473,6 +423,71 @@ public static class HypernetTraining
             bpb = run.Validate(validSets, cpu);
         }
         return run.Finish(bpb, validate ? validSets[0].Lang : null);
+    }
+
+    /// <summary>The main stage's vocabulary per stream of batches (indexed like the languages;
+    /// one when mixing): a tokenizer sampler per language — the reference's one collator per
+    /// language, its window primed from the first batches of that language's text — or one
+    /// over the mixed stream; fixed tokenizers are one instance shared by the languages.
+    /// </summary>
+    internal static IMainVocabulary[] MainVocabularies(TrainOptions o, TrainLanguages languages,
+        HfTokenizer baseTok, HfTokenizer hn, int surfaceMaxLen, bool maskedLm, string eos)
+    {
+        int span = o.BlockSize * TrainText.MaxCharsPerToken;
+        // One vocabulary per stream of batches: a sampler per language (mix_languages false,
+        // the reference's one collator per language), or one over the mixed batches; fixed
+        // tokenizers are shared.
+        IMainVocabulary[] vocabularies;
+        if (o.TrainTokenizers.Count > 0)
+        {
+            var fixedVocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
+                surfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed)
+            {
+                MaskedLm = maskedLm,
+            };
+            vocabularies = [.. Enumerable.Repeat<IMainVocabulary>(fixedVocabulary,
+                languages.Codes.Count)];
+        }
+        else
+        {
+            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
+                SurfaceMaxLen: surfaceMaxLen);
+            int streams = o.MixLanguages ? 1 : languages.Codes.Count;
+            vocabularies = new IMainVocabulary[streams];
+            for (int l = 0; l < streams; l++)
+            {
+                var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize,
+                    l == 0 ? o.Seed : SeedMix.Of(o.Seed, l, 0x5b))
+                {
+                    MaskedLm = maskedLm,
+                };
+                // §4.1: the window starts full, from the first WindowBatches batches of texts
+                // of a stream of their own (the reference reads the first 2048 training
+                // texts of the language, or of the mixed stream).
+                var texts = new List<string>();
+                if (o.MixLanguages)
+                {
+                    using var prime = new MultilingualText(languages, o.BatchSize, span, eos,
+                        SeedMix.Of(o.Seed, 0, 0x5a), mix: true);
+                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
+                    {
+                        texts.AddRange(prime.Next(b).Texts);
+                    }
+                }
+                else
+                {
+                    using var prime = new TrainText(languages.Sources[l], o.BatchSize, span, eos,
+                        SeedMix.Of(o.Seed, l, 0x5a));
+                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
+                    {
+                        texts.AddRange(prime.Next().Texts);
+                    }
+                }
+                sampled.Prime(texts);
+                vocabularies[l] = sampled;
+            }
+        }
+        return vocabularies;
     }
 
     private static void CheckOptions(TrainOptions o)

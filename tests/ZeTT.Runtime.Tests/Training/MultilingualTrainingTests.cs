@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tokenizers;
 using ZeTT.Runtime.Training;
 using ZeTT.Runtime.Transfer;
 
@@ -110,6 +111,60 @@ public sealed class MultilingualTrainingTests : IDisposable
         Assert.Equal(["en", "de"], config["langs"]!.AsArray().Select(x => (string)x!));
         using SafetensorsFile w = SafetensorsFile.Open(Path.Combine(outDir, "model.safetensors"));
         Assert.Equal([2L, c.HiddenSize], w.GetInfo("lang_embeddings.weight").Shape);
+    }
+
+    /// <summary>Each language has its own tokenizer sampler (its own window): German batches
+    /// under the German sampler come out the same whether or not English batches went through
+    /// the English sampler in between; an English batch through the German sampler does change
+    /// them (so a shared window would be seen).</summary>
+    [Fact]
+    public void Each_language_has_its_own_sampler_window()
+    {
+        HfTokenizer baseTok = HfTokenizer.Load(Repo("assets/stories260K"));
+        HfTokenizer hn = ByteLevelConverter.Convert(baseTok, matchSpecialTokensTo: baseTok);
+        TrainOptions o = Options(Path.Combine(_dir, "unused"), 10);
+        var languages = new TrainLanguages(o.Data);
+        string eos = baseTok.SpecialTokens.Eos ?? "";
+        IMainVocabulary[] Make() => HypernetTraining.MainVocabularies(o, languages, baseTok, hn,
+            7, maskedLm: false, eos);
+        var batches = new List<(string[] Texts, int Lang)>();
+        using (var text = new MultilingualText(languages, o.BatchSize, o.BlockSize * 16, eos,
+            o.Seed, mix: false))
+        {
+            for (long i = 0; i < 8; i++)
+            {
+                batches.Add(text.Next(i));
+            }
+        }
+        Assert.Contains(batches, b => b.Lang == 0);
+        Assert.Contains(batches, b => b.Lang == 1);
+        IMainVocabulary[] both = Make(), germanOnly = Make(), polluted = Make();
+        Assert.Equal(2, both.Length);
+        var withEnglish = new List<MainBatch>();
+        var alone = new List<MainBatch>();
+        var afterEnglish = new List<MainBatch>();
+        for (int k = 0; k < batches.Count; k++)
+        {
+            (string[] texts, int lang) = batches[k];
+            MainBatch b = both[lang].Batch(texts, k);
+            if (lang == 1)
+            {
+                withEnglish.Add(b);
+                alone.Add(germanOnly[1].Batch(texts, k));
+                afterEnglish.Add(polluted[1].Batch(texts, k));
+            }
+            else
+            {
+                polluted[1].Batch(texts, k);
+            }
+        }
+        for (int i = 0; i < alone.Count; i++)
+        {
+            Assert.Equal(alone[i].Ids, withEnglish[i].Ids);
+            Assert.Equal(alone[i].SurfaceForms, withEnglish[i].SurfaceForms);
+        }
+        Assert.Contains(Enumerable.Range(0, alone.Count), i =>
+            !alone[i].SurfaceForms.AsSpan().SequenceEqual(afterEnglish[i].SurfaceForms));
     }
 
     [Theory]
