@@ -94,6 +94,69 @@ public class TrainCommandTests
         }
     }
 
+    [Fact]
+    public void Train_two_languages_with_language_rows_then_transfer_with_lang()
+    {
+        string outDir = Temp("multi");
+        string udhr = Repo("tests/fixtures/train/udhr");
+        try
+        {
+            var (code, output, err) = Zett.Run("train", "--model", Repo("assets/stories260K"),
+                "--out", outDir,
+                "--data", Path.Combine(udhr, "eng-train.jsonl") + ":lang=en",
+                "--data", Path.Combine(udhr, "deu-train.jsonl") + ":lang=de",
+                "--language-sampling-alpha", "0.5", "--embed-lang-id", "--pieces", "512",
+                "--batch", "2", "--block-size", "16", "--identity-steps", "1",
+                "--identity-batch", "32", "--steps", "4", "--hn-layers", "1",
+                "--valid-tokenizer", "gpt2",
+                "--valid-data", Path.Combine(udhr, "eng-valid.jsonl") + ":lang=en",
+                "--valid-data", Path.Combine(udhr, "deu-valid.jsonl") + ":lang=de");
+            Assert.True(code == 0, err);
+            Assert.Contains("4 updates", output, StringComparison.Ordinal);
+            Assert.Matches(@"validation en \d+\.\d{4}, de \d+\.\d{4} bits/byte", output);
+            Assert.Contains("; one language per batch", err, StringComparison.Ordinal);
+            JsonNode[] log = [.. File.ReadAllLines(Path.Combine(outDir, "train_log.jsonl"))
+                .Select(l => JsonNode.Parse(l)!)];
+            Assert.All(log.Where(l => (string)l["stage"]! == "main"),
+                l => Assert.Contains((string)l["lang"]!, new[] { "en", "de" }));
+            Assert.Contains(log, l => l["valid/de_bpb"] is not null);
+            Assert.Contains(log, l => l["valid/en_bpb"] is not null);
+            JsonNode config = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "config.json")))!;
+            Assert.True((bool)config["hn_embed_lang_id"]!);
+            Assert.Equal(["en", "de"], config["langs"]!.AsArray().Select(x => (string)x!));
+
+            string transferred = Temp("multi-de");
+            try
+            {
+                (code, _, err) = Zett.Run("transfer", "--model", Repo("assets/stories260K"),
+                    "--hypernet", outDir, "--tokenizer", "gpt2", "--lang", "de", "--out",
+                    transferred);
+                Assert.True(code == 0, err);
+                Assert.True(File.Exists(Path.Combine(transferred, "model.safetensors")));
+                (code, _, err) = Zett.Run("transfer", "--model", Repo("assets/stories260K"),
+                    "--hypernet", outDir, "--tokenizer", "gpt2", "--lang", "fr", "--out",
+                    Temp("multi-fr"));
+                Assert.Equal(2, code);
+                Assert.StartsWith("error: --lang fr: unknown language; valid: en, de", err,
+                    StringComparison.Ordinal);
+            }
+            finally
+            {
+                if (Directory.Exists(transferred))
+                {
+                    Directory.Delete(transferred, recursive: true);
+                }
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(outDir))
+            {
+                Directory.Delete(outDir, recursive: true);
+            }
+        }
+    }
+
     private static async Task<string> ParquetWithout(string path)
     {
         DataField<string>[] fields = [new("title"), new("body")];
@@ -144,6 +207,28 @@ public class TrainCommandTests
                 (["--model", model, "--data", good, .. tok, "--valid-tokenizer", "gpt2"],
                     "--valid-data", "validation needs both"),
                 (["--model", model, "--data", good, "--train-tokenizer", missing], missing, ""),
+                (["--model", model, "--data", good + ":lang=", .. tok], good,
+                    "lang='' is not a language code"),
+                (["--model", model, "--data", good + ":lang=e n", .. tok], good,
+                    "lang='e n' is not a language code"),
+                (["--model", model, "--data", good + ":0:lang=de", .. tok], good,
+                    "mixture weight must be a positive number, not '0'"),
+                (["--model", model, "--data", good + ":-2", .. tok], good,
+                    "mixture weight must be a positive number, not '-2'"),
+                (["--model", model, "--data", good + ":lang=all", .. tok], good,
+                    "lang=all is reserved"),
+                (["--model", model, "--data", good, "--data", good + ":lang=de", .. tok,
+                    "--valid-tokenizer", "gpt2", "--valid-data", good + ":lang=fr"],
+                    $"--valid-data {good}", "unknown language 'fr'; the training languages are en, de"),
+                (["--model", model, "--data", good, .. tok, "--valid-tokenizer", "gpt2",
+                    "--valid-data", good, "--valid-data", good + ":lang=en"],
+                    $"--valid-data {good}", "a second validation set for language en"),
+                (["--model", model, "--data", good, .. tok, "--mix-languages"],
+                    "--mix-languages", "at least two languages"),
+                (["--model", model, "--embed-lang-id"], "--embed-lang-id", "training text"),
+                (["--model", model, "--data", good, "--data", good + ":lang=de", .. tok,
+                    "--language-sampling-alpha", "0"], "--language-sampling-alpha 0",
+                    "positive number"),
             ];
             foreach ((string[] args, string names, string says) in cases)
             {

@@ -18,9 +18,26 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<string[]> _data = new("--data")
     {
         Description = "training text for the main stage: .txt, .jsonl (\"text\" field) or "
-            + ".parquet (a text column), FILE:WEIGHT for a mixture; repeat for more [default: "
-            + "none, the identity stage only]",
-        HelpName = "FILE[:WEIGHT]",
+            + ".parquet (a text column), FILE:WEIGHT for a mixture, :lang=CODE for its language "
+            + "(default en; one language per batch, drawn by the summed weights, or without "
+            + "weights by (bytes/total)^alpha); repeat for more [default: none, the identity "
+            + "stage only]",
+        HelpName = "FILE[:WEIGHT][:lang=CODE]",
+    };
+
+    private readonly Option<double[]> _alpha = CommonOptions.Numbers("--language-sampling-alpha",
+        "without --data weights, language l is drawn with p ∝ (bytes_l/total)^alpha (default 0.3)");
+
+    private readonly Option<bool> _mix = new("--mix-languages")
+    {
+        Description = "mix the languages within each batch (one tokenizer sampler over all; "
+            + "language \"all\") instead of one language per batch with its own sampler",
+    };
+
+    private readonly Option<bool> _embedLang = new("--embed-lang-id")
+    {
+        Description = "give the hypernetwork a learned embedding per language, appended to each "
+            + "surface form (hn_embed_lang_id; zett transfer --lang CODE picks the row)",
     };
 
     private readonly Option<string[]> _trainTokenizer = new("--train-tokenizer")
@@ -86,8 +103,12 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<string> _validTokenizer = CommonOptions.Optional("--valid-tokenizer",
         "NAME|PATH", "validate by transferring the model to this tokenizer");
 
-    private readonly Option<string> _validData = CommonOptions.Optional("--valid-data", "FILE",
-        "validation text: bits per byte by zett eval's protocol");
+    private readonly Option<string[]> _validData = new("--valid-data")
+    {
+        Description = "validation text of a training language (default: the first): bits per "
+            + "byte by zett eval's protocol, logged as valid/{lang}_bpb; repeat for more languages",
+        HelpName = "FILE[:lang=CODE]",
+    };
 
     private readonly Option<int> _validEvery = CommonOptions.Integer("--valid-every",
         "validate every N main-stage updates (default 10000; also before the main stage and "
@@ -119,7 +140,8 @@ internal sealed class TrainCommand : ZettCommand
     public TrainCommand() : base("train",
         "train a hypernetwork for a model: the identity stage, then the main stage on --data")
     {
-        foreach (Option option in (Option[])[_model, _out, _data, _trainTokenizer, _pieces,
+        foreach (Option option in (Option[])[_model, _out, _data, _alpha, _mix, _embedLang,
+            _trainTokenizer, _pieces,
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
             _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _hidden,
@@ -139,6 +161,9 @@ internal sealed class TrainCommand : ZettCommand
             ModelDirectory = parse.GetRequiredValue(_model),
             OutputDirectory = parse.GetRequiredValue(_out),
             Data = (parse.GetValue(_data) ?? []).Select(TextSource.Parse).ToArray(),
+            LanguageSamplingAlpha = One(parse.GetValue(_alpha), 0.3),
+            MixLanguages = parse.GetValue(_mix),
+            EmbedLangId = parse.GetValue(_embedLang),
             TrainTokenizers = parse.GetValue(_trainTokenizer) ?? [],
             VocabularySubsample = parse.GetValue(_vocabSubsample),
             SampledPieces = Or(parse.GetValue(_pieces), 32768),
@@ -158,7 +183,7 @@ internal sealed class TrainCommand : ZettCommand
             SaveEvery = parse.GetValue(_saveEvery),
             LogEvery = Or(parse.GetValue(_logEvery), 10),
             ValidTokenizer = parse.GetValue(_validTokenizer),
-            ValidData = parse.GetValue(_validData),
+            ValidData = (parse.GetValue(_validData) ?? []).Select(ValidSet.Parse).ToArray(),
             ValidEvery = Or(parse.GetValue(_validEvery), 10000),
             Resume = parse.GetValue(_resume),
             Precision = parse.GetValue(_precision) == "bf16" ? HypernetPrecision.BFloat16
@@ -168,8 +193,10 @@ internal sealed class TrainCommand : ZettCommand
                 parse.GetValue(_heads), Or(parse.GetValue(_maxLen), 7)),
         };
         TrainResult r = HypernetTraining.Run(options, line => console.Error.WriteLine(line));
-        string valid = r.ValidBitsPerByte is double bpb
-            ? Inv($", validation {bpb:F4} bits/byte") : "";
+        string valid = r.ValidByLang is { Count: > 0 } byLang
+            ? ", validation " + string.Join(", ", byLang.Select(kv => Inv($"{kv.Key} {kv.Value:F4}")))
+                + " bits/byte"
+            : "";
         console.Out.WriteLine(Inv($"wrote {options.OutputDirectory}: {r.Steps} updates, loss {r.FirstLoss:G4} → ")
             + Inv($"{r.LastLoss:G4}, {r.TokensPerSecond:F0} tokens/s over {r.Seconds:F1} s") + valid);
         return 0;

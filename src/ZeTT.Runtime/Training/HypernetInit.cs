@@ -36,8 +36,11 @@ public static class HypernetInit
     /// <param name="padId">The hn tokenizer's pad id (eos when the tokenizer has none).</param>
     /// <param name="predictBias">Whether to predict an output bias (masked LMs).</param>
     /// <param name="shape">Sizes; zeros take the defaults.</param>
+    /// <param name="langs">With language embeddings (hn_embed_lang_id): their codes, one row
+    /// each, saved as the config's <c>langs</c> (what <c>zett transfer --lang</c> reads);
+    /// null: none.</param>
     public static HypernetConfig Config(int nEmbd, bool untied, int originalVocab, int extraTokens,
-        int padId, bool predictBias, HypernetShape shape)
+        int padId, bool predictBias, HypernetShape shape, IReadOnlyList<string>? langs = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         int h = shape.HiddenSize > 0 ? shape.HiddenSize : nEmbd;
@@ -62,6 +65,9 @@ public static class HypernetInit
             OriginalVocabSize = originalVocab,
             PadTokenId = padId,
             EmbedUsingSourceEmbeddings = true,
+            EmbedLangId = langs is not null,
+            NumLangs = langs?.Count ?? 0,
+            Langs = langs ?? [],
         };
     }
 
@@ -188,7 +194,7 @@ public static class HypernetInit
         using (HypernetParameters p = HypernetParameters.FromWeights(bound, backend, DType.F32))
         using (Tensor source = Tensor.FromFloats(e.Data, e.Shape[0], e.Shape[1]))
         using (var graph = new HypernetGraph(config, p, source))
-        using (HypernetPass pass = graph.Forward(anchorForms, rows, -1))
+        using (HypernetPass pass = graph.Forward(anchorForms, rows, config.EmbedLangId ? 0 : -1))
         {
             o = pass.Download();
         }

@@ -158,6 +158,11 @@ public sealed partial class HypernetTrainer : IDisposable
     /// <summary>AdamW second moments.</summary>
     public HypernetParameters V { get; } = null!;
 
+    /// <summary>The language row of the identity stage: 0 (the reference's
+    /// <c>langs[0]</c>, "all" in a mixed run) when the hypernetwork embeds a language id, else
+    /// −1.</summary>
+    public int IdentityLangIndex => Config.EmbedLangId ? 0 : -1;
+
     /// <summary>Updates done so far (the next update's index).</summary>
     public long Step { get; set; }
 
@@ -197,7 +202,7 @@ public sealed partial class HypernetTrainer : IDisposable
         ArgumentNullException.ThrowIfNull(ids);
         int b = ids.Length, n = Config.NEmbd;
         SyncCompute();
-        using HypernetPass pass = _graph.Forward(ids, b, -1, surfaceLength: 1);
+        using HypernetPass pass = _graph.Forward(ids, b, IdentityLangIndex, surfaceLength: 1);
         using Tensor idT = Upload(ids);
         using Tensor targets = _ops.Empty(_dt, [b, Config.SourceWidth], "targets");
         _ops.EmbeddingForward(_source, idT, targets);

@@ -22,9 +22,23 @@ public sealed class TrainOptions
     /// loss.png.</summary>
     public required string OutputDirectory { get; init; }
 
-    /// <summary>Training text (<c>--data FILE[:WEIGHT]</c>); none: the identity stage only.
-    /// </summary>
+    /// <summary>Training text (<c>--data FILE[:WEIGHT][:lang=CODE]</c>); none: the identity
+    /// stage only.</summary>
     public IReadOnlyList<TextSource> Data { get; init; } = [];
+
+    /// <summary>The exponent of the language probabilities when no source has a weight:
+    /// p ∝ (n_bytes / N)^α (the reference's language_sampling_alpha, 0.3).</summary>
+    public double LanguageSamplingAlpha { get; init; } = 0.3;
+
+    /// <summary>Mix the languages within a batch (the reference's mix_languages; one sampler
+    /// over all of them, language "all"); false: each batch is one language's, with that
+    /// language's sampler.</summary>
+    public bool MixLanguages { get; init; }
+
+    /// <summary>Give the hypernetwork a language embedding (hn_embed_lang_id): one row per
+    /// language (with "all" first when mixing), appended as the last sequence element; the
+    /// codes are saved as the config's <c>langs</c> for <c>zett transfer --lang</c>.</summary>
+    public bool EmbedLangId { get; init; }
 
     /// <summary>Fixed target tokenizers of the main stage (names or paths), one drawn per
     /// update.</summary>
@@ -94,8 +108,9 @@ public sealed class TrainOptions
     /// <summary>A fixed tokenizer to validate with (needs <see cref="ValidData"/>).</summary>
     public string? ValidTokenizer { get; init; }
 
-    /// <summary>Validation text, read as <c>zett eval</c> reads it.</summary>
-    public string? ValidData { get; init; }
+    /// <summary>Validation texts, read as <c>zett eval</c> reads them, each for one training
+    /// language (reported as <c>valid/{lang}_bpb</c>).</summary>
+    public IReadOnlyList<ValidSet> ValidData { get; init; } = [];
 
     /// <summary>Validate every this many main-stage updates (and when the identity stage ends
     /// and at the end).</summary>
@@ -112,6 +127,31 @@ public sealed class TrainOptions
     public HypernetShape Shape { get; init; } = new();
 }
 
+/// <summary>A validation text and its language (<c>--valid-data FILE[:lang=CODE]</c>).</summary>
+/// <param name="File">The text, read as <c>zett eval</c> reads it.</param>
+/// <param name="Lang">Its language (null: the first training language); with language
+/// embeddings the model is transferred with that language's row.</param>
+public sealed record ValidSet(string File, string? Lang = null)
+{
+    /// <summary>Parses <c>FILE[:lang=CODE]</c>.</summary>
+    public static ValidSet Parse(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        int at = spec.LastIndexOf(":lang=", StringComparison.Ordinal);
+        if (at <= 0)
+        {
+            return new ValidSet(spec);
+        }
+        string lang = spec[(at + 6)..];
+        if (lang.Length == 0 || !lang.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            throw new ZettException($"{spec[..at]}: lang='{lang}' is not a language code "
+                + "(letters, digits, '-' and '_'; --valid-data FILE[:lang=CODE])");
+        }
+        return new ValidSet(spec[..at], lang);
+    }
+}
+
 /// <summary>The outcome of a run.</summary>
 /// <param name="Steps">Updates done in total (with the resumed ones).</param>
 /// <param name="FirstLoss">Loss of the run's first update.</param>
@@ -119,9 +159,13 @@ public sealed class TrainOptions
 /// <param name="TokensPerSecond">Tokens per second over the run (identity: target tokens;
 /// main stage: LM tokens).</param>
 /// <param name="Seconds">Wall time of the updates.</param>
-/// <param name="ValidBitsPerByte">The last validation's bits per byte (null: none).</param>
+/// <param name="ValidBitsPerByte">The last validation's bits per byte on the first validation
+/// set (null: none).</param>
+/// <param name="ValidByLang">The last validation's bits per byte per language (null: none).
+/// </param>
 public sealed record TrainResult(long Steps, double FirstLoss, double LastLoss,
-    double TokensPerSecond, double Seconds, double? ValidBitsPerByte = null);
+    double TokensPerSecond, double Seconds, double? ValidBitsPerByte = null,
+    IReadOnlyDictionary<string, double>? ValidByLang = null);
 
 /// <summary>
 /// <c>zett train</c>: a new hypernetwork for a base model, trained on the CPU op backend: the
@@ -168,15 +212,43 @@ public static class HypernetTraining
         }
         // Every input is opened before any work: data files, tokenizers, validation text.
         string eos = baseTok.SpecialTokens.Eos ?? "";
-        using TrainText? text = main
-            ? new TrainText(o.Data, o.BatchSize, o.BlockSize * TrainText.MaxCharsPerToken, eos,
-                o.Seed)
+        int span = o.BlockSize * TrainText.MaxCharsPerToken;
+        using MultilingualText? text = main
+            ? new MultilingualText(new TrainLanguages(o.Data, o.LanguageSamplingAlpha),
+                o.BatchSize, span, eos, o.Seed, o.MixLanguages)
             : null;
-        IReadOnlyList<EvalDocument>? validDocs = null;
-        if (o.ValidData is not null)
+        TrainLanguages? languages = text?.Languages;
+        if (o.MixLanguages && languages!.Codes.Count < 2)
         {
-            validDocs = EvalText.Read([o.ValidData], null);
-            HfTokenizer.Load(o.ValidTokenizer!);
+            throw new ZettException($"--mix-languages needs training text of at least two "
+                + $"languages (--data FILE:lang=CODE); there is only {languages.Codes[0]}");
+        }
+        // The hypernetwork's languages: the reference puts "all" first when mixing.
+        string[]? hnLangs = o.EmbedLangId
+            ? [.. (o.MixLanguages ? [TextSource.MixedLang] : Array.Empty<string>()), .. languages!.Codes]
+            : null;
+        var validSets = new List<(string Lang, IReadOnlyList<EvalDocument> Docs)>();
+        foreach (ValidSet v in o.ValidData)
+        {
+            string lang = v.Lang ?? languages!.Codes[0];
+            languages!.IndexOf(lang, $"--valid-data {v.File}");
+            if (validSets.Any(x => x.Lang == lang))
+            {
+                throw new ZettException($"--valid-data {v.File}: a second validation set for "
+                    + $"language {lang}");
+            }
+            validSets.Add((lang, EvalText.Read([v.File], null)));
+        }
+        if (o.ValidTokenizer is not null)
+        {
+            HfTokenizer.Load(o.ValidTokenizer);
+        }
+        if (languages is not null && languages.Codes.Count > 1)
+        {
+            log(string.Join(", ", languages.Codes.Select((c, l) =>
+                Inv($"{c} p={languages.Probabilities[l]:F4}")
+                + (languages.Bytes.TryGetValue(c, out long b) ? Inv($" ({b} bytes)") : "")))
+                + (o.MixLanguages ? "; mixed within batches" : "; one language per batch"));
         }
         bool untied = model.OutputEmbeddingName is not null && !model.TieWordEmbeddings;
         HostTensor e = SourceEmbeddings.ReadStacked(model, untied);
@@ -187,13 +259,21 @@ public static class HypernetTraining
         if (o.Resume is not null)
         {
             config = HypernetConfig.Load(o.Resume);
+            if (config.EmbedLangId != o.EmbedLangId
+                || (hnLangs is not null && !config.Langs.SequenceEqual(hnLangs)))
+            {
+                throw new ZettException($"{o.Resume}: the checkpoint's languages ("
+                    + (config.EmbedLangId ? string.Join(", ", config.Langs) : "none")
+                    + ") are not this run's (" + (hnLangs is null ? "none" : string.Join(", ", hnLangs))
+                    + "; --embed-lang-id and --data must be as before)");
+            }
             weights = TrainingCheckpoint.ReadParameters(o.Resume);
         }
         else
         {
             int pad = hn.PadTokenId ?? hn.EosTokenId ?? 0;
             config = HypernetInit.Config(model.HiddenSize, untied, v0, hn.VocabSize - v0, pad,
-                predictBias: model.OutputBiasName is not null, o.Shape);
+                predictBias: model.OutputBiasName is not null, o.Shape, hnLangs);
             weights = HypernetInit.RandomWeights(config, o.Seed);
             HypernetInit.InitInScaler(weights, e);
             int anchors = Math.Min(HypernetInit.Anchors, v0);
@@ -206,35 +286,10 @@ public static class HypernetTraining
                 config.SurfaceMaxLen);
             HypernetInit.InitOutputScalers(config, weights, e, sf.Ids, cpu);
         }
-        IMainVocabulary? vocabulary = null;
-        if (main && o.TrainTokenizers.Count > 0)
-        {
-            vocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
-                config.SurfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed)
-            {
-                MaskedLm = maskedLm,
-            };
-        }
-        else if (main)
-        {
-            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
-                SurfaceMaxLen: config.SurfaceMaxLen);
-            var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize, o.Seed)
-            {
-                MaskedLm = maskedLm,
-            };
-            // §4.1: the window starts full, from the first WindowBatches batches of texts of a
-            // stream of their own (the reference reads the first 2048 training texts).
-            using var prime = new TrainText(o.Data, o.BatchSize,
-                o.BlockSize * TrainText.MaxCharsPerToken, eos, SeedMix.Of(o.Seed, 0, 0x5a));
-            var texts = new List<string>();
-            for (int b = 0; b < samplerOptions.WindowBatches; b++)
-            {
-                texts.AddRange(prime.Next().Texts);
-            }
-            sampled.Prime(texts);
-            vocabulary = sampled;
-        }
+        IMainVocabulary[] vocabularies = main
+            ? MainVocabularies(o, languages!, baseTok, hn, config.SurfaceMaxLen, maskedLm, eos)
+            : [];
+        IMainVocabulary? vocabulary = vocabularies.Length > 0 ? vocabularies[0] : null;
         log(Inv($"hypernetwork for {model.Directory}: H {config.HiddenSize}, I ")
             + Inv($"{config.IntermediateSize}, {config.NumLayers} layers, {config.NumAttentionHeads} ")
             + Inv($"heads, L {config.SurfaceMaxLen}, {v0} + {config.NumExtraTokens} tokens, ")
@@ -244,7 +299,9 @@ public static class HypernetTraining
         if (vocabulary is not null)
         {
             log(Inv($"main stage after {identitySteps} identity updates: {o.BatchSize} × ")
-                + Inv($"{o.BlockSize} tokens per micro-batch under ") + vocabulary.Description);
+                + Inv($"{o.BlockSize} tokens per micro-batch under ") + vocabulary.Description
+                + (vocabularies.Length > 1 && o.TrainTokenizers.Count == 0
+                    ? Inv($", one sampler per language ({vocabularies.Length})") : ""));
         }
 
         var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
@@ -256,7 +313,10 @@ public static class HypernetTraining
             TrainingCheckpoint.RestoreOptimizer(o.Resume, trainer);
         }
         using LanguageModel? lm = main ? LanguageModel.Create(model, cpu) : null;
-        var run = new RunLog(o, trainer, hn, identitySteps, log);
+        var run = new RunLog(o, trainer, hn, identitySteps, log)
+        {
+            LangOf = new Dictionary<long, string>(),
+        };
         var budget = Stopwatch.StartNew();
         double budgetSeconds = o.MaxMinutes * 60;
 
@@ -292,7 +352,7 @@ public static class HypernetTraining
         }
         if (!main)
         {
-            return run.Finish(null);
+            return run.Finish(null, null);
         }
 
         // Main stage. The first micro-batches are made once and kept, so that the time probe
@@ -302,16 +362,27 @@ public static class HypernetTraining
         long mainBase = (long)identitySteps * o.Accumulation;
         for (long i = mainBase; i < trainer.Step * o.Accumulation; i++)
         {
-            vocabulary!.Skip(text!.Next().Texts, i);
+            (string[] skipped, int l) = text!.Next(i);
+            vocabularies[Math.Max(l, 0)].Skip(skipped, i);
+        }
+        // Micro-batch k: its language's texts (from (seed, k)) under that language's
+        // vocabulary, with its row of the language embeddings ("all", row 0, when mixed).
+        MainBatch Make(long index)
+        {
+            (string[] texts, int l) = text!.Next(index);
+            run.LangOf![index] = l < 0 ? TextSource.MixedLang : languages!.Codes[l];
+            MainBatch b = vocabularies[Math.Max(l, 0)].Batch(texts, index);
+            return o.EmbedLangId ? b with { LangIndex = o.MixLanguages ? 0 : l } : b;
         }
         MainBatch BatchFor(long index) => pending.Remove(index, out MainBatch? made) ? made
-            : vocabulary!.Batch(text!.Next().Texts, index);
-        double? bpb = null;
+            : Make(index);
+        IReadOnlyDictionary<string, double>? bpb = null;
         double validSeconds = 0;
-        if (validDocs is not null)
+        bool validate = validSets.Count > 0;
+        if (validate)
         {
             var vclock = Stopwatch.StartNew();
-            bpb = run.Validate(validDocs, cpu);
+            bpb = run.Validate(validSets, cpu);
             validSeconds = vclock.Elapsed.TotalSeconds;
         }
         if (budgetSeconds > 0)
@@ -320,11 +391,11 @@ public static class HypernetTraining
             long first = trainer.Step * o.Accumulation;
             for (long k = first; k < first + 2; k++)
             {
-                pending[k] = vocabulary!.Batch(text!.Next().Texts, k);
+                pending[k] = Make(k);
                 trainer.MainLossAndGradients(lm!, pending[k], o.LexicalWeight);
             }
             double perStep = probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05;
-            double perValid = validDocs is null ? 0 : validSeconds / Math.Max(1, o.ValidEvery);
+            double perValid = validate ? validSeconds / Math.Max(1, o.ValidEvery) : 0;
             // The final validation and the checkpoints are paid for up front.
             double left = budgetSeconds - budget.Elapsed.TotalSeconds - validSeconds - 5;
             long fit = (long)(left / (perStep + perValid));
@@ -342,17 +413,81 @@ public static class HypernetTraining
             }
             run.Record(trainer.MainStep(lm!, BatchFor, o.LexicalWeight), "main", total);
             long mainDone = trainer.Step - identitySteps;
-            if (validDocs is not null && mainDone % Math.Max(1, o.ValidEvery) == 0
-                && trainer.Step < total)
+            if (validate && mainDone % Math.Max(1, o.ValidEvery) == 0 && trainer.Step < total)
             {
-                bpb = run.Validate(validDocs, cpu);
+                bpb = run.Validate(validSets, cpu);
             }
         }
-        if (validDocs is not null)
+        if (validate)
         {
-            bpb = run.Validate(validDocs, cpu);
+            bpb = run.Validate(validSets, cpu);
         }
-        return run.Finish(bpb);
+        return run.Finish(bpb, validate ? validSets[0].Lang : null);
+    }
+
+    /// <summary>The main stage's vocabulary per stream of batches (indexed like the languages;
+    /// one when mixing): a tokenizer sampler per language — the reference's one collator per
+    /// language, its window primed from the first batches of that language's text — or one
+    /// over the mixed stream; fixed tokenizers are one instance shared by the languages.
+    /// </summary>
+    internal static IMainVocabulary[] MainVocabularies(TrainOptions o, TrainLanguages languages,
+        HfTokenizer baseTok, HfTokenizer hn, int surfaceMaxLen, bool maskedLm, string eos)
+    {
+        int span = o.BlockSize * TrainText.MaxCharsPerToken;
+        // One vocabulary per stream of batches: a sampler per language (mix_languages false,
+        // the reference's one collator per language), or one over the mixed batches; fixed
+        // tokenizers are shared.
+        IMainVocabulary[] vocabularies;
+        if (o.TrainTokenizers.Count > 0)
+        {
+            var fixedVocabulary = new FixedTargetVocabulary(o.TrainTokenizers, baseTok, hn,
+                surfaceMaxLen, o.BlockSize, o.VocabularySubsample, o.Seed)
+            {
+                MaskedLm = maskedLm,
+            };
+            vocabularies = [.. Enumerable.Repeat<IMainVocabulary>(fixedVocabulary,
+                languages.Codes.Count)];
+        }
+        else
+        {
+            var samplerOptions = new TokenizerSamplerOptions(o.SampledPieces,
+                SurfaceMaxLen: surfaceMaxLen);
+            int streams = o.MixLanguages ? 1 : languages.Codes.Count;
+            vocabularies = new IMainVocabulary[streams];
+            for (int l = 0; l < streams; l++)
+            {
+                var sampled = new SampledVocabulary(samplerOptions, baseTok, hn, o.BlockSize,
+                    l == 0 ? o.Seed : SeedMix.Of(o.Seed, l, 0x5b))
+                {
+                    MaskedLm = maskedLm,
+                };
+                // §4.1: the window starts full, from the first WindowBatches batches of texts
+                // of a stream of their own (the reference reads the first 2048 training
+                // texts of the language, or of the mixed stream).
+                var texts = new List<string>();
+                if (o.MixLanguages)
+                {
+                    using var prime = new MultilingualText(languages, o.BatchSize, span, eos,
+                        SeedMix.Of(o.Seed, 0, 0x5a), mix: true);
+                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
+                    {
+                        texts.AddRange(prime.Next(b).Texts);
+                    }
+                }
+                else
+                {
+                    using var prime = new TrainText(languages.Sources[l], o.BatchSize, span, eos,
+                        SeedMix.Of(o.Seed, l, 0x5a));
+                    for (int b = 0; b < samplerOptions.WindowBatches; b++)
+                    {
+                        texts.AddRange(prime.Next().Texts);
+                    }
+                }
+                sampled.Prime(texts);
+                vocabularies[l] = sampled;
+            }
+        }
+        return vocabularies;
     }
 
     private static void CheckOptions(TrainOptions o)
@@ -368,12 +503,14 @@ public static class HypernetTraining
         if (o.Data.Count == 0)
         {
             string? needs = o.TrainTokenizers.Count > 0 ? "--train-tokenizer"
-                : o.ValidTokenizer is not null || o.ValidData is not null ? "validation"
-                : o.IdentitySteps is not null ? "--identity-steps" : null;
+                : o.ValidTokenizer is not null || o.ValidData.Count > 0 ? "validation"
+                : o.IdentitySteps is not null ? "--identity-steps"
+                : o.MixLanguages ? "--mix-languages"
+                : o.EmbedLangId ? "--embed-lang-id" : null;
             if (needs is not null)
             {
                 throw new ZettException($"{needs} is for the main stage, which needs training "
-                    + "text: give --data FILE[:WEIGHT]");
+                    + "text: give --data FILE[:WEIGHT][:lang=CODE]");
             }
         }
         else if (o.TrainTokenizers.Count == 0 && (o.SampledPieces <= 391 || o.SampledPieces % 128 != 0))
@@ -386,7 +523,7 @@ public static class HypernetTraining
             throw new ZettException("--vocab-subsample cuts fixed vocabularies "
                 + "(--train-tokenizer); a sampled tokenizer has --pieces rows");
         }
-        if ((o.ValidTokenizer is null) != (o.ValidData is null))
+        if ((o.ValidTokenizer is null) != (o.ValidData.Count == 0))
         {
             throw new ZettException("validation needs both --valid-tokenizer and --valid-data");
         }
@@ -423,6 +560,10 @@ public static class HypernetTraining
         private string _stage = "";
 
         public int IdentitySteps { get; set; } = identitySteps;
+
+        /// <summary>The language of each main-stage micro-batch made (logged with its update,
+        /// then forgotten).</summary>
+        public Dictionary<long, string>? LangOf { get; init; }
 
         private static StreamWriter OpenLog(TrainOptions o)
         {
@@ -470,6 +611,18 @@ public static class HypernetTraining
                 line["lm_loss"] = r.LmLoss;
                 line["lexical_loss"] = r.LexicalLoss;
                 line["vocabulary_rows"] = r.VocabularyRows;
+                if (LangOf is not null)
+                {
+                    var langs = new List<string>();
+                    for (long i = r.Step * o.Accumulation; i < (r.Step + 1) * o.Accumulation; i++)
+                    {
+                        if (LangOf.Remove(i, out string? code) && !langs.Contains(code))
+                        {
+                            langs.Add(code);
+                        }
+                    }
+                    line["lang"] = string.Join("+", langs);
+                }
             }
             _log.WriteLine(line.ToJsonString());
             long step = trainer.Step;
@@ -495,43 +648,70 @@ public static class HypernetTraining
         }
 
         /// <summary>Bits per byte of the model transferred to the validation tokenizer with
-        /// the current hypernetwork, by <c>zett eval</c>'s protocol: the hypernetwork is
-        /// written as a checkpoint, <c>zett transfer</c>'s pipeline makes the model directory,
-        /// <see cref="LmEvaluation"/> scores it; both are removed afterwards.</summary>
-        public double Validate(IReadOnlyList<EvalDocument> docs, IOpBackend cpu)
+        /// the current hypernetwork, by <c>zett eval</c>'s protocol, per validation set: the
+        /// hypernetwork is written as a checkpoint, <c>zett transfer</c>'s pipeline makes the
+        /// model directory (with the set's language row, <c>--lang</c>, when the hypernetwork
+        /// embeds language ids; once for all sets otherwise), <see cref="LmEvaluation"/> scores
+        /// it; both are removed afterwards. One log line per set, with
+        /// <c>valid/{lang}_bpb</c> (the reference's <c>eval/{name}_{lang}_bpb</c>).</summary>
+        public Dictionary<string, double> Validate(
+            IReadOnlyList<(string Lang, IReadOnlyList<EvalDocument> Docs)> sets, IOpBackend cpu)
         {
-            var clock = Stopwatch.StartNew();
+            var result = new Dictionary<string, double>(StringComparer.Ordinal);
             string dir = Path.Combine(o.OutputDirectory, $".validation-{Environment.ProcessId}");
             try
             {
-                string hnDir = Path.Combine(dir, "hypernet"), modelDir = Path.Combine(dir, "model");
+                string hnDir = Path.Combine(dir, "hypernet");
                 TrainingCheckpoint.SaveFiles(hnDir, trainer, hn);
-                TokenizerTransfer.Run(new TransferOptions
+                bool perLang = trainer.Config.EmbedLangId;
+                string? made = null;
+                for (int k = 0; k < sets.Count; k++)
                 {
-                    ModelDirectory = o.ModelDirectory,
-                    HypernetDirectory = hnDir,
-                    Tokenizer = o.ValidTokenizer!,
-                    OutputDirectory = modelDir,
-                    Device = "cpu",
-                    Overwrite = true,
-                });
-                LmEvalResult r = LmEvaluation.Run([modelDir], docs, null, 0, cpu)[0];
-                double seconds = clock.Elapsed.TotalSeconds;
-                var line = new JsonObject
-                {
-                    ["step"] = trainer.Step,
-                    ["stage"] = "valid",
-                    ["valid_tokenizer"] = o.ValidTokenizer,
-                    ["bits_per_byte"] = r.BitsPerByte,
-                    ["tokens_per_byte"] = r.TokensPerByte,
-                    ["seconds"] = Math.Round(seconds, 3),
-                };
-                _log.WriteLine(line.ToJsonString());
-                _log.Flush();
-                _points.Add(new LossPoint(trainer.Step, "valid", r.BitsPerByte, double.NaN));
-                log(Inv($"validation at update {trainer.Step}: {r.BitsPerByte:F4} bits/byte under ")
-                    + Inv($"{o.ValidTokenizer} ({seconds:F1} s)"));
-                return r.BitsPerByte;
+                    var clock = Stopwatch.StartNew();
+                    (string lang, IReadOnlyList<EvalDocument> docs) = sets[k];
+                    string modelDir = Path.Combine(dir, perLang ? $"model-{lang}" : "model");
+                    if (made != modelDir)
+                    {
+                        TokenizerTransfer.Run(new TransferOptions
+                        {
+                            ModelDirectory = o.ModelDirectory,
+                            HypernetDirectory = hnDir,
+                            Tokenizer = o.ValidTokenizer!,
+                            OutputDirectory = modelDir,
+                            Device = "cpu",
+                            Overwrite = true,
+                            Language = perLang ? lang : null,
+                        });
+                        if (made is not null)
+                        {
+                            Directory.Delete(made, recursive: true);
+                        }
+                        made = modelDir;
+                    }
+                    LmEvalResult r = LmEvaluation.Run([modelDir], docs, null, 0, cpu)[0];
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    var line = new JsonObject
+                    {
+                        ["step"] = trainer.Step,
+                        ["stage"] = "valid",
+                        ["lang"] = lang,
+                        ["valid_tokenizer"] = o.ValidTokenizer,
+                        ["bits_per_byte"] = r.BitsPerByte,
+                        [$"valid/{lang}_bpb"] = r.BitsPerByte,
+                        ["tokens_per_byte"] = r.TokensPerByte,
+                        ["seconds"] = Math.Round(seconds, 3),
+                    };
+                    _log.WriteLine(line.ToJsonString());
+                    _log.Flush();
+                    if (k == 0)
+                    {
+                        _points.Add(new LossPoint(trainer.Step, "valid", r.BitsPerByte, double.NaN));
+                    }
+                    log(Inv($"validation at update {trainer.Step}: {r.BitsPerByte:F4} bits/byte ")
+                        + Inv($"on {lang} under {o.ValidTokenizer} ({seconds:F1} s)"));
+                    result[lang] = r.BitsPerByte;
+                }
+                return result;
             }
             finally
             {
@@ -542,7 +722,7 @@ public static class HypernetTraining
             }
         }
 
-        public TrainResult Finish(double? bpb)
+        public TrainResult Finish(IReadOnlyDictionary<string, double>? bpb, string? firstLang)
         {
             double seconds = _clock.Elapsed.TotalSeconds;
             TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
@@ -551,7 +731,8 @@ public static class HypernetTraining
             _log.Dispose();
             LossCurve.Write(Path.Combine(o.OutputDirectory, "loss.png"), _points);
             return new TrainResult(trainer.Step, _first, _last,
-                _tokens / Math.Max(seconds, 1e-9), seconds, bpb);
+                _tokens / Math.Max(seconds, 1e-9), seconds,
+                bpb is not null && firstLang is not null ? bpb[firstLang] : null, bpb);
         }
     }
 }

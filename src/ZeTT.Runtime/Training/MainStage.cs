@@ -41,6 +41,11 @@ public sealed record MainBatch(int[] SurfaceForms, int Rows, int[] Ids, int[] Ta
     /// <see cref="SpecialIds"/>.</summary>
     public int[]? SpecialIdsInReference { get; init; }
 
+    /// <summary>The batch's language: the row of <c>lang_embeddings</c> the hypernetwork
+    /// appends as its last sequence element (TRAINING.md §4.6 <c>lang_index</c>); −1 for a
+    /// hypernetwork without language embeddings.</summary>
+    public int LangIndex { get; init; } = -1;
+
     /// <summary>The texts encoded under <paramref name="target"/> (with its special tokens),
     /// truncated to <paramref name="blockSize"/> ids as Hugging Face's truncation does (the
     /// post-processor's tokens kept) and right-padded with <paramref name="padId"/>;
@@ -215,7 +220,7 @@ public sealed partial class HypernetTrainer
         }
         CheckVocabulary(batch);
         SyncCompute();
-        using HypernetPass pass = _graph.Forward(batch.SurfaceForms, rows, -1);
+        using HypernetPass pass = _graph.Forward(batch.SurfaceForms, rows, batch.LangIndex);
         Tensor eIn = pass.EmbeddingsIn;
         Tensor eOut = pass.EmbeddingsOut ?? eIn;
         ReplaceSpecialRows(batch, pass);

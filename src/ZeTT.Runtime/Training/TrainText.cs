@@ -4,17 +4,42 @@ using ZeTT.Runtime.Models;
 
 namespace ZeTT.Runtime.Training;
 
-/// <summary>One training corpus and its share of the batches.</summary>
+/// <summary>One training corpus, its share of the batches and its language.</summary>
 /// <param name="File">A <c>.txt</c>, <c>.jsonl</c> or <c>.parquet</c> file (read by
 /// <see cref="EvalText.Stream"/>, the reader <c>zett eval</c> uses).</param>
-/// <param name="Weight">Its mixture weight (positive; the weights need not sum to 1).</param>
-public sealed record TextSource(string File, double Weight)
+/// <param name="Weight">Its mixture weight (positive; the weights need not sum to 1); null when
+/// none was given (1 within its language; languages then by
+/// <see cref="TrainLanguages"/>' size rule).</param>
+/// <param name="Lang">Its language code (<c>en</c> unless given).</param>
+public sealed record TextSource(string File, double? Weight = null, string Lang = "en")
 {
-    /// <summary>Parses <c>FILE[:WEIGHT]</c>: a suffix after the last colon that reads as a
-    /// number is the weight (1 when there is none).</summary>
+    /// <summary>The language of a source without <c>lang=</c>.</summary>
+    public const string DefaultLang = "en";
+
+    /// <summary>The reserved code of mixed-language batches (the reference's <c>all</c>).
+    /// </summary>
+    public const string MixedLang = "all";
+
+    /// <summary>Parses <c>FILE[:WEIGHT][:lang=CODE]</c>: a last segment <c>lang=CODE</c> is the
+    /// language; then a suffix after the last colon that reads as a number is the weight (none
+    /// when there is none).</summary>
+    /// <exception cref="ZettException">A weight that is not positive and finite, an empty or
+    /// malformed language code, or the reserved code <c>all</c>.</exception>
     public static TextSource Parse(string spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        string lang = DefaultLang;
+        int langAt = spec.LastIndexOf(":lang=", StringComparison.Ordinal);
+        if (langAt > 0)
+        {
+            lang = spec[(langAt + 6)..];
+            spec = spec[..langAt];
+            CheckLang(lang, spec);
+        }
+        else if (spec.StartsWith("lang=", StringComparison.Ordinal))
+        {
+            throw new ZettException($"{spec}: no file before lang= (FILE[:WEIGHT][:lang=CODE])");
+        }
         int colon = spec.LastIndexOf(':');
         if (colon > 0 && double.TryParse(spec.AsSpan(colon + 1), NumberStyles.Float,
             CultureInfo.InvariantCulture, out double weight))
@@ -24,9 +49,28 @@ public sealed record TextSource(string File, double Weight)
                 throw new ZettException($"{spec[..colon]}: mixture weight must be a positive "
                     + $"number, not '{spec[(colon + 1)..]}'");
             }
-            return new TextSource(spec[..colon], weight);
+            return new TextSource(spec[..colon], weight, lang);
         }
-        return new TextSource(spec, 1);
+        return new TextSource(spec, null, lang);
+    }
+
+    /// <summary>Checks a language code: letters, digits, '-' and '_', not <c>all</c>.</summary>
+    /// <param name="lang">The code.</param>
+    /// <param name="file">The file it belongs to, for the message.</param>
+    public static void CheckLang(string lang, string file)
+    {
+        ArgumentNullException.ThrowIfNull(lang);
+        if (lang.Length == 0 || lang.Length > 64
+            || !lang.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            throw new ZettException($"{file}: lang='{lang}' is not a language code (letters, "
+                + "digits, '-' and '_'; FILE[:WEIGHT][:lang=CODE])");
+        }
+        if (lang == MixedLang)
+        {
+            throw new ZettException($"{file}: lang={MixedLang} is reserved for the mixed batches "
+                + "of --mix-languages");
+        }
     }
 }
 
@@ -92,12 +136,12 @@ public sealed class TrainText : IDisposable
             Dispose();
             throw;
         }
-        double total = sources.Sum(s => s.Weight);
+        double total = sources.Sum(s => s.Weight ?? 1);
         _cumulative = new double[sources.Count];
         double run = 0;
         for (int i = 0; i < sources.Count; i++)
         {
-            run += sources[i].Weight / total;
+            run += (sources[i].Weight ?? 1) / total;
             _cumulative[i] = run;
         }
     }
@@ -108,12 +152,7 @@ public sealed class TrainText : IDisposable
     /// <summary>The next batch: its texts and the index of the source they came from.</summary>
     public (string[] Texts, int Source) Next()
     {
-        double u = _rng.NextDouble();
-        int s = Array.FindIndex(_cumulative, c => u < c);
-        if (s < 0)
-        {
-            s = _sources.Length - 1;
-        }
+        int s = DrawSource();
         var texts = new string[_batchSize];
         for (int i = 0; i < texts.Length; i++)
         {
@@ -121,6 +160,17 @@ public sealed class TrainText : IDisposable
         }
         Batches++;
         return (texts, s);
+    }
+
+    /// <summary>One packed and cropped text from a source drawn by the weights (a text of a
+    /// mixed-language batch).</summary>
+    public string NextText() => Crop(Pack(_sources[DrawSource()]));
+
+    private int DrawSource()
+    {
+        double u = _rng.NextDouble();
+        int s = Array.FindIndex(_cumulative, c => u < c);
+        return s < 0 ? _sources.Length - 1 : s;
     }
 
     private string Pack(Source source)

@@ -79,6 +79,75 @@ public sealed class MainStageTests
         Assert.True(largest > 1e-3, "the sampled gradients are all ≈ 0");
     }
 
+    /// <summary>A hypernetwork with language embeddings (hn_embed_lang_id): the batch's
+    /// <see cref="MainBatch.LangIndex"/> row is appended as the last sequence element; its
+    /// gradient equals float64 central differences in every element, the other rows get
+    /// exactly none, and the loss depends on the row chosen. The identity stage uses row 0
+    /// (the reference's langs[0]).</summary>
+    [Fact]
+    public void Language_embedding_gradients_match_finite_differences()
+    {
+        string dir = GoldenLogitsTests.FixtureDir("llama");
+        HostTensor e;
+        using (HfModelDirectory model = HfModelDirectory.Open(dir))
+        {
+            e = SourceEmbeddings.ReadStacked(model, withOutput: true);
+        }
+        HypernetConfig c = HypernetInit.Config(32, untied: true, originalVocab: 96,
+            extraTokens: 3, padId: 2, predictBias: false, new HypernetShape(16, 24, 2, 2, 3),
+            langs: ["en", "de", "fr"]);
+        Assert.True(c.EmbedLangId);
+        Assert.Equal(3, c.NumLangs);
+        Assert.Equal(4, c.SequenceLength);
+        Dictionary<string, HostTensor> w = HypernetInit.RandomWeights(c, 5);
+        Assert.Equal([3, 16], w["lang_embeddings.weight"].Shape);
+        HypernetInit.InitInScaler(w, e);
+        using var lm = LanguageModel.Open(dir, Cpu, DType.F64);
+        var settings = new TrainSettings(new LearningRateSchedule(0, 0, 2, 1e-3, 40, 0.1));
+        using var trainer = new HypernetTrainer(c, w, e, Cpu, settings, DType.F64);
+        const int Rows = 10;
+        int[] sf =
+        [
+            5, 2, 2, 17, 2, 2, 40, 2, 2, 95, 2, 2, 1, 2, 2, 60, 2, 2,
+            7, 9, 2, 11, 12, 13, 97, 3, 2, 2, 2, 2,
+        ];
+        int[] ids = [0, 3, 6, 9, 1, 2, 8, 4, 7, 5, 5, 3];
+        int[] targets = [3, 6, 9, 1, 2, -1, 4, 7, -1, 5, 3, -1];
+        var batch = new MainBatch(sf, Rows, ids, targets, 2) { LangIndex = 2 };
+
+        trainer.Gradients.Clear();
+        double loss = trainer.MainLossAndGradients(lm, batch, 0.5).Loss;
+        double[] g = trainer.Gradients.ToDoubles("lang_embeddings.weight");
+        Assert.All(g[..32], x => Assert.Equal(0.0, x));
+        Assert.Contains(g[32..], x => Math.Abs(x) > 1e-4);
+        Span<double> lang = trainer.Parameters["lang_embeddings.weight"].AsSpan<double>();
+        const double H = 1e-5;
+        for (int i = 0; i < lang.Length; i++)
+        {
+            double saved = lang[i];
+            lang[i] = saved + H;
+            double plus = trainer.MainLossAndGradients(lm, batch, 0.5).Loss;
+            lang[i] = saved - H;
+            double minus = trainer.MainLossAndGradients(lm, batch, 0.5).Loss;
+            lang[i] = saved;
+            double fd = (plus - minus) / (2 * H);
+            Assert.True(Math.Abs(g[i] - fd) <= 1e-8 + 1e-5 * Math.Abs(fd),
+                $"lang_embeddings.weight[{i}]: backward {g[i]:R}, finite difference {fd:R}");
+        }
+        double other = trainer.MainLossAndGradients(lm, batch with { LangIndex = 1 }, 0.5).Loss;
+        Assert.True(Math.Abs(other - loss) > 1e-9, $"row 1 {other:R}, row 2 {loss:R}");
+        Assert.Throws<ZettException>(() => trainer.MainLossAndGradients(lm, batch with
+        {
+            LangIndex = -1,
+        }, 0.5));
+
+        trainer.Gradients.Clear();
+        trainer.IdentityLossAndGradients([3, 7, 20]);
+        double[] gi = trainer.Gradients.ToDoubles("lang_embeddings.weight");
+        Assert.Contains(gi[..16], x => Math.Abs(x) > 1e-6);
+        Assert.All(gi[16..], x => Assert.Equal(0.0, x));
+    }
+
     /// <summary>The padded vocabulary (mask), the special-row replacement and, for the masked
     /// LM, the MLM loss with the predicted bias and RoBERTa's pad positions: every trainable
     /// parameter's gradient (sampled elements) against float64 central differences.</summary>

@@ -117,7 +117,7 @@ public sealed class TrainTextTests : IDisposable
     public void ParsesFileAndWeight()
     {
         Assert.Equal(new TextSource("en.parquet", 0.7), TextSource.Parse("en.parquet:0.7"));
-        Assert.Equal(new TextSource("code.jsonl", 1), TextSource.Parse("code.jsonl"));
+        Assert.Equal(new TextSource("code.jsonl"), TextSource.Parse("code.jsonl"));
         var e = Assert.Throws<ZettException>(() => TextSource.Parse("x.jsonl:-1"));
         Assert.Contains("x.jsonl: mixture weight", e.Message, StringComparison.Ordinal);
     }
