@@ -144,6 +144,12 @@ public class TrainCommandTests
                 (["--model", model, "--data", good, .. tok, "--valid-tokenizer", "gpt2"],
                     "--valid-data", "validation needs both"),
                 (["--model", model, "--data", good, "--train-tokenizer", missing], missing, ""),
+                (["--model", model, "--init-from", Path.Combine(dir, "no-hypernet")],
+                    Path.Combine(dir, "no-hypernet"), ""),
+                (["--model", model, "--init-from", mamba, "--resume", mamba], "--init-from",
+                    "give one of them"),
+                (["--model", model, "--init-from", mamba, "--hn-layers", "2"], "--init-from",
+                    "shape is its own"),
             ];
             foreach ((string[] args, string names, string says) in cases)
             {

@@ -104,6 +104,13 @@ public sealed class TrainOptions
     /// <summary>A checkpoint directory (checkpoints/step-N) to continue from.</summary>
     public string? Resume { get; init; }
 
+    /// <summary>A hypernetwork directory whose parameters start the run (the reference's
+    /// <c>init_from_params</c>): any hypernetwork <c>zett transfer</c> loads (a
+    /// <c>zett train</c> output, a released PyTorch-port or Flax checkpoint) made for this model.
+    /// Its shape and rescalers are kept; the optimiser, the update count and the schedule start
+    /// afresh.</summary>
+    public string? InitFrom { get; init; }
+
     /// <summary>The hypernetwork's compute precision (fp32 by default; bf16: TRAINING.md §7.7's
     /// bf16 compute over fp32 masters).</summary>
     public HypernetPrecision Precision { get; init; } = HypernetPrecision.Float32;
@@ -188,6 +195,14 @@ public static class HypernetTraining
         {
             config = HypernetConfig.Load(o.Resume);
             weights = TrainingCheckpoint.ReadParameters(o.Resume);
+        }
+        else if (o.InitFrom is not null)
+        {
+            HypernetCheckpoint init = HypernetCheckpoint.Load(o.InitFrom);
+            config = init.Config;
+            CheckInitFits(config, init.Directory, model, v0, hn.VocabSize - v0, untied);
+            weights = new Dictionary<string, HostTensor>(init.Weights.Tensors, StringComparer.Ordinal);
+            log($"parameters from {init.Directory} ({init.Format}); optimiser and schedule start afresh");
         }
         else
         {
@@ -355,8 +370,42 @@ public static class HypernetTraining
         return run.Finish(bpb);
     }
 
+    /// <summary>Throws, naming the hypernetwork directory, unless the hypernetwork was made for
+    /// this model: the same width, vocabulary, extra tokens and tying, and a bias head where the
+    /// model has an output bias.</summary>
+    private static void CheckInitFits(HypernetConfig c, string dir, HfModelDirectory model, int v0,
+        int extra, bool untied)
+    {
+        string? wrong =
+            c.NEmbd != model.HiddenSize
+                ? $"predicts embeddings of width {c.NEmbd} (n_embd) but the model's hidden size is {model.HiddenSize}"
+            : c.OriginalVocabSize != v0
+                ? $"was made for a vocabulary of {c.OriginalVocabSize} (original_vocab_size) but the model's tokenizer has {v0} tokens"
+            : c.NumExtraTokens != extra
+                ? $"has {c.NumExtraTokens} extra tokens (hn_n_extra_tokens) but the model's tokenizer converted to byte level adds {extra}"
+            : c.SeparateOutEmbeddings != untied
+                ? $"has separate_out_embeddings {(c.SeparateOutEmbeddings ? "true" : "false")} but the model is {(untied ? "untied" : "tied")}"
+            : model.OutputBiasName is not null && !c.PredictBias
+                ? $"does not predict a bias (hn_predict_bias false) but the model has an output bias ('{model.OutputBiasName}')"
+            : null;
+        if (wrong is not null)
+        {
+            throw new ZettException($"{dir}: --init-from: the hypernetwork {wrong}");
+        }
+    }
+
     private static void CheckOptions(TrainOptions o)
     {
+        if (o.InitFrom is not null && o.Resume is not null)
+        {
+            throw new ZettException("--init-from starts a new run from a hypernetwork's parameters, "
+                + "--resume continues a run: give one of them");
+        }
+        if (o.InitFrom is not null && o.Shape != new HypernetShape())
+        {
+            throw new ZettException("--init-from: the hypernetwork's shape is its own; leave out "
+                + "--hn-hidden-size, --hn-intermediate-size, --hn-layers, --hn-heads and --hn-surface-maxlen");
+        }
         if (o.Steps < 1)
         {
             throw new ZettException($"--steps {o.Steps}: at least one update is needed");
