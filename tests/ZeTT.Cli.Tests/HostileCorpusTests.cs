@@ -337,6 +337,8 @@ public sealed class HostileCorpusTests : IDisposable
             "--tokens", Pristine("tokens.txt"), "--out", Path.Combine(c, "out.safetensors"),
             "--lang", "en", "--device", "cpu"]),
         ("inspect", (hn, _) => ["inspect", hn]),
+        ("train-init", (hn, c) => ["train", "--model", Pristine("llama"), "--out",
+            Path.Combine(c, "out"), "--init-from", hn, "--steps", "1", "--batch", "16"]),
     ];
 
     /// <summary>Commands reading a tokenizer directory (a target, or the hn tokenizer).</summary>

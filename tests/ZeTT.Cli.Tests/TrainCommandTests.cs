@@ -229,6 +229,12 @@ public class TrainCommandTests
                 (["--model", model, "--data", good, "--data", good + ":lang=de", .. tok,
                     "--language-sampling-alpha", "0"], "--language-sampling-alpha 0",
                     "positive number"),
+                (["--model", model, "--init-from", Path.Combine(dir, "no-hypernet")],
+                    Path.Combine(dir, "no-hypernet"), ""),
+                (["--model", model, "--init-from", mamba, "--resume", mamba], "--init-from",
+                    "give one of them"),
+                (["--model", model, "--init-from", mamba, "--hn-layers", "2"], "--init-from",
+                    "shape is its own"),
             ];
             foreach ((string[] args, string names, string says) in cases)
             {

@@ -117,6 +117,10 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<string> _resume = CommonOptions.Optional("--resume", "DIR",
         "continue from a checkpoint (OUT/checkpoints/step-N) with the same options");
 
+    private readonly Option<string> _initFrom = CommonOptions.Optional("--init-from", "DIR",
+        "start from a hypernetwork made for this model (a zett train output or a released "
+        + "checkpoint): its parameters and shape; optimiser and schedule start afresh");
+
     private readonly Option<int> _hidden = CommonOptions.Integer("--hn-hidden-size",
         "hypernetwork width H (default: the model's hidden size)", 1);
 
@@ -144,7 +148,7 @@ internal sealed class TrainCommand : ZettCommand
             _trainTokenizer, _pieces,
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
-            _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _hidden,
+            _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _initFrom, _hidden,
             _intermediate, _layers, _heads, _maxLen, _precision])
         {
             Options.Add(option);
@@ -186,6 +190,7 @@ internal sealed class TrainCommand : ZettCommand
             ValidData = (parse.GetValue(_validData) ?? []).Select(ValidSet.Parse).ToArray(),
             ValidEvery = Or(parse.GetValue(_validEvery), 10000),
             Resume = parse.GetValue(_resume),
+            InitFrom = parse.GetValue(_initFrom),
             Precision = parse.GetValue(_precision) == "bf16" ? HypernetPrecision.BFloat16
                 : HypernetPrecision.Float32,
             Shape = new HypernetShape(parse.GetValue(_hidden), parse.GetValue(_intermediate),

@@ -71,6 +71,36 @@ public sealed class HypernetConfig
     /// <summary>LayerNorm eps of the projector blocks.</summary>
     public float ProjectorLayerNormEps { get; init; } = 1e-6f;
 
+    /// <summary>This configuration with language embeddings for <paramref name="langs"/> (one
+    /// row each; hn_embed_lang_id true), everything else the same.</summary>
+    public HypernetConfig WithLanguages(IReadOnlyList<string> langs)
+    {
+        ArgumentNullException.ThrowIfNull(langs);
+        return new HypernetConfig
+        {
+            NEmbd = NEmbd,
+            HiddenSize = HiddenSize,
+            IntermediateSize = IntermediateSize,
+            NumLayers = NumLayers,
+            NumAttentionHeads = NumAttentionHeads,
+            SurfaceMaxLen = SurfaceMaxLen,
+            RescaleEmbeddings = RescaleEmbeddings,
+            PredictBias = PredictBias,
+            SingleHead = SingleHead,
+            EmbedLangId = true,
+            NumLangs = langs.Count,
+            Langs = [.. langs],
+            NumExtraTokens = NumExtraTokens,
+            OriginalVocabSize = OriginalVocabSize,
+            PadTokenId = PadTokenId,
+            SeparateOutEmbeddings = SeparateOutEmbeddings,
+            ConcatLastHiddenState = ConcatLastHiddenState,
+            EmbedUsingSourceEmbeddings = EmbedUsingSourceEmbeddings,
+            EncoderLayerNormEps = EncoderLayerNormEps,
+            ProjectorLayerNormEps = ProjectorLayerNormEps,
+        };
+    }
+
     /// <summary>Width of the source embeddings: n_embd, or 2·n_embd when untied.</summary>
     public int SourceWidth => SeparateOutEmbeddings ? 2 * NEmbd : NEmbd;
 

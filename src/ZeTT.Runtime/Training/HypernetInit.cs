@@ -247,6 +247,12 @@ public static class HypernetInit
         return (mean, std);
     }
 
+    /// <summary>A fresh language-embedding table [langs, H] drawn as
+    /// <see cref="RandomWeights"/> draws it (N(0, 0.02)), from its own seeded stream.</summary>
+    public static HostTensor LangEmbeddings(int langs, int hidden, int seed) =>
+        new("lang_embeddings.weight", [langs, hidden],
+            Sample(new Random(SeedMix.Of(seed, 0, 0x1a9)), [langs, hidden], 0.02, truncated: false));
+
     private static float[] Sample(Random rng, int[] shape, double std, bool truncated)
     {
         long count = shape.Aggregate(1L, (a, b) => a * b);

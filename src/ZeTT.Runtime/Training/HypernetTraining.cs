@@ -119,6 +119,13 @@ public sealed class TrainOptions
     /// <summary>A checkpoint directory (checkpoints/step-N) to continue from.</summary>
     public string? Resume { get; init; }
 
+    /// <summary>A hypernetwork directory whose parameters start the run (the reference's
+    /// <c>init_from_params</c>): any hypernetwork <c>zett transfer</c> loads (a
+    /// <c>zett train</c> output, a released PyTorch-port or Flax checkpoint) made for this model.
+    /// Its shape and rescalers are kept; the optimiser, the update count and the schedule start
+    /// afresh.</summary>
+    public string? InitFrom { get; init; }
+
     /// <summary>The hypernetwork's compute precision (fp32 by default; bf16: TRAINING.md §7.7's
     /// bf16 compute over fp32 masters).</summary>
     public HypernetPrecision Precision { get; init; } = HypernetPrecision.Float32;
@@ -268,6 +275,15 @@ public static class HypernetTraining
                     + "; --embed-lang-id and --data must be as before)");
             }
             weights = TrainingCheckpoint.ReadParameters(o.Resume);
+        }
+        else if (o.InitFrom is not null)
+        {
+            HypernetCheckpoint init = HypernetCheckpoint.Load(o.InitFrom);
+            config = init.Config;
+            CheckInitFits(config, init.Directory, model, v0, hn.VocabSize - v0, untied);
+            weights = new Dictionary<string, HostTensor>(init.Weights.Tensors, StringComparer.Ordinal);
+            config = InitLanguages(config, weights, hnLangs, init.Directory, o.Seed, log);
+            log($"parameters from {init.Directory} ({init.Format}); optimiser and schedule start afresh");
         }
         else
         {
@@ -490,8 +506,92 @@ public static class HypernetTraining
         return vocabularies;
     }
 
+    /// <summary>Throws, naming the hypernetwork directory, unless the hypernetwork was made for
+    /// this model: the same width, vocabulary, extra tokens and tying, and a bias head where the
+    /// model has an output bias.</summary>
+    private static void CheckInitFits(HypernetConfig c, string dir, HfModelDirectory model, int v0,
+        int extra, bool untied)
+    {
+        string? wrong =
+            c.NEmbd != model.HiddenSize
+                ? $"predicts embeddings of width {c.NEmbd} (n_embd) but the model's hidden size is {model.HiddenSize}"
+            : c.OriginalVocabSize != v0
+                ? $"was made for a vocabulary of {c.OriginalVocabSize} (original_vocab_size) but the model's tokenizer has {v0} tokens"
+            : c.NumExtraTokens != extra
+                ? $"has {c.NumExtraTokens} extra tokens (hn_n_extra_tokens) but the model's tokenizer converted to byte level adds {extra}"
+            : c.SeparateOutEmbeddings != untied
+                ? $"has separate_out_embeddings {(c.SeparateOutEmbeddings ? "true" : "false")} but the model is {(untied ? "untied" : "tied")}"
+            : model.OutputBiasName is not null && !c.PredictBias
+                ? $"does not predict a bias (hn_predict_bias false) but the model has an output bias ('{model.OutputBiasName}')"
+            : null;
+        if (wrong is not null)
+        {
+            throw new ZettException($"{dir}: --init-from: the hypernetwork {wrong}");
+        }
+    }
+
+    /// <summary>The language rows of a run started from a hypernetwork: with
+    /// <c>--embed-lang-id</c>, each of the run's languages keeps the hypernetwork's row of the
+    /// same code and gets a fresh N(0, 0.02) row otherwise — a hypernetwork without language
+    /// ids gets a new table (the reference's multilingual runs start from its en+code
+    /// hypernetwork this way). A hypernetwork with language ids needs them in the run.</summary>
+    private static HypernetConfig InitLanguages(HypernetConfig config,
+        Dictionary<string, HostTensor> weights, string[]? runLangs, string dir, int seed,
+        Action<string> log)
+    {
+        const string Table = "lang_embeddings.weight";
+        if (runLangs is null)
+        {
+            return config.EmbedLangId
+                ? throw new ZettException($"{dir}: --init-from: the hypernetwork embeds language ids "
+                    + $"({string.Join(", ", config.Langs)}); give --embed-lang-id and the languages "
+                    + "with --data FILE:lang=CODE")
+                : config;
+        }
+        HypernetConfig run = config.WithLanguages(runLangs);
+        HostTensor fresh = HypernetInit.LangEmbeddings(runLangs.Length, config.HiddenSize, seed);
+        HostTensor? old = config.EmbedLangId ? weights[Table] : null;
+        int h = config.HiddenSize;
+        var kept = new List<string>();
+        for (int l = 0; l < runLangs.Length; l++)
+        {
+            int from = config.EmbedLangId ? IndexOf(config.Langs, runLangs[l]) : -1;
+            if (from >= 0)
+            {
+                old!.Data.AsSpan(from * h, h).CopyTo(fresh.Data.AsSpan(l * h, h));
+                kept.Add(runLangs[l]);
+            }
+        }
+        weights[Table] = fresh;
+        log($"language rows: {(kept.Count == 0 ? "none" : string.Join(", ", kept))} from {dir}, "
+            + $"{runLangs.Length - kept.Count} new");
+        return run;
+    }
+
+    private static int IndexOf(IReadOnlyList<string> list, string item)
+    {
+        for (int i = 0; i < list.Count; i++)
+        {
+            if (list[i] == item)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
     private static void CheckOptions(TrainOptions o)
     {
+        if (o.InitFrom is not null && o.Resume is not null)
+        {
+            throw new ZettException("--init-from starts a new run from a hypernetwork's parameters, "
+                + "--resume continues a run: give one of them");
+        }
+        if (o.InitFrom is not null && o.Shape != new HypernetShape())
+        {
+            throw new ZettException("--init-from: the hypernetwork's shape is its own; leave out "
+                + "--hn-hidden-size, --hn-intermediate-size, --hn-layers, --hn-heads and --hn-surface-maxlen");
+        }
         if (o.Steps < 1)
         {
             throw new ZettException($"--steps {o.Steps}: at least one update is needed");

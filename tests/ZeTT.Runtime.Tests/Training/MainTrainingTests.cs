@@ -147,7 +147,7 @@ public sealed class MainTrainingTests : IDisposable
     }
 
     private TrainOptions Options(string outDir, int steps, string? resume = null,
-        bool validate = false, bool sampled = false) => new()
+        bool validate = false, bool sampled = false, string? initFrom = null, double lr = 1e-3) => new()
         {
             TrainTokenizers = sampled ? [] : ["gpt2"],
             VocabularySubsample = sampled ? 0 : 256,
@@ -160,8 +160,8 @@ public sealed class MainTrainingTests : IDisposable
             IdentityBatch = 64,
             BatchSize = 2,
             BlockSize = 24,
-            LearningRate = 1e-3,
-            MainLearningRate = 1e-3,
+            LearningRate = lr,
+            MainLearningRate = lr,
             WarmupSteps = 1,
             Seed = 4,
             SaveEvery = 3,
@@ -169,7 +169,9 @@ public sealed class MainTrainingTests : IDisposable
             ValidData = validate ? [new ValidSet(ValidFile())] : [],
             ValidEvery = 2,
             Resume = resume,
-            Shape = new HypernetShape(0, 0, 1, 0, 7),
+            InitFrom = initFrom,
+            // An initialised run takes the hypernetwork's shape.
+            Shape = initFrom is null ? new HypernetShape(0, 0, 1, 0, 7) : new HypernetShape(),
         };
 
     private string ValidFile()
@@ -255,6 +257,70 @@ public sealed class MainTrainingTests : IDisposable
             File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
         Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
             File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+    }
+
+    /// <summary><c>--init-from</c> (the reference's init_from_params): a run started from a
+    /// trained hypernetwork holds exactly its parameters (learning rate 0 keeps them: the
+    /// written hypernetwork equals the one it started from, tensor by tensor, bit for bit), and
+    /// with a learning rate it starts where that one ended: its first losses are those of the
+    /// trained parameters, below a fresh run's with the same seed and batches.</summary>
+    [Fact]
+    public void Init_from_a_trained_hypernetwork_starts_from_its_parameters()
+    {
+        string trained = Path.Combine(_dir, "trained");
+        string frozen = Path.Combine(_dir, "frozen");
+        string continued = Path.Combine(_dir, "continued");
+        string fresh = Path.Combine(_dir, "fresh");
+        HypernetTraining.Run(Options(trained, 8));
+        var lines = new List<string>();
+        HypernetTraining.Run(Options(frozen, 3, initFrom: trained, lr: 0), lines.Add);
+        Assert.Contains(lines, l => l.StartsWith($"parameters from {trained}", StringComparison.Ordinal));
+        using (SafetensorsFile a = SafetensorsFile.Open(Path.Combine(trained, "model.safetensors")))
+        using (SafetensorsFile b = SafetensorsFile.Open(Path.Combine(frozen, "model.safetensors")))
+        {
+            Assert.Equal(a.Tensors.Select(t => t.Name), b.Tensors.Select(t => t.Name));
+            foreach (SafetensorsTensorInfo t in a.Tensors)
+            {
+                Assert.Equal(a.ReadFloat32(t.Name).Data, b.ReadFloat32(t.Name).Data);
+            }
+        }
+        Assert.Equal(File.ReadAllText(Path.Combine(trained, "config.json")),
+            File.ReadAllText(Path.Combine(frozen, "config.json")));
+        // The optimiser starts afresh: update 1 of 3, not 9.
+        JsonObject state = JsonNode.Parse(File.ReadAllText(Path.Combine(frozen, "trainer_state.json")))!.AsObject();
+        Assert.Equal(3, (int)state["step"]!);
+
+        TrainResult init = HypernetTraining.Run(Options(continued, 3, initFrom: trained));
+        TrainResult scratch = HypernetTraining.Run(Options(fresh, 3));
+        Assert.True(init.FirstLoss < scratch.FirstLoss * 0.9,
+            $"first loss from the trained hypernetwork {init.FirstLoss}, from scratch {scratch.FirstLoss}");
+    }
+
+    [Fact]
+    public void Init_from_refuses_another_models_hypernetwork_and_conflicting_options()
+    {
+        string xlmr = Path.Combine(_dir, "xlmr-hn");
+        HypernetTraining.Run(MaskedOptions(xlmr, 3));
+        ZettException e = Assert.Throws<ZettException>(() =>
+            HypernetTraining.Run(Options(Path.Combine(_dir, "a"), 3, initFrom: xlmr)));
+        Assert.StartsWith(xlmr + ": --init-from: the hypernetwork ", e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "a")));
+
+        e = Assert.Throws<ZettException>(() => HypernetTraining.Run(Options(Path.Combine(_dir, "b"), 3,
+            initFrom: xlmr, resume: Path.Combine(xlmr, "checkpoints", "step-3"))));
+        Assert.Contains("--init-from", e.Message);
+        Assert.Contains("--resume", e.Message);
+        TrainOptions shaped = Options(Path.Combine(_dir, "c"), 3, initFrom: xlmr);
+        e = Assert.Throws<ZettException>(() => HypernetTraining.Run(new TrainOptions
+        {
+            ModelDirectory = shaped.ModelDirectory,
+            OutputDirectory = shaped.OutputDirectory,
+            InitFrom = xlmr,
+            Shape = new HypernetShape(0, 0, 1, 0, 7),
+        }));
+        Assert.Contains("shape", e.Message);
+        Assert.Throws<ZettException>(() => HypernetTraining.Run(Options(Path.Combine(_dir, "d"), 3,
+            initFrom: Path.Combine(_dir, "missing"))));
     }
 
     /// <summary>The tiny XLM-R fixture with a Unigram / Metaspace tokenizer of its 96 rows in

@@ -37,12 +37,13 @@ public sealed class MultilingualTrainingTests : IDisposable
         [new TextSource(Udhr("eng-train"), null, "en"), new TextSource(Udhr("deu-train"), null, "de")];
 
     private TrainOptions Options(string outDir, int steps, string? resume = null,
-        bool validate = false, bool mix = false, bool embed = true) => new()
+        bool validate = false, bool mix = false, bool embed = true, string? initFrom = null,
+        double lr = 1e-3, TextSource[]? data = null) => new()
         {
             SampledPieces = 512,
             ModelDirectory = Repo("assets/stories260K"),
             OutputDirectory = outDir,
-            Data = TwoLanguages,
+            Data = data ?? TwoLanguages,
             MixLanguages = mix,
             EmbedLangId = embed,
             Steps = steps,
@@ -50,8 +51,8 @@ public sealed class MultilingualTrainingTests : IDisposable
             IdentityBatch = 64,
             BatchSize = 2,
             BlockSize = 24,
-            LearningRate = 1e-3,
-            MainLearningRate = 1e-3,
+            LearningRate = lr,
+            MainLearningRate = lr,
             WarmupSteps = 1,
             Seed = 4,
             SaveEvery = 3,
@@ -61,8 +62,51 @@ public sealed class MultilingualTrainingTests : IDisposable
                 : [],
             ValidEvery = 100,
             Resume = resume,
-            Shape = new HypernetShape(0, 0, 1, 0, 7),
+            InitFrom = initFrom,
+            Shape = initFrom is null ? new HypernetShape(0, 0, 1, 0, 7) : new HypernetShape(),
         };
+
+    /// <summary>The reference's multilingual recipe: <c>--init-from</c> a hypernetwork without
+    /// language ids plus <c>--embed-lang-id</c> gives it a fresh language table and keeps every
+    /// other parameter (learning rate 0: bit for bit); from one with languages, each run
+    /// language keeps the row of its code (de) and a new code (fr) gets a fresh row; a
+    /// hypernetwork with languages is refused by a run without them.</summary>
+    [Fact]
+    public void Init_from_keeps_language_rows_by_code_and_adds_fresh_ones()
+    {
+        string mono = Path.Combine(_dir, "mono"), two = Path.Combine(_dir, "two");
+        string moved = Path.Combine(_dir, "moved");
+        HypernetTraining.Run(Options(mono, 4, embed: false));
+        HypernetTraining.Run(Options(two, 3, initFrom: mono, lr: 0));
+        HypernetConfig c = HypernetConfig.Load(two);
+        Assert.True(c.EmbedLangId);
+        Assert.Equal(["en", "de"], c.Langs);
+        Dictionary<string, HostTensor> a = TrainingCheckpoint.ReadParameters(mono);
+        Dictionary<string, HostTensor> b = TrainingCheckpoint.ReadParameters(two);
+        Assert.Equal(a.Keys.Append("lang_embeddings.weight").Order(), b.Keys.Order());
+        foreach ((string name, HostTensor t) in a)
+        {
+            Assert.Equal(t.Data, b[name].Data);
+        }
+        float[] table = b["lang_embeddings.weight"].Data;
+        int h = c.HiddenSize;
+        Assert.Equal(2 * h, table.Length);
+        double std = Math.Sqrt(table.Average(x => (double)x * x));
+        Assert.InRange(std, 0.01, 0.04);
+
+        TextSource[] deFr = [new TextSource(Udhr("deu-train"), null, "de"),
+            new TextSource(Udhr("eng-train"), null, "fr")];
+        HypernetTraining.Run(Options(moved, 3, initFrom: two, lr: 0, data: deFr));
+        HypernetConfig m = HypernetConfig.Load(moved);
+        Assert.Equal(["de", "fr"], m.Langs);
+        float[] movedTable = TrainingCheckpoint.ReadParameters(moved)["lang_embeddings.weight"].Data;
+        Assert.Equal(table.AsSpan(h, h).ToArray(), movedTable.AsSpan(0, h).ToArray());
+        Assert.NotEqual(table.AsSpan(0, h).ToArray(), movedTable.AsSpan(h, h).ToArray());
+
+        ZettException e = Assert.Throws<ZettException>(() => HypernetTraining.Run(
+            Options(Path.Combine(_dir, "refused"), 3, initFrom: two, embed: false)));
+        Assert.Contains("embeds language ids (en, de)", e.Message);
+    }
 
     [Fact]
     public void Two_languages_train_one_per_batch_with_language_rows_and_validate_each()
