@@ -77,6 +77,21 @@ public sealed class HypernetParameters : IDisposable
             ReferenceEqualityComparer.Instance);
         var set = new HypernetParameters(backend, dtype);
         var done = new HashSet<string>(StringComparer.Ordinal);
+        long released = 0;
+        void Release(Tensors.HostTensor t)
+        {
+            released += 4L * t.Data.LongLength;
+            t.Release();
+            // The released arrays are garbage, but nothing else allocates on the managed heap
+            // while the weights are copied (the copies are native memory): without a
+            // collection that hands the memory back to the OS, the hypernetwork is held twice
+            // until the transfer ends.
+            if (released >= 256L << 20)
+            {
+                GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+                released = 0;
+            }
+        }
         try
         {
             if (fuseAttention)
@@ -110,7 +125,7 @@ public sealed class HypernetParameters : IDisposable
                             done.Add(names[k]);
                             if (consume)
                             {
-                                parts[k].Release();
+                                Release(parts[k]);
                             }
                         }
                     }
@@ -127,8 +142,12 @@ public sealed class HypernetParameters : IDisposable
                     matrices.Contains(t) ? matrixDType : dtype, name));
                 if (consume)
                 {
-                    t.Release();
+                    Release(t);
                 }
+            }
+            if (released > 0)
+            {
+                GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             }
         }
         catch
