@@ -46,22 +46,6 @@ ROWS, REAL, L, BATCH, TOKENS = 32, 26, 4, 2, 10
 LEXICAL_WEIGHT = 0.5
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        dtype = {"F32": np.float32, "I32": np.int32, "BF16": None}[info["dtype"]]
-        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype=dtype).copy()
-                                     .reshape(info["shape"])).double()
-    return out
-
-
 def write_safetensors(path, tensors):
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
@@ -155,7 +139,7 @@ def main():
         lm_dir = os.path.join(args.lm, family)
         with open(os.path.join(lm_dir, "config.json")) as f:
             lm_cfg = json.load(f)
-        lm_w = read_safetensors(os.path.join(lm_dir, "model.safetensors"))
+        lm_w = ts.read_safetensors(os.path.join(lm_dir, "model.safetensors"), torch.float64)
         case = hn_case(family, lm_cfg)
         shapes = rh.param_shapes(case)
         params = {k: torch.nn.Parameter(torch.empty(s, dtype=torch.float32))

@@ -244,17 +244,24 @@ internal static class LmBench
 
     private static JsonNode? RunPyTorch(Case c, string device, string impl)
     {
-        string script = Path.Combine("scripts", "bench_lm_pytorch.py");
+        string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
+        return RunPython([Path.Combine("scripts", "bench_lm_pytorch.py"), "--model", c.Directory,
+            "--device", device, "--impl", impl, "--threads", Inv(Environment.ProcessorCount),
+            "--batch", Inv(c.Batch), "--tokens", Inv(c.Tokens), "--new-tokens", Inv(c.NewTokens),
+            "--repeats", Inv(c.Repeats)]);
+    }
+
+    /// <summary>Runs a PyTorch anchor script (<see cref="Python"/> with
+    /// <paramref name="args"/>, the script first) and parses the JSON it prints; null, with the
+    /// reason printed, when it fails or Python cannot be started.</summary>
+    internal static JsonNode? RunPython(IEnumerable<string> args)
+    {
         var start = new ProcessStartInfo(Python())
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
-        foreach (string a in new[] { script, "--model", c.Directory, "--device", device,
-            "--impl", impl, "--threads", Inv(Environment.ProcessorCount), "--batch", Inv(c.Batch),
-            "--tokens", Inv(c.Tokens), "--new-tokens", Inv(c.NewTokens), "--repeats",
-            Inv(c.Repeats) })
+        foreach (string a in args)
         {
             start.ArgumentList.Add(a);
         }

@@ -349,37 +349,11 @@ internal static class TrainBench
     private static JsonObject? RunPyTorch(string lm, string hn, string batch, string device,
         int repeats)
     {
-        var start = new ProcessStartInfo(LmBench.Python())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
         string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
-        foreach (string a in new[] { Path.Combine("scripts", "bench_train_pytorch.py"), "--lm", lm,
+        return LmBench.RunPython([Path.Combine("scripts", "bench_train_pytorch.py"), "--lm", lm,
             "--hypernet", hn, "--batch", batch, "--device", device, "--threads",
             Inv(Environment.ProcessorCount), "--repeats", Inv(repeats), "--lr",
             LearningRate.ToString("R", CultureInfo.InvariantCulture), "--lexical-weight",
-            LexicalWeight.ToString("R", CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(a);
-        }
-        try
-        {
-            using Process process = Process.Start(start)!;
-            Task<string> stderr = process.StandardError.ReadToEndAsync();
-            string stdout = process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            if (process.ExitCode != 0)
-            {
-                Console.WriteLine($"PyTorch anchor failed ({process.ExitCode}): {stderr.Result.Trim()}");
-                return null;
-            }
-            return JsonNode.Parse(stdout)!.AsObject();
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            Console.WriteLine($"PyTorch anchor not run: {start.FileName}: {ex.Message}");
-            return null;
-        }
+            LexicalWeight.ToString("R", CultureInfo.InvariantCulture)])?.AsObject();
     }
 }

@@ -18,33 +18,57 @@ public sealed class MainStageTests
 {
     private static readonly CpuBackend Cpu = new();
 
+    /// <summary>The batch of the finite-difference tests: ids and their next-token targets.</summary>
+    private static readonly int[] Ids = [0, 3, 6, 9, 1, 2, 8, 4, 7, 5, 5, 3];
+
+    private static readonly int[] Targets = [3, 6, 9, 1, 2, -1, 4, 7, -1, 5, 3, -1];
+
+    /// <summary>Surface forms of its 10 target tokens (L 3): 6 single hn ids, then tokens of
+    /// two or three ids, the last one ending in <paramref name="a"/>, <paramref name="b"/>.</summary>
+    private static int[] SurfaceForms(int a, int b) =>
+    [
+        5, 2, 2, 17, 2, 2, 40, 2, 2, 95, 2, 2, 1, 2, 2, 60, 2, 2,
+        7, 9, 2, 11, 12, 13, 97, 3, 2, a, b, 2,
+    ];
+
+    /// <summary>The rescaled weights, the float64 LM of <paramref name="dir"/> and a trainer
+    /// over them.</summary>
+    private static (LanguageModel Lm, HypernetTrainer Trainer) Build(string dir, HostTensor e,
+        HypernetConfig c, Dictionary<string, HostTensor> w)
+    {
+        HypernetInit.InitInScaler(w, e);
+        var lm = LanguageModel.Open(dir, Cpu, DType.F64);
+        var settings = new TrainSettings(new LearningRateSchedule(0, 0, 2, 1e-3, 40, 0.1));
+        return (lm, new HypernetTrainer(c, w, e, Cpu, settings, DType.F64));
+    }
+
+    /// <summary>The llama fixture, its E, and a small hypernetwork config for it (the
+    /// fixture is untied: n_embd 32, 96 tokens; hn pad id 2, L 3).</summary>
+    private static (string Dir, HostTensor E, HypernetConfig Config) UntiedLlama(
+        IReadOnlyList<string>? langs = null)
+    {
+        string dir = GoldenLogitsTests.FixtureDir("llama");
+        using HfModelDirectory model = HfModelDirectory.Open(dir);
+        HostTensor e = SourceEmbeddings.ReadStacked(model, withOutput: true);
+        HypernetConfig c = HypernetInit.Config(32, untied: true, originalVocab: 96,
+            extraTokens: 3, padId: 2, predictBias: false, new HypernetShape(16, 24, 2, 2, 3),
+            langs: langs);
+        return (dir, e, c);
+    }
+
     [Fact]
     public void Main_step_gradients_match_finite_differences()
     {
-        string dir = GoldenLogitsTests.FixtureDir("llama");
-        HostTensor e;
-        using (HfModelDirectory model = HfModelDirectory.Open(dir))
-        {
-            e = SourceEmbeddings.ReadStacked(model, withOutput: true);
-        }
-        // The fixture is untied: n_embd 32, 96 tokens; hn pad id 2, L 3.
-        HypernetConfig c = HypernetInit.Config(32, untied: true, originalVocab: 96,
-            extraTokens: 3, padId: 2, predictBias: false, new HypernetShape(16, 24, 2, 2, 3));
+        (string dir, HostTensor e, HypernetConfig c) = UntiedLlama();
         Dictionary<string, HostTensor> w = HypernetInit.RandomWeights(c, 5);
-        HypernetInit.InitInScaler(w, e);
-        using var lm = LanguageModel.Open(dir, Cpu, DType.F64);
-        var settings = new TrainSettings(new LearningRateSchedule(0, 0, 2, 1e-3, 40, 0.1));
-        using var trainer = new HypernetTrainer(c, w, e, Cpu, settings, DType.F64);
+        (LanguageModel model, HypernetTrainer built) = Build(dir, e, c, w);
+        using LanguageModel lm = model;
+        using HypernetTrainer trainer = built;
 
         // 10 target tokens: 6 single hn ids (they carry the lexical loss), 4 of two or three.
         const int Rows = 10;
-        int[] sf =
-        [
-            5, 2, 2, 17, 2, 2, 40, 2, 2, 95, 2, 2, 1, 2, 2, 60, 2, 2,
-            7, 9, 2, 11, 12, 13, 97, 3, 2, 30, 31, 2,
-        ];
-        int[] ids = [0, 3, 6, 9, 1, 2, 8, 4, 7, 5, 5, 3];
-        int[] targets = [3, 6, 9, 1, 2, -1, 4, 7, -1, 5, 3, -1];
+        int[] sf = SurfaceForms(30, 31);
+        int[] ids = Ids, targets = Targets;
         var batch = new MainBatch(sf, Rows, ids, targets, 2);
 
         trainer.Gradients.Clear();
@@ -87,32 +111,18 @@ public sealed class MainStageTests
     [Fact]
     public void Language_embedding_gradients_match_finite_differences()
     {
-        string dir = GoldenLogitsTests.FixtureDir("llama");
-        HostTensor e;
-        using (HfModelDirectory model = HfModelDirectory.Open(dir))
-        {
-            e = SourceEmbeddings.ReadStacked(model, withOutput: true);
-        }
-        HypernetConfig c = HypernetInit.Config(32, untied: true, originalVocab: 96,
-            extraTokens: 3, padId: 2, predictBias: false, new HypernetShape(16, 24, 2, 2, 3),
-            langs: ["en", "de", "fr"]);
+        (string dir, HostTensor e, HypernetConfig c) = UntiedLlama(["en", "de", "fr"]);
         Assert.True(c.EmbedLangId);
         Assert.Equal(3, c.NumLangs);
         Assert.Equal(4, c.SequenceLength);
         Dictionary<string, HostTensor> w = HypernetInit.RandomWeights(c, 5);
         Assert.Equal([3, 16], w["lang_embeddings.weight"].Shape);
-        HypernetInit.InitInScaler(w, e);
-        using var lm = LanguageModel.Open(dir, Cpu, DType.F64);
-        var settings = new TrainSettings(new LearningRateSchedule(0, 0, 2, 1e-3, 40, 0.1));
-        using var trainer = new HypernetTrainer(c, w, e, Cpu, settings, DType.F64);
+        (LanguageModel model, HypernetTrainer built) = Build(dir, e, c, w);
+        using LanguageModel lm = model;
+        using HypernetTrainer trainer = built;
         const int Rows = 10;
-        int[] sf =
-        [
-            5, 2, 2, 17, 2, 2, 40, 2, 2, 95, 2, 2, 1, 2, 2, 60, 2, 2,
-            7, 9, 2, 11, 12, 13, 97, 3, 2, 2, 2, 2,
-        ];
-        int[] ids = [0, 3, 6, 9, 1, 2, 8, 4, 7, 5, 5, 3];
-        int[] targets = [3, 6, 9, 1, 2, -1, 4, 7, -1, 5, 3, -1];
+        int[] sf = SurfaceForms(2, 2);
+        int[] ids = Ids, targets = Targets;
         var batch = new MainBatch(sf, Rows, ids, targets, 2) { LangIndex = 2 };
 
         trainer.Gradients.Clear();

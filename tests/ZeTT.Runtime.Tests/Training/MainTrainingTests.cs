@@ -4,6 +4,7 @@ using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tests.Hypernetwork;
 using ZeTT.Runtime.Tests.Models;
 using ZeTT.Runtime.Tokenizers;
 using ZeTT.Runtime.Training;
@@ -21,18 +22,7 @@ public sealed class MainTrainingTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private static string Repo(string relative)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string candidate = Path.Combine(d.FullName, relative);
-            if (Directory.Exists(candidate) || File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new DirectoryNotFoundException(relative);
-    }
+    private static string Repo(string relative) => Path.Combine(HypernetFixture.RepoRoot, relative);
 
     private static readonly string[] Texts =
     [
@@ -253,10 +243,16 @@ public sealed class MainTrainingTests : IDisposable
         HypernetTraining.Run(Options(straight, 5, sampled: sampled));
         HypernetTraining.Run(Options(split, 5, sampled: sampled,
             resume: Path.Combine(straight, "checkpoints", "step-3")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+        AssertSameState(straight, split);
+    }
+
+    /// <summary>Two runs ended with the same parameters and optimiser state, byte for byte.</summary>
+    internal static void AssertSameState(string a, string b)
+    {
+        foreach (string f in new[] { "model.safetensors", "optimizer.safetensors" })
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(a, f)), File.ReadAllBytes(Path.Combine(b, f)));
+        }
     }
 
     /// <summary><c>--init-from</c> (the reference's init_from_params): a run started from a
@@ -503,9 +499,6 @@ public sealed class MainTrainingTests : IDisposable
         HypernetTraining.Run(MaskedOptions(straight, 5));
         HypernetTraining.Run(MaskedOptions(split, 5,
             resume: Path.Combine(straight, "checkpoints", "step-3")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+        AssertSameState(straight, split);
     }
 }

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
+using ZeTT.Runtime.Tests.Hypernetwork;
 using ZeTT.Runtime.Tokenizers;
 using ZeTT.Runtime.Training;
 using ZeTT.Runtime.Transfer;
@@ -18,18 +19,7 @@ public sealed class MultilingualTrainingTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private static string Repo(string relative)
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string candidate = Path.Combine(d.FullName, relative);
-            if (Directory.Exists(candidate) || File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new DirectoryNotFoundException(relative);
-    }
+    private static string Repo(string relative) => Path.Combine(HypernetFixture.RepoRoot, relative);
 
     private static string Udhr(string name) => Repo($"tests/fixtures/train/udhr/{name}.jsonl");
 
@@ -221,10 +211,7 @@ public sealed class MultilingualTrainingTests : IDisposable
         HypernetTraining.Run(Options(straight, 7, mix: mix));
         HypernetTraining.Run(Options(split, 7, mix: mix,
             resume: Path.Combine(straight, "checkpoints", "step-3")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "model.safetensors")));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "optimizer.safetensors")),
-            File.ReadAllBytes(Path.Combine(split, "optimizer.safetensors")));
+        MainTrainingTests.AssertSameState(straight, split);
         string[] Langs(string dir) => [.. File.ReadAllLines(Path.Combine(dir, "train_log.jsonl"))
             .Select(l => JsonNode.Parse(l)!).Where(l => (string)l["stage"]! == "main"
                 && (long)l["step"]! >= 3).Select(l => (string)l["lang"]!)];
