@@ -9,8 +9,8 @@ namespace ZeTT.Bench;
 /// <summary>
 /// <c>gemm-cpu</c>: <see cref="CpuGemm"/> against OpenBLAS on the same shapes in the same run —
 /// the hypernetwork's largest matmul (M 2048, N 1536, K 768) and a language model's projection
-/// (M 2048, N 4096, K 4096) with fp32 and bf16 weights — each micro-kernel forced, plus the
-/// hypernetwork's pre-packed entry point. Runs alternate ours/theirs; medians of 5.
+/// (M 2048, N 4096, K 4096) with fp32 and bf16 weights — each micro-kernel forced. Runs
+/// alternate ours/theirs; medians of 5.
 /// </summary>
 internal static unsafe class GemmCpuBench
 {

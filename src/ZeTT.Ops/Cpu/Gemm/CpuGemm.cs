@@ -24,7 +24,7 @@ internal readonly unsafe struct GemmEpilogue(delegate*<float*, float*, int, void
 /// </summary>
 /// <remarks>
 /// Goto/BLIS structure. op(B) is packed into NR-wide column panels <c>[K][NR]</c> (per call, in
-/// column blocks of at most 32 MB; or once, ahead, as a <see cref="GemmPackedB"/>). Tasks own
+/// column blocks of at most 32 MB). Tasks own
 /// disjoint blocks of C (up to MC rows × a range of panels): for each KC-deep block of k a task
 /// packs its rows of op(A) into MR-row strips <c>[KC][MR]</c> (in L2), then runs the
 /// micro-kernel for every strip against each B micro-panel (<c>KC·NR</c>, in L1). The
@@ -118,28 +118,6 @@ public static unsafe class CpuGemm
         Gemm(GemmKernels.Best, 0, transA, transB, m, n, k, 1f, a, aType, lda, b, bType, ldb, 0f,
             c, ldc, smallM: true, epilogue);
 
-    /// <summary>
-    /// <c>C[m, N] = epilogue(op(A)[m, K]·B)</c> against a pre-packed op(B) (β = 0, α = 1) with
-    /// the packing's micro-kernel; <paramref name="roundAToBf16"/> rounds A to bf16 precision as
-    /// it is packed (bf16 emulation).
-    /// </summary>
-    internal static void Gemm(int m, void* a, GemmType aType, long lda, bool transA,
-        bool roundAToBf16, GemmPackedB b, float* c, long ldc, GemmEpilogue epilogue,
-        int maxThreads = 0)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(m);
-        bool written = m > 0 && b.N > 0;
-        CheckLd(lda, transA ? m : b.K, written && b.K > 0, a == null, nameof(lda), nameof(a));
-        CheckLd(ldc, b.N, written, c == null, nameof(ldc), nameof(c));
-        var job = new GemmJob(b.Kernel, maxThreads, m, b.N, b.K, 1f, 0f, c, ldc, epilogue)
-        {
-            A = new GemmOperand(a, aType, lda, transA),
-            RoundA = roundAToBf16,
-            PackedB = b,
-        };
-        job.Run();
-    }
-
     /// <summary>Checks a leading dimension and pointer of an operand that is
     /// <paramref name="used"/> (read or written).</summary>
     private static void CheckLd(long ld, int minimum, bool used, bool isNull, string ldName,
@@ -174,10 +152,6 @@ public static unsafe class CpuGemm
 
         public GemmOperand B { get; init; }
 
-        public GemmPackedB? PackedB { get; init; }
-
-        public bool RoundA { get; init; }
-
         public bool SmallM { get; init; }
 
         public void Run()
@@ -192,7 +166,7 @@ public static unsafe class CpuGemm
                 return;
             }
             bool parallel = (long)m * n * k >= ParallelMinMacs && _threads > 1;
-            if (SmallM && PackedB is null && GemmSmallM.Applies(kernel, m))
+            if (SmallM && GemmSmallM.Applies(kernel, m))
             {
                 GemmSmallM.Run(_threads, A, B, m, n, k, alpha, beta, c, ldc, parallel);
                 if (epilogue.Apply != null)
@@ -216,14 +190,6 @@ public static unsafe class CpuGemm
             if (parallel)
             {
                 _rowBlocks = Math.Min(_strips, RoundUp(_rowBlocks, _threads));
-            }
-            if (PackedB is not null)
-            {
-                _col0 = 0;
-                _cols = n;
-                _panels = PackedB.Data;
-                RunBlock(parallel, options);
-                return;
             }
             int blockCols = (int)Math.Min(RoundUp(n, _nr),
                 Math.Max(_nr, PackedBBudget / k / _nr * _nr));
@@ -395,10 +361,6 @@ public static unsafe class CpuGemm
                 float* dst = ap + ((long)r * kc);
                 GemmPacking.PackPanel(A, !A.Transposed, row0 + r, lanes, k0, kc, dst, _mr, 0);
                 GemmPacking.ZeroLanes(dst, _mr, lanes, kc);
-            }
-            if (RoundA)
-            {
-                GemmPacking.RoundToBf16(ap, (long)CeilDiv(rows, _mr) * _mr * kc);
             }
         }
 

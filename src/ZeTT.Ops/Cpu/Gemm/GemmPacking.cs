@@ -190,33 +190,6 @@ internal static unsafe class GemmPacking
             new Span<float>(dst + ((long)kk * w) + from, w - from).Clear();
         }
     }
-
-    /// <summary>Rounds <paramref name="n"/> packed values to bf16 precision (nearest, ties to
-    /// even, NaN stays NaN), as if the operand had been stored in bf16.</summary>
-    public static void RoundToBf16(float* x, long n)
-    {
-        long i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            // BFloat16.Round's rule on 8 lanes (the bf16 hypernetwork rounds every A element it packs).
-            var absMask = Vector256.Create(0x7FFF_FFFFu);
-            var inf = Vector256.Create(0x7F80_0000u);
-            var high = Vector256.Create(0xFFFF_0000u);
-            for (; i <= n - 8; i += 8)
-            {
-                Vector256<uint> bits = Vector256.Load((uint*)(x + i));
-                Vector256<uint> rounded = (bits + Vector256.Create(0x7FFFu)
-                    + ((bits >> 16) & Vector256<uint>.One)) & high;
-                Vector256<uint> nan = (bits | Vector256.Create(0x0040_0000u)) & high;
-                Vector256.ConditionalSelect(Vector256.GreaterThan(bits & absMask, inf), nan, rounded)
-                    .Store((uint*)(x + i));
-            }
-        }
-        for (; i < n; i++)
-        {
-            x[i] = BFloat16.Round(x[i]);
-        }
-    }
 }
 
 /// <summary>Reads one storage type as fp32 (a struct per type, so each packing loop is compiled
