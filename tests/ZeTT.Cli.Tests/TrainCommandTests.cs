@@ -235,6 +235,9 @@ public class TrainCommandTests
                     "give one of them"),
                 (["--model", model, "--init-from", mamba, "--hn-layers", "2"], "--init-from",
                     "shape is its own"),
+                (["--model", model, "--device", "tpu"], "--device", "must be one of auto, cpu, cuda"),
+                .. (ZeTT.Kernels.Cuda.IsAvailable ? Array.Empty<(string[], string, string)>()
+                    : [(["--model", model, "--device", "cuda"], "--device cuda", "no usable CUDA device")]),
             ];
             foreach ((string[] args, string names, string says) in cases)
             {

@@ -253,21 +253,20 @@ public sealed class HypernetPredictor : IDisposable
         Create(device, batchSize, gpu, log, ops => new HypernetPredictor(ops, weights,
             sourceEmbeddings, precision, batchSize, consumeWeights, ownsBackend: true));
 
-    private static HypernetPredictor Create(string device, int batchSize, int gpu,
-        Action<string>? log, Func<IOpBackend, HypernetPredictor> build)
+    /// <summary>The op backend for <c>--device</c> <paramref name="device"/> (auto, cpu or
+    /// cuda) and <c>--gpu</c> <paramref name="gpu"/>; <paramref name="why"/> says which and
+    /// why, for the log. Shared by every command that computes (transfer, predict, train).</summary>
+    /// <exception cref="ZettException">An unknown device, a negative ordinal, or cuda without a
+    /// usable device.</exception>
+    public static IOpBackend OpenBackend(string device, int gpu, out string why)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if (batchSize < 0)
-        {
-            throw new ZettException($"--batch-size must be positive, got {batchSize}");
-        }
         if (gpu < 0)
         {
             throw new ZettException($"--gpu must be a device ordinal ≥ 0, got {gpu}");
         }
         string visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") is { } v
             ? $" (CUDA_VISIBLE_DEVICES={v})" : "";
-        string why;
         switch (device)
         {
             case "cpu":
@@ -290,7 +289,18 @@ public sealed class HypernetPredictor : IDisposable
                 throw new ZettException($"--device {device}: expected one of "
                     + string.Join(", ", Devices));
         }
-        IOpBackend ops = device == "cuda" ? new CudaBackend(gpu) : new CpuBackend();
+        return device == "cuda" ? new CudaBackend(gpu) : new CpuBackend();
+    }
+
+    private static HypernetPredictor Create(string device, int batchSize, int gpu,
+        Action<string>? log, Func<IOpBackend, HypernetPredictor> build)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (batchSize < 0)
+        {
+            throw new ZettException($"--batch-size must be positive, got {batchSize}");
+        }
+        IOpBackend ops = OpenBackend(device, gpu, out string why);
         HypernetPredictor predictor;
         try
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
+using ZeTT.Ops.Cuda;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.IO;
@@ -132,6 +133,15 @@ public sealed class TrainOptions
 
     /// <summary>Hypernetwork sizes (zeros: the reference's defaults for the model).</summary>
     public HypernetShape Shape { get; init; } = new();
+
+    /// <summary>Where the step runs: <c>cpu</c> (here the default), <c>cuda</c> or
+    /// <c>auto</c> (cuda when a usable device is found; <c>zett train</c>'s default). The
+    /// hypernetwork, its gradients and optimiser state and the frozen LM live on that backend;
+    /// the rescaler initialisation and validation run on the CPU.</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>CUDA device ordinal (with <see cref="Device"/> cuda or auto).</summary>
+    public int Gpu { get; init; }
 }
 
 /// <summary>A validation text and its language (<c>--valid-data FILE[:lang=CODE]</c>).</summary>
@@ -199,6 +209,8 @@ public static class HypernetTraining
                 + $"update in --steps {o.Steps}");
         }
         OutputTarget.RequireApart(o.OutputDirectory, [o.ModelDirectory]);
+        // The device first: a missing CUDA device is an error before any work.
+        using IOpBackend backend = HypernetPredictor.OpenBackend(o.Device, o.Gpu, out string why);
         using HfModelDirectory model = HfModelDirectory.Open(o.ModelDirectory);
         // The architecture check names an unsupported family before any work.
         LmArchitecture arch = LmArchitecture.FromConfig(model);
@@ -320,15 +332,17 @@ public static class HypernetTraining
                     ? Inv($", one sampler per language ({vocabularies.Length})") : ""));
         }
 
+        // Logged once every input has been checked (a bad input is then the only stderr line).
+        log($"backend: {(backend is CudaBackend gpu ? "cuda: " + gpu.DeviceName : backend.Name)} ({why})");
         var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
             o.Accumulation, o.MaxGradNorm, Seed: o.Seed);
-        using var trainer = new HypernetTrainer(config, weights, e, cpu, settings,
+        using var trainer = new HypernetTrainer(config, weights, e, backend, settings,
             precision: o.Precision);
         if (o.Resume is not null)
         {
             TrainingCheckpoint.RestoreOptimizer(o.Resume, trainer);
         }
-        using LanguageModel? lm = main ? LanguageModel.Create(model, cpu) : null;
+        using LanguageModel? lm = main ? LanguageModel.Create(model, backend) : null;
         var run = new RunLog(o, trainer, hn, identitySteps, log)
         {
             LangOf = new Dictionary<long, string>(),

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ZeTT.Kernels;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Hypernetwork;
@@ -137,7 +138,8 @@ public sealed class MainTrainingTests : IDisposable
     }
 
     private TrainOptions Options(string outDir, int steps, string? resume = null,
-        bool validate = false, bool sampled = false, string? initFrom = null, double lr = 1e-3) => new()
+        bool validate = false, bool sampled = false, string? initFrom = null, double lr = 1e-3,
+        string device = "cpu") => new()
         {
             TrainTokenizers = sampled ? [] : ["gpt2"],
             VocabularySubsample = sampled ? 0 : 256,
@@ -160,6 +162,7 @@ public sealed class MainTrainingTests : IDisposable
             ValidEvery = 2,
             Resume = resume,
             InitFrom = initFrom,
+            Device = device,
             // An initialised run takes the hypernetwork's shape.
             Shape = initFrom is null ? new HypernetShape(0, 0, 1, 0, 7) : new HypernetShape(),
         };
@@ -244,6 +247,36 @@ public sealed class MainTrainingTests : IDisposable
         HypernetTraining.Run(Options(split, 5, sampled: sampled,
             resume: Path.Combine(straight, "checkpoints", "step-3")));
         AssertSameState(straight, split);
+    }
+
+    /// <summary><c>--device auto</c> names the backend it chose and why (here the CPU: no
+    /// CUDA device).</summary>
+    [Fact]
+    public void Auto_device_names_the_backend_it_chose()
+    {
+        var lines = new List<string>();
+        HypernetTraining.Run(Options(Path.Combine(_dir, "auto"), 3, device: "auto"), lines.Add);
+        Assert.Contains(lines, l => l.StartsWith(Cuda.IsAvailable ? "backend: cuda: " :
+            "backend: cpu (auto: no usable CUDA device", StringComparison.Ordinal));
+    }
+
+    /// <summary>On a GPU, a run with <c>--device cuda</c> follows the CPU run: every logged
+    /// loss within 1e-3 relative (both compute in fp32; sums in other orders).</summary>
+    [Fact]
+    public void Cuda_training_follows_the_cpu_run()
+    {
+        Assert.SkipUnless(Cuda.IsAvailable, Cuda.UnavailableReason);
+        string cpu = Path.Combine(_dir, "cpu"), cuda = Path.Combine(_dir, "cuda");
+        HypernetTraining.Run(Options(cpu, 5));
+        HypernetTraining.Run(Options(cuda, 5, device: "cuda"));
+        double[] Losses(string dir) => [.. File.ReadAllLines(Path.Combine(dir, "train_log.jsonl"))
+            .Select(l => JsonNode.Parse(l)!).Where(l => l["loss"] is not null).Select(l => (double)l["loss"]!)];
+        double[] a = Losses(cpu), b = Losses(cuda);
+        Assert.Equal(a.Length, b.Length);
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(Math.Abs(a[i] - b[i]) <= 1e-3 * Math.Abs(a[i]), $"update {i + 1}: cpu {a[i]}, cuda {b[i]}");
+        }
     }
 
     /// <summary>Two runs ended with the same parameters and optimiser state, byte for byte.</summary>
