@@ -162,10 +162,15 @@ internal sealed class ComputeOptions
 
     /// <summary>Adds the options to <paramref name="command"/>, with the rule that --gpu needs a
     /// device that can be CUDA.</summary>
-    public void AddTo(Command command)
+    public void AddTo(Command command) => AddTo(command, All);
+
+    /// <summary>Adds <paramref name="options"/> (some of <see cref="All"/>) to
+    /// <paramref name="command"/>, with the same --gpu rule.</summary>
+    public void AddTo(Command command, IEnumerable<Option> options)
     {
         ArgumentNullException.ThrowIfNull(command);
-        foreach (Option option in All)
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (Option option in options)
         {
             command.Options.Add(option);
         }

@@ -236,6 +236,7 @@ public class TrainCommandTests
                 (["--model", model, "--init-from", mamba, "--hn-layers", "2"], "--init-from",
                     "shape is its own"),
                 (["--model", model, "--device", "tpu"], "--device", "must be one of auto, cpu, cuda"),
+                (["--model", model, "--device", "cpu", "--gpu", "1"], "--gpu", "does not apply to --device cpu"),
                 .. (ZeTT.Kernels.Cuda.IsAvailable ? Array.Empty<(string[], string, string)>()
                     : [(["--model", model, "--device", "cuda"], "--device cuda", "no usable CUDA device")]),
             ];

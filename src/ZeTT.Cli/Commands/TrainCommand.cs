@@ -136,12 +136,9 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<int> _maxLen = CommonOptions.Integer("--hn-surface-maxlen",
         "surface-form length L (default 7)", 1);
 
-    private readonly Option<string> _device = CommonOptions.Choice("--device",
-        "where the training step runs: cuda when a usable device is found, else the cpu (auto)",
-        "auto", "auto", "cpu", "cuda");
-
-    private readonly Option<int> _gpu = CommonOptions.Integer("--gpu",
-        "CUDA device ordinal, counted after CUDA_VISIBLE_DEVICES [default: 0]", min: 0);
+    // --device and --gpu read as in every command that computes (the training step, with the
+    // frozen LM, runs where the hypernetwork runs).
+    private readonly ComputeOptions _compute = new();
 
     private readonly Option<string> _precision = CommonOptions.Choice("--precision",
         "hypernetwork compute: fp32, or bf16 copies of the fp32 master weights (the reference's "
@@ -156,10 +153,11 @@ internal sealed class TrainCommand : ZettCommand
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
             _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _initFrom, _hidden,
-            _intermediate, _layers, _heads, _maxLen, _precision, _device, _gpu])
+            _intermediate, _layers, _heads, _maxLen, _precision])
         {
             Options.Add(option);
         }
+        _compute.AddTo(this, [_compute.Device, _compute.Gpu]);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -198,8 +196,8 @@ internal sealed class TrainCommand : ZettCommand
             ValidEvery = Or(parse.GetValue(_validEvery), 10000),
             Resume = parse.GetValue(_resume),
             InitFrom = parse.GetValue(_initFrom),
-            Device = parse.GetValue(_device)!,
-            Gpu = parse.GetValue(_gpu),
+            Device = parse.GetValue(_compute.Device)!,
+            Gpu = parse.GetValue(_compute.Gpu),
             Precision = parse.GetValue(_precision) == "bf16" ? HypernetPrecision.BFloat16
                 : HypernetPrecision.Float32,
             Shape = new HypernetShape(parse.GetValue(_hidden), parse.GetValue(_intermediate),
