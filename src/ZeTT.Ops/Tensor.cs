@@ -191,6 +191,15 @@ public sealed unsafe class Tensor : IDisposable
         return new Tensor(Storage, DType, s, ContiguousStrides(s), Offset, false, Name);
     }
 
+    /// <summary>The same view under another <paramref name="name"/> (for messages); it does
+    /// not own the storage.</summary>
+    public Tensor Named(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return new Tensor(Storage, DType, (long[])Shape.Clone(), (long[])Strides.Clone(), Offset,
+            false, name);
+    }
+
     /// <summary>Elements <paramref name="start"/> … <paramref name="start"/>+<paramref
     /// name="length"/>−1 of dimension <paramref name="dim"/> (a strided view).</summary>
     public Tensor Slice(int dim, long start, long length)

@@ -213,24 +213,70 @@ public sealed class HypernetParameters : IDisposable
         return t;
     }
 
+    /// <summary>Elements between the starts of consecutive tensors of a <see cref="Flat"/>
+    /// buffer are a multiple of this (256 bytes of fp32), so every view is as aligned as an
+    /// allocation for the kernels' vector loads.</summary>
+    public const int FlatAlignment = 64;
+
+    /// <summary>With <see cref="ZerosLike"/>'s <c>flat</c>: the one contiguous tensor every
+    /// named tensor of the set is a view of (in name order, each start aligned to
+    /// <see cref="FlatAlignment"/> elements, the gaps zero), so that clearing, a global norm or
+    /// a data-parallel all-reduce touches one buffer; null for a set of separate tensors.</summary>
+    public Tensor? Flat { get; private set; }
+
+    /// <summary>Offset of tensor <paramref name="name"/> in <see cref="Flat"/>, in
+    /// elements.</summary>
+    public long FlatOffset(string name)
+    {
+        if (Flat is null)
+        {
+            throw new InvalidOperationException("the set has no flat buffer");
+        }
+        return this[name].Offset - Flat.Offset;
+    }
+
     /// <summary>A set with the same names and shapes, zero-filled (gradients, moments), for the
-    /// names <paramref name="include"/> accepts (all when null).</summary>
-    public HypernetParameters ZerosLike(Func<string, bool>? include = null)
+    /// names <paramref name="include"/> accepts (all when null). With <paramref name="flat"/>
+    /// the tensors are views of one buffer (<see cref="Flat"/>).</summary>
+    public HypernetParameters ZerosLike(Func<string, bool>? include = null, bool flat = false)
     {
         var set = new HypernetParameters(Backend, DType);
-        foreach (string name in _names)
+        string[] names = [.. _names.Where(n => include is null || include(n))];
+        if (!flat)
         {
-            if (include is null || include(name))
+            foreach (string name in names)
             {
                 set.Add(name, Backend.Zeros(DType, _tensors[name].Shape, name));
             }
+            return set;
+        }
+        var offsets = new long[names.Length];
+        long total = 0;
+        for (int i = 0; i < names.Length; i++)
+        {
+            offsets[i] = total;
+            total += (_tensors[names[i]].Count + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
+        }
+        Tensor buffer = Backend.Zeros(DType, [Math.Max(total, 1)], "flat buffer");
+        set._storage.Add(buffer);
+        set.Flat = buffer.Slice(0, 0, total);
+        for (int i = 0; i < names.Length; i++)
+        {
+            Tensor t = _tensors[names[i]];
+            set.Add(names[i], buffer.Slice(0, offsets[i], t.Count).View(t.Shape).Named(names[i]));
         }
         return set;
     }
 
-    /// <summary>Sets every tensor to zero.</summary>
+    /// <summary>Sets every tensor to zero (one fill of the <see cref="Flat"/> buffer when
+    /// there is one).</summary>
     public void Clear()
     {
+        if (Flat is not null)
+        {
+            Backend.Fill(Flat, 0);
+            return;
+        }
         foreach (Tensor t in _tensors.Values)
         {
             Backend.Fill(t, 0);
@@ -253,6 +299,8 @@ public sealed class HypernetParameters : IDisposable
         {
             t.Dispose();
         }
+        Flat?.Dispose();
+        Flat = null;
         _tensors.Clear();
         _storage.Clear();
         _names.Clear();

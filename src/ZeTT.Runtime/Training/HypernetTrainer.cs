@@ -112,9 +112,11 @@ public sealed partial class HypernetTrainer : IDisposable
                 up.Dispose();
             }
             _graph = new HypernetGraph(config, _compute ?? Parameters, host);
-            Gradients = Parameters.ZerosLike(IsTrainable);
-            M = Parameters.ZerosLike(IsTrainable);
-            V = Parameters.ZerosLike(IsTrainable);
+            // One flat buffer each (TRAINING item 7): a clear is one fill, and a data-parallel
+            // all-reduce of the gradients one call on Gradients.Flat.
+            Gradients = Parameters.ZerosLike(IsTrainable, flat: true);
+            M = Parameters.ZerosLike(IsTrainable, flat: true);
+            V = Parameters.ZerosLike(IsTrainable, flat: true);
         }
         catch
         {

@@ -165,6 +165,40 @@ public sealed class HypernetTrainerTests
         Assert.Equal(0.1 * 1e-3, mNorm, 12);
     }
 
+    /// <summary>Gradients and moments are views of one flat buffer each (TRAINING item 7: one
+    /// buffer to all-reduce): every trainable parameter's gradient starts at an aligned offset
+    /// and holds what the backward wrote, the gaps stay zero, and one clear zeroes it all.</summary>
+    [Fact]
+    public void Gradients_and_moments_are_views_of_one_flat_buffer()
+    {
+        (HypernetConfig c, Dictionary<string, HostTensor> w, HostTensor e) = Tiny();
+        using var trainer = new HypernetTrainer(c, w, e, Cpu, Settings(), DType.F64);
+        trainer.Gradients.Clear();
+        trainer.IdentityLossAndGradients(trainer.IdentityIds(0));
+        HypernetParameters g = trainer.Gradients;
+        Tensor flat = g.Flat ?? throw new InvalidOperationException("no flat gradient buffer");
+        Assert.NotNull(trainer.M.Flat);
+        Assert.NotNull(trainer.V.Flat);
+        double[] all = flat.ToDoubles();
+        var covered = new bool[all.Length];
+        long expected = 0;
+        foreach (string name in g.Names)
+        {
+            long at = g.FlatOffset(name);
+            Assert.Equal(0, at % HypernetParameters.FlatAlignment);
+            Assert.Equal(expected, at);
+            double[] own = g.ToDoubles(name);
+            Assert.Equal(own, all.AsSpan((int)at, own.Length).ToArray());
+            Array.Fill(covered, true, (int)at, own.Length);
+            expected = at + ((own.Length + 63) / 64 * 64);
+        }
+        Assert.Equal(expected, all.Length);
+        Assert.Contains(all, x => x != 0);
+        Assert.All(Enumerable.Range(0, all.Length).Where(i => !covered[i]), i => Assert.Equal(0, all[i]));
+        g.Clear();
+        Assert.All(flat.ToDoubles(), x => Assert.Equal(0, x));
+    }
+
     [Fact]
     public void Decay_mask_and_trainability_follow_the_reference()
     {
