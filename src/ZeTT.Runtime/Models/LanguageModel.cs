@@ -43,6 +43,7 @@ public sealed class ForwardTape : IDisposable
     internal Tensor? FinalIn { get; set; }
     internal NormStats? FinalStats { get; set; }
     internal Tensor? Positions { get; set; }
+    internal int[]? LearnedPositions { get; set; }
     internal int Batch { get; set; }
     internal int Tokens { get; set; }
 
@@ -137,14 +138,20 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Opens the Hugging Face model directory <paramref name="directory"/> (weights
     /// memory-mapped) for <paramref name="backend"/>. <paramref name="activations"/> F64 is the
     /// CPU backend's float64 test path (weights widened to float64 copies).</summary>
+    /// <param name="directory">The model directory.</param>
+    /// <param name="backend">Where to compute.</param>
+    /// <param name="activations">F32, or F64 (the test path).</param>
+    /// <param name="trainable">Copy the backbone (every weight but the embeddings) into
+    /// writable tensors of the activation dtype (<see cref="TrainableWeights"/>), for
+    /// training it.</param>
     public static LanguageModel Open(string directory, IOpBackend backend,
-        DType activations = DType.F32)
+        DType activations = DType.F32, bool trainable = false)
     {
         ArgumentNullException.ThrowIfNull(backend);
         HfModelDirectory model = HfModelDirectory.Open(directory);
         try
         {
-            return Create(model, backend, owns: true, activations);
+            return Create(model, backend, owns: true, activations, trainable);
         }
         catch
         {
@@ -156,10 +163,15 @@ public sealed class LanguageModel : IDisposable
     /// <summary>A model over an open directory that the caller keeps alive and disposes.
     /// </summary>
     public static LanguageModel Create(HfModelDirectory model, IOpBackend backend) =>
-        Create(model, backend, owns: false, DType.F32);
+        Create(model, backend, owns: false, DType.F32, trainable: false);
+
+    /// <summary>A model over an open directory that the caller keeps alive and disposes, its
+    /// backbone copied into writable fp32 tensors (<see cref="TrainableWeights"/>).</summary>
+    public static LanguageModel CreateTrainable(HfModelDirectory model, IOpBackend backend) =>
+        Create(model, backend, owns: false, DType.F32, trainable: true);
 
     private static LanguageModel Create(HfModelDirectory model, IOpBackend backend, bool owns,
-        DType activations)
+        DType activations, bool trainable)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (activations is not (DType.F32 or DType.F64))
@@ -167,9 +179,48 @@ public sealed class LanguageModel : IDisposable
             throw new ArgumentException($"activations must be F32 or F64, not {activations}");
         }
         LmArchitecture a = LmArchitecture.FromConfig(model);
-        LmWeights w = LmWeights.Load(model, a, backend, activations);
+        LmWeights w = LmWeights.Load(model, a, backend, activations, trainable);
         return new LanguageModel(owns ? model : null, a, w, backend, model.Directory, activations);
     }
+
+    /// <summary>The backbone's writable weights when the model was opened trainable (empty
+    /// otherwise): every weight but the embeddings, by checkpoint name.</summary>
+    public IReadOnlyList<TrainableWeight> TrainableWeights => _w.Trainable;
+
+    private Dictionary<Tensor, Tensor>? _gradients;
+
+    /// <summary>Makes <see cref="Backward"/> and <see cref="HeadInputBackward"/> add
+    /// ∂loss/∂weight into <paramref name="gradients"/> (by the names of
+    /// <see cref="TrainableWeights"/>, same shapes and dtype); null stops it.</summary>
+    public void AccumulateWeightGradients(IReadOnlyDictionary<string, Tensor>? gradients)
+    {
+        if (gradients is null)
+        {
+            _gradients = null;
+            return;
+        }
+        var map = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (TrainableWeight w in _w.Trainable)
+        {
+            if (!gradients.TryGetValue(w.Name, out Tensor? g))
+            {
+                throw new ArgumentException($"no gradient tensor for '{w.Name}'");
+            }
+            if (!g.Shape.AsSpan().SequenceEqual(w.Weight.Shape) || g.DType != w.Weight.DType)
+            {
+                throw new ArgumentException($"gradient '{w.Name}' is {g.DType} "
+                    + $"{Tensor.ShapeText(g.Shape)}, the weight {w.Weight.DType} "
+                    + Tensor.ShapeText(w.Weight.Shape));
+            }
+            map[w.Weight] = g;
+        }
+        _gradients = map;
+    }
+
+    /// <summary>The gradient tensor of weight <paramref name="w"/> when weight gradients are
+    /// accumulated, else null.</summary>
+    private Tensor? G(Tensor? w) =>
+        w is not null && _gradients is not null && _gradients.TryGetValue(w, out Tensor? g) ? g : null;
 
     /// <summary>A cache for <paramref name="batch"/> sequences of up to
     /// <paramref name="capacity"/> positions.</summary>
@@ -276,6 +327,10 @@ public sealed class LanguageModel : IDisposable
             using Tensor pe = Ops.Empty(_dt, [n, d]);
             Ops.EmbeddingForward(_w.Positions, lpT, pe);
             Ops.Add(x, pe, x);
+            if (tape is not null)
+            {
+                tape.LearnedPositions = learned;
+            }
         }
         if (_w.TokenTypes is not null)
         {
@@ -414,7 +469,7 @@ public sealed class LanguageModel : IDisposable
         Tensor g = New(scope, n, d);
         if (_w.FinalNorm is not null)
         {
-            NormBackward(dHidden, tape.FinalIn!, _w.FinalNorm, tape.FinalStats!, g);
+            NormBackward(dHidden, tape.FinalIn!, _w.FinalNorm, _w.FinalNormBias, tape.FinalStats!, g);
         }
         else
         {
@@ -433,10 +488,10 @@ public sealed class LanguageModel : IDisposable
                         Ops.Copy(g, dxm);
                         Tensor dh2 = MlpBackward(scope, lw, g, lt);
                         Tensor t2 = New(scope, n, d);
-                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
+                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lw.Norm2Bias, lt.Norm2, t2);
                         Ops.Add(dxm, t2, dxm);
                         Tensor dh1 = AttentionBackward(scope, lw, dxm, lt, tape);
-                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
+                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lw.Norm1Bias, lt.Norm1, dx);
                         Ops.Add(dx, dxm, dx);
                         break;
                     }
@@ -444,9 +499,9 @@ public sealed class LanguageModel : IDisposable
                     {
                         Tensor dh1 = AttentionBackward(scope, lw, g, lt, tape);
                         Tensor dh2 = MlpBackward(scope, lw, g, lt);
-                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lt.Norm1, dx);
+                        NormBackward(dh1, lt.Norm1In, lw.Norm1, lw.Norm1Bias, lt.Norm1, dx);
                         Tensor t2 = New(scope, n, d);
-                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lt.Norm2, t2);
+                        NormBackward(dh2, lt.Norm2In, lw.Norm2, lw.Norm2Bias, lt.Norm2, t2);
                         Ops.Add(dx, t2, dx);
                         Ops.Add(dx, g, dx);
                         break;
@@ -454,11 +509,11 @@ public sealed class LanguageModel : IDisposable
                 default:
                     {
                         Tensor dp2 = New(scope, n, d);
-                        NormBackward(g, lt.Norm2In, lw.Norm2, lt.Norm2, dp2);
+                        NormBackward(g, lt.Norm2In, lw.Norm2, lw.Norm2Bias, lt.Norm2, dp2);
                         Tensor dx1 = MlpBackward(scope, lw, dp2, lt);
                         Ops.Add(dx1, dp2, dx1);
                         Tensor dp1 = New(scope, n, d);
-                        NormBackward(dx1, lt.Norm1In, lw.Norm1, lt.Norm1, dp1);
+                        NormBackward(dx1, lt.Norm1In, lw.Norm1, lw.Norm1Bias, lt.Norm1, dp1);
                         Tensor da = AttentionBackward(scope, lw, dp1, lt, tape);
                         Ops.Add(da, dp1, dx);
                         break;
@@ -469,8 +524,20 @@ public sealed class LanguageModel : IDisposable
         if (_w.EmbedNorm is not null)
         {
             Tensor t = New(scope, n, d);
-            NormBackward(g, tape.EmbedNormIn!, _w.EmbedNorm, tape.EmbedNormStats!, t);
+            NormBackward(g, tape.EmbedNormIn!, _w.EmbedNorm, _w.EmbedNormBias,
+                tape.EmbedNormStats!, t);
             g = t;
+        }
+        // The learned position and token-type tables take the gradient of their rows' sum.
+        if (G(_w.Positions) is { } dPositions)
+        {
+            using Tensor lpT = Ops.Upload(Tensor.FromInts(tape.LearnedPositions!));
+            Ops.EmbeddingBackward(g, lpT, dPositions);
+        }
+        if (G(_w.TokenTypes) is { } dTypes)
+        {
+            using Tensor zeros = Ops.Zeros(DType.I32, [n]);
+            Ops.EmbeddingBackward(g, zeros, dTypes);
         }
         Tensor result = Ops.Empty(_dt, [n, d], "d embedding rows");
         Ops.Scale(g, Architecture.EmbeddingScale, result);
@@ -527,9 +594,10 @@ public sealed class LanguageModel : IDisposable
             return dh;
         }
         using Tensor dAct = Ops.Empty(_dt, dHeadInput.Shape);
-        NormBackward(dHeadInput, tape.Act!, _w.MlmNorm!, tape.Stats!, dAct);
+        NormBackward(dHeadInput, tape.Act!, _w.MlmNorm!, _w.MlmNormBias, tape.Stats!, dAct);
         Ops.ActivationBackward(Architecture.Activation, dAct, tape.Dense!, dAct);
-        Ops.LinearBackward(dAct, tape.In!, _w.MlmDense, false, dh, null, null);
+        Ops.LinearBackward(dAct, tape.In!, _w.MlmDense, false, dh, G(_w.MlmDense),
+            G(_w.MlmDenseBias));
         return dh;
     }
 
@@ -627,16 +695,16 @@ public sealed class LanguageModel : IDisposable
         return (y, new NormStats(mean, rstd));
     }
 
-    private void NormBackward(Tensor dy, Tensor x, Tensor w, NormStats st, Tensor dx)
+    private void NormBackward(Tensor dy, Tensor x, Tensor w, Tensor? b, NormStats st, Tensor dx)
     {
         LmArchitecture a = Architecture;
         if (a.Norm == NormKind.Rms)
         {
-            Ops.RmsNormBackward(dy, x, w, a.NormUnitOffset, st.Rstd, dx, null);
+            Ops.RmsNormBackward(dy, x, w, a.NormUnitOffset, st.Rstd, dx, G(w));
         }
         else
         {
-            Ops.LayerNormBackward(dy, x, w, st.Mean!, st.Rstd, dx, null, null);
+            Ops.LayerNormBackward(dy, x, w, st.Mean!, st.Rstd, dx, G(w), G(b));
         }
     }
 
@@ -715,7 +783,7 @@ public sealed class LanguageModel : IDisposable
         long n = dOut.Shape[0];
         int hq = a.Heads, hkv = a.KvHeads, dh = a.HeadDim, b = tape.Batch, t = tape.Tokens;
         Tensor dAttn = New(scope, n, (long)hq * dh);
-        Ops.LinearBackward(dOut, lt.Attn, lw.O, a.WeightsInOut, dAttn, null, null);
+        Ops.LinearBackward(dOut, lt.Attn, lw.O, a.WeightsInOut, dAttn, G(lw.O), G(lw.OBias));
         Tensor dqkv = New(scope, lt.Qkv.Shape);
         (Tensor q, Tensor k, Tensor v) = QkvViews(lt.Qkv);
         (Tensor dq, Tensor dk, Tensor dv) = QkvViews(dqkv);
@@ -730,17 +798,18 @@ public sealed class LanguageModel : IDisposable
         Tensor dh1 = New(scope, n, a.Hidden);
         if (lw.Qkv is not null)
         {
-            Ops.LinearBackward(dqkv, lt.AttnIn, lw.Qkv, a.WeightsInOut, dh1, null, null);
+            Ops.LinearBackward(dqkv, lt.AttnIn, lw.Qkv, a.WeightsInOut, dh1, G(lw.Qkv),
+                G(lw.QkvBias));
             return dh1;
         }
         Tensor tmp = New(scope, n, a.Hidden);
         Ops.LinearBackward(dqkv.Slice(1, 0, hq * dh), lt.AttnIn, lw.Q!, a.WeightsInOut, dh1,
-            null, null);
+            G(lw.Q), G(lw.QBias));
         Ops.LinearBackward(dqkv.Slice(1, hq * dh, hkv * dh), lt.AttnIn, lw.K!, a.WeightsInOut,
-            tmp, null, null);
+            tmp, G(lw.K), G(lw.KBias));
         Ops.Add(dh1, tmp, dh1);
         Ops.LinearBackward(dqkv.Slice(1, (hq + hkv) * dh, hkv * dh), lt.AttnIn, lw.V!,
-            a.WeightsInOut, tmp, null, null);
+            a.WeightsInOut, tmp, G(lw.V), G(lw.VBias));
         Ops.Add(dh1, tmp, dh1);
         return dh1;
     }
@@ -779,21 +848,24 @@ public sealed class LanguageModel : IDisposable
         LmArchitecture a = Architecture;
         long n = dOut.Shape[0];
         Tensor dAct = New(scope, n, a.Intermediate);
-        Ops.LinearBackward(dOut, lt.Act, lw.Down, a.WeightsInOut, dAct, null, null);
+        Ops.LinearBackward(dOut, lt.Act, lw.Down, a.WeightsInOut, dAct, G(lw.Down),
+            G(lw.DownBias));
         Tensor dh = New(scope, n, a.Hidden);
         Tensor dUp = New(scope, n, a.Intermediate);
         if (a.GatedMlp)
         {
             Tensor dGate = New(scope, n, a.Intermediate);
             Ops.GatedActivationBackward(a.Activation, dAct, lt.Gate!, lt.Up, dGate, dUp);
-            Ops.LinearBackward(dGate, lt.MlpIn, lw.Gate!, a.WeightsInOut, dh, null, null);
+            Ops.LinearBackward(dGate, lt.MlpIn, lw.Gate!, a.WeightsInOut, dh, G(lw.Gate),
+                G(lw.GateBias));
             Tensor tmp = New(scope, n, a.Hidden);
-            Ops.LinearBackward(dUp, lt.MlpIn, lw.Up, a.WeightsInOut, tmp, null, null);
+            Ops.LinearBackward(dUp, lt.MlpIn, lw.Up, a.WeightsInOut, tmp, G(lw.Up),
+                G(lw.UpBias));
             Ops.Add(dh, tmp, dh);
             return dh;
         }
         Ops.ActivationBackward(a.Activation, dAct, lt.Up, dUp);
-        Ops.LinearBackward(dUp, lt.MlpIn, lw.Up, a.WeightsInOut, dh, null, null);
+        Ops.LinearBackward(dUp, lt.MlpIn, lw.Up, a.WeightsInOut, dh, G(lw.Up), G(lw.UpBias));
         return dh;
     }
 

@@ -34,10 +34,17 @@ internal sealed class LmWeights : IDisposable
     /// <summary>Resolves every tensor of <paramref name="a"/>'s family in
     /// <paramref name="model"/>; a missing tensor or a wrong shape is a ZettException naming
     /// the checkpoint and the tensor.</summary>
+    /// <param name="model">The checkpoint.</param>
+    /// <param name="a">Its family's settings.</param>
+    /// <param name="backend">Where the weights go.</param>
+    /// <param name="activations">The activation dtype.</param>
+    /// <param name="trainable">Copy every weight but the embeddings (the backbone) into a
+    /// writable tensor of <paramref name="activations"/>' dtype, listed in
+    /// <see cref="Trainable"/> (backbone training keeps its masters in fp32).</param>
     public static LmWeights Load(HfModelDirectory model, LmArchitecture a, IOpBackend backend,
-        DType activations)
+        DType activations, bool trainable = false)
     {
-        var r = new Resolver(model, backend, activations == DType.F64);
+        var r = new Resolver(model, backend, activations == DType.F64, trainable ? activations : null);
         try
         {
             LmWeights w = a.ModelType switch
@@ -48,6 +55,7 @@ internal sealed class LmWeights : IDisposable
                 _ => Llama(r, a),
             };
             w._copies.AddRange(r.Copies);
+            w.Trainable = r.Trainable;
             return w;
         }
         catch
@@ -58,6 +66,11 @@ internal sealed class LmWeights : IDisposable
     }
 
     private readonly List<Tensor> _copies = [];
+
+    /// <summary>With <c>trainable</c>: the backbone's weights by checkpoint name, in load
+    /// order, each with whether AdamW decays it (not biases, not normalisation weights:
+    /// decay_mask_fn); empty otherwise.</summary>
+    public IReadOnlyList<TrainableWeight> Trainable { get; private set; } = [];
 
     /// <summary>Frees the copies made of the mapped tensors (device uploads, the float64 test
     /// path's widened weights); the mapped views themselves belong to the directory.</summary>
@@ -92,13 +105,13 @@ internal sealed class LmWeights : IDisposable
                 r.Maybe(l + "mlp.up_proj.bias", a.Intermediate),
                 r.Get(l + "mlp.down_proj.weight", d, a.Intermediate), r.Maybe(l + "mlp.down_proj.bias", d));
         }
-        Tensor embed = r.Get(p + "embed_tokens.weight", a.Vocab, d);
+        Tensor embed = r.Frozen(p + "embed_tokens.weight", a.Vocab, d);
         return new LmWeights
         {
             Embed = embed,
             Layers = layers,
             FinalNorm = r.Get(p + "norm.weight", d),
-            Head = a.Tied ? embed : r.Get("lm_head.weight", a.Vocab, d),
+            Head = a.Tied ? embed : r.Frozen("lm_head.weight", a.Vocab, d),
         };
     }
 
@@ -120,7 +133,7 @@ internal sealed class LmWeights : IDisposable
                 r.Get(l + "mlp.c_fc.weight", d, f), r.Get(l + "mlp.c_fc.bias", f),
                 r.Get(l + "mlp.c_proj.weight", f, d), r.Get(l + "mlp.c_proj.bias", d));
         }
-        Tensor embed = r.Get(p + "wte.weight", a.Vocab, d);
+        Tensor embed = r.Frozen(p + "wte.weight", a.Vocab, d);
         return new LmWeights
         {
             Embed = embed,
@@ -128,7 +141,7 @@ internal sealed class LmWeights : IDisposable
             Layers = layers,
             FinalNorm = r.Get(p + "ln_f.weight", d),
             FinalNormBias = r.Get(p + "ln_f.bias", d),
-            Head = a.Tied ? embed : r.Get("lm_head.weight", a.Vocab, d),
+            Head = a.Tied ? embed : r.Frozen("lm_head.weight", a.Vocab, d),
         };
     }
 
@@ -152,14 +165,14 @@ internal sealed class LmWeights : IDisposable
                 r.Get(l + "mlp.dense_h_to_4h.weight", f, d), r.Maybe(l + "mlp.dense_h_to_4h.bias", f),
                 r.Get(l + "mlp.dense_4h_to_h.weight", d, f), r.Maybe(l + "mlp.dense_4h_to_h.bias", d));
         }
-        Tensor embed = r.Get(p + "embed_in.weight", a.Vocab, d);
+        Tensor embed = r.Frozen(p + "embed_in.weight", a.Vocab, d);
         return new LmWeights
         {
             Embed = embed,
             Layers = layers,
             FinalNorm = r.Get(p + "final_layer_norm.weight", d),
             FinalNormBias = r.Get(p + "final_layer_norm.bias", d),
-            Head = a.Tied ? embed : r.Get("embed_out.weight", a.Vocab, d),
+            Head = a.Tied ? embed : r.Frozen("embed_out.weight", a.Vocab, d),
         };
     }
 
@@ -185,7 +198,7 @@ internal sealed class LmWeights : IDisposable
                 r.Get(l + "intermediate.dense.weight", f, d), r.Get(l + "intermediate.dense.bias", f),
                 r.Get(l + "output.dense.weight", d, f), r.Get(l + "output.dense.bias", d));
         }
-        Tensor embed = r.Get(p + "embeddings.word_embeddings.weight", a.Vocab, d);
+        Tensor embed = r.Frozen(p + "embeddings.word_embeddings.weight", a.Vocab, d);
         Tensor positions = r.Get(p + "embeddings.position_embeddings.weight");
         Tensor types = r.Get(p + "embeddings.token_type_embeddings.weight");
         return new LmWeights
@@ -197,8 +210,8 @@ internal sealed class LmWeights : IDisposable
             EmbedNormBias = r.Get(p + "embeddings.LayerNorm.bias", d),
             Layers = layers,
             Head = a.Tied || !r.Has("lm_head.decoder.weight")
-                ? embed : r.Get("lm_head.decoder.weight", a.Vocab, d),
-            HeadBias = r.Maybe("lm_head.bias", a.Vocab) ?? r.Get("lm_head.decoder.bias", a.Vocab),
+                ? embed : r.Frozen("lm_head.decoder.weight", a.Vocab, d),
+            HeadBias = r.MaybeFrozen("lm_head.bias", a.Vocab) ?? r.Frozen("lm_head.decoder.bias", a.Vocab),
             MlmDense = r.Get("lm_head.dense.weight", d, d),
             MlmDenseBias = r.Get("lm_head.dense.bias", d),
             MlmNorm = r.Get("lm_head.layer_norm.weight", d),
@@ -207,11 +220,17 @@ internal sealed class LmWeights : IDisposable
     }
 
     /// <summary>Resolves names; <paramref name="widen"/> (the F64 test path) makes a float64
-    /// host copy of each tensor instead of mapping it.</summary>
-    private sealed class Resolver(HfModelDirectory model, IOpBackend backend, bool widen)
+    /// host copy of each tensor instead of mapping it; <paramref name="trainable"/> (a dtype)
+    /// makes a writable copy of that dtype of each tensor but the frozen ones (embeddings).
+    /// </summary>
+    private sealed class Resolver(HfModelDirectory model, IOpBackend backend, bool widen,
+        DType? trainable)
     {
         /// <summary>Tensors made here (uploads, widened copies), each once.</summary>
         public List<Tensor> Copies { get; } = [];
+
+        /// <summary>The writable copies by name (with <c>trainable</c>).</summary>
+        public List<TrainableWeight> Trainable { get; } = [];
 
         public bool Has(string name) => model.Weights.Contains(name);
 
@@ -220,7 +239,19 @@ internal sealed class LmWeights : IDisposable
         public string Prefix(string prefix, string probe) =>
             Has(prefix + probe) ? prefix : "";
 
-        public Tensor Get(string name, params long[] shape)
+        public Tensor Get(string name, params long[] shape) => Resolve(name, false, shape);
+
+        /// <summary>A tensor that is never trained (the embeddings and the output bias the
+        /// hypernetwork replaces).</summary>
+        public Tensor Frozen(string name, params long[] shape) => Resolve(name, true, shape);
+
+        public Tensor? Maybe(string name, params long[] shape) =>
+            Has(name) ? Get(name, shape) : null;
+
+        public Tensor? MaybeFrozen(string name, params long[] shape) =>
+            Has(name) ? Frozen(name, shape) : null;
+
+        private Tensor Resolve(string name, bool frozen, long[] shape)
         {
             if (!Has(name))
             {
@@ -239,6 +270,27 @@ internal sealed class LmWeights : IDisposable
                     + $"shape {Tensor.ShapeText(t.Shape)}, expected {Tensor.ShapeText(shape)} from "
                     + "config.json");
             }
+            if (trainable is { } dtype && !frozen)
+            {
+                if (Trainable.Find(w => w.Name == name) is { } seen)
+                {
+                    return seen.Weight;
+                }
+                Tensor copy = backend.Empty(dtype, t.Shape, name);
+                Copies.Add(copy);
+                Tensor up = widen ? backend.Upload(Tensor.FromDoubles(t.ToDoubles(), t.Shape))
+                    : backend.Upload(t);
+                backend.Copy(up, copy);
+                if (!ReferenceEquals(up, t))
+                {
+                    up.Dispose();
+                }
+                bool norm = t.Rank == 1 && !name.EndsWith(".bias", StringComparison.Ordinal)
+                    && IsNorm(name);
+                Trainable.Add(new TrainableWeight(name, copy,
+                    Decayed: !name.EndsWith(".bias", StringComparison.Ordinal) && !norm));
+                return copy;
+            }
             Tensor result = widen ? backend.Upload(Tensor.FromDoubles(t.ToDoubles(), t.Shape))
                 : backend.Upload(t);
             if (!ReferenceEquals(result, t) && !Copies.Contains(result))
@@ -248,7 +300,23 @@ internal sealed class LmWeights : IDisposable
             return result;
         }
 
-        public Tensor? Maybe(string name, params long[] shape) =>
-            Has(name) ? Get(name, shape) : null;
+        /// <summary>Normalisation weights of every family by their checkpoint names
+        /// (input_layernorm, post_attention_layernorm, norm, ln_1/ln_2/ln_f, LayerNorm,
+        /// final_layer_norm, layer_norm).</summary>
+        private static bool IsNorm(string name)
+        {
+            string module = name[..name.LastIndexOf('.')];
+            string last = module[(module.LastIndexOf('.') + 1)..];
+            return last.Contains("norm", StringComparison.OrdinalIgnoreCase)
+                || last.StartsWith("ln_", StringComparison.Ordinal);
+        }
     }
 }
+
+/// <summary>A backbone weight that training updates: its checkpoint name, the writable tensor
+/// the model computes with, and whether AdamW decays it.</summary>
+/// <param name="Name">The checkpoint's tensor name.</param>
+/// <param name="Weight">The writable copy.</param>
+/// <param name="Decayed">Whether weight decay applies (not biases, not normalisation weights).
+/// </param>
+public sealed record TrainableWeight(string Name, Tensor Weight, bool Decayed);
