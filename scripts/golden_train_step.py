@@ -24,8 +24,9 @@ scripts/bench_train_pytorch.py):
 
 Writes OUT/<family>/: config.json (the hypernetwork), model.safetensors (its weights, F32),
 batch.safetensors (surface_forms, input_ids, targets (-1: none), mask, special_ids,
-special_ids_in_reference; I32) and golden.safetensors (F64: loss, lm_loss, lexical_loss and
-grad.<name> for every trainable parameter — all but in_scaler and scaler). The base model is
+special_ids_in_reference; I32) and golden.safetensors (F64: loss, lm_loss, lexical_loss,
+grad.<name> for every trainable parameter — all but in_scaler and scaler — and lm_grad.<name>
+for every weight of the base model but its embeddings, for backbone training). The base model is
 read from tests/fixtures/lm/<family> (made by scripts/golden_lm.py).
 """
 import argparse
@@ -128,6 +129,13 @@ def make_batch(family, case, g):
     return sf, ids, targets, mask, torch.tensor(special), torch.tensor(in_ref)
 
 
+# Embedding tensors of the tiny base models: replaced by the hypernetwork's predictions (the
+# source E for its targets), never trained.
+EMBEDDINGS = {"model.embed_tokens.weight", "lm_head.weight",
+              "roberta.embeddings.word_embeddings.weight", "lm_head.bias",
+              "lm_head.decoder.weight", "lm_head.decoder.bias"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/fixtures/train")
@@ -140,6 +148,11 @@ def main():
         with open(os.path.join(lm_dir, "config.json")) as f:
             lm_cfg = json.load(f)
         lm_w = ts.read_safetensors(os.path.join(lm_dir, "model.safetensors"), torch.float64)
+        # The backbone (every LM weight but the embeddings) takes gradients too: backbone
+        # training (TRAINING.md §12.2) checks them; the hypernetwork's are unchanged by it.
+        for k in lm_w:
+            if k not in EMBEDDINGS:
+                lm_w[k] = lm_w[k].clone().requires_grad_(True)
         case = hn_case(family, lm_cfg)
         shapes = rh.param_shapes(case)
         params = {k: torch.nn.Parameter(torch.empty(s, dtype=torch.float32))
@@ -159,6 +172,10 @@ def main():
                 continue   # frozen (get_labels)
             grad = p.grad if p.grad is not None else torch.zeros_like(p)
             golden["grad." + k] = ("F64", grad)
+        for k, p in lm_w.items():
+            if p.requires_grad:
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                golden["lm_grad." + k] = ("F64", grad)
         out = os.path.join(args.out, family)
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "config.json"), "w") as f:
@@ -174,7 +191,8 @@ def main():
         write_safetensors(os.path.join(out, "golden.safetensors"), golden)
         print(f"{family}: loss {loss.item():.6f} (lm {lm_loss.item():.6f}, lexical "
               f"{lex.item():.6f}), {int((targets >= 0).sum())} targets, "
-              f"{len(golden) - 3} gradients")
+              f"{sum(k.startswith('grad.') for k in golden)} hypernetwork and "
+              f"{sum(k.startswith('lm_grad.') for k in golden)} backbone gradients")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,16 @@ public sealed class HypernetParameters : IDisposable
         _names.Add(name);
     }
 
+    private readonly HashSet<string> _borrowed = new(StringComparer.Ordinal);
+
+    /// <summary>Adds a tensor the set does not own (the caller disposes it): e.g. a language
+    /// model's trainable weights, trained beside the hypernetwork's.</summary>
+    public void AddBorrowed(string name, Tensor tensor)
+    {
+        Add(name, tensor);
+        _borrowed.Add(name);
+    }
+
     /// <summary>The parameters of <paramref name="weights"/> as writable tensors of
     /// <paramref name="dtype"/> on <paramref name="backend"/>.</summary>
     public static HypernetParameters FromWeights(HypernetWeights weights, IOpBackend backend,
@@ -295,10 +305,18 @@ public sealed class HypernetParameters : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (Tensor t in _tensors.Values.Concat(_storage))
+        foreach (KeyValuePair<string, Tensor> kv in _tensors)
+        {
+            if (!_borrowed.Contains(kv.Key))
+            {
+                kv.Value.Dispose();
+            }
+        }
+        foreach (Tensor t in _storage)
         {
             t.Dispose();
         }
+        _borrowed.Clear();
         Flat?.Dispose();
         Flat = null;
         _tensors.Clear();

@@ -280,6 +280,7 @@ public sealed partial class HypernetTrainer : IDisposable
         int k = Settings.Accumulation;
         long tokens = 0;
         Gradients.Clear();
+        BackboneGradients?.Clear();
         for (int micro = 0; micro < k; micro++)
         {
             double t0 = clock.Elapsed.TotalSeconds;
@@ -303,7 +304,7 @@ public sealed partial class HypernetTrainer : IDisposable
                 + "checkpoint is kept)");
         }
         double t2 = clock.Elapsed.TotalSeconds;
-        (double norm, double lr) = Update(k);
+        (double norm, double lr) = Update(k, backbone: true);
         return new StepReport(Step - 1, loss, norm, lr, tokens, sample, hn, lmTime,
             clock.Elapsed.TotalSeconds - t2, lmLoss, lexical, rows);
     }
@@ -311,13 +312,24 @@ public sealed partial class HypernetTrainer : IDisposable
     /// <summary>Clips the gradients summed over <paramref name="microBatches"/> micro-batches
     /// (their mean is what is clipped and applied, as optax.MultiSteps does) and applies one
     /// AdamW update; returns the mean gradient's global norm before clipping and the learning
-    /// rate.</summary>
-    public (double GradNorm, double LearningRate) Update(int microBatches)
+    /// rate. With <paramref name="backbone"/> and an attached backbone
+    /// (<see cref="AttachBackbone"/>) its gradients join the global norm (the reference clips
+    /// over the whole parameter tree) and it takes the same AdamW update; otherwise (the
+    /// identity stage, where it gets no gradient) it is left as it is.</summary>
+    public (double GradNorm, double LearningRate) Update(int microBatches, bool backbone = false)
     {
         double sq = 0;
         foreach (string name in Gradients.Names)
         {
             sq += SumOfSquares(Gradients[name]);
+        }
+        bool withBackbone = backbone && BackboneGradients is not null;
+        if (withBackbone)
+        {
+            foreach (string name in BackboneGradients!.Names)
+            {
+                sq += SumOfSquares(BackboneGradients[name]);
+            }
         }
         double norm = Math.Sqrt(sq) / microBatches;
         if (!double.IsFinite(norm))
@@ -333,6 +345,17 @@ public sealed partial class HypernetTrainer : IDisposable
             var step = new AdamWStep(lr, Settings.Beta1, Settings.Beta2, Settings.Eps,
                 IsDecayed(name) ? Settings.WeightDecay : 0, Step + 1, clip / microBatches);
             _ops.AdamW(Parameters[name], Gradients[name], M[name], V[name], step);
+        }
+        if (withBackbone)
+        {
+            foreach (string name in BackboneGradients!.Names)
+            {
+                var step = new AdamWStep(lr, Settings.Beta1, Settings.Beta2, Settings.Eps,
+                    _backboneDecayed.Contains(name) ? Settings.WeightDecay : 0, Step + 1,
+                    clip / microBatches);
+                _ops.AdamW(Backbone![name], BackboneGradients[name], BackboneM![name],
+                    BackboneV![name], step);
+            }
         }
         _computeStale = _compute is not null;
         Step++;
@@ -414,5 +437,6 @@ public sealed partial class HypernetTrainer : IDisposable
         M?.Dispose();
         V?.Dispose();
         Parameters.Dispose();
+        DisposeBackbone();
     }
 }

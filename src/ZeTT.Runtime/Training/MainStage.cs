@@ -264,8 +264,11 @@ public sealed partial class HypernetTrainer
         double lexical = 0;
         if (lexicalWeight != 0)
         {
-            lexical = LexicalLoss(pass, batch, lexicalWeight * gradientWeight, dEIn,
-                pass.EmbeddingsOut is null ? null : dEOut);
+            lexical = LexicalLossToInit
+                ? LexicalLossToInitial(pass, batch, lexicalWeight * gradientWeight, dEIn,
+                    pass.EmbeddingsOut is null ? null : dEOut)
+                : LexicalLoss(pass, batch, lexicalWeight * gradientWeight, dEIn,
+                    pass.EmbeddingsOut is null ? null : dEOut);
         }
         // The replaced rows are constants: nothing flows back into their predictions.
         foreach (int id in batch.SpecialIds ?? [])
