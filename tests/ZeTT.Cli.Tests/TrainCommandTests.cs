@@ -94,6 +94,65 @@ public class TrainCommandTests
         }
     }
 
+    /// <summary>n-shot continued training from the CLI: a hypernetwork, then
+    /// <c>--backbone-training full --lexical-loss-to-init</c> from it under one fixed tokenizer;
+    /// the trained models load in <c>zett eval</c>; bad values are one error line, exit 2, no
+    /// output.</summary>
+    [Fact]
+    public void N_shot_training_writes_the_trained_models_and_refuses_bad_options()
+    {
+        string init = Temp("init"), outDir = Temp("nshot"), refused = Temp("refused");
+        string stories = Repo("assets/stories260K");
+        string text = Path.Combine(Repo("tests/fixtures/lm/eval"), "tinystories-dev-25.jsonl");
+        try
+        {
+            var (code, _, err) = Zett.Run("train", "--model", stories, "--out", init, "--data", text,
+                "--train-tokenizer", "gpt2", "--vocab-subsample", "128", "--batch", "2",
+                "--block-size", "16", "--identity-steps", "1", "--identity-batch", "32",
+                "--steps", "3", "--hn-layers", "1");
+            Assert.True(code == 0, err);
+            (code, string output, err) = Zett.Run("train", "--model", stories, "--out", outDir,
+                "--data", text, "--init-from", init, "--backbone-training", "full",
+                "--lexical-loss-to-init", "--train-tokenizer", stories, "--batch", "2",
+                "--block-size", "16", "--steps", "2", "--warmup-steps", "0",
+                "--learning-rate-alpha", "1", "--main-lr", "1e-3");
+            Assert.True(code == 0, err);
+            Assert.Contains("2 updates", output, StringComparison.Ordinal);
+            Assert.Contains("backbone trained too", err, StringComparison.Ordinal);
+            (code, output, err) = Zett.Run("eval", "--model", stories, "--model",
+                Path.Combine(outDir, "full_model"), "--model", Path.Combine(outDir, "model"),
+                "--data", text, "--max-bytes", "2000");
+            Assert.True(code == 0, err);
+            Assert.Contains("full_model", output, StringComparison.Ordinal);
+
+            foreach (string[] bad in new[]
+            {
+                new[] { "--backbone-training", "maybe" },
+                ["--backbone-training", "full", "--identity-steps", "3"],
+                ["--lexical-loss-to-init", "--vocab-subsample", "64"],
+                ["--learning-rate-alpha", "2"],
+            })
+            {
+                (code, _, err) = Zett.Run([.. (string[])["train", "--model", stories, "--out",
+                    refused, "--data", text, "--train-tokenizer", stories], .. bad]);
+                Assert.Equal(2, code);
+                Assert.StartsWith("error: ", err, StringComparison.Ordinal);
+                Assert.Single(err.Trim().Split('\n'));
+                Assert.False(Directory.Exists(refused), string.Join(" ", bad));
+            }
+        }
+        finally
+        {
+            foreach (string d in new[] { init, outDir, refused })
+            {
+                if (Directory.Exists(d))
+                {
+                    Directory.Delete(d, recursive: true);
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Train_two_languages_with_language_rows_then_transfer_with_lang()
     {

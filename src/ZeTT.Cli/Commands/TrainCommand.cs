@@ -70,6 +70,21 @@ internal sealed class TrainCommand : ZettCommand
     private readonly Option<double[]> _mainLr = CommonOptions.Numbers("--main-lr",
         "peak learning rate of the main stage (default 6e-5)");
 
+    private readonly Option<double[]> _lrAlpha = CommonOptions.Numbers("--learning-rate-alpha",
+        "the main stage's learning rate at the end of its cosine, as a fraction of its peak "
+        + "(default 0.1; 1: constant, as the reference's n-shot runs)");
+
+    private readonly Option<string> _backbone = CommonOptions.Choice("--backbone-training",
+        "full: train the language model's weights too (fp32; the embeddings stay the "
+        + "hypernetwork's): n-shot continued training from --init-from; writes OUT/full_model and, "
+        + "with one --train-tokenizer, OUT/model", "no", "no", "full");
+
+    private readonly Option<bool> _lexicalToInit = new("--lexical-loss-to-init")
+    {
+        Description = "the lexical loss pulls every row towards the hypernetwork's initial "
+            + "prediction (n-shot runs; one --train-tokenizer, no --vocab-subsample)",
+    };
+
     private readonly Option<int> _warmup = CommonOptions.Integer("--warmup-steps",
         "main-stage warm-up updates [default: 1/19 of the main updates]", 0);
 
@@ -150,9 +165,9 @@ internal sealed class TrainCommand : ZettCommand
     {
         foreach (Option option in (Option[])[_model, _out, _data, _alpha, _mix, _embedLang,
             _trainTokenizer, _pieces,
-            _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup,
+            _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup, _lrAlpha,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
-            _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _initFrom, _hidden,
+            _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _initFrom, _backbone, _lexicalToInit, _hidden,
             _intermediate, _layers, _heads, _maxLen, _precision])
         {
             Options.Add(option);
@@ -182,6 +197,9 @@ internal sealed class TrainCommand : ZettCommand
             LearningRate = One(parse.GetValue(_lr), 3e-4),
             MainLearningRate = One(parse.GetValue(_mainLr), 6e-5),
             WarmupSteps = parse.IsGiven(_warmup) ? parse.GetValue(_warmup) : null,
+            Alpha = One(parse.GetValue(_lrAlpha), 0.1),
+            BackboneTraining = parse.GetValue(_backbone) == "full",
+            LexicalLossToInit = parse.GetValue(_lexicalToInit),
             IdentityBatch = Or(parse.GetValue(_identityBatch), 16384),
             BatchSize = Or(parse.GetValue(_batch), 128),
             BlockSize = Or(parse.GetValue(_blockSize), 128),

@@ -142,6 +142,19 @@ public sealed class TrainOptions
 
     /// <summary>CUDA device ordinal (with <see cref="Device"/> cuda or auto).</summary>
     public int Gpu { get; init; }
+
+    /// <summary>Train the language model's backbone (every weight but the embeddings, fp32
+    /// masters) with the hypernetwork, which still produces the embeddings every step: the
+    /// reference's <c>backbone_training="full"</c>, its n-shot continued training (TRAINING.md
+    /// §12.2). The trained model is written to <c>full_model/</c> (the base model's
+    /// tokenizer and embeddings, the new backbone), and with one fixed
+    /// <see cref="TrainTokenizers"/> the transferred model to <c>model/</c>.</summary>
+    public bool BackboneTraining { get; init; }
+
+    /// <summary>The lexical loss pulls every row's prediction towards the hypernetwork's
+    /// initial prediction (the reference's <c>apply_lexical_loss_to_init</c>, n-shot runs);
+    /// needs one fixed <see cref="TrainTokenizers"/> without a subsample.</summary>
+    public bool LexicalLossToInit { get; init; }
 }
 
 /// <summary>A validation text and its language (<c>--valid-data FILE[:lang=CODE]</c>).</summary>
@@ -202,7 +215,11 @@ public static class HypernetTraining
         log ??= _ => { };
         CheckOptions(o);
         bool main = o.Data.Count > 0;
-        int identitySteps = main ? o.IdentitySteps ?? Math.Min(10000, o.Steps / 20) : o.Steps;
+        // Continued training starts from a trained hypernetwork: no identity stage (the n-shot
+        // configs' identity_steps 0).
+        int identitySteps = main
+            ? o.IdentitySteps ?? (o.BackboneTraining ? 0 : Math.Min(10000, o.Steps / 20))
+            : o.Steps;
         if (main && identitySteps >= o.Steps)
         {
             throw new ZettException($"--identity-steps {identitySteps} leaves no main-stage "
@@ -338,13 +355,27 @@ public static class HypernetTraining
             o.Accumulation, o.MaxGradNorm, Seed: o.Seed);
         using var trainer = new HypernetTrainer(config, weights, e, backend, settings,
             precision: o.Precision);
+        trainer.LexicalLossToInit = o.LexicalLossToInit;
         if (o.Resume is not null)
         {
             TrainingCheckpoint.RestoreOptimizer(o.Resume, trainer);
         }
-        using LanguageModel? lm = main ? LanguageModel.Create(model, backend) : null;
+        using LanguageModel? lm = !main ? null
+            : o.BackboneTraining ? LanguageModel.CreateTrainable(model, backend)
+            : LanguageModel.Create(model, backend);
+        if (o.BackboneTraining)
+        {
+            trainer.AttachBackbone(lm!);
+            log(Inv($"backbone trained too: {trainer.Backbone!.Count:N0} weights in ")
+                + Inv($"{trainer.Backbone.Names.Count} tensors (fp32 masters)"));
+        }
+        if (o.Resume is not null)
+        {
+            TrainingCheckpoint.RestoreBackbone(o.Resume, trainer);
+        }
         var run = new RunLog(o, trainer, hn, identitySteps, log)
         {
+            Model = model,
             LangOf = new Dictionary<long, string>(),
         };
         var budget = Stopwatch.StartNew();
@@ -601,6 +632,28 @@ public static class HypernetTraining
             throw new ZettException("--init-from starts a new run from a hypernetwork's parameters, "
                 + "--resume continues a run: give one of them");
         }
+        if (!(o.Alpha is >= 0 and <= 1))
+        {
+            throw new ZettException(Inv($"--learning-rate-alpha {o.Alpha}: the final fraction of ")
+                + "the peak must be in [0, 1]");
+        }
+        if (o.BackboneTraining && o.Data.Count == 0)
+        {
+            throw new ZettException("--backbone-training full trains the language model in the "
+                + "main stage, which needs training text: give --data FILE[:WEIGHT][:lang=CODE]");
+        }
+        if (o.BackboneTraining && o.IdentitySteps is > 0)
+        {
+            throw new ZettException($"--identity-steps {o.IdentitySteps}: with --backbone-training "
+                + "full the run is continued training from a trained hypernetwork (--init-from); "
+                + "train the hypernetwork's identity stage in a run of its own");
+        }
+        if (o.LexicalLossToInit && (o.TrainTokenizers.Count != 1 || o.VocabularySubsample > 0))
+        {
+            throw new ZettException("--lexical-loss-to-init pulls each row towards its initial "
+                + "prediction, so the vocabulary must stay the same: give exactly one "
+                + "--train-tokenizer and no --vocab-subsample");
+        }
         if (o.InitFrom is not null && o.Shape != new HypernetShape())
         {
             throw new ZettException("--init-from: the hypernetwork's shape is its own; leave out "
@@ -674,6 +727,10 @@ public static class HypernetTraining
         private string _stage = "";
 
         public int IdentitySteps { get; set; } = identitySteps;
+
+        /// <summary>The base model (its files and embeddings go into the backbone's model
+        /// directories).</summary>
+        public required HfModelDirectory Model { get; init; }
 
         /// <summary>The language of each main-stage micro-batch made (logged with its update,
         /// then forgotten).</summary>
@@ -777,6 +834,13 @@ public static class HypernetTraining
             {
                 string hnDir = Path.Combine(dir, "hypernet");
                 TrainingCheckpoint.SaveFiles(hnDir, trainer, hn);
+                // A trained backbone is validated as it is now: the transfer starts from it.
+                string baseDir = o.ModelDirectory;
+                if (trainer.Backbone is not null)
+                {
+                    baseDir = Path.Combine(dir, "backbone");
+                    TrainingCheckpoint.WriteBackboneModel(Model, baseDir, trainer);
+                }
                 bool perLang = trainer.Config.EmbedLangId;
                 string? made = null;
                 for (int k = 0; k < sets.Count; k++)
@@ -788,7 +852,7 @@ public static class HypernetTraining
                     {
                         TokenizerTransfer.Run(new TransferOptions
                         {
-                            ModelDirectory = o.ModelDirectory,
+                            ModelDirectory = baseDir,
                             HypernetDirectory = hnDir,
                             Tokenizer = o.ValidTokenizer!,
                             OutputDirectory = modelDir,
@@ -842,6 +906,30 @@ public static class HypernetTraining
             TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
                 $"step-{trainer.Step}"), trainer, hn);
             TrainingCheckpoint.SaveFiles(o.OutputDirectory, trainer, hn);
+            if (trainer.Backbone is not null)
+            {
+                string full = Path.Combine(o.OutputDirectory, "full_model");
+                TrainingCheckpoint.WriteBackboneModel(Model, full, trainer, overwrite: true);
+                log($"trained model (base tokenizer, new backbone): {full}");
+                if (o.TrainTokenizers.Count == 1)
+                {
+                    string made = Path.Combine(o.OutputDirectory, "model");
+                    TokenizerTransfer.Run(new TransferOptions
+                    {
+                        ModelDirectory = full,
+                        // The final checkpoint: the same hypernetwork, in a directory beside
+                        // (not around) the output.
+                        HypernetDirectory = Path.Combine(o.OutputDirectory, "checkpoints",
+                            $"step-{trainer.Step}"),
+                        Tokenizer = o.TrainTokenizers[0],
+                        OutputDirectory = made,
+                        Device = "cpu",
+                        Overwrite = true,
+                    });
+                    log($"the model under {o.TrainTokenizers[0]} (the trained hypernetwork's "
+                        + $"embeddings on the new backbone): {made}");
+                }
+            }
             _log.Dispose();
             LossCurve.Write(Path.Combine(o.OutputDirectory, "loss.png"), _points);
             return new TrainResult(trainer.Step, _first, _last,

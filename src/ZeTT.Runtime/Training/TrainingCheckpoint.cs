@@ -25,6 +25,16 @@ public static class TrainingCheckpoint
     /// <summary>File of the update count and seed.</summary>
     public const string StateFile = "trainer_state.json";
 
+    /// <summary>File of a trained backbone's fp32 weights (by checkpoint name).</summary>
+    public const string BackboneFile = "backbone.safetensors";
+
+    /// <summary>File of a trained backbone's AdamW moments.</summary>
+    public const string BackboneOptimizerFile = "backbone_optimizer.safetensors";
+
+    /// <summary>File of the lexical loss's initial predictions (--lexical-loss-to-init).
+    /// </summary>
+    public const string LexicalTargetsFile = "lexical_targets.safetensors";
+
     /// <summary>Writes the trainer's state to <paramref name="directory"/> (replacing it).
     /// </summary>
     public static void Save(string directory, HypernetTrainer trainer, HfTokenizer? hnTokenizer)
@@ -35,7 +45,124 @@ public static class TrainingCheckpoint
         // checkpoint, never half of a new one.
         using OutputTarget target = OutputTarget.Begin(directory, OutputKind.Directory);
         SaveFiles(target.TempPath, trainer, hnTokenizer);
+        SaveBackbone(target.TempPath, trainer);
         target.Commit();
+    }
+
+    /// <summary>A trained backbone's weights and moments and the lexical targets, when the
+    /// run has them.</summary>
+    private static void SaveBackbone(string directory, HypernetTrainer trainer)
+    {
+        if (trainer.Backbone is { } b)
+        {
+            SafetensorsWriter.Write(Path.Combine(directory, BackboneFile),
+                [.. b.Names.Select(n => Entry(n, b))]);
+            var moments = new List<SafetensorsEntry>();
+            foreach (string name in b.Names)
+            {
+                moments.Add(Entry(name, trainer.BackboneM!, "m."));
+                moments.Add(Entry(name, trainer.BackboneV!, "v."));
+            }
+            SafetensorsWriter.Write(Path.Combine(directory, BackboneOptimizerFile), moments);
+        }
+        if (trainer.LexicalTargets is { } t)
+        {
+            int[] sf = trainer.LexicalSurfaceForms!;
+            var entries = t.Names.Select(n => Entry(n, t)).ToList();
+            entries.Add(SafetensorsEntry.FromInt32("surface_forms",
+                [sf.Length / trainer.Config.SurfaceMaxLen, trainer.Config.SurfaceMaxLen], sf));
+            SafetensorsWriter.Write(Path.Combine(directory, LexicalTargetsFile), entries);
+        }
+    }
+
+    /// <summary>Restores a checkpoint's backbone (weights and moments) into the backbone
+    /// attached to <paramref name="trainer"/>, and its lexical targets; a checkpoint with a
+    /// backbone or lexical targets that the run has not (or the other way round) is an error.
+    /// </summary>
+    public static void RestoreBackbone(string directory, HypernetTrainer trainer)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        string path = Path.Combine(directory, BackboneFile);
+        bool has = File.Exists(path);
+        if (has != (trainer.Backbone is not null))
+        {
+            throw new ZettException(has
+                ? $"{path}: the checkpoint holds a trained backbone: resume with --backbone-training full"
+                : $"{path}: file not found (the checkpoint was made without --backbone-training full)");
+        }
+        if (trainer.Backbone is { } b)
+        {
+            using (SafetensorsFile file = SafetensorsFile.Open(path))
+            {
+                foreach (string name in b.Names)
+                {
+                    Load(file, name, b[name], b.Backend, path);
+                }
+            }
+            string opt = Path.Combine(directory, BackboneOptimizerFile);
+            if (!File.Exists(opt))
+            {
+                throw new ZettException($"{opt}: file not found (the checkpoint has no optimizer "
+                    + "state for its backbone)");
+            }
+            using SafetensorsFile moments = SafetensorsFile.Open(opt);
+            foreach (string name in b.Names)
+            {
+                Load(moments, "m." + name, trainer.BackboneM![name], b.Backend, opt);
+                Load(moments, "v." + name, trainer.BackboneV![name], b.Backend, opt);
+            }
+        }
+        string lexPath = Path.Combine(directory, LexicalTargetsFile);
+        if (File.Exists(lexPath) != trainer.LexicalLossToInit)
+        {
+            throw new ZettException(trainer.LexicalLossToInit
+                ? $"{lexPath}: file not found (the checkpoint was made without --lexical-loss-to-init)"
+                : $"{lexPath}: the checkpoint's lexical loss is towards its initial predictions: "
+                    + "resume with --lexical-loss-to-init");
+        }
+        if (trainer.LexicalLossToInit)
+        {
+            using SafetensorsFile file = SafetensorsFile.Open(lexPath);
+            foreach (string name in (string[])["in", "surface_forms"])
+            {
+                if (!file.Contains(name))
+                {
+                    throw new ZettException($"{lexPath}: tensor '{name}' is missing");
+                }
+            }
+            HostTensor input = file.ReadFloat32("in").RequireFinite(lexPath);
+            HostTensor? output = file.Contains("out") ? file.ReadFloat32("out").RequireFinite(lexPath) : null;
+            int[] sf = file.ReadInt32("surface_forms", out _);
+            using Tensor inT = Tensor.FromFloats(input.Data, input.Shape[0], input.Shape[^1]);
+            using Tensor? outT = output is null ? null
+                : Tensor.FromFloats(output.Data, output.Shape[0], output.Shape[^1]);
+            try
+            {
+                trainer.SetLexicalTargets(inT, outT, sf);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ZettException($"{lexPath}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>Writes the base model with <paramref name="trainer"/>'s trained backbone to
+    /// <paramref name="directory"/>: an ordinary Hugging Face model directory (the base
+    /// model's tokenizer, config and embeddings; the backbone's tensors in fp32, as the
+    /// reference keeps them), which <c>zett transfer</c>, <c>zett eval</c> and
+    /// <c>transformers</c> load.</summary>
+    public static void WriteBackboneModel(HfModelDirectory model, string directory,
+        HypernetTrainer trainer, bool overwrite = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(trainer);
+        HypernetParameters b = trainer.Backbone
+            ?? throw new InvalidOperationException("the trainer has no backbone");
+        HfModelWriter.Write(model, directory, new HfModelEdit
+        {
+            TransformTensor = (_, info) => b.Find(info.Name) is null ? null : Entry(info.Name, b),
+        }, overwrite);
     }
 
     /// <summary>Writes the checkpoint's files into <paramref name="directory"/> (created if
