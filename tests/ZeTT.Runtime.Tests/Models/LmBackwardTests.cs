@@ -20,10 +20,7 @@ public class LmBackwardTests
     [MemberData(nameof(Families))]
     public void Gradients_into_the_embeddings_match_finite_differences(string family)
     {
-        string dir = GoldenLogitsTests.FixtureDir(family);
-        using SafetensorsFile golden = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
-        int[] ids = golden.ReadInt32("input_ids", out _);
-        using var model = LanguageModel.Open(dir, new CpuBackend(), DType.F64);
+        using LanguageModel model = Open(family, trainable: false, out int[] ids);
         IOpBackend ops = model.Ops;
         int n = ids.Length, d = model.Architecture.Hidden, v = model.Architecture.Vocab;
         using Tensor idT = Tensor.FromInts(ids);
@@ -75,10 +72,7 @@ public class LmBackwardTests
     [MemberData(nameof(Families))]
     public void Weight_gradients_match_finite_differences(string family)
     {
-        string dir = GoldenLogitsTests.FixtureDir(family);
-        using SafetensorsFile golden = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
-        int[] ids = golden.ReadInt32("input_ids", out _);
-        using var model = LanguageModel.Open(dir, new CpuBackend(), DType.F64, trainable: true);
+        using LanguageModel model = Open(family, trainable: true, out int[] ids);
         IOpBackend ops = model.Ops;
         int n = ids.Length;
         int[] targets = ids.Skip(1).Append(-1).ToArray();
@@ -154,6 +148,38 @@ public class LmBackwardTests
                 g.Dispose();
             }
         }
+    }
+
+    /// <summary>AdamW's decay mask over a trainable backbone (decay_mask_fn): no decay for
+    /// biases and normalisation weights, decay for projections and learned tables.</summary>
+    [Theory]
+    [InlineData("llama", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight")]
+    [InlineData("gemma", "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight")]
+    [InlineData("gpt2", "transformer.wpe.weight", "transformer.h.0.ln_2.weight")]
+    [InlineData("gpt_neox", "gpt_neox.layers.0.attention.query_key_value.weight", "gpt_neox.final_layer_norm.weight")]
+    [InlineData("roberta", "roberta.embeddings.position_embeddings.weight", "roberta.embeddings.LayerNorm.weight")]
+    [InlineData("roberta", "lm_head.dense.weight", "lm_head.layer_norm.weight")]
+    public void Biases_and_norms_are_not_decayed(string family, string decayed, string norm)
+    {
+        using LanguageModel model = Open(family, trainable: true, out _);
+        var byName = model.TrainableWeights.ToDictionary(w => w.Name);
+        Assert.True(byName[decayed].Decayed, decayed);
+        Assert.False(byName[norm].Decayed, norm);
+        Assert.All(model.TrainableWeights.Where(w => w.Name.EndsWith(".bias", StringComparison.Ordinal)),
+            w => Assert.False(w.Decayed, w.Name));
+        Assert.All(model.TrainableWeights.Where(w => w.Weight.Rank == 2), w => Assert.True(w.Decayed, w.Name));
+    }
+
+    /// <summary>The family's tiny golden model on the CPU's float64 path and its golden input
+    /// ids.</summary>
+    private static LanguageModel Open(string family, bool trainable, out int[] ids)
+    {
+        string dir = GoldenLogitsTests.FixtureDir(family);
+        using (SafetensorsFile golden = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors")))
+        {
+            ids = golden.ReadInt32("input_ids", out _);
+        }
+        return LanguageModel.Open(dir, new CpuBackend(), DType.F64, trainable);
     }
 
     /// <summary>h = 1e-6 central differences; |a − fd| ≤ 1e-7 + 1e-5·|fd| at 40 spread
