@@ -233,7 +233,10 @@ public sealed class DataParallelTrainingTests : IDisposable
     }
 
     /// <summary>On a GPU: one rank over NCCL (world size 1) trains as the process without
-    /// data parallelism, bit for bit (a one-rank all-reduce is a copy).</summary>
+    /// data parallelism. A one-rank all-reduce is a copy, so the runs should agree bit for bit
+    /// where the CUDA path is reproducible; the bound (every loss within 1e-6 relative, every
+    /// parameter within 1e-6) leaves room for a kernel that is not, which this check has not
+    /// yet been run to settle (no GPU here).</summary>
     [Fact]
     public void One_nccl_rank_trains_as_one_process()
     {
@@ -242,9 +245,17 @@ public sealed class DataParallelTrainingTests : IDisposable
         string plain = Path.Combine(_dir, "cuda-plain"), nccl = Path.Combine(_dir, "cuda-nccl");
         HypernetTraining.Run(Options(plain, 5, 1, null, device: "cuda"));
         var lines = new List<string>();
-        HypernetTraining.Run(Options(nccl, 5, 1, new DistributedOptions(1, 0, Rendezvous("nccl"),
-            60), device: "cuda"), lines.Add);
+        TrainResult r = HypernetTraining.Run(Options(nccl, 5, 1, new DistributedOptions(1, 0,
+            Rendezvous("nccl"), 60), device: "cuda"), lines.Add);
         Assert.Contains(lines, l => l.Contains("gradients summed by NCCL", StringComparison.Ordinal));
-        MainTrainingTests.AssertSameState(plain, nccl);
+        Assert.NotNull(r.StateDigest);
+        double[] a = Losses(nccl), b = Losses(plain);
+        Assert.Equal(b.Length, a.Length);
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6 * Math.Abs(b[i]), $"update {i + 1}: {a[i]} vs {b[i]}");
+        }
+        (double absolute, _) = Difference(nccl, plain);
+        Assert.True(absolute <= 1e-6, $"parameters differ by {absolute:G3}");
     }
 }
