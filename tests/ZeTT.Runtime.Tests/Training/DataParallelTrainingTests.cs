@@ -232,6 +232,81 @@ public sealed class DataParallelTrainingTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_dir, "abort-0")));
     }
 
+    /// <summary>n-shot training over two ranks (<c>--backbone-training full
+    /// --lexical-loss-to-init</c> from a trained hypernetwork, validation on rank 0 while rank 1
+    /// waits): the backbone's gradients are summed too; the ranks end with the same state and
+    /// rank 0's checkpoint follows one process with <c>--accumulation 2</c> within the bounds of
+    /// the same kind as the hypernetwork-only run's: every loss within 1e-6 relative, every
+    /// hypernetwork parameter within 5e-7 and every backbone weight within 2e-6 absolute
+    /// (measured 2.7e-7 and 1.3e-6; the backbone's worst is one element of a layer-1 o_proj
+    /// whose tiny gradient AdamW's m/√v amplifies, the other 45 tensors ≤ 4.8e-7, a few ulps of
+    /// weights of ~0.3–4; the learning rate, 1e-3, is what a missing sum would show).</summary>
+    [Fact]
+    public void Backbone_training_over_two_ranks_sums_the_backbone_gradients()
+    {
+        string init = Path.Combine(_dir, "init");
+        HypernetTraining.Run(Options(init, 3, 1, null));
+        string stories = Repo("assets/stories260K");
+        TrainOptions NShot(string outDir, int accumulation, DistributedOptions? d) => new()
+        {
+            ModelDirectory = stories,
+            OutputDirectory = outDir,
+            Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
+            TrainTokenizers = [stories],
+            Steps = 3,
+            BatchSize = 2,
+            BlockSize = 24,
+            Accumulation = accumulation,
+            MainLearningRate = 1e-3,
+            WarmupSteps = 0,
+            Alpha = 1,
+            Seed = 7,
+            InitFrom = init,
+            BackboneTraining = true,
+            LexicalLossToInit = true,
+            ValidTokenizer = stories,
+            ValidData = [new ValidSet(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"))],
+            ValidEvery = 2,
+            Distributed = d,
+        };
+        string dist = Rendezvous("nshot");
+        (TrainResult? Result, Exception? Error)[] r = RunRanks(2, rank => NShot(
+            Path.Combine(_dir, rank == 0 ? "nshot" : "nshot-rank1"), 1,
+            new DistributedOptions(2, rank, dist, 120)));
+        Assert.All(r, x => Assert.Null(x.Error));
+        Assert.Equal(r[0].Result!.StateDigest, r[1].Result!.StateDigest);
+        Assert.NotNull(r[0].Result!.ValidBitsPerByte);
+        Assert.Null(r[1].Result!.ValidBitsPerByte);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "nshot-rank1")));
+        string two = Path.Combine(_dir, "nshot"), single = Path.Combine(_dir, "nshot-single");
+        HypernetTraining.Run(NShot(single, 2, null));
+        double[] a = Losses(two), b = Losses(single);
+        Assert.Equal(b.Length, a.Length);
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6 * Math.Abs(b[i]), $"update {i + 1}: {a[i]} vs {b[i]}");
+        }
+        (double hypernet, _) = Difference(two, single);
+        double backbone = 0;
+        string file = Path.Combine("checkpoints", "step-3", TrainingCheckpoint.BackboneFile);
+        using (SafetensorsFile fa = SafetensorsFile.Open(Path.Combine(two, file)))
+        using (SafetensorsFile fb = SafetensorsFile.Open(Path.Combine(single, file)))
+        {
+            foreach (SafetensorsTensorInfo t in fb.Tensors)
+            {
+                float[] x = fa.ReadFloat32(t.Name).Data, y = fb.ReadFloat32(t.Name).Data;
+                double tw = 0;
+                for (int i = 0; i < y.Length; i++)
+                {
+                    tw = Math.Max(tw, Math.Abs(x[i] - (double)y[i]));
+                }
+                backbone = Math.Max(backbone, tw);
+            }
+        }
+        Assert.True(hypernet <= 5e-7 && backbone <= 2e-6, $"hypernetwork {hypernet:G3}, backbone {backbone:G3}");
+        Console.WriteLine($"n-shot ddp vs single: hypernetwork {hypernet:G3}, backbone {backbone:G3}");
+    }
+
     /// <summary>On a GPU: one rank over NCCL (world size 1) trains as the process without
     /// data parallelism. A one-rank all-reduce is a copy, so the runs should agree bit for bit
     /// where the CUDA path is reproducible; the bound (every loss within 1e-6 relative, every
