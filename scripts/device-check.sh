@@ -58,7 +58,7 @@ bg() { step "$@" & BG+=($!); }  # a step in the background
 step unpack 120 bash -c "mkdir -p .device/run && xz -T0 -dc .device/bundle.tar.xz | tar -C .device/run -xf -"
 BIN=$ROOT/.device/run/app
 ZETT=$ROOT/.device/run/zett
-step device-info 60 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers, tokenizers; print(\"torch\", torch.__version__, \"transformers\", transformers.__version__, \"tokenizers\", tokenizers.__version__, torch.cuda.get_device_name())'; '$ZETT' version; ldconfig -p | grep -E 'libcuda.so|libcublas' || true"
+step device-info 60 bash -c "nvidia-smi; nvcc --version; $PY -c 'import torch, transformers, tokenizers; print(\"torch\", torch.__version__, \"transformers\", transformers.__version__, \"tokenizers\", tokenizers.__version__, torch.cuda.get_device_name())'; '$ZETT' version; ldconfig -p | grep -E 'libcuda.so|libcublas|libnccl' || true"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv \
     >"$RES/device-info.csv" 2>/dev/null
 
@@ -142,6 +142,11 @@ done
 # PyTorch autograd (tests/fixtures/train), on its own so that its log is easy to find; the CPU
 # float64 twin of the same test runs in the full suite above and on every CI run.
 step train-step-oracle-cuda 90 "$BIN/ZeTT.Runtime.Tests" -class "*TrainStepOracleTests" -noColor
+# Data parallelism over NCCL at world size 1 on the one GPU (the binding, the unique id through
+# the rendezvous directory, a one-rank all-reduce: a 5-update run bit-identical to the run
+# without ranks); also part of the full suites above, here on its own to be easy to find.
+step nccl-smoke 90 bash -c "'$BIN/ZeTT.Kernels.Tests' -class '*NcclTests' -noColor && \
+    '$BIN/ZeTT.Runtime.Tests' -method '*One_nccl_rank_trains_as_one_process' -noColor"
 GPU_FILTER=(-namespace ZeTT.Kernels.Tests.Gpu)
 wait "${BG[0]}" 2>/dev/null  # the cubins
 if [ -f build/kernels-sm90/flash_attention.cubin ]; then

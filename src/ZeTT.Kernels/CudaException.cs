@@ -70,3 +70,19 @@ public sealed class CublasException : CudaException
             ? new CudaOutOfMemoryException((int)status, Cublas.StatusName(status), expression)
             : new CublasException((int)status, Cublas.StatusName(status), expression);
 }
+
+/// <summary>An NCCL call failed (code is the ncclResult_t), or NCCL could not be loaded.
+/// </summary>
+public sealed class NcclException : CudaException
+{
+    /// <summary>Creates an exception for a failed NCCL call.</summary>
+    public NcclException(int code, string codeName, string expression, string? detail = null)
+        : base(code, codeName, expression, detail)
+    {
+    }
+
+    /// <summary>Creates an exception with only a message (code 0).</summary>
+    public NcclException(string message) : base(message)
+    {
+    }
+}

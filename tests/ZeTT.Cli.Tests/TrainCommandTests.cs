@@ -317,4 +317,96 @@ public class TrainCommandTests
             Directory.Delete(dir, recursive: true);
         }
     }
+    /// <summary>Data parallelism from the command line: two <c>zett train</c> processes of one
+    /// job (ranks 0 and 1, a rendezvous directory) end as one process with
+    /// <c>--accumulation 2</c> does, to fp32 rounding of the gradient sum (losses within 1e-6
+    /// relative); rank 1 writes nothing to its --out; bad values are one error line, exit 2,
+    /// no output.</summary>
+    [Fact]
+    public async Task Two_train_processes_are_one_with_twice_the_accumulation()
+    {
+        string dist = Temp("dist"), ddp = Temp("ddp"), other = Temp("rank1"), single = Temp("single");
+        string refused = Temp("refused");
+        string text = Path.Combine(Repo("tests/fixtures/lm/eval"), "tinystories-dev-25.jsonl");
+        string[] common = ["train", "--model", Repo("assets/stories260K"), "--data", text,
+            "--train-tokenizer", "gpt2", "--vocab-subsample", "128", "--batch", "2",
+            "--block-size", "16", "--identity-steps", "1", "--identity-batch", "32",
+            "--steps", "3", "--hn-layers", "1", "--main-lr", "1e-3"];
+        try
+        {
+            string exe = Path.Combine(AppContext.BaseDirectory, "zett");
+            System.Diagnostics.Process Start(int rank, string outDir)
+            {
+                var info = new System.Diagnostics.ProcessStartInfo(exe)
+                {
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                };
+                foreach (string a in common.Concat(["--out", outDir, "--world-size", "2", "--rank",
+                    rank.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dist-dir", dist,
+                    "--dist-timeout", "120"]))
+                {
+                    info.ArgumentList.Add(a);
+                }
+                return System.Diagnostics.Process.Start(info)!;
+            }
+            using System.Diagnostics.Process p0 = Start(0, ddp), p1 = Start(1, other);
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(
+                TestContext.Current.CancellationToken);
+            limit.CancelAfter(TimeSpan.FromMinutes(3));
+            Task<string> e0 = p0.StandardError.ReadToEndAsync(limit.Token);
+            Task<string> e1 = p1.StandardError.ReadToEndAsync(limit.Token);
+            Task<string> o0 = p0.StandardOutput.ReadToEndAsync(limit.Token);
+            Task<string> o1 = p1.StandardOutput.ReadToEndAsync(limit.Token);
+            await Task.WhenAll(p0.WaitForExitAsync(limit.Token), p1.WaitForExitAsync(limit.Token));
+            string err0 = await e0, err1 = await e1, out0 = await o0, out1 = await o1;
+            Assert.True(p0.ExitCode == 0, err0);
+            Assert.True(p1.ExitCode == 0, err1);
+            Assert.Contains("rank 0 of 2, gradients summed by files in", err0, StringComparison.Ordinal);
+            Assert.Contains("rank 1: step 3/3 main", err1, StringComparison.Ordinal);
+            Assert.Contains("3 updates", out0, StringComparison.Ordinal);
+            Assert.StartsWith("rank 1 of 2: 3 updates", out1, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(other));
+            Assert.Empty(Directory.EnumerateFileSystemEntries(dist));
+
+            var (code, _, err) = Zett.Run([.. common, "--out", single, "--accumulation", "2"]);
+            Assert.True(code == 0, err);
+            double[] Losses(string dir) => [.. File.ReadAllLines(Path.Combine(dir, "train_log.jsonl"))
+                .Select(l => (double)JsonNode.Parse(l)!["loss"]!)];
+            double[] a = Losses(ddp), b = Losses(single);
+            Assert.Equal(b.Length, a.Length);
+            for (int i = 0; i < a.Length; i++)
+            {
+                Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6 * Math.Abs(b[i]), $"update {i + 1}: {a[i]} vs {b[i]}");
+            }
+
+            foreach (string[] bad in new[]
+            {
+                new[] { "--world-size", "2", "--rank", "0" },
+                ["--rank", "1", "--dist-dir", dist],
+                ["--world-size", "2", "--rank", "2", "--dist-dir", dist],
+                ["--world-size", "0", "--rank", "0", "--dist-dir", dist],
+                ["--world-size", "2", "--rank", "-1", "--dist-dir", dist],
+                ["--world-size", "2", "--rank", "0", "--dist-dir", dist, "--dist-timeout", "0"],
+                ["--dist-timeout", "5"],
+            })
+            {
+                (code, _, err) = Zett.Run([.. common, "--out", refused, .. bad]);
+                Assert.True(code == 2, string.Join(' ', bad) + ": " + err);
+                Assert.StartsWith("error: ", err, StringComparison.Ordinal);
+                Assert.Single(err.Trim().Split('\n'));
+                Assert.False(Directory.Exists(refused));
+            }
+        }
+        finally
+        {
+            foreach (string d in new[] { dist, ddp, other, single, refused })
+            {
+                if (Directory.Exists(d))
+                {
+                    Directory.Delete(d, recursive: true);
+                }
+            }
+        }
+    }
 }

@@ -160,6 +160,21 @@ internal sealed class TrainCommand : ZettCommand
         + "mixed precision; gradients, masters and AdamW state stay fp32)", "fp32", "fp32",
         "bf16");
 
+    private readonly Option<int> _worldSize = CommonOptions.Integer("--world-size",
+        "data parallelism: ranks (processes, one device each) of the job; with --rank and "
+        + "--dist-dir. Update s uses micro-batches s·k·R … s·k·R + k·R − 1, rank r every R-th "
+        + "from r: the run of one process with --accumulation k·R", 1, "R");
+
+    private readonly Option<int> _rank = CommonOptions.Integer("--rank",
+        "this process's rank in [0, R); only rank 0 writes --out", 0, "r");
+
+    private readonly Option<string> _distDir = CommonOptions.Optional("--dist-dir", "DIR",
+        "the ranks' rendezvous directory (the same for every rank, one job at a time; the CPU "
+        + "backend sums the gradients through it, CUDA with NCCL)");
+
+    private readonly Option<double[]> _distTimeout = CommonOptions.Numbers("--dist-timeout",
+        "seconds a rank waits for the others (default 1800; rank 0 validates while they wait)");
+
     public TrainCommand() : base("train",
         "train a hypernetwork for a model: the identity stage, then the main stage on --data")
     {
@@ -168,7 +183,8 @@ internal sealed class TrainCommand : ZettCommand
             _vocabSubsample, _steps, _identitySteps, _maxMinutes, _lr, _mainLr, _warmup, _lrAlpha,
             _identityBatch, _batch, _blockSize, _lexical, _accumulation, _clip, _seed,
             _saveEvery, _logEvery, _validTokenizer, _validData, _validEvery, _resume, _initFrom, _backbone, _lexicalToInit, _hidden,
-            _intermediate, _layers, _heads, _maxLen, _precision])
+            _intermediate, _layers, _heads, _maxLen, _precision, _worldSize, _rank, _distDir,
+            _distTimeout])
         {
             Options.Add(option);
         }
@@ -180,6 +196,25 @@ internal sealed class TrainCommand : ZettCommand
         static double One(double[]? values, double fallback) =>
             values is { Length: > 0 } ? values[0] : fallback;
         static int Or(int value, int fallback) => value > 0 ? value : fallback;
+        DistributedOptions? distributed = null;
+        int given = (parse.IsGiven(_worldSize) ? 1 : 0) + (parse.IsGiven(_rank) ? 1 : 0)
+            + (parse.GetValue(_distDir) is null ? 0 : 1);
+        if (given is 1 or 2)
+        {
+            throw new Runtime.ZettException("data parallelism needs --world-size, --rank and "
+                + "--dist-dir together");
+        }
+        if (given == 3)
+        {
+            distributed = new DistributedOptions(parse.GetValue(_worldSize), parse.GetValue(_rank),
+                parse.GetValue(_distDir)!, One(parse.GetValue(_distTimeout),
+                    DistributedOptions.DefaultTimeoutSeconds));
+        }
+        else if (parse.IsGiven(_distTimeout))
+        {
+            throw new Runtime.ZettException("--dist-timeout is for data parallelism (--world-size, "
+                + "--rank, --dist-dir)");
+        }
         var options = new TrainOptions
         {
             ModelDirectory = parse.GetRequiredValue(_model),
@@ -221,12 +256,20 @@ internal sealed class TrainCommand : ZettCommand
             Shape = new HypernetShape(parse.GetValue(_hidden), parse.GetValue(_intermediate),
                 parse.GetResult(_layers) is null ? 3 : parse.GetValue(_layers),
                 parse.GetValue(_heads), Or(parse.GetValue(_maxLen), 7)),
+            Distributed = distributed,
         };
         TrainResult r = HypernetTraining.Run(options, line => console.Error.WriteLine(line));
         string valid = r.ValidByLang is { Count: > 0 } byLang
             ? ", validation " + string.Join(", ", byLang.Select(kv => Inv($"{kv.Key} {kv.Value:F4}")))
                 + " bits/byte"
             : "";
+        if (distributed is { Rank: > 0 })
+        {
+            console.Out.WriteLine(Inv($"rank {distributed.Rank} of {distributed.WorldSize}: ")
+                + Inv($"{r.Steps} updates, loss {r.FirstLoss:G4} → {r.LastLoss:G4} (rank 0 wrote ")
+                + Inv($"{options.OutputDirectory})"));
+            return 0;
+        }
         console.Out.WriteLine(Inv($"wrote {options.OutputDirectory}: {r.Steps} updates, loss {r.FirstLoss:G4} → ")
             + Inv($"{r.LastLoss:G4}, {r.TokensPerSecond:F0} tokens/s over {r.Seconds:F1} s") + valid);
         return 0;

@@ -4,8 +4,8 @@ using System.Runtime.InteropServices;
 namespace ZeTT.Kernels.Native;
 
 /// <summary>
-/// Finds the CUDA driver and cuBLAS libraries. The bindings import the logical names
-/// <c>cuda</c>, <c>cublas</c> and <c>cublasLt</c>; this resolver maps them to the first
+/// Finds the CUDA driver, cuBLAS and NCCL libraries. The bindings import the logical names
+/// <c>cuda</c>, <c>cublas</c>, <c>cublasLt</c> and <c>nccl</c>; this resolver maps them to the first
 /// loadable candidate: sonames in the loader's default search (LD_LIBRARY_PATH, ldconfig), then
 /// CUDA_HOME/CUDA_PATH, /usr/local/cuda*/lib64, /usr/local/nvidia/lib64, /usr/lib/x86_64-linux-gnu
 /// and the <c>nvidia/*/lib</c> folders of Python site-packages, trying versions 13, 12, 11.
@@ -15,6 +15,7 @@ internal static class NativeLibraries
     public const string Cuda = "cuda";
     public const string Cublas = "cublas";
     public const string CublasLt = "cublasLt";
+    public const string Nccl = "nccl";
 
     private static readonly string[] Versions = ["13", "12", "11"];
     private static readonly Dictionary<string, (IntPtr Handle, string? Error)> Cache = [];
@@ -63,9 +64,13 @@ internal static class NativeLibraries
 
     private static IEnumerable<string> Candidates(string name)
     {
-        string[] sonames = name == Cuda
-            ? ["libcuda.so.1", "libcuda.so"]
-            : [.. Versions.Select(v => $"lib{name}.so.{v}"), $"lib{name}.so"];
+        string[] sonames = name switch
+        {
+            Cuda => ["libcuda.so.1", "libcuda.so"],
+            // NCCL's soname carries its own major version (2), not CUDA's.
+            Nccl => ["libnccl.so.2", "libnccl.so"],
+            _ => [.. Versions.Select(v => $"lib{name}.so.{v}"), $"lib{name}.so"],
+        };
         foreach (string so in sonames)
         {
             yield return so;

@@ -68,6 +68,12 @@ public sealed partial class CudaBackend : IOpBackend
     /// <summary>The device's name and compute capability.</summary>
     public string DeviceName => _context.ToString();
 
+    /// <summary>The context every buffer of this backend lives in.</summary>
+    internal CudaContext Context => _context;
+
+    /// <summary>The stream all work is queued on (collectives join it, in call order).</summary>
+    internal CudaStream Stream => _stream;
+
     // ---- memory -----------------------------------------------------------------------------
 
     /// <inheritdoc />

@@ -168,6 +168,49 @@ public sealed partial class HypernetTrainer : IDisposable
     /// <summary>Updates done so far (the next update's index).</summary>
     public long Step { get; set; }
 
+    /// <summary>Data parallelism: the collectives of this rank (null: one process). With R
+    /// ranks and <see cref="TrainSettings.Accumulation"/> k, update s uses the global
+    /// micro-batches s·k·R … s·k·R + k·R − 1 and this rank computes every R-th of them
+    /// (rank, rank + R, …): together exactly the micro-batches of one process accumulating
+    /// k·R. The gradients (and the backbone's) are summed over the ranks before the update,
+    /// which then divides by k·R; the reported losses are the means over all k·R.</summary>
+    public IGradientReducer? Reducer { get; set; }
+
+    /// <summary>Micro-batches per update over all ranks (k·R).</summary>
+    public int GlobalMicroBatches => Settings.Accumulation * (Reducer?.WorldSize ?? 1);
+
+    /// <summary>The global index of this rank's micro-batch <paramref name="micro"/> (0 … k − 1)
+    /// of update <paramref name="step"/>: (step·k + micro)·R + rank, so rank r's micro-batches
+    /// are r, r + R, r + 2R, … in the order of one process's stream.</summary>
+    public long MicroBatchIndex(long step, int micro)
+    {
+        int r = Reducer?.WorldSize ?? 1;
+        return (((step * Settings.Accumulation) + micro) * r) + (Reducer?.Rank ?? 0);
+    }
+
+    /// <summary>Per-micro-batch numbers in the slots of their position within the update
+    /// (micro·R + rank), summed over the ranks (the other ranks' slots are zeros, so the sum is
+    /// exact), so each rank reads all k·R values in one process's order.</summary>
+    private double[] Gather(double[] slots)
+    {
+        Reducer?.Sum(slots);
+        return slots;
+    }
+
+    /// <summary>Sums the gradients over the ranks (nothing with one process).</summary>
+    private void ReduceGradients(bool backbone)
+    {
+        if (Reducer is null)
+        {
+            return;
+        }
+        Reducer.Sum(Gradients.Flat!);
+        if (backbone && BackboneGradients is not null)
+        {
+            Reducer.Sum(BackboneGradients.Flat!);
+        }
+    }
+
     /// <summary>Whether the reference trains parameter <paramref name="name"/>: all but the
     /// in_scaler and the scaler (get_labels, train.py:607-622).</summary>
     public static bool IsTrainable(string name) =>
@@ -237,27 +280,39 @@ public sealed partial class HypernetTrainer : IDisposable
     public StepReport IdentityStep()
     {
         var clock = Stopwatch.StartNew();
-        double sample = 0, hn = 0, loss = 0;
-        int k = Settings.Accumulation;
-        long tokens = 0;
+        double sample = 0, hn = 0;
+        int k = Settings.Accumulation, all = GlobalMicroBatches, r = all / k;
+        int rank = Reducer?.Rank ?? 0;
+        // Slots [0, all): losses; [all, 2·all): tokens.
+        var slots = new double[2 * all];
         Gradients.Clear();
         for (int micro = 0; micro < k; micro++)
         {
             double t0 = clock.Elapsed.TotalSeconds;
-            int[] ids = IdentityIds((Step * k) + micro);
+            int[] ids = IdentityIds(MicroBatchIndex(Step, micro));
             double t1 = clock.Elapsed.TotalSeconds;
-            loss += IdentityLossAndGradients(ids) / k;
-            tokens += ids.Length;
+            int slot = (micro * r) + rank;
+            slots[slot] = IdentityLossAndGradients(ids);
+            slots[all + slot] = ids.Length;
             sample += t1 - t0;
             hn += clock.Elapsed.TotalSeconds - t1;
+        }
+        double t2 = clock.Elapsed.TotalSeconds;
+        ReduceGradients(backbone: false);
+        Gather(slots);
+        double loss = 0;
+        long tokens = 0;
+        for (int m = 0; m < all; m++)
+        {
+            loss += slots[m] / all;
+            tokens += (long)slots[all + m];
         }
         if (!double.IsFinite(loss))
         {
             throw new ZettException($"step {Step}: the loss is {loss}; stopping (the last "
                 + "checkpoint is kept)");
         }
-        double t2 = clock.Elapsed.TotalSeconds;
-        (double norm, double lr) = Update(k);
+        (double norm, double lr) = Update(all);
         return new StepReport(Step - 1, loss, norm, lr, tokens, sample, hn, 0,
             clock.Elapsed.TotalSeconds - t2);
     }
@@ -276,35 +331,51 @@ public sealed partial class HypernetTrainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(batchFor);
         var clock = Stopwatch.StartNew();
-        double sample = 0, hn = 0, lmTime = 0, loss = 0, lmLoss = 0, lexical = 0, rows = 0;
-        int k = Settings.Accumulation;
-        long tokens = 0;
+        double sample = 0, hn = 0, lmTime = 0;
+        int k = Settings.Accumulation, all = GlobalMicroBatches, r = all / k;
+        int rank = Reducer?.Rank ?? 0;
+        // Per micro-batch, in its slot: loss, LM loss, lexical loss, rows, tokens.
+        var slots = new double[5 * all];
         Gradients.Clear();
         BackboneGradients?.Clear();
         for (int micro = 0; micro < k; micro++)
         {
             double t0 = clock.Elapsed.TotalSeconds;
-            MainBatch batch = batchFor((Step * k) + micro);
+            MainBatch batch = batchFor(MicroBatchIndex(Step, micro));
             double t1 = clock.Elapsed.TotalSeconds, h0 = _graph.Elapsed.TotalSeconds;
             (double l, double lmPart, double lexPart) = MainLossAndGradients(lm, batch,
                 lexicalWeight);
             double dh = _graph.Elapsed.TotalSeconds - h0;
-            loss += l / k;
-            lmLoss += lmPart / k;
-            lexical += lexPart / k;
-            rows += (double)batch.Rows / k;
-            tokens += batch.Ids.Length;
+            int slot = (micro * r) + rank;
+            slots[slot] = l;
+            slots[all + slot] = lmPart;
+            slots[(2 * all) + slot] = lexPart;
+            slots[(3 * all) + slot] = batch.Rows;
+            slots[(4 * all) + slot] = batch.Ids.Length;
             sample += t1 - t0;
             hn += dh;
             lmTime += clock.Elapsed.TotalSeconds - t1 - dh;
+        }
+        double t2 = clock.Elapsed.TotalSeconds;
+        ReduceGradients(backbone: true);
+        Gather(slots);
+        double loss = 0, lmLoss = 0, lexical = 0, rows = 0;
+        long tokens = 0;
+        // The order and the divisions of one process accumulating k·R micro-batches.
+        for (int m = 0; m < all; m++)
+        {
+            loss += slots[m] / all;
+            lmLoss += slots[all + m] / all;
+            lexical += slots[(2 * all) + m] / all;
+            rows += slots[(3 * all) + m] / all;
+            tokens += (long)slots[(4 * all) + m];
         }
         if (!double.IsFinite(loss))
         {
             throw new ZettException($"step {Step}: the loss is {loss}; stopping (the last "
                 + "checkpoint is kept)");
         }
-        double t2 = clock.Elapsed.TotalSeconds;
-        (double norm, double lr) = Update(k, backbone: true);
+        (double norm, double lr) = Update(all, backbone: true);
         return new StepReport(Step - 1, loss, norm, lr, tokens, sample, hn, lmTime,
             clock.Elapsed.TotalSeconds - t2, lmLoss, lexical, rows);
     }

@@ -155,6 +155,10 @@ public sealed class TrainOptions
     /// initial prediction (the reference's <c>apply_lexical_loss_to_init</c>, n-shot runs);
     /// needs one fixed <see cref="TrainTokenizers"/> without a subsample.</summary>
     public bool LexicalLossToInit { get; init; }
+
+    /// <summary>Data parallelism (null: one process): this process is one rank of the job;
+    /// every rank runs with the same options, only rank 0 writes the output.</summary>
+    public DistributedOptions? Distributed { get; init; }
 }
 
 /// <summary>A validation text and its language (<c>--valid-data FILE[:lang=CODE]</c>).</summary>
@@ -195,7 +199,13 @@ public sealed record ValidSet(string File, string? Lang = null)
 /// </param>
 public sealed record TrainResult(long Steps, double FirstLoss, double LastLoss,
     double TokensPerSecond, double Seconds, double? ValidBitsPerByte = null,
-    IReadOnlyDictionary<string, double>? ValidByLang = null);
+    IReadOnlyDictionary<string, double>? ValidByLang = null)
+{
+    /// <summary>Data parallelism: SHA-256 digests of the final parameters and AdamW moments
+    /// (and backbone), which every rank has checked to be the same on all ranks (null in one
+    /// process).</summary>
+    public string? StateDigest { get; init; }
+}
 
 /// <summary>
 /// <c>zett train</c>: a new hypernetwork for a base model, trained on the CPU op backend: the
@@ -226,8 +236,86 @@ public static class HypernetTraining
                 + $"update in --steps {o.Steps}");
         }
         OutputTarget.RequireApart(o.OutputDirectory, [o.ModelDirectory]);
+        if (o.Distributed is { Rank: > 0 } d)
+        {
+            Action<string> inner = log;
+            log = line => inner($"rank {d.Rank}: {line}");
+        }
         // The device first: a missing CUDA device is an error before any work.
         using IOpBackend backend = HypernetPredictor.OpenBackend(o.Device, o.Gpu, out string why);
+        // Then the other ranks: they meet and compare their options before any input is read.
+        using IGradientReducer? reducer = o.Distributed is null ? null
+            : GradientReducer.Open(o.Distributed, backend, OptionsFingerprint(o));
+        if (reducer is null)
+        {
+            return Train(o, log, backend, why, null, main, identitySteps);
+        }
+        log($"rank {reducer.Rank} of {reducer.WorldSize}, gradients summed by {reducer.Transport}");
+        try
+        {
+            return Train(o, log, backend, why, reducer, main, identitySteps);
+        }
+        catch (Exception e)
+        {
+            // The others stop at their next collective with this message instead of waiting.
+            reducer.Abort(e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>What must be the same on every rank: every option but the output directory,
+    /// the rank, the device ordinal and the logging period.</summary>
+    internal static string OptionsFingerprint(TrainOptions o)
+    {
+        static string Inv(FormattableString t) => FormattableString.Invariant(t);
+        var lines = new List<string>
+        {
+            $"model {Path.GetFullPath(o.ModelDirectory)}",
+            $"world-size {o.Distributed?.WorldSize ?? 1}",
+        };
+        lines.AddRange(o.Data.Select(t => Inv($"data {t.File} weight {t.Weight} lang {t.Lang}")));
+        lines.AddRange(o.TrainTokenizers.Select(t => $"train-tokenizer {t}"));
+        lines.AddRange(o.ValidData.Select(v => $"valid-data {v.File} lang {v.Lang}"));
+        lines.AddRange(
+        [
+            Inv($"language-sampling-alpha {o.LanguageSamplingAlpha}"),
+            $"mix-languages {o.MixLanguages}",
+            $"embed-lang-id {o.EmbedLangId}",
+            Inv($"pieces {o.SampledPieces}"),
+            Inv($"vocab-subsample {o.VocabularySubsample}"),
+            Inv($"steps {o.Steps}"),
+            Inv($"identity-steps {o.IdentitySteps}"),
+            Inv($"max-minutes {o.MaxMinutes}"),
+            Inv($"lr {o.LearningRate}"),
+            Inv($"main-lr {o.MainLearningRate}"),
+            Inv($"warmup-steps {o.WarmupSteps}"),
+            Inv($"learning-rate-alpha {o.Alpha}"),
+            Inv($"identity-batch {o.IdentityBatch}"),
+            Inv($"batch {o.BatchSize}"),
+            Inv($"block-size {o.BlockSize}"),
+            Inv($"lexical-weight {o.LexicalWeight}"),
+            Inv($"accumulation {o.Accumulation}"),
+            Inv($"max-grad-norm {o.MaxGradNorm}"),
+            Inv($"seed {o.Seed}"),
+            Inv($"save-every {o.SaveEvery}"),
+            $"valid-tokenizer {o.ValidTokenizer}",
+            Inv($"valid-every {o.ValidEvery}"),
+            $"resume {o.Resume is not null}",
+            $"init-from {o.InitFrom is not null}",
+            $"precision {o.Precision}",
+            $"shape {o.Shape}",
+            $"device {o.Device}",
+            $"backbone-training {o.BackboneTraining}",
+            $"lexical-loss-to-init {o.LexicalLossToInit}",
+            Inv($"dist-timeout {o.Distributed?.TimeoutSeconds}"),
+        ]);
+        return string.Join('\n', lines);
+    }
+
+    private static TrainResult Train(TrainOptions o, Action<string> log, IOpBackend backend,
+        string why, IGradientReducer? reducer, bool main, int identitySteps)
+    {
+        bool writes = reducer is null || reducer.Rank == 0;
         using HfModelDirectory model = HfModelDirectory.Open(o.ModelDirectory);
         // The architecture check names an unsupported family before any work.
         LmArchitecture arch = LmArchitecture.FromConfig(model);
@@ -354,7 +442,10 @@ public static class HypernetTraining
         var settings = new TrainSettings(Schedule(o, identitySteps, o.Steps), o.IdentityBatch,
             o.Accumulation, o.MaxGradNorm, Seed: o.Seed);
         using var trainer = new HypernetTrainer(config, weights, e, backend, settings,
-            precision: o.Precision);
+            precision: o.Precision)
+        {
+            Reducer = reducer,
+        };
         trainer.LexicalLossToInit = o.LexicalLossToInit;
         if (o.Resume is not null)
         {
@@ -373,11 +464,38 @@ public static class HypernetTraining
         {
             TrainingCheckpoint.RestoreBackbone(o.Resume, trainer);
         }
-        var run = new RunLog(o, trainer, hn, identitySteps, log)
+        // Every rank starts from the same state: the config, the update count and the bits of
+        // the parameters and moments (a fresh run's seeded initialisation, or the checkpoint).
+        reducer?.Agree("initial state", TrainingCheckpoint.ConfigJson(config)
+            + Inv($"\nstep {trainer.Step}\n") + GradientReducer.Digest(
+            [
+                ("parameters", trainer.Parameters), ("m", trainer.M), ("v", trainer.V),
+                ("backbone", trainer.Backbone), ("backbone m", trainer.BackboneM),
+                ("backbone v", trainer.BackboneV),
+            ]));
+        var run = new RunLog(o, trainer, hn, identitySteps, log, writes)
         {
             Model = model,
             LangOf = new Dictionary<long, string>(),
         };
+        // At the end every rank checks that all hold the same state, bit for bit.
+        string? FinalAgreement()
+        {
+            if (reducer is null)
+            {
+                return null;
+            }
+            string digest = GradientReducer.Digest(
+            [
+                ("parameters", trainer.Parameters), ("m", trainer.M), ("v", trainer.V),
+                ("backbone", trainer.Backbone), ("backbone m", trainer.BackboneM),
+                ("backbone v", trainer.BackboneV),
+            ]);
+            reducer.Agree("final state", digest);
+            return digest;
+        }
+        // Decisions from a rank's clock (the time budget) are rank 0's on every rank.
+        double FromRankZero(double value) => reducer?.FromRankZero(value)[0] ?? value;
         var budget = Stopwatch.StartNew();
         double budgetSeconds = o.MaxMinutes * 60;
 
@@ -393,7 +511,8 @@ public static class HypernetTraining
                 {
                     trainer.IdentityLossAndGradients(trainer.IdentityIds(k));
                 }
-                double perStep = probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05;
+                double perStep = FromRankZero(
+                    probe.Elapsed.TotalSeconds / 2 * o.Accumulation * 1.05);
                 long fit = Math.Max(trainer.Step + 1,
                     (long)(budgetSeconds * (main ? 0.5 : 1) / perStep));
                 if (fit < identitySteps)
@@ -413,24 +532,40 @@ public static class HypernetTraining
         }
         if (!main)
         {
-            return run.Finish(null, null);
+            string? end = FinalAgreement();
+            return run.Finish(null, null) with { StateDigest = end };
         }
 
         // Main stage. The first micro-batches are made once and kept, so that the time probe
         // and the updates see the same batches (the stream and the sampler stay functions of
         // the seed); a resumed run replays the stream (and the sampler) up to its step.
+        // With R ranks every rank reads the whole stream and moves each vocabulary (a sampler's
+        // window) past the other ranks' micro-batches without encoding them, so micro-batch i
+        // has the texts and the vocabulary it has in one process.
         var pending = new Dictionary<long, MainBatch>();
-        long mainBase = (long)identitySteps * o.Accumulation;
-        for (long i = mainBase; i < trainer.Step * o.Accumulation; i++)
+        int all = trainer.GlobalMicroBatches;
+        long mainBase = (long)identitySteps * all;
+        long cursor = mainBase;
+        void Advance(long index, bool record)
         {
-            (string[] skipped, int l) = text!.Next(i);
-            vocabularies[Math.Max(l, 0)].Skip(skipped, i);
+            for (; cursor < index; cursor++)
+            {
+                (string[] skipped, int l) = text!.Next(cursor);
+                vocabularies[Math.Max(l, 0)].Skip(skipped, cursor);
+                if (record)
+                {
+                    run.LangOf![cursor] = l < 0 ? TextSource.MixedLang : languages!.Codes[l];
+                }
+            }
         }
+        Advance(trainer.Step * all, record: false);
         // Micro-batch k: its language's texts (from (seed, k)) under that language's
         // vocabulary, with its row of the language embeddings ("all", row 0, when mixed).
         MainBatch Make(long index)
         {
+            Advance(index, record: true);
             (string[] texts, int l) = text!.Next(index);
+            cursor = index + 1;
             run.LangOf![index] = l < 0 ? TextSource.MixedLang : languages!.Codes[l];
             MainBatch b = vocabularies[Math.Max(l, 0)].Batch(texts, index);
             return o.EmbedLangId ? b with { LangIndex = o.MixLanguages ? 0 : l } : b;
@@ -439,7 +574,8 @@ public static class HypernetTraining
             : Make(index);
         IReadOnlyDictionary<string, double>? bpb = null;
         double validSeconds = 0;
-        bool validate = validSets.Count > 0;
+        // Validation on rank 0 only; the others wait for it at the next sum.
+        bool validate = validSets.Count > 0 && writes;
         if (validate)
         {
             var vclock = Stopwatch.StartNew();
@@ -449,8 +585,10 @@ public static class HypernetTraining
         if (budgetSeconds > 0)
         {
             var probe = Stopwatch.StartNew();
-            long first = trainer.Step * o.Accumulation;
-            for (long k = first; k < first + 2; k++)
+            // This rank's next two micro-batches (its c-th from here is first + c·R).
+            long first = trainer.MicroBatchIndex(trainer.Step, 0);
+            int stride = all / o.Accumulation;
+            for (long k = first; k < first + (2 * stride); k += stride)
             {
                 pending[k] = Make(k);
                 trainer.MainLossAndGradients(lm!, pending[k], o.LexicalWeight);
@@ -460,14 +598,15 @@ public static class HypernetTraining
             // The final validation and the checkpoints are paid for up front.
             double left = budgetSeconds - budget.Elapsed.TotalSeconds - validSeconds - 5;
             long fit = (long)(left / (perStep + perValid));
-            total = Math.Clamp(trainer.Step + fit, trainer.Step + 1, o.Steps);
+            total = (long)FromRankZero(Math.Clamp(trainer.Step + fit, trainer.Step + 1, o.Steps));
             log(Inv($"budget {o.MaxMinutes} min: {perStep:F2} s/update, validation ")
                 + Inv($"{validSeconds:F1} s: {total - trainer.Step} main updates"));
         }
         trainer.Settings = settings with { Schedule = Schedule(o, identitySteps, total) };
         while (trainer.Step < total)
         {
-            if (budgetSeconds > 0 && budget.Elapsed.TotalSeconds > budgetSeconds)
+            if (budgetSeconds > 0
+                && FromRankZero(budget.Elapsed.TotalSeconds > budgetSeconds ? 1 : 0) > 0)
             {
                 log(Inv($"time budget reached at update {trainer.Step} of {total}"));
                 break;
@@ -479,11 +618,12 @@ public static class HypernetTraining
                 bpb = run.Validate(validSets, cpu);
             }
         }
+        string? digest = FinalAgreement();
         if (validate)
         {
             bpb = run.Validate(validSets, cpu);
         }
-        return run.Finish(bpb, validate ? validSets[0].Lang : null);
+        return run.Finish(bpb, validate ? validSets[0].Lang : null) with { StateDigest = digest };
     }
 
     /// <summary>The main stage's vocabulary per stream of batches (indexed like the languages;
@@ -627,6 +767,16 @@ public static class HypernetTraining
 
     private static void CheckOptions(TrainOptions o)
     {
+        o.Distributed?.Validate();
+        if (o.Distributed is { WorldSize: > 1 } && o.LexicalLossToInit && o.EmbedLangId
+            && o.Data.Select(d => d.Lang).Distinct().Count() > 1)
+        {
+            // The targets are the predictions of the stage's first micro-batch, with its
+            // language's row; a rank whose first micro-batch is another language's would keep
+            // other targets.
+            throw new ZettException("--lexical-loss-to-init with --embed-lang-id and several "
+                + "languages runs in one process only (not with --world-size above 1)");
+        }
         if (o.InitFrom is not null && o.Resume is not null)
         {
             throw new ZettException("--init-from starts a new run from a hypernetwork's parameters, "
@@ -715,9 +865,10 @@ public static class HypernetTraining
     /// <summary>A run's bookkeeping: the JSONL log, stderr progress, checkpoints, validation,
     /// the loss curve.</summary>
     private sealed class RunLog(TrainOptions o, HypernetTrainer trainer, HfTokenizer hn,
-        int identitySteps, Action<string> log)
+        int identitySteps, Action<string> log, bool writes)
     {
-        private readonly StreamWriter _log = OpenLog(o);
+        // Ranks other than 0 write nothing to the output directory.
+        private readonly StreamWriter _log = writes ? OpenLog(o) : StreamWriter.Null;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private readonly List<LossPoint> _points = [];
         private double _first = double.NaN, _last = double.NaN;
@@ -785,7 +936,8 @@ public static class HypernetTraining
                 if (LangOf is not null)
                 {
                     var langs = new List<string>();
-                    for (long i = r.Step * o.Accumulation; i < (r.Step + 1) * o.Accumulation; i++)
+                    int all = trainer.GlobalMicroBatches;
+                    for (long i = r.Step * all; i < (r.Step + 1) * all; i++)
                     {
                         if (LangOf.Remove(i, out string? code) && !langs.Contains(code))
                         {
@@ -810,7 +962,7 @@ public static class HypernetTraining
                     + Inv($"{r.LearningRate:G3}  {_stageTokens / s:F0} tok/s  (sample {_sample:F1}s, ")
                     + Inv($"hypernet {_hn:F1}s, lm {_lm:F1}s, optimizer {_opt:F1}s)"));
             }
-            if (o.SaveEvery > 0 && step % o.SaveEvery == 0 && step < total)
+            if (writes && o.SaveEvery > 0 && step % o.SaveEvery == 0 && step < total)
             {
                 TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
                     $"step-{step}"), trainer, hn);
@@ -903,6 +1055,11 @@ public static class HypernetTraining
         public TrainResult Finish(IReadOnlyDictionary<string, double>? bpb, string? firstLang)
         {
             double seconds = _clock.Elapsed.TotalSeconds;
+            if (!writes)
+            {
+                return new TrainResult(trainer.Step, _first, _last,
+                    _tokens / Math.Max(seconds, 1e-9), seconds);
+            }
             TrainingCheckpoint.Save(Path.Combine(o.OutputDirectory, "checkpoints",
                 $"step-{trainer.Step}"), trainer, hn);
             TrainingCheckpoint.SaveFiles(o.OutputDirectory, trainer, hn);
