@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using ZeTT.Runtime.Formats;
 using ZeTT.Runtime.Tests.Transfer;
+using ZeTT.Runtime.Training;
 
 namespace ZeTT.Cli.Tests;
 
@@ -52,10 +53,20 @@ public sealed class HostileCorpusTests : IDisposable
         WriteParquet(Pristine("text.parquet"), ("text", ["the world", "an ant"]));
         (code, _, err) = Zett.Run(Train(Pristine("trained"), Pristine("llama")));
         Assert.True(code == 0, err);
+        // A continued-training checkpoint: the backbone, its moments and the lexical targets.
+        (code, _, err) = Zett.Run(Train(Pristine("nshot"), Pristine("llama"), NShot));
+        Assert.True(code == 0, err);
     }
 
+    private string[] NShot =>
+        ["--data", Pristine("text.jsonl"), "--train-tokenizer", Pristine("llama"),
+         "--block-size", "8", "--backbone-training", "full", "--lexical-loss-to-init"];
+
     private static string[] Train(string output, string model, params string[] more) =>
-        ["train", "--model", model, "--out", output, "--steps", "1", "--batch", "16", "--hn-layers",
+        TrainFor(1, output, model, more);
+
+    private static string[] TrainFor(int steps, string output, string model, params string[] more) =>
+        ["train", "--model", model, "--out", output, "--steps", $"{steps}", "--batch", "16", "--hn-layers",
          "1", "--hn-hidden-size", "16", "--hn-intermediate-size", "32", "--hn-heads", "2", .. more];
 
     private static void WriteParquet(string path, params (string Name, string[] Values)[] columns)
@@ -527,6 +538,24 @@ public sealed class HostileCorpusTests : IDisposable
             Path.Combine(checkpoint, "config.json"))).Select(g => (g.Item1, Bytes(g.Item2))).Concat(NotAFile()))
         {
             yield return InDirectory($"train-resume/config/{m}", checkpoint, "config.json", mutate, Resume);
+        }
+        // Continued training's files.
+        string nshot = Path.Combine(Pristine("nshot"), "checkpoints", "step-1");
+        // Two updates: the resumed one meets the lexical targets' vocabulary.
+        string[] ResumeNShot(string copy, string c) => TrainFor(2, Path.Combine(c, "out"),
+            Pristine("llama"), [.. NShot, "--resume", copy]);
+        foreach (string file in new[]
+        {
+            TrainingCheckpoint.BackboneFile, TrainingCheckpoint.BackboneOptimizerFile,
+            TrainingCheckpoint.LexicalTargetsFile,
+        })
+        {
+            byte[] bytes = File.ReadAllBytes(Path.Combine(nshot, file));
+            foreach ((string m, Action<string> mutate) in SafetensorsGarbage(bytes)
+                .Select(g => (g.Item1, Bytes(g.Item2))).Concat(NotAFile()))
+            {
+                yield return InDirectory($"train-resume-nshot/{file}/{m}", nshot, file, mutate, ResumeNShot);
+            }
         }
     }
 

@@ -15,6 +15,7 @@ public sealed partial class HypernetTrainer
     private readonly HashSet<string> _backboneDecayed = new(StringComparer.Ordinal);
     private LanguageModel? _backboneModel;
     private double[] _lexicalNorms = [];
+    private string? _lexicalSource;
 
     /// <summary>The attached backbone's weights (the model's own tensors, borrowed), or null.
     /// </summary>
@@ -88,8 +89,10 @@ public sealed partial class HypernetTrainer
 
     /// <summary>Sets <see cref="LexicalTargets"/> (a resumed run's): <paramref name="input"/>
     /// (and <paramref name="output"/> when the hypernetwork predicts output rows) [rows,
-    /// n_embd] for the vocabulary <paramref name="surfaceForms"/>.</summary>
-    public void SetLexicalTargets(Tensor input, Tensor? output, int[] surfaceForms)
+    /// n_embd] for the vocabulary <paramref name="surfaceForms"/>; <paramref name="source"/>
+    /// names the file they came from in the error of a batch with another vocabulary.</summary>
+    public void SetLexicalTargets(Tensor input, Tensor? output, int[] surfaceForms,
+        string? source = null)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(surfaceForms);
@@ -122,6 +125,7 @@ public sealed partial class HypernetTrainer
         }
         LexicalTargets = set;
         LexicalSurfaceForms = (int[])surfaceForms.Clone();
+        _lexicalSource = source;
         _lexicalNorms = [.. set.Names.Select(name => MeanRowNorm(set.ToDoubles(name), n))];
     }
 
@@ -154,6 +158,11 @@ public sealed partial class HypernetTrainer
         }
         if (!LexicalSurfaceForms.AsSpan().SequenceEqual(batch.SurfaceForms))
         {
+            if (_lexicalSource is not null)
+            {
+                throw new ZettException($"{_lexicalSource}: the lexical targets belong to another "
+                    + "vocabulary than this run's --train-tokenizer (resume with the run's options)");
+            }
             throw new ZettException("the lexical loss towards the initial predictions needs one "
                 + "fixed target vocabulary (one --train-tokenizer, no --vocab-subsample): this "
                 + "batch's vocabulary is not the first batch's");

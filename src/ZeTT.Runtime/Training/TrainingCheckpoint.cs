@@ -138,7 +138,7 @@ public static class TrainingCheckpoint
                 : Tensor.FromFloats(output.Data, output.Shape[0], output.Shape[^1]);
             try
             {
-                trainer.SetLexicalTargets(inT, outT, sf);
+                trainer.SetLexicalTargets(inT, outT, sf, lexPath);
             }
             catch (ArgumentException e)
             {
