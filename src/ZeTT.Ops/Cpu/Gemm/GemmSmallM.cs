@@ -101,7 +101,20 @@ internal static unsafe class GemmSmallM
                         // A Linear weight ([n, k]) at m ≤ 2: transposed in registers on the way
                         // to the FMAs (no L1 panel written and re-read).
                         byte* wp = b.Data + ((((long)col * b.Ld) + k0) * b.ElementSize);
-                        DispatchFused(m, b, wp, prefetch, block);
+                        // What this task reads next: the panel's next k block, else the next
+                        // panel's first (prefetched while this block runs).
+                        var ahead = new Ahead(null, 0);
+                        if (prefetch && k0 + CpuGemm.KC < k)
+                        {
+                            ahead = new Ahead(wp + (CpuGemm.KC * b.ElementSize),
+                                Math.Min(CpuGemm.KC, k - k0 - CpuGemm.KC) * b.ElementSize);
+                        }
+                        else if (prefetch && p + 1 < p1)
+                        {
+                            ahead = new Ahead(b.Data + ((long)(col + Width) * b.Ld * b.ElementSize),
+                                Math.Min(CpuGemm.KC, k) * b.ElementSize);
+                        }
+                        DispatchFused(m, b, wp, ahead, block);
                         continue;
                     }
                     if (rowsDirect && cols == Width)
@@ -131,38 +144,68 @@ internal static unsafe class GemmSmallM
     private const int FusedRows = 2;
 
     /// <summary>Weights larger than this come from memory rather than the last-level cache: the
-    /// fused kernel prefetches them (into L2, 512 bytes ahead). Below it the prefetches cost more
-    /// than they save (measured on this 2-core EPYC: ~−30 % on the 2–6 MB shapes, +20–40 % on the
-    /// 64–180 MB ones).</summary>
+    /// fused kernel prefetches them, the next k block's 32 row segments one after another (each
+    /// a sequential run, which the memory system serves far better than 32 interleaved streams).
+    /// Below it the prefetches cost more than they save (measured on this 2-core EPYC: −30–40 %
+    /// on the 2–6 MB shapes, +20–60 % on the 37–250 MB ones).</summary>
     private const long PrefetchMinBytes = 16L << 20;
 
-    /// <summary>Prefetch distance along a weight row, in bytes.</summary>
-    private const int PrefetchAhead = 512;
+    /// <summary>The block a fused kernel prefetches while it runs: 32 row segments of
+    /// <paramref name="bytes"/> bytes from <paramref name="start"/>, the weight's row stride
+    /// apart (<paramref name="start"/> null: none).</summary>
+    private readonly struct Ahead(byte* start, int bytes)
+    {
+        public byte* Start { get; } = start;
+
+        public int Bytes { get; } = bytes;
+
+        /// <summary>Prefetches the rows of step <paramref name="step"/> of
+        /// <paramref name="steps"/> (all 32 rows are covered once over the steps).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Step(int step, int steps, long rowBytes)
+        {
+            if (Start == null)
+            {
+                return;
+            }
+            int per = (Width + steps - 1) / steps;
+            int r0 = step * per, r1 = Math.Min(Width, r0 + per);
+            for (int r = r0; r < r1; r++)
+            {
+                byte* row = Start + (r * rowBytes);
+                for (int b = 0; b < Bytes; b += 64)
+                {
+                    Sse.Prefetch0(row + b);
+                }
+                Sse.Prefetch0(row + Bytes - 1);
+            }
+        }
+    }
 
     /// <summary>False sends m ≤ 2 with a <c>[n, k]</c> B through the L1 panel like larger m
     /// (the benchmark measures the fused kernel against it; same bits either way).</summary>
     internal static bool FusedTranspose { get; set; } = true;
 
-    private static void DispatchFused(int m, GemmOperand b, byte* wp, bool prefetch, in Block block)
+    private static void DispatchFused(int m, GemmOperand b, byte* wp, in Ahead ahead, in Block block)
     {
         if (b.Type == GemmType.BF16)
         {
             if (m == 1)
             {
-                FusedBf16<Rows1>((ushort*)wp, b.Ld, prefetch, block);
+                FusedBf16<Rows1>((ushort*)wp, b.Ld, ahead, block);
             }
             else
             {
-                FusedBf16<Rows2>((ushort*)wp, b.Ld, prefetch, block);
+                FusedBf16<Rows2>((ushort*)wp, b.Ld, ahead, block);
             }
         }
         else if (m == 1)
         {
-            FusedF32<Rows1>((float*)wp, b.Ld, prefetch, block);
+            FusedF32<Rows1>((float*)wp, b.Ld, ahead, block);
         }
         else
         {
-            FusedF32<Rows2>((float*)wp, b.Ld, prefetch, block);
+            FusedF32<Rows2>((float*)wp, b.Ld, ahead, block);
         }
     }
 
@@ -176,7 +219,7 @@ internal static unsafe class GemmSmallM
     /// bits. Every line is read by one load, so rows whose stride is a multiple of 4 KB (which
     /// share an L1 set) cost nothing extra.
     /// </summary>
-    private static void FusedF32<TRows>(float* w, long ld, bool prefetch, in Block block)
+    private static void FusedF32<TRows>(float* w, long ld, in Ahead ahead, in Block block)
         where TRows : struct, IRowCount
     {
         int r = TRows.Count;
@@ -187,14 +230,7 @@ internal static unsafe class GemmSmallM
         int kk = 0;
         for (; kk <= kc - 16; kk += 16)
         {
-            if (prefetch)
-            {
-                byte* pf = (byte*)(w + kk) + PrefetchAhead;
-                for (int i = 0; i < Width; i++)
-                {
-                    Sse.Prefetch1(pf + (i * ld * sizeof(float)));
-                }
-            }
+            ahead.Step(kk >> 4, kc >> 4, ld * sizeof(float));
             Step16F32<TRows>(w + kk, ld, ap, ref a0, ref b0);
             Step16F32<TRows>(half + kk, ld, ap, ref a1, ref b1);
             ap += 16 * r;
@@ -221,7 +257,7 @@ internal static unsafe class GemmSmallM
     /// (64 shuffles), then widened to fp32 exactly by interleaving with zeros (32 unpacks): 96
     /// shuffles per 512 weights against 128 for fp32 data, and half the bytes.
     /// </summary>
-    private static void FusedBf16<TRows>(ushort* w, long ld, bool prefetch, in Block block)
+    private static void FusedBf16<TRows>(ushort* w, long ld, in Ahead ahead, in Block block)
         where TRows : struct, IRowCount
     {
         int r = TRows.Count;
@@ -232,14 +268,7 @@ internal static unsafe class GemmSmallM
         int kk = 0;
         for (; kk <= kc - 32; kk += 32)
         {
-            if (prefetch)
-            {
-                byte* pf = (byte*)(w + kk) + PrefetchAhead;
-                for (int i = 0; i < Width; i++)
-                {
-                    Sse.Prefetch1(pf + (i * ld * sizeof(ushort)));
-                }
-            }
+            ahead.Step(kk >> 5, kc >> 5, ld * sizeof(ushort));
             Step32Bf16<TRows>(w + kk, ld, ap, ref a0, ref b0);
             Step32Bf16<TRows>(half + kk, ld, ap, ref a1, ref b1);
             ap += 32 * r;
