@@ -87,6 +87,7 @@ internal static unsafe class GemmSmallM
             float* tile = stackalloc float[MaxRows * Width];
             bool rowsDirect = !b.Transposed && b.Type != GemmType.F16;
             bool prefetch = (long)n * b.Ld * b.ElementSize > PrefetchMinBytes;
+            bool ymmF32 = prefetch && b.Type == GemmType.F32 && (b.Ld * sizeof(float)) % 4096 != 0;
             for (int p = p0; p < p1; p++)
             {
                 int col = p * Width, cols = Math.Min(Width, n - col);
@@ -113,6 +114,18 @@ internal static unsafe class GemmSmallM
                         {
                             ahead = new Ahead(b.Data + ((long)(col + Width) * b.Ld * b.ElementSize),
                                 Math.Min(CpuGemm.KC, k) * b.ElementSize);
+                        }
+                        if (ymmF32)
+                        {
+                            if (m == 1)
+                            {
+                                FusedF32Ymm<Rows1, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            else
+                            {
+                                FusedF32Ymm<Rows2, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            continue;
                         }
                         DispatchFused(m, b, wp, ahead, block);
                         continue;
@@ -287,6 +300,139 @@ internal static unsafe class GemmSmallM
             ap += r;
         }
         FusedStore(r, a0, a1, b0, b1, block);
+    }
+
+    /// <summary>
+    /// The first fused kernel, kept for fp32 weights over 16 MB whose rows are not a multiple of
+    /// 4 KB apart, where it measured 1.1–1.3× <see cref="FusedF32{TRows}"/> (ymm loads of 8 k,
+    /// which the hardware streams better from memory; on 4 KB strides its 32 rows share one L1
+    /// set and it falls far behind).
+    /// m ≤ 2 rows × 32 columns over one k block with B stored <c>[n, k]</c> (32 weight rows
+    /// <paramref name="rowBytes"/> apart, each read along k). Every 8 k, four 8×8 blocks are
+    /// transposed in registers (8 loads, 24 shuffles) and fed straight to the FMAs, so each
+    /// column still takes one FMA per k in k order from a zero start, exactly as
+    /// <see cref="Panel{TRows, TLoad}"/> and the tiled kernels do, and its result is the same
+    /// bits. The weight rows are prefetched 256 bytes ahead (32 streams at once are more than
+    /// the hardware prefetchers follow).
+    /// </summary>
+    private static void FusedF32Ymm<TRows, T>(byte* wp, long rowBytes, in Block block)
+        where TRows : struct, IRowCount
+        where T : struct, IGemmElement
+    {
+        int r = TRows.Count;
+        float* ap = block.Ap;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        int kc = block.Kc;
+        long group = 8 * rowBytes;
+        int kk = 0;
+        for (; kk <= kc - 8; kk += 8)
+        {
+            byte* s = wp + (kk * T.Size);
+            if ((kk & 15) == 0)
+            {
+                byte* pf = s + 256;
+                for (int i = 0; i < Width; i++)
+                {
+                    Sse.Prefetch0(pf + (i * rowBytes));
+                }
+            }
+            Step<TRows, T>(s, rowBytes, ap, ref a0, ref b0);
+            Step<TRows, T>(s + group, rowBytes, ap, ref a1, ref b1);
+            Step<TRows, T>(s + (2 * group), rowBytes, ap, ref a2, ref b2);
+            Step<TRows, T>(s + (3 * group), rowBytes, ap, ref a3, ref b3);
+            ap += 8 * r;
+        }
+        for (; kk < kc; kk++)
+        {
+            byte* s = wp + (kk * T.Size);
+            a0 = TailFma<T>(s, rowBytes, ap[0], a0);
+            a1 = TailFma<T>(s + group, rowBytes, ap[0], a1);
+            a2 = TailFma<T>(s + (2 * group), rowBytes, ap[0], a2);
+            a3 = TailFma<T>(s + (3 * group), rowBytes, ap[0], a3);
+            if (r > 1)
+            {
+                b0 = TailFma<T>(s, rowBytes, ap[1], b0);
+                b1 = TailFma<T>(s + group, rowBytes, ap[1], b1);
+                b2 = TailFma<T>(s + (2 * group), rowBytes, ap[1], b2);
+                b3 = TailFma<T>(s + (3 * group), rowBytes, ap[1], b3);
+            }
+            ap += r;
+        }
+        TileMode mode = new TileUpdate(block.C, block.Ldc, block.Alpha, block.Beta, block.First).Mode;
+        var va = Vector512.Create(block.Alpha);
+        var vb = Vector512.Create(block.Beta);
+        float* d = block.C;
+        GemmMicroKernels.Update(d, Vector512.Create(a0, a1), va, vb, mode);
+        GemmMicroKernels.Update(d + 16, Vector512.Create(a2, a3), va, vb, mode);
+        if (r > 1)
+        {
+            d += block.Ldc;
+            GemmMicroKernels.Update(d, Vector512.Create(b0, b1), va, vb, mode);
+            GemmMicroKernels.Update(d + 16, Vector512.Create(b2, b3), va, vb, mode);
+        }
+    }
+
+    /// <summary>Eight weight rows × 8 k: transposed in registers, then per k (in order) one
+    /// FMA into each row of A's accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<TRows, T>(byte* s, long rowBytes, float* ap,
+        ref Vector256<float> acc0, ref Vector256<float> acc1)
+        where TRows : struct, IRowCount
+        where T : struct, IGemmElement
+    {
+        int r = TRows.Count;
+        Vector256<float> r0 = T.Load8(s), r1 = T.Load8(s + rowBytes);
+        Vector256<float> r2 = T.Load8(s + (2 * rowBytes)), r3 = T.Load8(s + (3 * rowBytes));
+        Vector256<float> r4 = T.Load8(s + (4 * rowBytes)), r5 = T.Load8(s + (5 * rowBytes));
+        Vector256<float> r6 = T.Load8(s + (6 * rowBytes)), r7 = T.Load8(s + (7 * rowBytes));
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1);
+        Vector256<float> t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5);
+        Vector256<float> t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE);
+        Vector256<float> u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE);
+        Vector256<float> u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+        // Column kk + j of the eight rows: j < 4 from the low halves, j ≥ 4 from the high.
+        Vector256<float> k0 = Avx.Permute2x128(u0, u4, 0x20), k1 = Avx.Permute2x128(u1, u5, 0x20);
+        Vector256<float> k2 = Avx.Permute2x128(u2, u6, 0x20), k3 = Avx.Permute2x128(u3, u7, 0x20);
+        Vector256<float> k4 = Avx.Permute2x128(u0, u4, 0x31), k5 = Avx.Permute2x128(u1, u5, 0x31);
+        Vector256<float> k6 = Avx.Permute2x128(u2, u6, 0x31), k7 = Avx.Permute2x128(u3, u7, 0x31);
+        Vector256<float> c = acc0;
+        c = Fma.MultiplyAdd(Vector256.Create(ap[0]), k0, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[r]), k1, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[2 * r]), k2, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[3 * r]), k3, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[4 * r]), k4, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[5 * r]), k5, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[6 * r]), k6, c);
+        c = Fma.MultiplyAdd(Vector256.Create(ap[7 * r]), k7, c);
+        acc0 = c;
+        if (r > 1)
+        {
+            c = acc1;
+            c = Fma.MultiplyAdd(Vector256.Create(ap[1]), k0, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[r + 1]), k1, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(2 * r) + 1]), k2, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(3 * r) + 1]), k3, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(4 * r) + 1]), k4, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(5 * r) + 1]), k5, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(6 * r) + 1]), k6, c);
+            c = Fma.MultiplyAdd(Vector256.Create(ap[(7 * r) + 1]), k7, c);
+            acc1 = c;
+        }
+    }
+
+    /// <summary>One k of eight weight rows (a k block's last kc mod 8), gathered.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TailFma<T>(byte* s, long rowBytes, float x, Vector256<float> acc)
+        where T : struct, IGemmElement
+    {
+        var w = Vector256.Create(T.Load(s, 0), T.Load(s + rowBytes, 0), T.Load(s + (2 * rowBytes), 0),
+            T.Load(s + (3 * rowBytes), 0), T.Load(s + (4 * rowBytes), 0), T.Load(s + (5 * rowBytes), 0),
+            T.Load(s + (6 * rowBytes), 0), T.Load(s + (7 * rowBytes), 0));
+        return Fma.MultiplyAdd(Vector256.Create(x), w, acc);
     }
 
     /// <summary>The fused kernels' accumulators into C: row 0 is <paramref name="a0"/> (columns
