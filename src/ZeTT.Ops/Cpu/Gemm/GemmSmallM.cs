@@ -102,6 +102,18 @@ internal static unsafe class GemmSmallM
                         // A Linear weight ([n, k]) at m ≤ 2: transposed in registers on the way
                         // to the FMAs (no L1 panel written and re-read).
                         byte* wp = b.Data + ((((long)col * b.Ld) + k0) * b.ElementSize);
+                        if (ymmF32)
+                        {
+                            if (m == 1)
+                            {
+                                FusedF32Ymm<Rows1, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            else
+                            {
+                                FusedF32Ymm<Rows2, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            continue;
+                        }
                         // What this task reads next: the panel's next k block, else the next
                         // panel's first (prefetched while this block runs).
                         var ahead = new Ahead(null, 0);
@@ -114,18 +126,6 @@ internal static unsafe class GemmSmallM
                         {
                             ahead = new Ahead(b.Data + ((long)(col + Width) * b.Ld * b.ElementSize),
                                 Math.Min(CpuGemm.KC, k) * b.ElementSize);
-                        }
-                        if (ymmF32)
-                        {
-                            if (m == 1)
-                            {
-                                FusedF32Ymm<Rows1, F32Element>(wp, b.Ld * sizeof(float), block);
-                            }
-                            else
-                            {
-                                FusedF32Ymm<Rows2, F32Element>(wp, b.Ld * sizeof(float), block);
-                            }
-                            continue;
                         }
                         DispatchFused(m, b, wp, ahead, block);
                         continue;
@@ -159,8 +159,9 @@ internal static unsafe class GemmSmallM
     /// <summary>Weights larger than this come from memory rather than the last-level cache: the
     /// fused kernel prefetches them, the next k block's 32 row segments one after another (each
     /// a sequential run, which the memory system serves far better than 32 interleaved streams).
-    /// Below it the prefetches cost more than they save (measured on this 2-core EPYC: −30–40 %
-    /// on the 2–6 MB shapes, +20–60 % on the 37–250 MB ones).</summary>
+    /// Below it the prefetches cost more than they save (measured on this 2-core EPYC, one core:
+    /// 0 to −35 % on the 2–6 MB shapes; +3–30 % for fp32 and +25–70 % for bf16 on the 32–524 MB
+    /// ones).</summary>
     private const long PrefetchMinBytes = 16L << 20;
 
     /// <summary>The block a fused kernel prefetches while it runs: 32 row segments of
@@ -304,7 +305,7 @@ internal static unsafe class GemmSmallM
 
     /// <summary>
     /// The first fused kernel, kept for fp32 weights over 16 MB whose rows are not a multiple of
-    /// 4 KB apart, where it measured 1.1–1.3× <see cref="FusedF32{TRows}"/> (ymm loads of 8 k,
+    /// 4 KB apart, where it measured 1.05–1.4× <see cref="FusedF32{TRows}"/> (ymm loads of 8 k,
     /// which the hardware streams better from memory; on 4 KB strides its 32 rows share one L1
     /// set and it falls far behind).
     /// m ≤ 2 rows × 32 columns over one k block with B stored <c>[n, k]</c> (32 weight rows
