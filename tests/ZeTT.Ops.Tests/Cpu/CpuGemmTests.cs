@@ -161,6 +161,39 @@ public sealed unsafe class CpuGemmTests
         }
     }
 
+    [Theory]
+    [InlineData(GemmType.F32)]
+    [InlineData(GemmType.BF16)]
+    public void FusedSmallMPathIsBitIdenticalOnFourKilobyteStrides(GemmType bType)
+    {
+        // At m ≤ 2 a Linear weight ([n, k]) goes through the fused in-register transpose. Rows a
+        // multiple of 4 KB apart (ld 1024…4096, fp32 and bf16) share an L1 set; k 2000 and 1013
+        // end in partial k blocks and steps (the gathered tail); n 2080 × 4096 is over 16 MB in
+        // both types, so it is also prefetched; 1040 × 4100 fp32 (over 16 MB, rows not 4 KB
+        // apart) takes the 8 × 8 ymm kernel. Each must equal the scalar tiled kernel bit for bit,
+        // on one thread and on all.
+        Assert.SkipUnless(GemmKernels.IsSupported(GemmKernel.Avx512), "AVX-512 does not run on this CPU");
+        foreach ((int n, int k, int ld) in new[]
+            { (64, 2048, 2048), (96, 4096, 4096), (32, 2000, 2048), (64, 1013, 1024), (2080, 4096, 4096),
+              (1040, 4100, 4100) })
+        {
+            var a = new StoredMatrix(GemmType.F32, 2, k, k, n + k);
+            var b = new StoredMatrix(bType, n, k, ld, n + k + 1);
+            foreach ((float alpha, float beta) in new[] { (1f, 0f), (0.75f, 1.5f) })
+            {
+                for (int m = 1; m <= 2; m++)
+                {
+                    float[] expected = RunAny(GemmKernel.Scalar, 0, false, true, m, n, k, alpha, a, b, beta);
+                    foreach (int threads in new[] { 1, 0 })
+                    {
+                        Assert.Equal(expected, RunAny(GemmKernel.Avx512, threads, false, true, m, n, k,
+                            alpha, a, b, beta));
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void BetaZeroOverwritesNaNAndLeavesThePaddingAlone()
     {

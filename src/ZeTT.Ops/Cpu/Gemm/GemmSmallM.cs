@@ -86,6 +86,8 @@ internal static unsafe class GemmSmallM
             float* buffer = Align64(t_panel);
             float* tile = stackalloc float[MaxRows * Width];
             bool rowsDirect = !b.Transposed && b.Type != GemmType.F16;
+            bool prefetch = (long)n * b.Ld * b.ElementSize > PrefetchMinBytes;
+            bool ymmF32 = prefetch && b.Type == GemmType.F32 && (b.Ld * sizeof(float)) % 4096 != 0;
             for (int p = p0; p < p1; p++)
             {
                 int col = p * Width, cols = Math.Min(Width, n - col);
@@ -94,23 +96,38 @@ internal static unsafe class GemmSmallM
                     int kc = Math.Min(CpuGemm.KC, k - k0);
                     var block = new Block(kc, ap + ((long)k0 * m), c + col, ldc, cols, alpha,
                         beta, k0 == 0, tile);
-                    // Not when rows are a multiple of 4 KB apart: the 32 rows then share one L1
-                    // set and the fused kernel measured 0.4–0.98× the L1 panel (gemm-cpu-gemv).
                     if (FusedTranspose && b.Transposed && b.Type != GemmType.F16 && m <= FusedRows
-                        && cols == Width && (b.Ld * b.ElementSize) % 4096 != 0)
+                        && cols == Width)
                     {
                         // A Linear weight ([n, k]) at m ≤ 2: transposed in registers on the way
                         // to the FMAs (no L1 panel written and re-read).
                         byte* wp = b.Data + ((((long)col * b.Ld) + k0) * b.ElementSize);
-                        long rowBytes = b.Ld * b.ElementSize;
-                        if (b.Type == GemmType.BF16)
+                        if (ymmF32)
                         {
-                            DispatchFused<Bf16Element>(m, wp, rowBytes, block);
+                            if (m == 1)
+                            {
+                                FusedF32Ymm<Rows1, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            else
+                            {
+                                FusedF32Ymm<Rows2, F32Element>(wp, b.Ld * sizeof(float), block);
+                            }
+                            continue;
                         }
-                        else
+                        // What this task reads next: the panel's next k block, else the next
+                        // panel's first (prefetched while this block runs).
+                        var ahead = new Ahead(null, 0);
+                        if (prefetch && k0 + CpuGemm.KC < k)
                         {
-                            DispatchFused<F32Element>(m, wp, rowBytes, block);
+                            ahead = new Ahead(wp + (CpuGemm.KC * b.ElementSize),
+                                Math.Min(CpuGemm.KC, k - k0 - CpuGemm.KC) * b.ElementSize);
                         }
+                        else if (prefetch && p + 1 < p1)
+                        {
+                            ahead = new Ahead(b.Data + ((long)(col + Width) * b.Ld * b.ElementSize),
+                                Math.Min(CpuGemm.KC, k) * b.ElementSize);
+                        }
+                        DispatchFused(m, b, wp, ahead, block);
                         continue;
                     }
                     if (rowsDirect && cols == Width)
@@ -135,28 +152,162 @@ internal static unsafe class GemmSmallM
         }
     }
 
-    /// <summary>Largest m the fused transposing kernel takes (4·m ymm accumulators + 8
-    /// transposed vectors + the transpose's temporaries of the 32 ymm registers).</summary>
+    /// <summary>Largest m the fused transposing kernel takes (each transposed vector feeds m
+    /// FMAs; beyond 2 the L1 panel's zmm loads are cheaper than the transposes).</summary>
     private const int FusedRows = 2;
+
+    /// <summary>Weights larger than this come from memory rather than the last-level cache: the
+    /// fused kernel prefetches them, the next k block's 32 row segments one after another (each
+    /// a sequential run, which the memory system serves far better than 32 interleaved streams).
+    /// Below it the prefetches cost more than they save (measured on this 2-core EPYC, one core:
+    /// 0 to −35 % on the 2–6 MB shapes; +3–30 % for fp32 and +25–70 % for bf16 on the 32–524 MB
+    /// ones).</summary>
+    private const long PrefetchMinBytes = 16L << 20;
+
+    /// <summary>The block a fused kernel prefetches while it runs: 32 row segments of
+    /// <paramref name="bytes"/> bytes from <paramref name="start"/>, the weight's row stride
+    /// apart (<paramref name="start"/> null: none).</summary>
+    private readonly struct Ahead(byte* start, int bytes)
+    {
+        public byte* Start { get; } = start;
+
+        public int Bytes { get; } = bytes;
+
+        /// <summary>Prefetches the rows of step <paramref name="step"/> of
+        /// <paramref name="steps"/> (all 32 rows are covered once over the steps).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Step(int step, int steps, long rowBytes)
+        {
+            if (Start == null)
+            {
+                return;
+            }
+            int per = (Width + steps - 1) / steps;
+            int r0 = step * per, r1 = Math.Min(Width, r0 + per);
+            for (int r = r0; r < r1; r++)
+            {
+                byte* row = Start + (r * rowBytes);
+                for (int b = 0; b < Bytes; b += 64)
+                {
+                    Sse.Prefetch0(row + b);
+                }
+                Sse.Prefetch0(row + Bytes - 1);
+            }
+        }
+    }
 
     /// <summary>False sends m ≤ 2 with a <c>[n, k]</c> B through the L1 panel like larger m
     /// (the benchmark measures the fused kernel against it; same bits either way).</summary>
     internal static bool FusedTranspose { get; set; } = true;
 
-    private static void DispatchFused<T>(int m, byte* wp, long rowBytes, in Block block)
-        where T : struct, IGemmElement
+    private static void DispatchFused(int m, GemmOperand b, byte* wp, in Ahead ahead, in Block block)
     {
-        if (m == 1)
+        if (b.Type == GemmType.BF16)
         {
-            Fused<Rows1, T>(wp, rowBytes, block);
+            if (m == 1)
+            {
+                FusedBf16<Rows1>((ushort*)wp, b.Ld, ahead, block);
+            }
+            else
+            {
+                FusedBf16<Rows2>((ushort*)wp, b.Ld, ahead, block);
+            }
+        }
+        else if (m == 1)
+        {
+            FusedF32<Rows1>((float*)wp, b.Ld, ahead, block);
         }
         else
         {
-            Fused<Rows2, T>(wp, rowBytes, block);
+            FusedF32<Rows2>((float*)wp, b.Ld, ahead, block);
         }
     }
 
     /// <summary>
+    /// m ≤ 2 rows × 32 columns over one k block with an fp32 B stored <c>[n, k]</c> (32 weight
+    /// rows <paramref name="ld"/> elements apart, each read along k). Every 16 k, each half of
+    /// the panel (16 weight rows) is loaded as 16 zmm vectors, one 64-byte line each, and
+    /// transposed in registers (64 shuffles) into 16 vectors of one k each, which go straight to
+    /// the FMAs; so each column still takes one FMA per k in k order from a zero start, exactly
+    /// as <see cref="Panel{TRows, TLoad}"/> and the tiled kernels do, and its result is the same
+    /// bits. Every line is read by one load, so rows whose stride is a multiple of 4 KB (which
+    /// share an L1 set) cost nothing extra.
+    /// </summary>
+    private static void FusedF32<TRows>(float* w, long ld, in Ahead ahead, in Block block)
+        where TRows : struct, IRowCount
+    {
+        int r = TRows.Count;
+        float* ap = block.Ap;
+        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        int kc = block.Kc;
+        float* half = w + (16 * ld);
+        int kk = 0;
+        for (; kk <= kc - 16; kk += 16)
+        {
+            ahead.Step(kk >> 4, kc >> 4, ld * sizeof(float));
+            Step16F32<TRows>(w + kk, ld, ap, ref a0, ref b0);
+            Step16F32<TRows>(half + kk, ld, ap, ref a1, ref b1);
+            ap += 16 * r;
+        }
+        for (; kk < kc; kk++)
+        {
+            Vector512<float> lo = Gather16<F32Element>((byte*)(w + kk), ld * sizeof(float));
+            Vector512<float> hi = Gather16<F32Element>((byte*)(half + kk), ld * sizeof(float));
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), lo, a0);
+            a1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), hi, a1);
+            if (r > 1)
+            {
+                b0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), lo, b0);
+                b1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), hi, b1);
+            }
+            ap += r;
+        }
+        FusedStore(r, a0, a1, b0, b1, block);
+    }
+
+    /// <summary>
+    /// <see cref="FusedF32{TRows}"/> for a bf16 B: every 32 k, each half of the panel (16 rows)
+    /// is loaded as 16 zmm vectors of 32 bf16 (one line each) and transposed as 16-bit words
+    /// (64 shuffles), then widened to fp32 exactly by interleaving with zeros (32 unpacks): 96
+    /// shuffles per 512 weights against 128 for fp32 data, and half the bytes.
+    /// </summary>
+    private static void FusedBf16<TRows>(ushort* w, long ld, in Ahead ahead, in Block block)
+        where TRows : struct, IRowCount
+    {
+        int r = TRows.Count;
+        float* ap = block.Ap;
+        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        int kc = block.Kc;
+        ushort* half = w + (16 * ld);
+        int kk = 0;
+        for (; kk <= kc - 32; kk += 32)
+        {
+            ahead.Step(kk >> 5, kc >> 5, ld * sizeof(ushort));
+            Step32Bf16<TRows>(w + kk, ld, ap, ref a0, ref b0);
+            Step32Bf16<TRows>(half + kk, ld, ap, ref a1, ref b1);
+            ap += 32 * r;
+        }
+        for (; kk < kc; kk++)
+        {
+            Vector512<float> lo = Gather16<Bf16Element>((byte*)(w + kk), ld * sizeof(ushort));
+            Vector512<float> hi = Gather16<Bf16Element>((byte*)(half + kk), ld * sizeof(ushort));
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), lo, a0);
+            a1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[0]), hi, a1);
+            if (r > 1)
+            {
+                b0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), lo, b0);
+                b1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[1]), hi, b1);
+            }
+            ap += r;
+        }
+        FusedStore(r, a0, a1, b0, b1, block);
+    }
+
+    /// <summary>
+    /// The first fused kernel, kept for fp32 weights over 16 MB whose rows are not a multiple of
+    /// 4 KB apart, where it measured 1.05–1.4× <see cref="FusedF32{TRows}"/> (ymm loads of 8 k,
+    /// which the hardware streams better from memory; on 4 KB strides its 32 rows share one L1
+    /// set and it falls far behind).
     /// m ≤ 2 rows × 32 columns over one k block with B stored <c>[n, k]</c> (32 weight rows
     /// <paramref name="rowBytes"/> apart, each read along k). Every 8 k, four 8×8 blocks are
     /// transposed in registers (8 loads, 24 shuffles) and fed straight to the FMAs, so each
@@ -165,7 +316,7 @@ internal static unsafe class GemmSmallM
     /// bits. The weight rows are prefetched 256 bytes ahead (32 streams at once are more than
     /// the hardware prefetchers follow).
     /// </summary>
-    private static void Fused<TRows, T>(byte* wp, long rowBytes, in Block block)
+    private static void FusedF32Ymm<TRows, T>(byte* wp, long rowBytes, in Block block)
         where TRows : struct, IRowCount
         where T : struct, IGemmElement
     {
@@ -283,6 +434,207 @@ internal static unsafe class GemmSmallM
             T.Load(s + (3 * rowBytes), 0), T.Load(s + (4 * rowBytes), 0), T.Load(s + (5 * rowBytes), 0),
             T.Load(s + (6 * rowBytes), 0), T.Load(s + (7 * rowBytes), 0));
         return Fma.MultiplyAdd(Vector256.Create(x), w, acc);
+    }
+
+    /// <summary>The fused kernels' accumulators into C: row 0 is <paramref name="a0"/> (columns
+    /// 0–15) and <paramref name="a1"/> (16–31), row 1 <paramref name="b0"/>, <paramref name="b1"/>;
+    /// the micro-kernels' update arithmetic.</summary>
+    private static void FusedStore(int r, Vector512<float> a0, Vector512<float> a1,
+        Vector512<float> b0, Vector512<float> b1, in Block block)
+    {
+        TileMode mode = new TileUpdate(block.C, block.Ldc, block.Alpha, block.Beta, block.First).Mode;
+        var va = Vector512.Create(block.Alpha);
+        var vb = Vector512.Create(block.Beta);
+        float* d = block.C;
+        GemmMicroKernels.Update(d, a0, va, vb, mode);
+        GemmMicroKernels.Update(d + 16, a1, va, vb, mode);
+        if (r > 1)
+        {
+            d += block.Ldc;
+            GemmMicroKernels.Update(d, b0, va, vb, mode);
+            GemmMicroKernels.Update(d + 16, b1, va, vb, mode);
+        }
+    }
+
+    /// <summary>Element k of sixteen weight rows (a k block's last kc mod 16 or 32), gathered.
+    /// </summary>
+    private static Vector512<float> Gather16<T>(byte* s, long rowBytes)
+        where T : struct, IGemmElement
+    {
+        float* g = stackalloc float[16];
+        for (int i = 0; i < 16; i++)
+        {
+            g[i] = T.Load(s + (i * rowBytes), 0);
+        }
+        return Vector512.Load(g);
+    }
+
+    /// <summary>FMA of A's k-th value (row 0, and row 1 when m = 2) with a transposed weight
+    /// vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fma2<TRows>(float* ap, int kk, Vector512<float> wv,
+        ref Vector512<float> acc0, ref Vector512<float> acc1)
+        where TRows : struct, IRowCount
+    {
+        int r = TRows.Count;
+        acc0 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[kk * r]), wv, acc0);
+        if (r > 1)
+        {
+            acc1 = Avx512F.FusedMultiplyAdd(Vector512.Create(ap[(kk * r) + 1]), wv, acc1);
+        }
+    }
+
+    /// <summary>Sixteen fp32 weight rows × 16 k: a 16×16 transpose in registers (unpack,
+    /// in-lane shuffle, two 128-bit lane shuffles), then per k (in order) one FMA into each row
+    /// of A's accumulator. Lane j of every vector is weight row j.</summary>
+    private static void Step16F32<TRows>(float* p, long ld, float* ap,
+        ref Vector512<float> acc0, ref Vector512<float> acc1)
+        where TRows : struct, IRowCount
+    {
+        Vector512<float> r0 = Vector512.Load(p), r1 = Vector512.Load(p + ld);
+        Vector512<float> r2 = Vector512.Load(p + (2 * ld)), r3 = Vector512.Load(p + (3 * ld));
+        Vector512<float> r4 = Vector512.Load(p + (4 * ld)), r5 = Vector512.Load(p + (5 * ld));
+        Vector512<float> r6 = Vector512.Load(p + (6 * ld)), r7 = Vector512.Load(p + (7 * ld));
+        Vector512<float> r8 = Vector512.Load(p + (8 * ld)), r9 = Vector512.Load(p + (9 * ld));
+        Vector512<float> r10 = Vector512.Load(p + (10 * ld)), r11 = Vector512.Load(p + (11 * ld));
+        Vector512<float> r12 = Vector512.Load(p + (12 * ld)), r13 = Vector512.Load(p + (13 * ld));
+        Vector512<float> r14 = Vector512.Load(p + (14 * ld)), r15 = Vector512.Load(p + (15 * ld));
+        // Per 128-bit lane L (k = 4L…4L+3): t pairs two rows, u holds four rows at k = 4L + c.
+        Vector512<float> t0 = Avx512F.UnpackLow(r0, r1), t1 = Avx512F.UnpackHigh(r0, r1);
+        Vector512<float> t2 = Avx512F.UnpackLow(r2, r3), t3 = Avx512F.UnpackHigh(r2, r3);
+        Vector512<float> t4 = Avx512F.UnpackLow(r4, r5), t5 = Avx512F.UnpackHigh(r4, r5);
+        Vector512<float> t6 = Avx512F.UnpackLow(r6, r7), t7 = Avx512F.UnpackHigh(r6, r7);
+        Vector512<float> t8 = Avx512F.UnpackLow(r8, r9), t9 = Avx512F.UnpackHigh(r8, r9);
+        Vector512<float> t10 = Avx512F.UnpackLow(r10, r11), t11 = Avx512F.UnpackHigh(r10, r11);
+        Vector512<float> t12 = Avx512F.UnpackLow(r12, r13), t13 = Avx512F.UnpackHigh(r12, r13);
+        Vector512<float> t14 = Avx512F.UnpackLow(r14, r15), t15 = Avx512F.UnpackHigh(r14, r15);
+        Vector512<float> u00 = Avx512F.Shuffle(t0, t2, 0x44), u01 = Avx512F.Shuffle(t0, t2, 0xEE);
+        Vector512<float> u02 = Avx512F.Shuffle(t1, t3, 0x44), u03 = Avx512F.Shuffle(t1, t3, 0xEE);
+        Vector512<float> u10 = Avx512F.Shuffle(t4, t6, 0x44), u11 = Avx512F.Shuffle(t4, t6, 0xEE);
+        Vector512<float> u12 = Avx512F.Shuffle(t5, t7, 0x44), u13 = Avx512F.Shuffle(t5, t7, 0xEE);
+        Vector512<float> u20 = Avx512F.Shuffle(t8, t10, 0x44), u21 = Avx512F.Shuffle(t8, t10, 0xEE);
+        Vector512<float> u22 = Avx512F.Shuffle(t9, t11, 0x44), u23 = Avx512F.Shuffle(t9, t11, 0xEE);
+        Vector512<float> u30 = Avx512F.Shuffle(t12, t14, 0x44), u31 = Avx512F.Shuffle(t12, t14, 0xEE);
+        Vector512<float> u32 = Avx512F.Shuffle(t13, t15, 0x44), u33 = Avx512F.Shuffle(t13, t15, 0xEE);
+        // 4×4 transposes of 128-bit lanes across the four row groups: k = 4q + c.
+        Lanes(u00, u10, u20, u30, out Vector512<float> k0, out Vector512<float> k4,
+            out Vector512<float> k8, out Vector512<float> k12);
+        Lanes(u01, u11, u21, u31, out Vector512<float> k1, out Vector512<float> k5,
+            out Vector512<float> k9, out Vector512<float> k13);
+        Lanes(u02, u12, u22, u32, out Vector512<float> k2, out Vector512<float> k6,
+            out Vector512<float> k10, out Vector512<float> k14);
+        Lanes(u03, u13, u23, u33, out Vector512<float> k3, out Vector512<float> k7,
+            out Vector512<float> k11, out Vector512<float> k15);
+        // The chains in registers (a ref would store and reload them at every FMA).
+        Vector512<float> c0 = acc0, c1 = acc1;
+        Fma2<TRows>(ap, 0, k0, ref c0, ref c1);
+        Fma2<TRows>(ap, 1, k1, ref c0, ref c1);
+        Fma2<TRows>(ap, 2, k2, ref c0, ref c1);
+        Fma2<TRows>(ap, 3, k3, ref c0, ref c1);
+        Fma2<TRows>(ap, 4, k4, ref c0, ref c1);
+        Fma2<TRows>(ap, 5, k5, ref c0, ref c1);
+        Fma2<TRows>(ap, 6, k6, ref c0, ref c1);
+        Fma2<TRows>(ap, 7, k7, ref c0, ref c1);
+        Fma2<TRows>(ap, 8, k8, ref c0, ref c1);
+        Fma2<TRows>(ap, 9, k9, ref c0, ref c1);
+        Fma2<TRows>(ap, 10, k10, ref c0, ref c1);
+        Fma2<TRows>(ap, 11, k11, ref c0, ref c1);
+        Fma2<TRows>(ap, 12, k12, ref c0, ref c1);
+        Fma2<TRows>(ap, 13, k13, ref c0, ref c1);
+        Fma2<TRows>(ap, 14, k14, ref c0, ref c1);
+        Fma2<TRows>(ap, 15, k15, ref c0, ref c1);
+        acc0 = c0;
+        acc1 = c1;
+    }
+
+    /// <summary>Transposes the 128-bit lanes of four vectors (lane q of <paramref name="g0"/>…
+    /// <paramref name="g3"/> into <paramref name="y0"/>…<paramref name="y3"/>: lane g of
+    /// <c>y_q</c> is lane q of <c>g_g</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Lanes<TV>(Vector512<TV> g0, Vector512<TV> g1, Vector512<TV> g2,
+        Vector512<TV> g3, out Vector512<TV> y0, out Vector512<TV> y1, out Vector512<TV> y2,
+        out Vector512<TV> y3)
+    {
+        Vector512<float> x0 = Avx512F.Shuffle4x128(g0.AsSingle(), g1.AsSingle(), 0x44);
+        Vector512<float> x1 = Avx512F.Shuffle4x128(g0.AsSingle(), g1.AsSingle(), 0xEE);
+        Vector512<float> x2 = Avx512F.Shuffle4x128(g2.AsSingle(), g3.AsSingle(), 0x44);
+        Vector512<float> x3 = Avx512F.Shuffle4x128(g2.AsSingle(), g3.AsSingle(), 0xEE);
+        y0 = Avx512F.Shuffle4x128(x0, x2, 0x88).As<float, TV>();
+        y1 = Avx512F.Shuffle4x128(x0, x2, 0xDD).As<float, TV>();
+        y2 = Avx512F.Shuffle4x128(x1, x3, 0x88).As<float, TV>();
+        y3 = Avx512F.Shuffle4x128(x1, x3, 0xDD).As<float, TV>();
+    }
+
+    /// <summary>Four bf16 weight rows × 32 k as 16-bit words: <c>q_j</c>'s 128-bit lane L holds
+    /// the four rows at k = 8L + 2j and 8L + 2j + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Words4(ushort* p, long ld, out Vector512<uint> q0, out Vector512<uint> q1,
+        out Vector512<uint> q2, out Vector512<uint> q3)
+    {
+        Vector512<ushort> a = Vector512.Load(p), b = Vector512.Load(p + ld);
+        Vector512<ushort> c = Vector512.Load(p + (2 * ld)), d = Vector512.Load(p + (3 * ld));
+        Vector512<uint> abl = Avx512BW.UnpackLow(a, b).AsUInt32(), abh = Avx512BW.UnpackHigh(a, b).AsUInt32();
+        Vector512<uint> cdl = Avx512BW.UnpackLow(c, d).AsUInt32(), cdh = Avx512BW.UnpackHigh(c, d).AsUInt32();
+        q0 = Avx512F.UnpackLow(abl, cdl);
+        q1 = Avx512F.UnpackHigh(abl, cdl);
+        q2 = Avx512F.UnpackLow(abh, cdh);
+        q3 = Avx512F.UnpackHigh(abh, cdh);
+    }
+
+    /// <summary>bf16 → fp32 exactly: the words of <paramref name="y"/>'s even (<paramref
+    /// name="odd"/> false) or odd k, each with 16 zero bits below it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Widen(Vector512<ushort> y, bool odd) =>
+        (odd ? Avx512BW.UnpackHigh(Vector512<ushort>.Zero, y)
+            : Avx512BW.UnpackLow(Vector512<ushort>.Zero, y)).AsSingle();
+
+    /// <summary>Sixteen bf16 weight rows × 32 k: transposed as words (two unpacks, two lane
+    /// shuffles), widened, then per k (in order) one FMA into each row of A's accumulator. Lane j
+    /// of every vector is weight row j.</summary>
+    private static void Step32Bf16<TRows>(ushort* p, long ld, float* ap,
+        ref Vector512<float> acc0, ref Vector512<float> acc1)
+        where TRows : struct, IRowCount
+    {
+        Words4(p, ld, out Vector512<uint> a0, out Vector512<uint> a1, out Vector512<uint> a2, out Vector512<uint> a3);
+        Words4(p + (4 * ld), ld, out Vector512<uint> b0, out Vector512<uint> b1, out Vector512<uint> b2, out Vector512<uint> b3);
+        Words4(p + (8 * ld), ld, out Vector512<uint> c0, out Vector512<uint> c1, out Vector512<uint> c2, out Vector512<uint> c3);
+        Words4(p + (12 * ld), ld, out Vector512<uint> d0, out Vector512<uint> d1, out Vector512<uint> d2, out Vector512<uint> d3);
+        // y_qj: 128-bit lane g = row group g at k = 8q + 2j (even words) and 8q + 2j + 1 (odd).
+        Lanes(a0, b0, c0, d0, out Vector512<uint> y00, out Vector512<uint> y10, out Vector512<uint> y20, out Vector512<uint> y30);
+        Lanes(a1, b1, c1, d1, out Vector512<uint> y01, out Vector512<uint> y11, out Vector512<uint> y21, out Vector512<uint> y31);
+        Lanes(a2, b2, c2, d2, out Vector512<uint> y02, out Vector512<uint> y12, out Vector512<uint> y22, out Vector512<uint> y32);
+        Lanes(a3, b3, c3, d3, out Vector512<uint> y03, out Vector512<uint> y13, out Vector512<uint> y23, out Vector512<uint> y33);
+        // The chains in registers (a ref would store and reload them at every FMA).
+        Vector512<float> e0 = acc0, e1 = acc1;
+        Pair<TRows>(ap, 0, y00.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 2, y01.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 4, y02.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 6, y03.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 8, y10.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 10, y11.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 12, y12.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 14, y13.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 16, y20.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 18, y21.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 20, y22.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 22, y23.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 24, y30.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 26, y31.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 28, y32.AsUInt16(), ref e0, ref e1);
+        Pair<TRows>(ap, 30, y33.AsUInt16(), ref e0, ref e1);
+        acc0 = e0;
+        acc1 = e1;
+    }
+
+    /// <summary>k = <paramref name="kk"/> and kk + 1 from one transposed word vector, in order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair<TRows>(float* ap, int kk, Vector512<ushort> y,
+        ref Vector512<float> acc0, ref Vector512<float> acc1)
+        where TRows : struct, IRowCount
+    {
+        Fma2<TRows>(ap, kk, Widen(y, odd: false), ref acc0, ref acc1);
+        Fma2<TRows>(ap, kk + 1, Widen(y, odd: true), ref acc0, ref acc1);
     }
 
     private static void Dispatch<TLoad>(int m, byte* bp, long stride, in Block block)
