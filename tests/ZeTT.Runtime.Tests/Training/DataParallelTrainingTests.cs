@@ -20,14 +20,18 @@ public sealed class DataParallelTrainingTests : IDisposable
     /// rows (or a sampled tokenizer of 512 pieces), checkpoints every 3 updates.</summary>
     private static TrainOptions Options(string outDir, int steps, int accumulation,
         DistributedOptions? distributed, bool sampled = false, string? resume = null,
-        int seed = 4, string device = "cpu") => new()
+        int seed = 4, string device = "cpu", bool mixed = false) => new()
         {
             TrainTokenizers = sampled ? [] : ["gpt2"],
             VocabularySubsample = sampled ? 0 : 256,
             SampledPieces = 512,
             ModelDirectory = Repo("assets/stories260K"),
             OutputDirectory = outDir,
-            Data = [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
+            Data = mixed
+                ? [TextSource.Parse(Repo("tests/fixtures/train/udhr/eng-train.jsonl") + ":lang=en"),
+                    TextSource.Parse(Repo("tests/fixtures/train/udhr/deu-train.jsonl") + ":lang=de")]
+                : [new TextSource(Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl"), 1)],
+            MixLanguages = mixed,
             Steps = steps,
             IdentitySteps = 2,
             IdentityBatch = 64,
@@ -154,6 +158,66 @@ public sealed class DataParallelTrainingTests : IDisposable
 
         TwoRanks($"again-{sampled}", 5, sampled);
         MainTrainingTests.AssertSameState(two, Path.Combine(_dir, $"again-{sampled}"));
+    }
+
+    /// <summary>Two languages mixed within batches (one text stream over both, language "all")
+    /// shard as one stream does: two ranks are one process accumulating both micro-batches
+    /// (the same tokens and vocabulary rows; losses within 1e-6 relative).</summary>
+    [Fact]
+    public void Mixed_languages_shard_as_one_stream()
+    {
+        string dist = Rendezvous("mixed");
+        (TrainResult? Result, Exception? Error)[] r = RunRanks(2, rank => Options(
+            Path.Combine(_dir, rank == 0 ? "mixed" : "mixed-rank1"), 5, 1,
+            new DistributedOptions(2, rank, dist, 120), mixed: true));
+        Assert.All(r, x => Assert.Null(x.Error));
+        Assert.Equal(r[0].Result!.StateDigest, r[1].Result!.StateDigest);
+        string single = Path.Combine(_dir, "mixed-single");
+        HypernetTraining.Run(Options(single, 5, 2, null, mixed: true));
+        string two = Path.Combine(_dir, "mixed");
+        Assert.Equal(Column(single, "tokens"), Column(two, "tokens"));
+        Assert.Equal(Column(single, "vocabulary_rows"), Column(two, "vocabulary_rows"));
+        double[] a = Losses(two), b = Losses(single);
+        Assert.Equal(b.Length, a.Length);
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(Math.Abs(a[i] - b[i]) <= 1e-6 * Math.Abs(b[i]),
+                $"update {i + 1}: 2 ranks {a[i]}, one process {b[i]}");
+        }
+    }
+
+    /// <summary>A time budget is decided on rank 0's clock for every rank: the ranks lay out
+    /// the same schedule and stop at the same update, with the same state.</summary>
+    [Fact]
+    public void A_time_budget_stops_every_rank_at_rank_zeros_update()
+    {
+        string dist = Rendezvous("budget");
+        (TrainResult? Result, Exception? Error)[] r = RunRanks(2, rank =>
+        {
+            TrainOptions o = Options(Path.Combine(_dir, rank == 0 ? "budget" : "budget-rank1"),
+                100000, 1, new DistributedOptions(2, rank, dist, 120));
+            return new TrainOptions
+            {
+                ModelDirectory = o.ModelDirectory,
+                OutputDirectory = o.OutputDirectory,
+                Data = o.Data,
+                TrainTokenizers = o.TrainTokenizers,
+                VocabularySubsample = o.VocabularySubsample,
+                Steps = o.Steps,
+                IdentitySteps = o.IdentitySteps,
+                IdentityBatch = o.IdentityBatch,
+                BatchSize = o.BatchSize,
+                BlockSize = o.BlockSize,
+                Seed = o.Seed,
+                Shape = o.Shape,
+                Distributed = o.Distributed,
+                MaxMinutes = 0.1,
+            };
+        });
+        Assert.All(r, x => Assert.Null(x.Error));
+        Assert.Equal(r[0].Result!.Steps, r[1].Result!.Steps);
+        Assert.InRange(r[0].Result!.Steps, 3, 99999);
+        Assert.Equal(r[0].Result!.StateDigest, r[1].Result!.StateDigest);
     }
 
     private static double[] Losses(string dir) => [.. Column(dir, "loss")];
