@@ -321,7 +321,8 @@ internal static unsafe class GemmCpuBench
             note = "x[m,k]·W[n,k]ᵀ at m = 1, 2; GFLOP/s = 2·m·n·k / median wall seconds on all "
                 + "cores; OpenBLAS is sgemv at m = 1 (bf16 weights widened to fp32 for it), sgemm "
                 + "at m = 2; ours_l1_panel = the small-m path with the weight panel transposed "
-                + "into an L1 buffer (the code before the fused kernel), same bits; weight_gb_s = "
+                + "into an L1 buffer (the code before the fused kernel), same bits; ours_32_rows = m = 1 "
+                + "without the half-panel pairing of k blocks (all 32 rows per step), same bits; weight_gb_s = "
                 + "weight bytes / median seconds; one_core = one thread each, timed by the "
                 + "thread's CPU clock",
             results = rows,
@@ -370,9 +371,29 @@ internal static unsafe class GemmCpuBench
                 GemmSmallM.FusedTranspose = true;
             }
         }
+        // At m = 1 the L3-resident weights go half a panel at a time; this is the 32-row kernel
+        // on the same call (same bits).
+        bool halves = unfused && m == 1;
+        void Rows32(int threads)
+        {
+            GemmSmallM.HalfPanels = false;
+            try
+            {
+                CpuGemm.Gemm(kernel, threads, false, true, m, s.N, s.K, 1f, x, GemmType.F32, s.K,
+                    wOurs, s.Weight, s.K, 0f, y, s.N);
+            }
+            finally
+            {
+                GemmSmallM.HalfPanels = true;
+            }
+        }
         if (unfused)
         {
             actions.Add(("ours_l1_panel", () => Unfused(0)));
+        }
+        if (halves)
+        {
+            actions.Add(("ours_32_rows", () => Rows32(0)));
         }
         if (GemmSmallM.Applies(kernel, m) && tiled)
         {
@@ -432,6 +453,10 @@ internal static unsafe class GemmCpuBench
             {
                 oneCore.Add(Batch(() => Unfused(1)));
             }
+            if (halves)
+            {
+                oneCore.Add(Batch(() => Rows32(1)));
+            }
             if (small && tiled)
             {
                 oneCore.Add(Batch(() => CpuGemm.Gemm(kernel, 1, false, true, m, s.N, s.K, 1f, x,
@@ -446,7 +471,8 @@ internal static unsafe class GemmCpuBench
         double oursOne = flops * batch / one[0] / 1e9, theirsOne = flops * batch / one[1] / 1e9;
         double ceilingOne = FmaCeiling.FlopsOne / one[2] / 1e9;
         double? unfusedOne = unfused ? flops * batch / one[3] / 1e9 : null;
-        double? tiledOne = small && tiled ? flops * batch / one[unfused ? 4 : 3] / 1e9 : null;
+        double? rows32One = halves ? flops * batch / one[4] / 1e9 : null;
+        double? tiledOne = small && tiled ? flops * batch / one[unfused ? (halves ? 5 : 4) : 3] / 1e9 : null;
         Console.WriteLine($"{s.Model,-11} m {m,3} {s.Op,-22} W {s.Weight,-4}: "
             + string.Join(", ", gflops.Select(kv => $"{kv.Key} {kv.Value:F2}"))
             + $" GFLOP/s, FMA ceiling {ceiling:F0}; ours/ceiling {ours / ceiling:P1}, ours/{blas.Label} {ours / theirs:F2}"
@@ -454,6 +480,7 @@ internal static unsafe class GemmCpuBench
             + $" | one core: ours {oursOne:F2}, {blas.Label} {theirsOne:F2}, ceiling {ceilingOne:F0}; "
             + $"ours/ceiling {oursOne / ceilingOne:P1}, ours/{blas.Label} {oursOne / theirsOne:F2}"
             + (unfusedOne is { } u ? $", ours_l1_panel {u:F2}" : "")
+            + (rows32One is { } r32 ? $", ours_32_rows {r32:F2}" : "")
             + (tiledOne is { } t ? $", ours_tiled {t:F2}" : ""));
         foreach (nint p in new[] { (nint)x, (nint)w, (nint)y, (nint)w16 })
         {
@@ -481,6 +508,7 @@ internal static unsafe class GemmCpuBench
                     [blas.Label] = Math.Round(theirsOne, 2),
                 },
                 ours_l1_panel_gflops = unfusedOne is { } u1 ? Math.Round(u1, 2) : (double?)null,
+                ours_32_rows_gflops = rows32One is { } r1 ? Math.Round(r1, 2) : (double?)null,
                 ours_tiled_gflops = tiledOne is { } t1 ? Math.Round(t1, 2) : (double?)null,
                 fma_ceiling_gflops = Math.Round(ceilingOne, 1),
                 ours_over_ceiling = Math.Round(oursOne / ceilingOne, 4),

@@ -170,8 +170,10 @@ public sealed unsafe class CpuGemmTests
         // multiple of 4 KB apart (ld 1024…4096, fp32 and bf16) share an L1 set; k 2000 and 1013
         // end in partial k blocks and steps (the gathered tail); n 2080 × 4096 is over 16 MB in
         // both types, so it is also prefetched; 1040 × 4100 fp32 (over 16 MB, rows not 4 KB
-        // apart) takes the 8 × 8 ymm kernel. Each must equal the scalar tiled kernel bit for bit,
-        // on one thread and on all.
+        // apart) takes the 8 × 8 ymm kernel. At m = 1 the ones under 16 MB pair their k blocks
+        // half a panel at a time (k 2000 and 1013: a partial last block in a pair; an odd count
+        // is in the test above, k 600). Each must equal the scalar tiled kernel bit for bit, on
+        // one thread and on all.
         Assert.SkipUnless(GemmKernels.IsSupported(GemmKernel.Avx512), "AVX-512 does not run on this CPU");
         foreach ((int n, int k, int ld) in new[]
             { (64, 2048, 2048), (96, 4096, 4096), (32, 2000, 2048), (64, 1013, 1024), (2080, 4096, 4096),

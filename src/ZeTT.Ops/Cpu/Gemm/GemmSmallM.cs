@@ -88,10 +88,15 @@ internal static unsafe class GemmSmallM
             bool rowsDirect = !b.Transposed && b.Type != GemmType.F16;
             bool prefetch = (long)n * b.Ld * b.ElementSize > PrefetchMinBytes;
             bool ymmF32 = prefetch && b.Type == GemmType.F32 && (b.Ld * sizeof(float)) % 4096 != 0;
+            bool halves = HalfPanels && FusedTranspose && m == 1 && b.Transposed && !prefetch
+                && b.Type != GemmType.F16;
             for (int p = p0; p < p1; p++)
             {
                 int col = p * Width, cols = Math.Min(Width, n - col);
-                for (int k0 = 0; k0 < k; k0 += CpuGemm.KC)
+                // m = 1, an L3-resident Linear weight: the k blocks that pair up go half a panel
+                // at a time (below); an odd last block takes the 32-row kernel.
+                int kFrom = halves && cols == Width ? HalfPanelsM1(b, k, ap, c + col, alpha, beta, col) : 0;
+                for (int k0 = kFrom; k0 < k; k0 += CpuGemm.KC)
                 {
                     int kc = Math.Min(CpuGemm.KC, k - k0);
                     var block = new Block(kc, ap + ((long)k0 * m), c + col, ldc, cols, alpha,
@@ -150,6 +155,103 @@ internal static unsafe class GemmSmallM
                 }
             }
         }
+    }
+
+    /// <summary>False sends m = 1 with an L3-resident <c>[n, k]</c> B through the 32-row fused
+    /// kernels only (the benchmark measures the two against each other; same bits either way).
+    /// </summary>
+    internal static bool HalfPanels { get; set; } = true;
+
+    /// <summary>
+    /// One full panel at m = 1 with B stored <c>[n, k]</c> (fp32 or bf16) at most
+    /// <see cref="PrefetchMinBytes"/>: one half (16 weight rows) at a time, two consecutive k
+    /// blocks of it at once (two independent FMA chains from 16 rows, instead of one k block of
+    /// 32 rows). Each block still starts from zero and takes one FMA per k in k order, and each
+    /// column's blocks enter C in k order, so the result is the tiled kernels' bits. Returns
+    /// where the paired blocks end (an odd last block is left to the caller).
+    /// </summary>
+    private static int HalfPanelsM1(GemmOperand b, int k, float* ap, float* c, float alpha,
+        float beta, int col)
+    {
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        int blocks = (k + CpuGemm.KC - 1) / CpuGemm.KC;
+        int paired = Math.Min(k, (blocks & ~1) * CpuGemm.KC);
+        for (int h = 0; h < Width; h += 16)
+        {
+            for (int k0 = 0; k0 < paired; k0 += 2 * CpuGemm.KC)
+            {
+                int kcB = Math.Min(CpuGemm.KC, k - k0 - CpuGemm.KC);
+                byte* wp = b.Data + ((((long)(col + h) * b.Ld) + k0) * b.ElementSize);
+                Vector512<float> accA, accB;
+                if (b.Type == GemmType.BF16)
+                {
+                    HalfPairBf16((ushort*)wp, b.Ld, ap + k0, kcB, out accA, out accB);
+                }
+                else
+                {
+                    HalfPairF32((float*)wp, b.Ld, ap + k0, kcB, out accA, out accB);
+                }
+                float* d = c + h;
+                GemmMicroKernels.Update(d, accA, va, vb, new TileUpdate(d, 0, alpha, beta, k0 == 0).Mode);
+                GemmMicroKernels.Update(d, accB, va, vb, TileMode.Accumulate);
+            }
+        }
+        return paired;
+    }
+
+    /// <summary>16 fp32 weight rows over a full k block A (from <paramref name="w"/>) and the
+    /// block after it (<paramref name="kcB"/> k from <c>w + KC</c>), each from zero, at m = 1
+    /// (A's values from <paramref name="ap"/>).</summary>
+    private static void HalfPairF32(float* w, long ld, float* ap, int kcB,
+        out Vector512<float> accA, out Vector512<float> accB)
+    {
+        Vector512<float> a = default, bb = default, none = default;
+        float* wb = w + CpuGemm.KC;
+        float* apB = ap + CpuGemm.KC;
+        int both = kcB & ~15, kk = 0;
+        for (; kk < both; kk += 16)
+        {
+            Step16F32<Rows1>(w + kk, ld, ap + kk, ref a, ref none);
+            Step16F32<Rows1>(wb + kk, ld, apB + kk, ref bb, ref none);
+        }
+        for (int ka = kk; ka < CpuGemm.KC; ka += 16)
+        {
+            Step16F32<Rows1>(w + ka, ld, ap + ka, ref a, ref none);
+        }
+        for (; kk < kcB; kk++)
+        {
+            Vector512<float> v = Gather16<F32Element>((byte*)(wb + kk), ld * sizeof(float));
+            bb = Avx512F.FusedMultiplyAdd(Vector512.Create(apB[kk]), v, bb);
+        }
+        accA = a;
+        accB = bb;
+    }
+
+    /// <summary><see cref="HalfPairF32"/> for a bf16 B (32 k per step).</summary>
+    private static void HalfPairBf16(ushort* w, long ld, float* ap, int kcB,
+        out Vector512<float> accA, out Vector512<float> accB)
+    {
+        Vector512<float> a = default, bb = default, none = default;
+        ushort* wb = w + CpuGemm.KC;
+        float* apB = ap + CpuGemm.KC;
+        int both = kcB & ~31, kk = 0;
+        for (; kk < both; kk += 32)
+        {
+            Step32Bf16<Rows1>(w + kk, ld, ap + kk, ref a, ref none);
+            Step32Bf16<Rows1>(wb + kk, ld, apB + kk, ref bb, ref none);
+        }
+        for (int ka = kk; ka < CpuGemm.KC; ka += 32)
+        {
+            Step32Bf16<Rows1>(w + ka, ld, ap + ka, ref a, ref none);
+        }
+        for (; kk < kcB; kk++)
+        {
+            Vector512<float> v = Gather16<Bf16Element>((byte*)(wb + kk), ld * sizeof(ushort));
+            bb = Avx512F.FusedMultiplyAdd(Vector512.Create(apB[kk]), v, bb);
+        }
+        accA = a;
+        accB = bb;
     }
 
     /// <summary>Largest m the fused transposing kernel takes (each transposed vector feeds m
