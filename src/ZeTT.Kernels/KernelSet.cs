@@ -10,7 +10,7 @@ public sealed class KernelSet : IDisposable
     private readonly List<CudaModule> _modules = [];
 
     /// <summary>Loads every module: gather, norm, activation, rotary, residual,
-    /// flash_attention, cross_entropy.</summary>
+    /// flash_attention, cross_entropy, training.</summary>
     public KernelSet(CudaContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -44,6 +44,10 @@ public sealed class KernelSet : IDisposable
             CeChunkStats = ce.GetFunction("zett_ce_chunk_stats");
             CeFinish = ce.GetFunction("zett_ce_finish");
             CeChunkGrad = ce.GetFunction("zett_ce_chunk_grad");
+            CudaModule training = Load("training");
+            ScaleShift = training.GetFunction("zett_scale_shift");
+            ScaleShiftParams = training.GetFunction("zett_scale_shift_params");
+            AdamW = training.GetFunction("zett_adamw");
         }
         catch
         {
@@ -99,6 +103,12 @@ public sealed class KernelSet : IDisposable
     internal CudaFunction CeFinish { get; }
 
     internal CudaFunction CeChunkGrad { get; }
+
+    internal CudaFunction ScaleShift { get; }
+
+    internal CudaFunction ScaleShiftParams { get; }
+
+    internal CudaFunction AdamW { get; }
 
     private CudaModule Load(string name)
     {

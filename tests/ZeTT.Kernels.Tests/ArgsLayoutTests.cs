@@ -23,6 +23,9 @@ public sealed class ArgsLayoutTests
         { "flash_attention", "zett_flash_fwd", typeof(FlashFwdArgs) },
         { "flash_attention", "zett_flash_bwd", typeof(FlashBwdArgs) },
         { "cross_entropy", "zett_cross_entropy", typeof(CrossEntropyArgs) },
+        { "training", "zett_scale_shift", typeof(ScaleShiftArgs) },
+        { "training", "zett_scale_shift_bwd", typeof(ScaleShiftBwdArgs) },
+        { "training", "zett_adamw", typeof(AdamWArgs) },
     };
 
     [Theory]

@@ -257,4 +257,80 @@ public sealed class OpLaunchPlanTests
         Assert.NotEqual(0ul, fargs.Error);
         Assert.Equal(2f, fargs.Scale);
     }
+
+    // ---- training: rescalers and AdamW ----------------------------------------------------
+
+    [Fact]
+    public void Scale_shift_reads_and_writes_row_strided_windows()
+    {
+        // x: 5 columns at offset 3 of rows 12 wide; the output dense.
+        DeviceView wide = Fake(7 * 12);
+        var (cfg, args) = TrainingKernels.PlanScaleShift(
+            new StridedRows(wide.Slice(3, 6 * 12 + 5), 12), Fake(5), default, 7, 5,
+            new StridedRows(Fake(35, KernelDType.BF16), 5));
+        Assert.Equal(new LaunchConfig(1, 1, 256, 0), cfg);
+        Assert.Equal((12, 5, 7, 5), (args.LdX, args.LdOut, args.Rows, args.Cols));
+        Assert.Equal(wide.Address + 12, args.X);
+        Assert.Equal(0ul, args.Shift);
+        Assert.Equal((int)KernelDType.BF16, args.OutDtype);
+        Says("x's row stride 4 is less than the 5 columns", () => TrainingKernels.PlanScaleShift(
+            new StridedRows(Fake(35), 4), Fake(5), default, 7, 5, new StridedRows(Fake(35), 5)));
+        Says("output has 34 elements, needs at least 35", () => TrainingKernels.PlanScaleShift(
+            new StridedRows(Fake(35), 5), Fake(5), default, 7, 5, new StridedRows(Fake(34), 5)));
+        Says("shift has 4 elements, needs at least 5", () => TrainingKernels.PlanScaleShift(
+            new StridedRows(Fake(35), 5), Fake(5), Fake(4), 7, 5, new StridedRows(Fake(35), 5)));
+    }
+
+    [Fact]
+    public void Scale_shift_gradients_sum_chunks_of_64_rows_into_the_gradients()
+    {
+        DeviceView partial = Fake(2 * 3 * 96);
+        var plan = TrainingKernels.PlanScaleShiftParams(new StridedRows(Fake(130 * 100), 100),
+            new StridedRows(Fake(130 * 96), 96), 130, 96, Fake(96), Fake(96), partial);
+        Assert.Equal(new LaunchConfig(1, 3, 256, 0), plan.Partials);
+        Assert.Equal((100, 96, 64), (plan.Args.LdDy, plan.Args.LdX, plan.Args.RowsPerChunk));
+        Assert.Equal(partial.Address, plan.Args.DsPartial);
+        Assert.Equal(partial.Address + 3 * 96 * 4, plan.Args.DbPartial);
+        Assert.Equal(2, plan.Sums.Length);
+        // Accumulated (beta 1) into dScale and dShift, as the op's contract says (+=).
+        Assert.All(plan.Sums, s => Assert.Equal((3, 96, 96, 1f), (s.Rows, s.Cols, s.Ld, s.Beta)));
+        // Only dShift: x is not read and only the second half of the workspace is written.
+        var shiftOnly = TrainingKernels.PlanScaleShiftParams(new StridedRows(Fake(10 * 8), 8),
+            default, 10, 8, default, Fake(8), Fake(2 * 8));
+        Assert.Equal((0ul, 0ul), (shiftOnly.Args.X, shiftOnly.Args.DsPartial));
+        Assert.Single(shiftOnly.Sums);
+        Says("neither dScale nor dShift is given", () => TrainingKernels.PlanScaleShiftParams(
+            new StridedRows(Fake(80), 8), new StridedRows(Fake(80), 8), 10, 8, default, default,
+            Fake(16)));
+        Says("partial has 8 elements, needs at least 16", () =>
+            TrainingKernels.PlanScaleShiftParams(new StridedRows(Fake(80), 8),
+                new StridedRows(Fake(80), 8), 10, 8, Fake(8), default, Fake(8)));
+        Says("dScale must be F32", () => TrainingKernels.PlanScaleShiftParams(
+            new StridedRows(Fake(80), 8), new StridedRows(Fake(80), 8), 10, 8,
+            Fake(8, KernelDType.BF16), default, Fake(16)));
+    }
+
+    [Fact]
+    public void AdamW_scalars_are_rounded_as_the_cpu_update_rounds_them()
+    {
+        AdamWScalars s = AdamWScalars.For(1e-3, 0.9, 0.95, 1e-8, 0.01, 3, 0.5);
+        Assert.Equal(1f - 0.9f, s.OneMinusBeta1);
+        Assert.Equal(1f - 0.95f, s.OneMinusBeta2);
+        Assert.Equal((float)(1 - Math.Pow(0.9, 3)), s.C1);
+        Assert.Equal((float)(1 - Math.Pow(0.95, 3)), s.C2);
+        Assert.Equal((1e-3f, 0.5f, 1e-8f), (s.LearningRate, s.GradientScale, s.Eps));
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            AdamWScalars.For(1e-3, 0.9, 0.95, 1e-8, 0, 0, 1));
+
+        var (cfg, args) = TrainingKernels.PlanAdamW(Fake(100_000), Fake(100_000, KernelDType.BF16),
+            Fake(100_000), Fake(100_000), 100_000, s);
+        Assert.Equal(new LaunchConfig(391, 1, 256, 0), cfg);
+        Assert.Equal(((int)KernelDType.F32, (int)KernelDType.BF16, (int)KernelDType.F32),
+            (args.ParamDtype, args.GradDtype, args.StateDtype));
+        Assert.Equal((s.C1, s.C2, s.WeightDecay), (args.C1, args.C2, args.WeightDecay));
+        Says("v must be BF16", () => TrainingKernels.PlanAdamW(Fake(10), Fake(10),
+            Fake(10, KernelDType.BF16), Fake(10), 10, s));
+        Says("gradient has 9 elements, needs at least 10", () => TrainingKernels.PlanAdamW(
+            Fake(10), Fake(9), Fake(10), Fake(10), 10, s));
+    }
 }

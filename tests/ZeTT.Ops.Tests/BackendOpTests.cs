@@ -576,6 +576,116 @@ public abstract class BackendOpTests : IDisposable
         }
     }
 
+    // ---- training: rescalers and AdamW --------------------------------------------------------
+
+    /// <summary>The values of a window of columns [offset, offset + width) of rows of
+    /// <paramref name="stride"/>.</summary>
+    private static float[] Window(float[] a, int rows, int stride, int offset, int width) =>
+        [.. Enumerable.Range(0, rows * width).Select(i => a[(i / width * stride) + offset
+            + (i % width)])];
+
+    private float[] DownFloats(Tensor t)
+    {
+        using Tensor host = Tensor.Host(DType.F32, t.Shape);
+        Ops.Download(t, host);
+        return host.AsSpan<float>().ToArray();
+    }
+
+    private static Tensor HostF32(float[] data, params long[] shape)
+    {
+        Tensor t = Tensor.Host(DType.F32, shape);
+        data.CopyTo(t.AsSpan<float>());
+        return t;
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 1, true)]
+    [InlineData(DType.F32, 70, true)]
+    [InlineData(DType.F32, 64, false)]
+    [InlineData(DType.BF16, 70, true)]
+    public void ScaleShift_on_a_column_window_forward_and_backward(DType dtype, int rows,
+        bool shift)
+    {
+        Bf16Guard(dtype);
+        // x and dy are 131-column windows at column 4 of rows 140 wide: row-strided operands,
+        // as the hypernetwork's rescalers see views of wider tensors.
+        const int W = 131, S = 140, Off = 4;
+        float[] xs = RoundTo(dtype, Random(40, rows * S, 3)), gs = RoundTo(dtype,
+            Random(41, rows * S));
+        float[] w = Random(42, W, 2), b = Random(43, W), ds0 = Random(44, W), db0 = Random(45, W);
+        float[] x = Window(xs, rows, S, Off, W), dy = Window(gs, rows, S, Off, W);
+        Tensor tx = Up(xs, dtype, rows, S).Slice(1, Off, W), tw = Up(w, DType.F32, W);
+        Tensor? tb = shift ? Up(b, DType.F32, W) : null;
+        Tensor y = Out(dtype, rows, W);
+        Ops.ScaleShift(tx, tw, tb, y);
+        using Tensor ry = RZ(rows, W);
+        using Tensor? rb = shift ? R(b, W) : null;
+        _ref.ScaleShift(R(x, rows, W), R(w, W), rb, ry);
+        Close(ry, y, false, "scale shift");
+
+        Tensor dx = Out(dtype, rows, W), ds = Up(ds0, DType.F32, W), db = Up(db0, DType.F32, W);
+        Ops.ScaleShiftBackward(Up(gs, dtype, rows, S).Slice(1, Off, W), tx, tw, dx, ds,
+            shift ? db : null);
+        using Tensor rdx = RZ(rows, W), rds = R(ds0, W), rdb = R(db0, W);
+        _ref.ScaleShiftBackward(R(dy, rows, W), R(x, rows, W), R(w, W), rdx, rds,
+            shift ? rdb : null);
+        Close(rdx, dx, false, "scale shift dx");
+        Close(rds, ds, true, "scale shift dScale (accumulated)");
+        Close(shift ? rdb : R(db0, W), db, true, "scale shift dShift (accumulated)");
+
+        if (dtype == DType.F32)
+        {
+            // The CPU backend's fp32 arithmetic, rounded step by step, on every backend: y, dx,
+            // and the gradients' sums while the rows fit one 64-row chunk.
+            using Tensor hx = HostF32(x, rows, W), hw = HostF32(w, W), hy = Tensor.Host(DType.F32,
+                [rows, W]), hdx = Tensor.Host(DType.F32, [rows, W]), hds = HostF32(ds0, W),
+                hdb = HostF32(db0, W);
+            using Tensor? hb = shift ? HostF32(b, W) : null;
+            _ref.ScaleShift(hx, hw, hb, hy);
+            using Tensor hg = HostF32(dy, rows, W);
+            _ref.ScaleShiftBackward(hg, hx, hw, hdx, hds, shift ? hdb : null);
+            Assert.Equal(hy.AsSpan<float>().ToArray(), DownFloats(y));
+            Assert.Equal(hdx.AsSpan<float>().ToArray(), DownFloats(dx));
+            if (rows <= 64)
+            {
+                Assert.Equal(hds.AsSpan<float>().ToArray(), DownFloats(ds));
+                Assert.Equal(hdb.AsSpan<float>().ToArray(), DownFloats(db));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 3)]
+    [InlineData(DType.BF16, 1)]
+    public void AdamW_updates_parameter_and_moments(DType dtype, int steps)
+    {
+        Bf16Guard(dtype);
+        const int N = 1000;
+        float[] p0 = RoundTo(dtype, Random(50, N)), zeros = new float[N];
+        Tensor p = Up(p0, dtype, N), m = Up(zeros, dtype, N), v = Up(zeros, dtype, N);
+        using Tensor rp = R(p0, N), rm = RZ(N), rv = RZ(N);
+        using Tensor hp = HostF32(p0, N), hm = HostF32(zeros, N), hv = HostF32(zeros, N);
+        for (int t = 1; t <= steps; t++)
+        {
+            float[] g = RoundTo(dtype, Random(50 + t, N, 1e-2 * t));
+            var step = new AdamWStep(1e-3 * t, 0.9, 0.95, 1e-8, 0.01, t, 0.5);
+            Ops.AdamW(p, Up(g, dtype, N), m, v, step);
+            _ref.AdamW(rp, R(g, N), rm, rv, step);
+            using Tensor hg = HostF32(g, N);
+            _ref.AdamW(hp, hg, hm, hv, step);
+        }
+        Close(rp, p, false, "adamw parameter");
+        Close(rm, m, false, "adamw m");
+        Close(rv, v, false, "adamw v");
+        if (dtype == DType.F32)
+        {
+            // Bit-identical to the CPU backend's fp32 update, step after step.
+            Assert.Equal(hp.AsSpan<float>().ToArray(), DownFloats(p));
+            Assert.Equal(hm.AsSpan<float>().ToArray(), DownFloats(m));
+            Assert.Equal(hv.AsSpan<float>().ToArray(), DownFloats(v));
+        }
+    }
+
     // ---- elementwise and memory ---------------------------------------------------------------
 
     [Fact]
