@@ -1,7 +1,10 @@
 // RMSNorm and LayerNorm over the last dimension, forward and backward.
 //
 //   x [rows, cols] in x_dtype; weight, bias [cols] in w_dtype (either may be absent: no
-//   affine); out [rows, cols] in out_dtype; statistics fp32 [rows]: rstd, and mean for
+//   affine); residual [rows, cols] in res_dtype or absent: the norm of x + residual, the sum
+//   formed in fp32 and never stored (a residual connection fused in); out [rows, cols] in
+//   out_dtype, which may be x or residual itself (each thread writes an element only after its
+//   last read of it); statistics fp32 [rows]: rstd, and mean for
 //   LayerNorm. unit_offset = 1 multiplies by (1 + w) (gemma's RMSNorm).
 //   RMSNorm:   y = x · r · w̃,        r = (mean(x²) + eps)^-½
 //   LayerNorm: y = (x − μ) · r · w̃ + b, r = (var(x) + eps)^-½ (biased variance, two-pass as
@@ -34,8 +37,9 @@ struct NormArgs {
     int w_dtype;         // 64
     int out_dtype;       // 68
     int unit_offset;     // 72
-    int pad0;            // 76
-};                       // 80
+    int res_dtype;       // 76
+    const void* residual; // 80  or null
+};                       // 88
 
 extern "C" __device__ int zett_norm_layout[] = {
     (int)sizeof(NormArgs),
@@ -44,9 +48,10 @@ extern "C" __device__ int zett_norm_layout[] = {
     (int)offsetof(NormArgs, rows), (int)offsetof(NormArgs, cols), (int)offsetof(NormArgs, eps),
     (int)offsetof(NormArgs, x_dtype), (int)offsetof(NormArgs, w_dtype),
     (int)offsetof(NormArgs, out_dtype), (int)offsetof(NormArgs, unit_offset),
-    (int)offsetof(NormArgs, pad0)};
+    (int)offsetof(NormArgs, res_dtype), (int)offsetof(NormArgs, residual)};
 extern "C" __device__ char zett_norm_fields[] =
-    "x,weight,bias,out,mean,rstd,rows,cols,eps,x_dtype,w_dtype,out_dtype,unit_offset,pad0";
+    "x,weight,bias,out,mean,rstd,rows,cols,eps,x_dtype,w_dtype,out_dtype,unit_offset,res_dtype,"
+    "residual";
 
 struct NormBwdArgs {
     const void* x;         //  0
@@ -86,17 +91,23 @@ __device__ __forceinline__ float norm_weight(const void* w, int dtype, int c, in
         + (unit_offset ? 1.0f : 0.0f);
 }
 
+// The norm's input element i: x, plus the residual when there is one (fp32).
+__device__ __forceinline__ float norm_input(const NormArgs& a, size_t i) {
+    const float v = zett_load(a.x, a.x_dtype, i);
+    return a.residual != nullptr ? v + zett_load(a.residual, a.res_dtype, i) : v;
+}
+
 extern "C" __global__ void zett_rmsnorm_forward(const NormArgs a) {
     __shared__ float scratch[32];
     const size_t o = static_cast<size_t>(blockIdx.x) * a.cols;
     float q = 0.0f;
     for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
-        const float v = zett_load(a.x, a.x_dtype, o + c);
+        const float v = norm_input(a, o + c);
         q += v * v;
     }
     const float r = rsqrtf(zett_block_sum(q, scratch) / a.cols + a.eps);
     for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
-        const float y = zett_load(a.x, a.x_dtype, o + c) * r
+        const float y = norm_input(a, o + c) * r
             * norm_weight(a.weight, a.w_dtype, c, a.unit_offset);
         zett_store(a.out, a.out_dtype, o + c, y);
     }
@@ -107,16 +118,16 @@ extern "C" __global__ void zett_layernorm_forward(const NormArgs a) {
     __shared__ float scratch[32];
     const size_t o = static_cast<size_t>(blockIdx.x) * a.cols;
     float s = 0.0f;
-    for (int c = threadIdx.x; c < a.cols; c += blockDim.x) s += zett_load(a.x, a.x_dtype, o + c);
+    for (int c = threadIdx.x; c < a.cols; c += blockDim.x) s += norm_input(a, o + c);
     const float mu = zett_block_sum(s, scratch) / a.cols;
     float q = 0.0f;
     for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
-        const float d = zett_load(a.x, a.x_dtype, o + c) - mu;
+        const float d = norm_input(a, o + c) - mu;
         q += d * d;
     }
     const float r = rsqrtf(zett_block_sum(q, scratch) / a.cols + a.eps);
     for (int c = threadIdx.x; c < a.cols; c += blockDim.x) {
-        float y = (zett_load(a.x, a.x_dtype, o + c) - mu) * r
+        float y = (norm_input(a, o + c) - mu) * r
             * norm_weight(a.weight, a.w_dtype, c, a.unit_offset);
         if (a.bias != nullptr) y += zett_load(a.bias, a.w_dtype, c);
         zett_store(a.out, a.out_dtype, o + c, y);

@@ -184,6 +184,20 @@ public sealed class OpLaunchPlanTests
     }
 
     [Fact]
+    public void Layer_norm_takes_a_fused_residual_of_the_same_extent()
+    {
+        DeviceView r = Fake(80, KernelDType.BF16);
+        var (_, args) = NormKernels.PlanForward(NormKind.Layer, Fake(80), Fake(8), Fake(8), 10, 8,
+            1e-5f, false, Fake(80), Fake(10), Fake(10), r);
+        Assert.Equal((r.Address, (int)KernelDType.BF16), (args.Residual, args.ResDtype));
+        var (_, plain) = NormKernels.PlanForward(NormKind.Layer, Fake(80), Fake(8), Fake(8), 10,
+            8, 1e-5f, false, Fake(80), Fake(10), Fake(10));
+        Assert.Equal(0ul, plain.Residual);
+        Says("residual has 79 elements", () => NormKernels.PlanForward(NormKind.Layer, Fake(80),
+            Fake(8), Fake(8), 10, 8, 1e-5f, false, Fake(80), Fake(10), Fake(10), Fake(79)));
+    }
+
+    [Fact]
     public void Gated_activation_reads_row_strided_windows()
     {
         DeviceView fused = Fake(11 * 2 * 93);

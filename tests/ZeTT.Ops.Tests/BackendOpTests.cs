@@ -294,6 +294,35 @@ public abstract class BackendOpTests : IDisposable
         Close(rdb, db, true, "layer norm db");
     }
 
+    /// <summary>The residual connection fused into the norm: y = LN(x + r), into a third
+    /// tensor, into r itself and into x itself (the graph's post-LN blocks write h = LN(h + r)).
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, 0)]
+    [InlineData(DType.F32, 1)]
+    [InlineData(DType.F32, 2)]
+    [InlineData(DType.BF16, 0)]
+    [InlineData(DType.BF16, 1)]
+    public void LayerNorm_with_a_fused_residual_is_the_norm_of_the_sum(DType dtype, int into)
+    {
+        Bf16Guard(dtype);
+        const int Rows = 37, W = 300;
+        float[] x = RoundTo(dtype, Random(40, Rows * W, 2)), r = RoundTo(dtype, Random(41, Rows * W));
+        float[] w = Random(42, W), b = Random(43, W);
+        Tensor tx = Up(x, dtype, Rows, W), tr = Up(r, dtype, Rows, W);
+        Tensor y = into switch { 0 => Out(dtype, Rows, W), 1 => tr, _ => tx };
+        Tensor mean = Out(DType.F32, Rows), rstd = Out(DType.F32, Rows);
+        Ops.LayerNormForward(tx, Up(w, DType.F32, W), Up(b, DType.F32, W), 1e-5f, y, mean, rstd,
+            residual: tr);
+        double[] sum = [.. x.Zip(r, (a, c) => (double)a + c)];
+        using Tensor ry = RZ(Rows, W), rm = RZ(Rows), rs = RZ(Rows);
+        _ref.LayerNormForward(Tensor.FromDoubles(sum, [Rows, W]), R(w, W), R(b, W), 1e-5f, ry, rm,
+            rs);
+        Close(ry, y, true, "layer norm of x + residual");
+        Close(rm, mean, true, "layer norm of x + residual: mean");
+        Close(rs, rstd, true, "layer norm of x + residual: rstd");
+    }
+
     [Theory]
     [InlineData(DType.F32, false)]
     [InlineData(DType.F32, true)]

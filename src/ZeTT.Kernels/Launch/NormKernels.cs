@@ -20,7 +20,8 @@ internal struct NormArgs
     public int WDtype;
     public int OutDtype;
     public int UnitOffset;
-    public int Pad0;
+    public int ResDtype;
+    public ulong Residual;
 }
 
 /// <summary>Args of the norm backwards (kernels/norm.cu, same layout).</summary>
@@ -87,13 +88,16 @@ public static class NormKernels
     /// <param name="output">[rows, cols] F32 or BF16.</param>
     /// <param name="mean">[rows] F32 (LayerNorm), none for RMSNorm.</param>
     /// <param name="rstd">[rows] F32.</param>
+    /// <param name="residual">[rows, cols] F32 or BF16, or none: normalise x + residual (the
+    /// sum in fp32, not stored). output may be x or residual.</param>
     public static void Forward(KernelSet kernels, CudaStream stream, NormKind kind,
         DeviceView x, DeviceView weight, DeviceView bias, int rows, int cols, float eps,
-        bool unitOffset, DeviceView output, DeviceView mean, DeviceView rstd)
+        bool unitOffset, DeviceView output, DeviceView mean, DeviceView rstd,
+        DeviceView residual = default)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         var (config, args) = PlanForward(kind, x, weight, bias, rows, cols, eps, unitOffset,
-            output, mean, rstd);
+            output, mean, rstd, residual);
         (kind == NormKind.Rms ? kernels.RmsNormForward : kernels.LayerNormForward)
             .Launch(config, stream, args);
     }
@@ -145,7 +149,7 @@ public static class NormKernels
 
     internal static (LaunchConfig, NormArgs) PlanForward(NormKind kind, DeviceView x,
         DeviceView weight, DeviceView bias, int rows, int cols, float eps, bool unitOffset,
-        DeviceView output, DeviceView mean, DeviceView rstd)
+        DeviceView output, DeviceView mean, DeviceView rstd, DeviceView residual = default)
     {
         string k = kind == NormKind.Rms ? "zett_rmsnorm_forward" : "zett_layernorm_forward";
         Positive(k, rows, nameof(rows));
@@ -171,6 +175,8 @@ public static class NormKernels
         }
         View(k, output, nameof(output), count, KernelDType.F32, KernelDType.BF16);
         View(k, rstd, nameof(rstd), rows, KernelDType.F32);
+        ulong res = Optional(k, residual, nameof(residual), count, KernelDType.F32,
+            KernelDType.BF16);
         var args = new NormArgs
         {
             X = x.Address,
@@ -186,6 +192,8 @@ public static class NormKernels
             WDtype = (int)(weight.IsPresent ? weight.DType : bias.DType),
             OutDtype = (int)output.DType,
             UnitOffset = unitOffset ? 1 : 0,
+            ResDtype = (int)(residual.IsPresent ? residual.DType : KernelDType.F32),
+            Residual = res,
         };
         return (new LaunchConfig((uint)rows, 1, RowBlock(cols), 0), args);
     }

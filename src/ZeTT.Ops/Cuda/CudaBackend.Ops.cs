@@ -224,23 +224,21 @@ public sealed partial class CudaBackend
     public void LayerNormForward(Tensor x, Tensor weight, Tensor? bias, float eps, Tensor y,
         Tensor mean, Tensor rstd, Tensor? residual = null)
     {
-        if (residual is not null)
-        {
-            // The sum into y, then the norm in place: each thread reads its elements of a row
-            // before it writes them, after the block's two reductions.
-            Add(x, residual, y);
-            LayerNormForward(y, weight, bias, eps, y, mean, rstd);
-            return;
-        }
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(y);
         ArgumentNullException.ThrowIfNull(mean);
         ArgumentNullException.ThrowIfNull(rstd);
         (int rows, int cols) = NormRows(x, y, weight, "layer norm");
+        if (residual is not null)
+        {
+            // Fused: the kernel normalises x + residual, the sum formed in fp32 and not stored.
+            RequireSameShape(x, residual);
+            DenseRows(residual, "layer norm");
+        }
         NormKernels.Forward(_kernels, _stream, NormKind.Layer, View(x), View(weight),
             ViewOrNone(bias), rows, cols, eps, false, View(y), Stats(mean, rows),
-            Stats(rstd, rows));
+            Stats(rstd, rows), ViewOrNone(residual));
     }
 
     /// <inheritdoc />
