@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ZeTT.Kernels;
 using ZeTT.Kernels.Blas;
+using ZeTT.Ops;
 using ZeTT.Ops.Cuda;
 using ZeTT.Runtime;
 using ZeTT.Runtime.Formats;
@@ -170,6 +171,17 @@ internal static class GpuBenchmarks
             cuda.FusedLinearEpilogues = true;
             Console.WriteLine($"{s.Name,-18} unfused Linear: {targetVocab / unfusedSeconds,10:F0} "
                 + $"tokens/s (cuBLASLt epilogues {unfusedSeconds / seconds:F3}x faster)");
+            // The anchor for bf16 activations: the same weights over fp32 activations.
+            double fp32ActSeconds;
+            using (var fp32Act = new HypernetPredictor(new CudaBackend(), weights, source,
+                HypernetPrecision.BFloat16, ownsBackend: true, activationDType: DType.F32))
+            {
+                fp32ActSeconds = BenchContext.MedianSeconds(
+                    () => HypernetBatching.PredictAll(fp32Act, forms, targetVocab, lang),
+                    repeats: 1, warmup: 1);
+            }
+            Console.WriteLine($"{s.Name,-18} fp32 activations: {targetVocab / fp32ActSeconds,10:F0} "
+                + $"tokens/s (bf16 activations {fp32ActSeconds / seconds:F3}x faster)");
             double positions = MeanPositions(forms, weights.Config);
             double needed = 0;
             for (int r = 0; r < targetVocab; r++)
@@ -187,9 +199,11 @@ internal static class GpuBenchmarks
                 ["hidden"] = s.Hidden,
                 ["vocab"] = targetVocab,
                 ["surface_forms"] = context.SurfaceFormsPath ?? "synthetic",
-                ["path"] = "HypernetGraph on CudaBackend (HypernetPredictor), bf16 weights",
+                ["path"] = "HypernetGraph on CudaBackend (HypernetPredictor), bf16 weights and "
+                    + "activations",
                 ["zett_tokens_per_s"] = Math.Round(rate),
                 ["zett_tokens_per_s_unfused_linear"] = Math.Round(targetVocab / unfusedSeconds),
+                ["zett_tokens_per_s_fp32_activations"] = Math.Round(targetVocab / fp32ActSeconds),
                 ["mean_positions_computed"] = Math.Round(positions, 2),
                 ["pytorch_tokens_per_s"] = null,
                 ["useful_tflops"] = Math.Round(useful, 1),

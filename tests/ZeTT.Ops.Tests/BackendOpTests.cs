@@ -231,6 +231,8 @@ public abstract class BackendOpTests : IDisposable
     [InlineData(DType.BF16, DType.F32, null, true)]
     [InlineData(DType.BF16, DType.BF16, ActivationFunction.GeluTanh, true)]
     [InlineData(DType.BF16, DType.F32, ActivationFunction.Silu, true)]
+    [InlineData(DType.BF16, DType.F32, ActivationFunction.GeluTanh, true)]
+    [InlineData(DType.BF16, DType.F32, ActivationFunction.GeluErf, true)]
     [InlineData(DType.BF16, DType.BF16, ActivationFunction.GeluTanh, false)]
     public void Linear_with_bias_and_activation(DType dtype, DType? biasType,
         ActivationFunction? activation, bool fused)

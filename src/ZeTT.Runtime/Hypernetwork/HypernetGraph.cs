@@ -33,21 +33,30 @@ namespace ZeTT.Runtime.Hypernetwork;
 /// batch to batch (one for what lives through the pass, one for a block's or layer's
 /// temporaries), so inference neither allocates nor keeps activations after its first batch.
 /// One <see cref="Predict"/> at a time per graph.</para>
+/// <para>Inference may store its activations in bf16 (the constructor's activation dtype; the
+/// CUDA backend's kernels read and write bf16 with fp32 arithmetic): then every activation
+/// between two ops is a bf16 tensor, as in the reference's bf16 forward pass, while the
+/// statistics (LayerNorm mean and rstd, attention log-sum-exp) and the outputs (the heads'
+/// results, the rescaled embeddings and the bias) stay fp32. Training always computes in the
+/// parameters' dtype.</para>
 /// </remarks>
 public sealed class HypernetGraph : IDisposable
 {
     private readonly IOpBackend _ops;
     private readonly HypernetConfig _c;
-    private readonly DType _dt;
+    private readonly DType _dt, _act;
     private readonly Tensor _table; // in_scaler(E) [V, D_in], activation dtype
     private readonly int _l, _h, _i, _d, _n, _heads;
-    private readonly Workspace _live, _temp;
+    private readonly Workspace _live, _temp, _wide;
 
     /// <summary>Builds the graph over <paramref name="parameters"/> (which it reads, never owns)
     /// and the source embeddings <paramref name="sourceEmbeddings"/> [V, D_in] (a host or
-    /// device tensor of any float dtype; for untied models [E_in, E_out] per row).</summary>
+    /// device tensor of any float dtype; for untied models [E_in, E_out] per row).
+    /// <paramref name="activationDType"/> is the dtype of <see cref="Predict"/>'s activations:
+    /// the parameters' dtype (the default) or BF16 (on a backend whose ops take bf16
+    /// activations: CUDA).</summary>
     public HypernetGraph(HypernetConfig config, HypernetParameters parameters,
-        Tensor sourceEmbeddings)
+        Tensor sourceEmbeddings, DType? activationDType = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
@@ -56,6 +65,12 @@ public sealed class HypernetGraph : IDisposable
         Parameters = parameters;
         _ops = parameters.Backend;
         _dt = parameters.DType;
+        _act = activationDType ?? _dt;
+        if (_act != _dt && _act != DType.BF16)
+        {
+            throw new ArgumentException($"inference activations are {_dt} (the parameters') or "
+                + $"BF16, not {_act}", nameof(activationDType));
+        }
         _l = config.SurfaceMaxLen;
         _h = config.HiddenSize;
         _i = config.IntermediateSize;
@@ -88,9 +103,17 @@ public sealed class HypernetGraph : IDisposable
         {
             _ops.ScaleShift(_table, w.View(-1), parameters["in_scaler.b"].View(-1), _table);
         }
-        _live = new Workspace(_ops, _dt);
-        _temp = new Workspace(_ops, _dt);
+        _live = new Workspace(_ops, _act);
+        _temp = new Workspace(_ops, _act);
+        _wide = new Workspace(_ops, Wide);
     }
+
+    /// <summary>The dtype of <see cref="Predict"/>'s activations.</summary>
+    public DType ActivationDType => _act;
+
+    /// <summary>The dtype of inference statistics and outputs: fp32 for bf16 activations.
+    /// </summary>
+    private DType Wide => _act == DType.BF16 ? DType.F32 : _act;
 
     /// <summary>The parameters the graph reads.</summary>
     public HypernetParameters Parameters { get; }
@@ -161,6 +184,7 @@ public sealed class HypernetGraph : IDisposable
             if (!training)
             {
                 _live.Reset();
+                _wide.Reset();
             }
             RunForward(pass);
         }
@@ -183,6 +207,11 @@ public sealed class HypernetGraph : IDisposable
     private Tensor Temp(HypernetPass p, long[] shape, string name, bool zero = false) =>
         p.Training ? p.Keep(zero ? _ops.Zeros(_dt, shape, name) : _ops.Empty(_dt, shape, name))
             : _temp.Take(shape, zero);
+
+    /// <summary>A statistic or an output: as <see cref="Live"/>, but fp32 when the activations
+    /// are bf16 (small: [rows] or [rows, n_embd] per pass, never rewound within it).</summary>
+    private Tensor WideLive(HypernetPass p, long[] shape, string name) =>
+        p.Training ? p.Keep(_ops.Empty(_dt, shape, name)) : _wide.Take(shape, false);
 
     /// <summary>Inference only: the temporaries of the previous block or layer are dead.</summary>
     private void BeginTemporaries(HypernetPass p)
@@ -253,7 +282,7 @@ public sealed class HypernetGraph : IDisposable
         int headOut = (int)P("output_projection.1.weight").Shape[0];
         Tensor o1 = Live(p, [rows, _h], "head block");
         p.OutputBlock = Block("output_projection.0", p.Z, o1, p);
-        p.HeadRaw = Live(p, [rows, headOut], "head");
+        p.HeadRaw = WideLive(p, [rows, headOut], "head");
         Linear(o1, "output_projection.1", p.HeadRaw);
         p.HeadBlockOut = o1;
         Tensor rawIn = p.HeadRaw.Slice(1, 0, _n);
@@ -264,7 +293,7 @@ public sealed class HypernetGraph : IDisposable
             {
                 Tensor o2 = Live(p, [rows, _h], "out head block");
                 p.OutBlock = Block("output_projection_out.0", p.Z, o2, p);
-                p.OutRaw = Live(p, [rows, _n], "out head");
+                p.OutRaw = WideLive(p, [rows, _n], "out head");
                 Linear(o2, "output_projection_out.1", p.OutRaw);
                 p.OutBlockOut = o2;
                 rawOut = p.OutRaw;
@@ -276,16 +305,16 @@ public sealed class HypernetGraph : IDisposable
         }
         p.RawIn = rawIn;
         p.RawOut = rawOut;
-        p.EmbeddingsIn = Live(p, [rows, _n], "embeddings_in");
+        p.EmbeddingsIn = WideLive(p, [rows, _n], "embeddings_in");
         Rescale(rawIn, "scaler", p.EmbeddingsIn);
         if (rawOut is not null)
         {
-            p.EmbeddingsOut = Live(p, [rows, _n], "embeddings_out");
+            p.EmbeddingsOut = WideLive(p, [rows, _n], "embeddings_out");
             Rescale(rawOut, "out_scaler", p.EmbeddingsOut);
         }
         if (Maybe("bias_projection.weight") is not null)
         {
-            p.Bias = Live(p, [rows, 1], "bias");
+            p.Bias = WideLive(p, [rows, 1], "bias");
             Linear(p.Z, "bias_projection", p.Bias);
         }
     }
@@ -346,7 +375,7 @@ public sealed class HypernetGraph : IDisposable
             }
         }
         s.Context = Temp(p, [tq, _h], "context");
-        s.Lse = Temp(p, [tq * _heads], "lse");
+        s.Lse = WideLive(p, [tq * _heads], "lse");
         foreach (AttentionGroup g in Groups(lay, s, s.Q, s.K, s.V, s.Context, s.Lse))
         {
             _ops.AttentionForward(g.Q, g.K, g.V, g.Options, g.Out, g.Lse);
@@ -459,8 +488,8 @@ public sealed class HypernetGraph : IDisposable
         {
             X = x,
             Prefix = prefix,
-            Mean = Temp(p, [rows], "mean"),
-            Rstd = Temp(p, [rows], "rstd"),
+            Mean = WideLive(p, [rows], "mean"),
+            Rstd = WideLive(p, [rows], "rstd"),
         };
         _ops.LayerNormForward(x, P(prefix + ".weight"), P(prefix + ".bias"), eps, y, s.Mean,
             s.Rstd, residual);
@@ -725,6 +754,7 @@ public sealed class HypernetGraph : IDisposable
         _table.Dispose();
         _live.Dispose();
         _temp.Dispose();
+        _wide.Dispose();
     }
 
     /// <summary>The views of one attention call.</summary>

@@ -12,9 +12,10 @@ public enum HypernetPrecision
     /// <summary>fp32 everywhere (parity runs; no TF32).</summary>
     Float32,
 
-    /// <summary>bf16 GEMM weights, read in place by the matrix products (on CUDA the fp32
-    /// activation operand is rounded to bf16 too: bf16 tensor-core GEMMs); fp32 accumulation,
-    /// activations, embeddings, LayerNorm, softmax and rescaling.</summary>
+    /// <summary>bf16 GEMM weights, read in place by the matrix products; fp32 accumulation,
+    /// LayerNorm statistics, softmax, rescaling and outputs. Activations: bf16 on CUDA (every
+    /// tensor between two ops, as in the reference's bf16 forward pass; bf16 tensor-core GEMMs),
+    /// fp32 on the CPU.</summary>
     BFloat16,
 }
 
@@ -64,11 +65,14 @@ public sealed class HypernetPredictor : IDisposable
     /// each host tensor is released once the backend holds its own copy, so that a transfer
     /// never holds the hypernetwork twice.</param>
     /// <param name="ownsBackend">Dispose <paramref name="backend"/> with the predictor.</param>
+    /// <param name="activationDType">The activations' dtype; null: BF16 for
+    /// <see cref="HypernetPrecision.BFloat16"/> on CUDA, else F32 (F32 with bf16 weights on
+    /// CUDA is the benchmark's ablation).</param>
     public HypernetPredictor(IOpBackend backend, HypernetWeights weights,
         HostTensor sourceEmbeddings, HypernetPrecision precision, int maxBatchSize = 0,
-        bool consumeWeights = false, bool ownsBackend = false)
+        bool consumeWeights = false, bool ownsBackend = false, DType? activationDType = null)
         : this(backend, weights, Wrap(weights, sourceEmbeddings), precision, maxBatchSize,
-            consumeWeights, ownsBackend, disposeSource: true)
+            consumeWeights, ownsBackend, disposeSource: true, activationDType)
     {
     }
 
@@ -79,9 +83,9 @@ public sealed class HypernetPredictor : IDisposable
     /// other constructor.</summary>
     public HypernetPredictor(IOpBackend backend, HypernetWeights weights,
         Tensor sourceEmbeddings, HypernetPrecision precision, int maxBatchSize = 0,
-        bool consumeWeights = false, bool ownsBackend = false)
+        bool consumeWeights = false, bool ownsBackend = false, DType? activationDType = null)
         : this(backend, weights, sourceEmbeddings, precision, maxBatchSize, consumeWeights,
-            ownsBackend, disposeSource: false)
+            ownsBackend, disposeSource: false, activationDType)
     {
     }
 
@@ -105,7 +109,7 @@ public sealed class HypernetPredictor : IDisposable
 
     private HypernetPredictor(IOpBackend backend, HypernetWeights weights, Tensor sourceEmbeddings,
         HypernetPrecision precision, int maxBatchSize, bool consumeWeights, bool ownsBackend,
-        bool disposeSource)
+        bool disposeSource, DType? activationDType)
     {
         try
         {
@@ -114,7 +118,9 @@ public sealed class HypernetPredictor : IDisposable
             ArgumentNullException.ThrowIfNull(sourceEmbeddings);
             ArgumentOutOfRangeException.ThrowIfNegative(maxBatchSize);
             (_ops, _ownsBackend, _parameters, _graph) = Build(backend, weights, sourceEmbeddings,
-                precision, consumeWeights, ownsBackend);
+                precision, consumeWeights, ownsBackend, activationDType
+                    ?? (precision == HypernetPrecision.BFloat16
+                        && backend.Device == TensorDevice.Cuda ? DType.BF16 : DType.F32));
         }
         finally
         {
@@ -125,6 +131,7 @@ public sealed class HypernetPredictor : IDisposable
         }
         HypernetConfig c = weights.Config;
         Precision = precision;
+        ActivationDType = _graph.ActivationDType;
         Config = c;
         bool cuda = backend.Device == TensorDevice.Cuda;
         MaxBatchSize = maxBatchSize > 0 ? maxBatchSize : DefaultBatchSize(c,
@@ -135,7 +142,7 @@ public sealed class HypernetPredictor : IDisposable
 
     private static (IOpBackend, bool, HypernetParameters, HypernetGraph) Build(IOpBackend backend,
         HypernetWeights weights, Tensor sourceEmbeddings, HypernetPrecision precision,
-        bool consumeWeights, bool ownsBackend)
+        bool consumeWeights, bool ownsBackend, DType activations)
     {
         HypernetConfig c = weights.Config;
         HypernetParameters parameters = HypernetParameters.FromWeights(weights, backend, DType.F32,
@@ -144,7 +151,8 @@ public sealed class HypernetPredictor : IDisposable
         try
         {
             // Only the original vocabulary's rows are read; the graph keeps its own copy.
-            return (backend, ownsBackend, parameters, new HypernetGraph(c, parameters, sourceEmbeddings));
+            return (backend, ownsBackend, parameters, new HypernetGraph(c, parameters, sourceEmbeddings,
+                activations));
         }
         catch
         {
@@ -152,6 +160,9 @@ public sealed class HypernetPredictor : IDisposable
             throw;
         }
     }
+
+    /// <summary>The dtype the graph's activations are stored in.</summary>
+    public DType ActivationDType { get; }
 
     /// <summary>"cpu" or "cuda: &lt;device&gt;", for messages.</summary>
     public string Name { get; }

@@ -73,18 +73,28 @@ public sealed class CudaHypernetGraphTests
         int lang = o.Lang ? 0 : -1;
         int[] ids = CpuPaddingSkipTests.MixedRows(o, rows, seed: 6);
         using var cpu = new HypernetPredictor(Cpu, weights, source, HypernetPrecision.Float32);
-        using var cuda = new HypernetPredictor(gpu, weights, source, HypernetPrecision.BFloat16);
         HypernetOutput expected = cpu.Predict(ids, rows, lang);
-        HypernetOutput actual = cuda.Predict(ids, rows, lang);
-        RelativeError(expected.EmbeddingsIn, actual.EmbeddingsIn, "e_in");
-        if (expected.EmbeddingsOut is not null)
+        // bf16 activations (the default on CUDA), then bf16 weights over fp32 activations.
+        foreach (DType activations in new[] { DType.BF16, DType.F32 })
         {
-            RelativeError(expected.EmbeddingsOut, actual.EmbeddingsOut!, "e_out");
+            using var cuda = new HypernetPredictor(gpu, weights, source,
+                HypernetPrecision.BFloat16, activationDType: activations);
+            Assert.Equal(activations, cuda.ActivationDType);
+            HypernetOutput actual = cuda.Predict(ids, rows, lang);
+            RelativeError(expected.EmbeddingsIn, actual.EmbeddingsIn, $"e_in ({activations})");
+            if (expected.EmbeddingsOut is not null)
+            {
+                RelativeError(expected.EmbeddingsOut, actual.EmbeddingsOut!,
+                    $"e_out ({activations})");
+            }
+            if (expected.Bias is not null)
+            {
+                RelativeError(expected.Bias, actual.Bias!, $"bias ({activations})");
+            }
         }
-        if (expected.Bias is not null)
-        {
-            RelativeError(expected.Bias, actual.Bias!, "bias");
-        }
+        using var byDefault = new HypernetPredictor(gpu, weights, source,
+            HypernetPrecision.BFloat16);
+        Assert.Equal(DType.BF16, byDefault.ActivationDType);
     }
 
     [Theory]
