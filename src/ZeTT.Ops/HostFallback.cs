@@ -11,6 +11,33 @@ internal static class HostFallback
 {
     private static readonly CpuBackend Cpu = new();
 
+    /// <summary>The operands <see cref="IOpBackend.CopyFromHost"/> takes: a contiguous host
+    /// tensor and a contiguous destination of the same dtype and shape.</summary>
+    public static void CheckCopyFromHost(Tensor host, Tensor destination)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        ArgumentNullException.ThrowIfNull(destination);
+        if (host.Device != TensorDevice.Host || !host.IsContiguous)
+        {
+            throw new ArgumentException($"tensor '{host.Name}': CopyFromHost reads a contiguous "
+                + "host tensor", nameof(host));
+        }
+        if (!destination.IsContiguous || host.DType != destination.DType
+            || !host.Shape.AsSpan().SequenceEqual(destination.Shape))
+        {
+            throw new ArgumentException($"CopyFromHost: '{host.Name}' ({host.DType} "
+                + $"{Tensor.ShapeText(host.Shape)}) into '{destination.Name}' ({destination.DType} "
+                + $"{Tensor.ShapeText(destination.Shape)}) needs one dtype, one shape and a "
+                + "contiguous destination", nameof(destination));
+        }
+    }
+
+    public static void CopyFromHost(IOpBackend ops, Tensor host, Tensor destination)
+    {
+        CheckCopyFromHost(host, destination);
+        ops.Copy(host, destination);
+    }
+
     public static void ScaleShift(IOpBackend ops, Tensor x, Tensor scale, Tensor? shift,
         Tensor y)
     {

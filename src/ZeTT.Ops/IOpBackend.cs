@@ -57,6 +57,21 @@ public interface IOpBackend : IDisposable
     /// <summary>Sets every element to <paramref name="value"/>.</summary>
     void Fill(Tensor tensor, double value);
 
+    /// <summary>Copies the contiguous host tensor <paramref name="host"/> into the contiguous
+    /// tensor <paramref name="destination"/> of this backend (same dtype and shape) in queue
+    /// order: ops queued before read the old values, ops queued after the new ones, and
+    /// <paramref name="host"/> may be changed as soon as this returns (a device backend copies
+    /// through its own staging memory without waiting for the device).</summary>
+    void CopyFromHost(Tensor host, Tensor destination) =>
+        HostFallback.CopyFromHost(this, host, destination);
+
+    /// <summary>Starts copying <paramref name="source"/> (a float tensor of this backend) to
+    /// host memory in queue order, after the ops queued so far, without waiting for them;
+    /// <see cref="PendingDownload.Wait"/> blocks until the values are there. Ops queued later
+    /// must not write <paramref name="source"/> until then (a device backend copies on a
+    /// stream of its own while the next work runs).</summary>
+    PendingDownload BeginDownload(Tensor source) => new DeferredDownload(this, source);
+
     /// <summary>Waits until queued work is done.</summary>
     void Synchronize();
 

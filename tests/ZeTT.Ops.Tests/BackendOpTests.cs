@@ -266,6 +266,48 @@ public abstract class BackendOpTests : IDisposable
     {
     }
 
+    // ---- transfers --------------------------------------------------------------------------
+
+    /// <summary>CopyFromHost and BeginDownload keep queue order without waiting: an op queued
+    /// before a CopyFromHost reads the old values, one queued after it the new ones; a download
+    /// begun after an op sees its result even when later ops (and a later CopyFromHost) follow
+    /// before it is waited for; the host tensor may be reused as soon as CopyFromHost returns.
+    /// Non-dense and BF16 sources download through Download's conversions.</summary>
+    [Fact]
+    public void Host_copies_and_begun_downloads_keep_queue_order()
+    {
+        const int N = 1000;
+        float[] a = Random(60, N), b = Random(61, N);
+        Tensor x = Out(DType.F32, N), y = Out(DType.F32, N), z = Out(DType.F32, N);
+        using Tensor host = Tensor.FromFloats(a, N);
+        Ops.CopyFromHost(host, x);
+        b.CopyTo(host.AsSpan<float>()); // reused at once
+        Ops.Scale(x, 2f, y);
+        Ops.CopyFromHost(host, x);
+        using PendingDownload dy = Ops.BeginDownload(y);
+        Ops.Scale(x, 3f, z);
+        using PendingDownload dz = Ops.BeginDownload(z);
+        using PendingDownload dWindow = Ops.BeginDownload(z.View(10, 100).Slice(1, 0, 7));
+        var gotY = new float[N];
+        var gotZ = new float[N];
+        var gotWindow = new float[70];
+        dz.Wait(gotZ);
+        dy.Wait(gotY);
+        dWindow.Wait(gotWindow);
+        Assert.Equal(a.Select(v => 2f * v), gotY);
+        Assert.Equal(b.Select(v => 3f * v), gotZ);
+        Assert.Equal(Enumerable.Range(0, 70).Select(i => 3f * b[(i / 7 * 100) + (i % 7)]),
+            gotWindow);
+        Assert.Equal([10L, 7L], dWindow.Shape);
+        Assert.Throws<InvalidOperationException>(() => dy.Wait(gotY));
+        using PendingDownload again = Ops.BeginDownload(y);
+        var e = Assert.Throws<ArgumentException>(() => again.Wait(new float[N - 1]));
+        Assert.Contains($"the download holds {N} values, the destination {N - 1}", e.Message,
+            StringComparison.Ordinal);
+        using Tensor ints = Tensor.FromInts([1, 2, 3]);
+        Assert.Throws<ArgumentException>(() => Ops.CopyFromHost(ints, Out(DType.F32, 3)));
+    }
+
     // ---- normalisation --------------------------------------------------------------------
 
     [Theory]

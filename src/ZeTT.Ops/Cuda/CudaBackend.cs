@@ -238,15 +238,8 @@ public sealed partial class CudaBackend : IOpBackend
     public void Synchronize()
     {
         _stream.Synchronize();
-        var flag = new int[1];
-        _embeddingError.CopyToHost<int>(flag);
-        if (flag[0] != 0)
-        {
-            _embeddingError.ZeroAsync(_stream);
-            _stream.Synchronize();
-            throw new ArgumentException($"embedding: the id at position {flag[0] - 1} is outside "
-                + "the table (detected on the device; the output row was zeroed)");
-        }
+        _copyStream?.Synchronize();
+        CheckEmbeddingError();
     }
 
     // ---- helpers ------------------------------------------------------------------------------
@@ -382,6 +375,7 @@ public sealed partial class CudaBackend : IOpBackend
         }
         _disposed = true;
         _stream.Synchronize();
+        DisposeTransfers();
         foreach (DeviceBuffer b in _scratch.Values)
         {
             b.Dispose();

@@ -21,12 +21,7 @@ public static class HypernetBatching
         var eIn = new float[checked((long)rows * n)];
         float[]? eOut = config.SeparateOutEmbeddings ? new float[eIn.Length] : null;
         float[]? bias = config.PredictBias ? new float[rows] : null;
-        Stream(predictor, surfaceForms, rows, langIndex, progress, (r0, count, part) =>
-        {
-            part.EmbeddingsIn.AsSpan(0, count * n).CopyTo(eIn.AsSpan(checked(r0 * n)));
-            part.EmbeddingsOut?.AsSpan(0, count * n).CopyTo(eOut.AsSpan(checked(r0 * n)));
-            part.Bias?.AsSpan(0, count).CopyTo(bias.AsSpan(r0));
-        });
+        Stream(predictor, surfaceForms, rows, langIndex, progress, new ArrayTarget(eIn, eOut, bias, n));
         return new HypernetOutput(eIn, eOut, bias);
     }
 
@@ -43,13 +38,7 @@ public static class HypernetBatching
             config.PredictBias ? new float[rows] : null);
         try
         {
-            Stream(predictor, surfaceForms, rows, langIndex, progress, (r0, count, part) =>
-            {
-                part.EmbeddingsIn.AsSpan(0, count * n).CopyTo(result.EmbeddingsIn.Slice((long)r0 * n, count * n));
-                part.EmbeddingsOut?.AsSpan(0, count * n).CopyTo(
-                    result.EmbeddingsOut!.Slice((long)r0 * n, count * n));
-                part.Bias?.AsSpan(0, count).CopyTo(result.Bias.AsSpan(r0));
-            });
+            Stream(predictor, surfaceForms, rows, langIndex, progress, new MatrixTarget(result, n));
             return result;
         }
         catch
@@ -70,20 +59,77 @@ public static class HypernetBatching
         }
     }
 
-    private delegate void BatchSink(int firstRow, int count, HypernetOutput part);
+    /// <summary>Where a batch's rows go: spans of the result for rows r0 … r0 + count.</summary>
+    private abstract class Target
+    {
+        public abstract Span<float> In(int r0, int count);
 
+        public abstract Span<float> Out(int r0, int count);
+
+        public abstract Span<float> Bias(int r0, int count);
+    }
+
+    private sealed class ArrayTarget(float[] eIn, float[]? eOut, float[]? bias, int n) : Target
+    {
+        public override Span<float> In(int r0, int count) => eIn.AsSpan(checked(r0 * n), count * n);
+
+        public override Span<float> Out(int r0, int count) =>
+            eOut is null ? [] : eOut.AsSpan(checked(r0 * n), count * n);
+
+        public override Span<float> Bias(int r0, int count) =>
+            bias is null ? [] : bias.AsSpan(r0, count);
+    }
+
+    private sealed class MatrixTarget(PredictedRows result, int n) : Target
+    {
+        public override Span<float> In(int r0, int count) =>
+            result.EmbeddingsIn.Slice((long)r0 * n, count * n);
+
+        public override Span<float> Out(int r0, int count) =>
+            result.EmbeddingsOut is null ? [] : result.EmbeddingsOut.Slice((long)r0 * n, count * n);
+
+        public override Span<float> Bias(int r0, int count) =>
+            result.Bias is null ? [] : result.Bias.AsSpan(r0, count);
+    }
+
+    /// <summary>The batches in order, one queued ahead of the one being collected: batch i + 1
+    /// is submitted before batch i's results are awaited, so on CUDA the device computes the
+    /// next batch while the host takes the previous one's results.</summary>
     private static void Stream(HypernetPredictor predictor, ReadOnlySpan<int> surfaceForms, int rows,
-        int langIndex, Action<int>? progress, BatchSink sink)
+        int langIndex, Action<int>? progress, Target target)
     {
         int l = predictor.Config.SurfaceMaxLen;
         int batch = Math.Max(1, predictor.MaxBatchSize);
-        for (int r0 = 0; r0 < rows; r0 += batch)
+        HypernetSubmission? ahead = null;
+        int aheadRow = 0;
+        try
         {
-            int count = Math.Min(batch, rows - r0);
-            HypernetOutput part = predictor.Predict(
-                surfaceForms.Slice(checked(r0 * l), count * l), count, langIndex);
-            sink(r0, count, part);
-            progress?.Invoke(r0 + count);
+            for (int r0 = 0; r0 < rows || ahead is not null; r0 += batch)
+            {
+                HypernetSubmission? next = null;
+                if (r0 < rows)
+                {
+                    int count = Math.Min(batch, rows - r0);
+                    next = predictor.Submit(surfaceForms.Slice(checked(r0 * l), count * l), count,
+                        langIndex);
+                }
+                (HypernetSubmission? previous, int previousRow) = (ahead, aheadRow);
+                (ahead, aheadRow) = (next, r0);
+                if (previous is not null)
+                {
+                    using (previous)
+                    {
+                        int done = previous.Rows;
+                        previous.Complete(target.In(previousRow, done),
+                            target.Out(previousRow, done), target.Bias(previousRow, done));
+                    }
+                    progress?.Invoke(previousRow + previous.Rows);
+                }
+            }
+        }
+        finally
+        {
+            ahead?.Dispose();
         }
     }
 }

@@ -47,7 +47,13 @@ public sealed class HypernetGraph : IDisposable
     private readonly DType _dt, _act;
     private readonly Tensor _table; // in_scaler(E) [V, D_in], activation dtype
     private readonly int _l, _h, _i, _d, _n, _heads;
-    private readonly Workspace _live, _temp, _wide;
+    private readonly Workspace _live, _temp, _stats, _indices;
+
+    // Outputs alternate between two workspaces, so that one batch's results can still be on
+    // their way to the host (Submit … Complete) while the next batch writes its own.
+    private readonly Workspace[] _outputs;
+    private readonly bool[] _submitted = new bool[2];
+    private int _parity;
 
     /// <summary>Builds the graph over <paramref name="parameters"/> (which it reads, never owns)
     /// and the source embeddings <paramref name="sourceEmbeddings"/> [V, D_in] (a host or
@@ -105,7 +111,9 @@ public sealed class HypernetGraph : IDisposable
         }
         _live = new Workspace(_ops, _act);
         _temp = new Workspace(_ops, _act);
-        _wide = new Workspace(_ops, Wide);
+        _stats = new Workspace(_ops, Wide);
+        _indices = new Workspace(_ops, DType.I32);
+        _outputs = [new Workspace(_ops, Wide), new Workspace(_ops, Wide)];
     }
 
     /// <summary>The dtype of <see cref="Predict"/>'s activations.</summary>
@@ -136,9 +144,38 @@ public sealed class HypernetGraph : IDisposable
     /// backward pass, its outputs copied to host float arrays.</summary>
     public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
     {
-        using HypernetPass pass = Run(surfaceForms, rows, langIndex, 0, training: false);
-        return pass.Download();
+        using HypernetSubmission s = Submit(surfaceForms, rows, langIndex);
+        return s.Complete();
     }
+
+    /// <summary>Inference without waiting: queues the forward pass of <see cref="Predict"/> and
+    /// the copies of its outputs to the host, and returns; <see cref="HypernetSubmission.Complete()"/>
+    /// waits for them. At most two submissions are outstanding at a time (the outputs
+    /// alternate between two workspaces), so a caller can queue batch i + 1 before it collects
+    /// batch i and the device computes while results travel.</summary>
+    public HypernetSubmission Submit(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    {
+        int parity = _parity;
+        if (_submitted[parity])
+        {
+            throw new InvalidOperationException("two submissions are outstanding: complete (or "
+                + "dispose) the older one before submitting another");
+        }
+        _submitted[parity] = true;
+        try
+        {
+            using HypernetPass pass = Run(surfaceForms, rows, langIndex, 0, training: false);
+            _parity ^= 1;
+            return new HypernetSubmission(this, parity, pass);
+        }
+        catch
+        {
+            _submitted[parity] = false;
+            throw;
+        }
+    }
+
+    internal void Release(int parity) => _submitted[parity] = false;
 
     private HypernetPass Run(ReadOnlySpan<int> surfaceForms, int rows, int langIndex,
         int surfaceLength, bool training)
@@ -180,12 +217,15 @@ public sealed class HypernetGraph : IDisposable
         var pass = new HypernetPass(this, rows, langIndex, training);
         try
         {
-            pass.Layout = BatchLayout.Build(surfaceForms, rows, l, _c, _ops);
             if (!training)
             {
                 _live.Reset();
-                _wide.Reset();
+                _stats.Reset();
+                _indices.Reset();
+                _outputs[_parity].Reset();
             }
+            pass.Layout = BatchLayout.Build(surfaceForms, rows, l, _c, _ops,
+                training ? null : _indices);
             RunForward(pass);
         }
         catch
@@ -208,10 +248,16 @@ public sealed class HypernetGraph : IDisposable
         p.Training ? p.Keep(zero ? _ops.Zeros(_dt, shape, name) : _ops.Empty(_dt, shape, name))
             : _temp.Take(shape, zero);
 
-    /// <summary>A statistic or an output: as <see cref="Live"/>, but fp32 when the activations
-    /// are bf16 (small: [rows] or [rows, n_embd] per pass, never rewound within it).</summary>
-    private Tensor WideLive(HypernetPass p, long[] shape, string name) =>
-        p.Training ? p.Keep(_ops.Empty(_dt, shape, name)) : _wide.Take(shape, false);
+    /// <summary>A statistic (LayerNorm mean and rstd, attention log-sum-exp): as
+    /// <see cref="Live"/>, but fp32 when the activations are bf16 (small, never rewound within
+    /// a pass).</summary>
+    private Tensor Stat(HypernetPass p, long[] shape, string name) =>
+        p.Training ? p.Keep(_ops.Empty(_dt, shape, name)) : _stats.Take(shape, false);
+
+    /// <summary>One of the heads' results: fp32 when the activations are bf16, in this pass's
+    /// output workspace.</summary>
+    private Tensor Output(HypernetPass p, long[] shape, string name) =>
+        p.Training ? p.Keep(_ops.Empty(_dt, shape, name)) : _outputs[_parity].Take(shape, false);
 
     /// <summary>Inference only: the temporaries of the previous block or layer are dead.</summary>
     private void BeginTemporaries(HypernetPass p)
@@ -282,7 +328,7 @@ public sealed class HypernetGraph : IDisposable
         int headOut = (int)P("output_projection.1.weight").Shape[0];
         Tensor o1 = Live(p, [rows, _h], "head block");
         p.OutputBlock = Block("output_projection.0", p.Z, o1, p);
-        p.HeadRaw = WideLive(p, [rows, headOut], "head");
+        p.HeadRaw = Output(p, [rows, headOut], "head");
         Linear(o1, "output_projection.1", p.HeadRaw);
         p.HeadBlockOut = o1;
         Tensor rawIn = p.HeadRaw.Slice(1, 0, _n);
@@ -293,7 +339,7 @@ public sealed class HypernetGraph : IDisposable
             {
                 Tensor o2 = Live(p, [rows, _h], "out head block");
                 p.OutBlock = Block("output_projection_out.0", p.Z, o2, p);
-                p.OutRaw = WideLive(p, [rows, _n], "out head");
+                p.OutRaw = Output(p, [rows, _n], "out head");
                 Linear(o2, "output_projection_out.1", p.OutRaw);
                 p.OutBlockOut = o2;
                 rawOut = p.OutRaw;
@@ -305,16 +351,16 @@ public sealed class HypernetGraph : IDisposable
         }
         p.RawIn = rawIn;
         p.RawOut = rawOut;
-        p.EmbeddingsIn = WideLive(p, [rows, _n], "embeddings_in");
+        p.EmbeddingsIn = Output(p, [rows, _n], "embeddings_in");
         Rescale(rawIn, "scaler", p.EmbeddingsIn);
         if (rawOut is not null)
         {
-            p.EmbeddingsOut = WideLive(p, [rows, _n], "embeddings_out");
+            p.EmbeddingsOut = Output(p, [rows, _n], "embeddings_out");
             Rescale(rawOut, "out_scaler", p.EmbeddingsOut);
         }
         if (Maybe("bias_projection.weight") is not null)
         {
-            p.Bias = WideLive(p, [rows, 1], "bias");
+            p.Bias = Output(p, [rows, 1], "bias");
             Linear(p.Z, "bias_projection", p.Bias);
         }
     }
@@ -375,7 +421,7 @@ public sealed class HypernetGraph : IDisposable
             }
         }
         s.Context = Temp(p, [tq, _h], "context");
-        s.Lse = WideLive(p, [tq * _heads], "lse");
+        s.Lse = Stat(p, [tq * _heads], "lse");
         foreach (AttentionGroup g in Groups(lay, s, s.Q, s.K, s.V, s.Context, s.Lse))
         {
             _ops.AttentionForward(g.Q, g.K, g.V, g.Options, g.Out, g.Lse);
@@ -488,8 +534,8 @@ public sealed class HypernetGraph : IDisposable
         {
             X = x,
             Prefix = prefix,
-            Mean = WideLive(p, [rows], "mean"),
-            Rstd = WideLive(p, [rows], "rstd"),
+            Mean = Stat(p, [rows], "mean"),
+            Rstd = Stat(p, [rows], "rstd"),
         };
         _ops.LayerNormForward(x, P(prefix + ".weight"), P(prefix + ".bias"), eps, y, s.Mean,
             s.Rstd, residual);
@@ -754,7 +800,10 @@ public sealed class HypernetGraph : IDisposable
         _table.Dispose();
         _live.Dispose();
         _temp.Dispose();
-        _wide.Dispose();
+        _stats.Dispose();
+        _indices.Dispose();
+        _outputs[0].Dispose();
+        _outputs[1].Dispose();
     }
 
     /// <summary>The views of one attention call.</summary>
@@ -818,6 +867,83 @@ public sealed class HypernetGraph : IDisposable
         public Tensor? G { get; set; }
         public Tensor? R2 { get; set; }
         public NormState? Ln2 { get; set; }
+    }
+}
+
+/// <summary>A batch queued by <see cref="HypernetGraph.Submit"/>: its outputs on their way to
+/// the host. Complete or dispose it before the graph's next-but-one submission.</summary>
+public sealed class HypernetSubmission : IDisposable
+{
+    private readonly HypernetGraph _graph;
+    private readonly int _parity;
+    private readonly PendingDownload?[] _downloads = new PendingDownload?[3];
+    private bool _done;
+
+    internal HypernetSubmission(HypernetGraph graph, int parity, HypernetPass pass)
+    {
+        _graph = graph;
+        _parity = parity;
+        Rows = pass.Rows;
+        IOpBackend ops = graph.Parameters.Backend;
+        try
+        {
+            _downloads[0] = ops.BeginDownload(pass.EmbeddingsIn);
+            _downloads[1] = pass.EmbeddingsOut is { } o ? ops.BeginDownload(o) : null;
+            _downloads[2] = pass.Bias is { } b ? ops.BeginDownload(b) : null;
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Rows of the batch.</summary>
+    public int Rows { get; }
+
+    /// <summary>Waits for the outputs and returns them as host arrays (then disposes).</summary>
+    public HypernetOutput Complete()
+    {
+        ObjectDisposedException.ThrowIf(_done, this);
+        float[] eIn = new float[_downloads[0]!.Count];
+        float[]? eOut = _downloads[1] is { } o ? new float[o.Count] : null;
+        float[]? bias = _downloads[2] is { } b ? new float[b.Count] : null;
+        Complete(eIn, eOut, bias);
+        return new HypernetOutput(eIn, eOut, bias);
+    }
+
+    /// <summary>Waits for the outputs and writes them into <paramref name="embeddingsIn"/>
+    /// [rows·n_embd], <paramref name="embeddingsOut"/> and <paramref name="bias"/> [rows]
+    /// (empty when the hypernetwork has no such output), then disposes.</summary>
+    public void Complete(Span<float> embeddingsIn, Span<float> embeddingsOut, Span<float> bias)
+    {
+        ObjectDisposedException.ThrowIf(_done, this);
+        try
+        {
+            _downloads[0]!.Wait(embeddingsIn);
+            _downloads[1]?.Wait(embeddingsOut);
+            _downloads[2]?.Wait(bias);
+        }
+        finally
+        {
+            Dispose();
+        }
+    }
+
+    /// <summary>Drops the outputs (waiting for copies still running) and frees the slot.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_done)
+        {
+            return;
+        }
+        _done = true;
+        foreach (PendingDownload? d in _downloads)
+        {
+            d?.Dispose();
+        }
+        _graph.Release(_parity);
     }
 }
 
@@ -955,7 +1081,7 @@ internal sealed class BatchLayout : IDisposable
     public Tensor? UniformPooled { get; private set; }
 
     public static BatchLayout Build(ReadOnlySpan<int> sf, int rows, int l, HypernetConfig c,
-        IOpBackend ops)
+        IOpBackend ops, Workspace? indices = null)
     {
         int v0 = c.OriginalVocabSize, pad = c.PadTokenId;
         int limit = v0 + c.NumExtraTokens;
@@ -1094,20 +1220,52 @@ internal sealed class BatchLayout : IDisposable
             Sequence = t,
             Groups = groups,
         };
+        // One upload of every index array, packed (each starting on a 64-byte boundary): into
+        // the graph's index workspace for inference (queue-ordered, no allocation, no wait), a
+        // tensor of the layout's own for training.
+        int[][] parts = [srcIds, fbIds, pick, seqSrc, pos, new int[t], keyLen, pool, poolSorted,
+            unsort, uniformQ ?? [], uniformP ?? []];
+        var offsets = new long[parts.Length];
+        long total = 0;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            offsets[i] = total;
+            total += (parts[i].Length + 15) / 16 * 16;
+        }
+        var packed = new int[total];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            parts[i].CopyTo(packed, offsets[i]);
+        }
         try
         {
-            layout.SourceIds = layout.Up(ops, srcIds);
-            layout.FallbackIds = layout.Up(ops, fbIds);
-            layout.Pick = layout.Up(ops, pick);
-            layout.SequenceSource = layout.Up(ops, seqSrc);
-            layout.Positions = layout.Up(ops, pos);
-            layout.ZeroIds = layout.Up(ops, new int[t]);
-            layout.KeyLengths = layout.Up(ops, keyLen);
-            layout.Pool = layout.Up(ops, pool);
-            layout.PoolSorted = layout.Up(ops, poolSorted);
-            layout.Unsort = layout.Up(ops, unsort);
-            layout.UniformQueries = uniformQ is null ? null : layout.Up(ops, uniformQ);
-            layout.UniformPooled = uniformP is null ? null : layout.Up(ops, uniformP);
+            Tensor all;
+            if (indices is not null)
+            {
+                all = indices.Take([total], zero: false);
+            }
+            else
+            {
+                all = ops.Empty(DType.I32, [total], "batch layout");
+                layout._owned.Add(all);
+            }
+            using (Tensor host = Tensor.FromInts(packed))
+            {
+                ops.CopyFromHost(host, all);
+            }
+            Tensor Part(int i) => all.Slice(0, offsets[i], parts[i].Length);
+            layout.SourceIds = Part(0);
+            layout.FallbackIds = Part(1);
+            layout.Pick = Part(2);
+            layout.SequenceSource = Part(3);
+            layout.Positions = Part(4);
+            layout.ZeroIds = Part(5);
+            layout.KeyLengths = Part(6);
+            layout.Pool = Part(7);
+            layout.PoolSorted = Part(8);
+            layout.Unsort = Part(9);
+            layout.UniformQueries = uniformQ is null ? null : Part(10);
+            layout.UniformPooled = uniformP is null ? null : Part(11);
         }
         catch
         {
@@ -1115,18 +1273,6 @@ internal sealed class BatchLayout : IDisposable
             throw;
         }
         return layout;
-    }
-
-    private Tensor Up(IOpBackend ops, int[] values)
-    {
-        Tensor host = Tensor.FromInts(values);
-        Tensor dev = ops.Upload(host);
-        if (!ReferenceEquals(dev, host))
-        {
-            host.Dispose();
-        }
-        _owned.Add(dev);
-        return dev;
     }
 
     public void Dispose()
@@ -1187,12 +1333,19 @@ internal sealed class Workspace(IOpBackend ops, DType dtype) : IDisposable
     /// overflowed).</summary>
     public void Reset()
     {
+        bool grow = _needed > (_buffer?.Count ?? 0);
+        if (_overflow.Count > 0 || (grow && _buffer is not null))
+        {
+            // Work queued on a device may still read what is freed here (batches are queued
+            // ahead of their results: HypernetGraph.Submit).
+            ops.Synchronize();
+        }
         foreach (Tensor t in _overflow)
         {
             t.Dispose();
         }
         _overflow.Clear();
-        if (_needed > (_buffer?.Count ?? 0))
+        if (grow)
         {
             _buffer?.Dispose();
             _buffer = null;

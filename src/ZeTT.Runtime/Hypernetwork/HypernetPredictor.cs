@@ -182,6 +182,34 @@ public sealed class HypernetPredictor : IDisposable
     /// <param name="langIndex">Language index for multilingual hypernetworks, else -1.</param>
     public HypernetOutput Predict(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
     {
+        if (rows == 0)
+        {
+            CheckBatch(surfaceForms, rows);
+            return new HypernetOutput([], Config.SeparateOutEmbeddings ? [] : null,
+                Config.PredictBias ? [] : null);
+        }
+        using HypernetSubmission s = Submit(surfaceForms, rows, langIndex);
+        return s.Complete();
+    }
+
+    /// <summary>Queues the prediction of <see cref="Predict"/> for 1 to
+    /// <see cref="MaxBatchSize"/> rows and returns without waiting for it (on CUDA the device
+    /// computes, and then copies the results, while the caller goes on); at most two
+    /// submissions may be outstanding. <see cref="HypernetBatching"/> keeps one batch queued
+    /// ahead of the one it collects.</summary>
+    public HypernetSubmission Submit(ReadOnlySpan<int> surfaceForms, int rows, int langIndex)
+    {
+        CheckBatch(surfaceForms, rows);
+        if (rows == 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rows), rows,
+                $"a submitted batch holds 1..{MaxBatchSize} rows");
+        }
+        return _graph.Submit(surfaceForms, rows, langIndex);
+    }
+
+    private void CheckBatch(ReadOnlySpan<int> surfaceForms, int rows)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (rows < 0 || rows > MaxBatchSize)
         {
@@ -193,12 +221,6 @@ public sealed class HypernetPredictor : IDisposable
             throw new ArgumentException($"surface forms hold {surfaceForms.Length} ids, expected "
                 + $"rows·L = {rows}·{Config.SurfaceMaxLen}", nameof(surfaceForms));
         }
-        if (rows == 0)
-        {
-            return new HypernetOutput([], Config.SeparateOutEmbeddings ? [] : null,
-                Config.PredictBias ? [] : null);
-        }
-        return _graph.Predict(surfaceForms, rows, langIndex);
     }
 
     /// <inheritdoc />

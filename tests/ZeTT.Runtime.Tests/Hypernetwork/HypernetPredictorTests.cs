@@ -16,6 +16,52 @@ public sealed class HypernetPredictorTests
     private static HypernetPredictor Predictor(HypernetFixture f, int batch = 0) =>
         new(Cpu, f.Weights, f.SourceEmbeddings, HypernetPrecision.Float32, batch);
 
+    /// <summary>Two submissions may be outstanding (their outputs in alternating workspaces):
+    /// each completes to exactly what Predict gives for its batch, whatever was submitted
+    /// after it; a third is refused until one is completed or disposed; a failed submission
+    /// holds no slot.</summary>
+    [Fact]
+    public void Submissions_queue_two_deep_and_complete_to_what_predict_gives()
+    {
+        var o = new TinyOptions(Separate: true, Lang: false);
+        var (weights, source) = TinyHypernet.Create(o, 21);
+        int l = o.MaxLen;
+        int[] ids = CpuPaddingSkipTests.MixedRows(o, 30, seed: 9);
+        ReadOnlySpan<int> Batch(int r0, int rows) => ids.AsSpan(r0 * l, rows * l);
+        using var p = new HypernetPredictor(Cpu, weights, source, HypernetPrecision.Float32, 16);
+        HypernetOutput a = p.Predict(Batch(0, 16), 16, -1), b = p.Predict(Batch(16, 14), 14, -1);
+        HypernetOutput c = p.Predict(Batch(5, 9), 9, -1);
+
+        HypernetSubmission s1 = p.Submit(Batch(0, 16), 16, -1);
+        HypernetSubmission s2 = p.Submit(Batch(16, 14), 14, -1);
+        var e = Assert.Throws<InvalidOperationException>(() => p.Submit(Batch(5, 9), 9, -1));
+        Assert.Contains("two submissions are outstanding", e.Message, StringComparison.Ordinal);
+        Same(a, s1.Complete());
+        Assert.Throws<ObjectDisposedException>(() => s1.Complete());
+        HypernetSubmission s3 = p.Submit(Batch(5, 9), 9, -1);
+        var eIn = new float[14 * o.NEmbd];
+        var eOut = new float[14 * o.NEmbd];
+        var bias = new float[14];
+        s2.Complete(eIn, eOut, bias);
+        Same(b, new HypernetOutput(eIn, eOut, bias));
+        s3.Dispose(); // dropped without waiting for it: its slot is free again
+        int[] bad = Batch(0, 2).ToArray();
+        bad[1] = -1;
+        Assert.Throws<ZettException>(() => p.Submit(bad, 2, -1));
+        using HypernetSubmission s4 = p.Submit(Batch(5, 9), 9, -1);
+        using HypernetSubmission s5 = p.Submit(Batch(0, 16), 16, -1);
+        Same(c, s4.Complete());
+        Same(a, s5.Complete());
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.Submit([], 0, -1));
+
+        static void Same(HypernetOutput want, HypernetOutput got)
+        {
+            Assert.Equal(want.EmbeddingsIn, got.EmbeddingsIn);
+            Assert.Equal(want.EmbeddingsOut, got.EmbeddingsOut);
+            Assert.Equal(want.Bias, got.Bias);
+        }
+    }
+
     [Fact]
     public void Out_of_vocabulary_id_is_rejected_with_its_position()
     {
