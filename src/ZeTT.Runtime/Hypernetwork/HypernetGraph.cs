@@ -326,8 +326,18 @@ public sealed class HypernetGraph : IDisposable
         p.HLast = h;
 
         int headOut = (int)P("output_projection.1.weight").Shape[0];
+        // Both heads' first dense layers read z: stored back to back (HypernetParameters'
+        // fuseAttention) they run as one GEMM at inference, each block reading its half.
+        Tensor? a1Head = null, a1Out = null;
+        if (!p.Training && Maybe("output_projection_out.1.weight") is not null
+            && Adjacent("output_projection.0.dense1", "output_projection_out.0.dense1") is { } heads)
+        {
+            Tensor headsA1 = Live(p, [rows, 2 * _i], "heads a1");
+            _ops.Linear(p.Z, heads.W, heads.B, headsA1, false, ActivationFunction.GeluTanh);
+            (a1Head, a1Out) = (headsA1.Slice(1, 0, _i), headsA1.Slice(1, _i, _i));
+        }
         Tensor o1 = Live(p, [rows, _h], "head block");
-        p.OutputBlock = Block("output_projection.0", p.Z, o1, p);
+        p.OutputBlock = Block("output_projection.0", p.Z, o1, p, a1Head);
         p.HeadRaw = Output(p, [rows, headOut], "head");
         Linear(o1, "output_projection.1", p.HeadRaw);
         p.HeadBlockOut = o1;
@@ -338,7 +348,7 @@ public sealed class HypernetGraph : IDisposable
             if (Maybe("output_projection_out.1.weight") is not null)
             {
                 Tensor o2 = Live(p, [rows, _h], "out head block");
-                p.OutBlock = Block("output_projection_out.0", p.Z, o2, p);
+                p.OutBlock = Block("output_projection_out.0", p.Z, o2, p, a1Out);
                 p.OutRaw = Output(p, [rows, _n], "out head");
                 Linear(o2, "output_projection_out.1", p.OutRaw);
                 p.OutBlockOut = o2;
@@ -542,12 +552,23 @@ public sealed class HypernetGraph : IDisposable
         return s;
     }
 
-    /// <summary>ProjectorBlock: LN_1e-6(x + gelu_tanh(W2 · gelu_tanh(W1 x + b1) + b2)).</summary>
-    private BlockState Block(string prefix, Tensor x, Tensor y, HypernetPass p)
+    /// <summary>ProjectorBlock: LN_1e-6(x + gelu_tanh(W2 · gelu_tanh(W1 x + b1) + b2)).
+    /// <paramref name="a1"/>: gelu_tanh(W1 x + b1) already computed (inference).</summary>
+    private BlockState Block(string prefix, Tensor x, Tensor y, HypernetPass p,
+        Tensor? a1 = null)
     {
         long rows = x.Shape[0];
         BeginTemporaries(p);
         var s = new BlockState { Prefix = prefix, X = x };
+        if (a1 is not null)
+        {
+            Debug.Assert(!p.Training, "a precomputed first layer is for inference only");
+            s.A1 = a1;
+            s.R = Temp(p, [rows, _h], "block r");
+            Linear(a1, prefix + ".dense2", s.R, ActivationFunction.GeluTanh);
+            s.Ln = Norm(s.R, prefix + ".ln", _c.ProjectorLayerNormEps, y, p, residual: x);
+            return s;
+        }
         s.A1 = Temp(p, [rows, _i], "block a1");
         s.R = Temp(p, [rows, _h], "block r");
         if (p.Training)

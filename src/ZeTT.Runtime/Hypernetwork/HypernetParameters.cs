@@ -76,8 +76,9 @@ public sealed class HypernetParameters : IDisposable
     /// with <paramref name="consume"/> each source tensor is released as soon as it is copied,
     /// so the hypernetwork is never held twice. With <paramref name="fuseAttention"/> each
     /// layer's query, key and value weights (and biases) are stored back to back in one
-    /// tensor, their parameters views of it, so that inference computes them in one GEMM
-    /// (<see cref="HypernetGraph"/> looks for adjacent storage).</summary>
+    /// tensor, their parameters views of it, and so are the two output heads' first dense
+    /// layers, so that inference computes each group in one GEMM (<see cref="HypernetGraph"/>
+    /// looks for adjacent storage).</summary>
     public static HypernetParameters FromWeights(HypernetWeights weights, IOpBackend backend,
         DType dtype, DType matrixDType, bool consume, bool fuseAttention)
     {
@@ -106,13 +107,25 @@ public sealed class HypernetParameters : IDisposable
         {
             if (fuseAttention)
             {
+                // Linears that read the same input, stored back to back: each layer's query,
+                // key and value, and the two output heads' first dense layers (both read the
+                // pooled z).
+                var groups = new List<(string[] Names, string What)>();
                 for (int li = 0; li < weights.Config.NumLayers; li++)
+                {
+                    groups.Add((Array.ConvertAll(new[] { "query", "key", "value" },
+                        n => $"model.encoder.layer.{li}.attention.self.{n}"), "fused q, k, v"));
+                }
+                if (weights.Tensors.ContainsKey("output_projection_out.0.dense1.weight"))
+                {
+                    groups.Add((["output_projection.0.dense1", "output_projection_out.0.dense1"],
+                        "fused heads"));
+                }
+                foreach ((string[] layers, string what) in groups)
                 {
                     foreach (string part in new[] { "weight", "bias" })
                     {
-                        string[] names = ["query", "key", "value"];
-                        names = Array.ConvertAll(names,
-                            n => $"model.encoder.layer.{li}.attention.self.{n}.{part}");
+                        string[] names = Array.ConvertAll(layers, n => $"{n}.{part}");
                         Tensors.HostTensor[] parts = Array.ConvertAll(names,
                             n => weights.Tensors[n]);
                         // One exact array (a spread of SelectMany grows a list by doubling:
@@ -125,11 +138,12 @@ public sealed class HypernetParameters : IDisposable
                             at += t.Data.LongLength;
                         }
                         long rows = parts[0].Shape[0];
-                        long[] shape = part == "weight" ? [3 * rows, parts[0].Shape[1]] : [3 * rows];
+                        long[] shape = part == "weight"
+                            ? [parts.Length * rows, parts[0].Shape[1]] : [parts.Length * rows];
                         Tensor fused = Upload(backend, data, shape,
-                            part == "weight" ? matrixDType : dtype, $"{names[0]} (fused q, k, v)");
+                            part == "weight" ? matrixDType : dtype, $"{names[0]} ({what})");
                         set._storage.Add(fused);
-                        for (int k = 0; k < 3; k++)
+                        for (int k = 0; k < parts.Length; k++)
                         {
                             set.Add(names[k], fused.Slice(0, k * rows, rows));
                             done.Add(names[k]);

@@ -1,3 +1,4 @@
+using ZeTT.Ops;
 using ZeTT.Ops.Cpu;
 using ZeTT.Runtime.Hypernetwork;
 using ZeTT.Runtime.Tensors;
@@ -59,6 +60,39 @@ public sealed class HypernetPredictorTests
             Assert.Equal(want.EmbeddingsIn, got.EmbeddingsIn);
             Assert.Equal(want.EmbeddingsOut, got.EmbeddingsOut);
             Assert.Equal(want.Bias, got.Bias);
+        }
+    }
+
+    /// <summary>Inference storage: each layer's q, k, v and the two heads' first dense layers
+    /// back to back (one GEMM each in the graph), the values unchanged.</summary>
+    [Fact]
+    public void Fused_parameters_store_linears_that_share_an_input_back_to_back()
+    {
+        var (weights, _) = TinyHypernet.Create(new TinyOptions(Separate: true, Lang: false), 4);
+        using HypernetParameters p = HypernetParameters.FromWeights(weights, Cpu, DType.F32,
+            DType.F32, consume: false, fuseAttention: true);
+        string[][] groups =
+        [
+            ["model.encoder.layer.1.attention.self.query", "model.encoder.layer.1.attention.self.key",
+                "model.encoder.layer.1.attention.self.value"],
+            ["output_projection.0.dense1", "output_projection_out.0.dense1"],
+        ];
+        foreach (string[] group in groups)
+        {
+            foreach (string part in new[] { ".weight", ".bias" })
+            {
+                for (int k = 1; k < group.Length; k++)
+                {
+                    Tensor a = p[group[k - 1] + part], b = p[group[k] + part];
+                    Assert.Same(a.Storage, b.Storage);
+                    Assert.Equal(a.Offset + a.Count, b.Offset);
+                }
+                foreach (string name in group)
+                {
+                    Assert.Equal(weights.Tensors[name + part].Data, p.ToDoubles(name + part)
+                        .Select(v => (float)v));
+                }
+            }
         }
     }
 
