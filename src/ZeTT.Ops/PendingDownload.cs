@@ -77,6 +77,11 @@ internal sealed class DeferredDownload(IOpBackend ops, Tensor source)
 {
     protected override void WaitCore(Span<float> destination)
     {
+        if (source.Device == TensorDevice.Host && source.DType == DType.F32 && source.IsContiguous)
+        {
+            source.AsSpan<float>().CopyTo(destination);
+            return;
+        }
         using Tensor host = Tensor.Host(DType.F32, Shape, source.Name);
         ops.Download(source, host);
         host.AsSpan<float>().CopyTo(destination);

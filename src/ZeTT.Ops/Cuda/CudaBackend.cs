@@ -68,6 +68,9 @@ public sealed partial class CudaBackend : IOpBackend
     /// <summary>The device's name and compute capability.</summary>
     public string DeviceName => _context.ToString();
 
+    /// <summary>Device memory free now, bytes (cuMemGetInfo).</summary>
+    public long FreeMemory => _context.GetMemoryInfo().Free;
+
     /// <summary>The context every buffer of this backend lives in.</summary>
     internal CudaContext Context => _context;
 

@@ -39,8 +39,12 @@ public sealed class HypernetPredictor : IDisposable
     /// from it, at most <see cref="MaxDefaultBatch"/> rows).</summary>
     public const long CpuWorkspaceBytes = 256L << 20;
 
-    /// <summary>The same bound on a CUDA device.</summary>
-    public const long CudaWorkspaceBytes = 2L << 30;
+    /// <summary>The same bound on a CUDA device: a quarter of the device memory free when the
+    /// predictor is built, between 1 and 8 GiB (large batches keep the GEMMs in full waves of
+    /// tiles and the launches per token few).</summary>
+    public const long CudaWorkspaceBytes = 8L << 30;
+
+    private const long MinCudaWorkspaceBytes = 1L << 30;
 
     /// <summary>The largest default batch: 512 rows on the CPU (the GEMMs are as fast at 512
     /// rows as at more, and progress stays fluid), 8192 on CUDA.</summary>
@@ -135,8 +139,8 @@ public sealed class HypernetPredictor : IDisposable
         Config = c;
         bool cuda = backend.Device == TensorDevice.Cuda;
         MaxBatchSize = maxBatchSize > 0 ? maxBatchSize : DefaultBatchSize(c,
-            cuda ? CudaWorkspaceBytes : CpuWorkspaceBytes,
-            cuda ? MaxDefaultCudaBatch : MaxDefaultBatch);
+            cuda ? CudaBudget(backend) : CpuWorkspaceBytes,
+            cuda ? MaxDefaultCudaBatch : MaxDefaultBatch, DTypes.SizeOf(ActivationDType));
         Name = backend is CudaBackend gpu ? $"cuda: {gpu.DeviceName}" : backend.Name;
     }
 
@@ -239,15 +243,21 @@ public sealed class HypernetPredictor : IDisposable
         }
     }
 
+    private static long CudaBudget(IOpBackend backend) => backend is CudaBackend gpu
+        ? Math.Clamp(gpu.FreeMemory / 4, MinCudaWorkspaceBytes, CudaWorkspaceBytes)
+        : CudaWorkspaceBytes;
+
     /// <summary>Rows whose activations fit <paramref name="budgetBytes"/> when every row is
     /// full (L positions and the language position): per sequence token the inference pass
     /// holds the live tensors (u, the layer outputs) and one layer's temporaries (q, k, v,
     /// context, two residuals, two LayerNorm outputs at H; the feed-forward's two at I) or one
-    /// projector block's (two at I, two at H), 4 bytes each.</summary>
-    internal static int DefaultBatchSize(HypernetConfig c, long budgetBytes, int cap)
+    /// projector block's (two at I, two at H), <paramref name="elementBytes"/> each (4 for
+    /// fp32 activations, 2 for bf16).</summary>
+    internal static int DefaultBatchSize(HypernetConfig c, long budgetBytes, int cap,
+        int elementBytes = 4)
     {
         long h = c.HiddenSize, i = c.IntermediateSize;
-        long perToken = 4 * (((c.NumLayers + 3) * h) + c.SourceWidth * 3
+        long perToken = elementBytes * (((c.NumLayers + 3) * h) + c.SourceWidth * 3
             + Math.Max((8 * h) + (2 * i), (2 * i) + (2 * h)));
         long perRow = perToken * c.SequenceLength;
         return (int)Math.Clamp(budgetBytes / perRow, 1, cap);

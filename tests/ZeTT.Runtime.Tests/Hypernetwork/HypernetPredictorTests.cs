@@ -232,6 +232,10 @@ public sealed class HypernetPredictorTests
         Assert.InRange(rows, 2, HypernetPredictor.MaxDefaultBatch - 1);
         Assert.Equal(1, HypernetPredictor.DefaultBatchSize(mistral, 1 << 20, 512));
         Assert.Equal(512, HypernetPredictor.DefaultBatchSize(mistral, 1L << 40, 512));
+        // bf16 activations take half the bytes: twice the rows in the same budget.
+        int wide = HypernetPredictor.DefaultBatchSize(mistral, 1L << 30, 1 << 20);
+        Assert.InRange(HypernetPredictor.DefaultBatchSize(mistral, 1L << 30, 1 << 20, 2),
+            2 * wide, (2 * wide) + 1);
     }
 
     [Fact]
