@@ -492,3 +492,216 @@ zett_flash_attn_bwd_dkdv(const FlashBwdArgs a) {
         }
     }
 }
+
+// ---- Tensor-core forward (bf16 Q, K, V; head_dim 64 or 128) --------------------------------
+//
+// zett_flash_attn_forward_mma64 / _mma128: the forward above on mma.sync.m16n8k16 (bf16 inputs,
+//   fp32 accumulation), FlashAttention-2's layout. One block of four warps per (64-query tile,
+//   batch·head); warp w owns queries q0 + 16w … + 15, lane (g = lane/4, t = lane%4) rows
+//   g and g + 8 of them. The warp's Q fragments stay in registers for the whole pass; key and
+//   value tiles of 64 rows are staged in shared memory as bf16 (rows padded by 8 elements, so
+//   that the eight rows a fragment load touches fall in distinct banks). Per tile, S = Q·Kᵀ
+//   (D/16 × 8 mma), masked and scaled in the log2 domain, the running max and the per-lane
+//   partial sums updated (max across the row's four lanes by shuffles, sums reduced once at
+//   the end), P rounded to bf16 as the A operand of O += P·V (4 × D/8 mma). Same arguments,
+//   masks, lse and fully-masked-row convention as zett_flash_attn_forward; the launcher takes
+//   this path only for bf16 inputs with 16-byte aligned rows (FlashAttentionKernels).
+//   ZETT_EMULATED_MMA lets a host build supply fm_mma (tests of the fragment layouts).
+#define FM_BR 64
+#define FM_BC 64
+#define FM_THREADS 128
+
+#ifndef ZETT_EMULATED_MMA
+// d = a·b + c for one warp: A 16×16 row-major bf16 (4 regs), B 16×8 column-major bf16 (2
+// regs), C/D 16×8 fp32 (4 regs), in the PTX ISA's fragment layout.
+__device__ __forceinline__ void fm_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                       uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
+// Two floats as a bf16 pair, the first in the low half (the lower column of a fragment).
+__device__ __forceinline__ uint32_t fm_pack(float lo, float hi) {
+    return static_cast<uint32_t>(zett_f32_to_bf16(lo))
+        | (static_cast<uint32_t>(zett_f32_to_bf16(hi)) << 16);
+}
+
+template <int D>
+__device__ __forceinline__ void fm_forward(const FlashFwdArgs& a, uint16_t* sm) {
+    constexpr int LD = D + 8;           // staged row length, bf16 elements
+    constexpr int KS = D / 16;          // k-steps of Q·Kᵀ
+    constexpr int DN = D / 8;           // n-tiles of the output
+    constexpr int NT = FM_BC / 8;       // n-tiles of a score tile
+    uint16_t* sK = sm;                  // [FM_BC][LD]
+    uint16_t* sV = sK + FM_BC * LD;     // [FM_BC][LD]
+    const int bh = blockIdx.y, b = bh / a.heads, h = bh - b * a.heads;
+    const int kvh = h / (a.heads / a.kv_heads);
+    const int q0 = blockIdx.x * FM_BR;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    const uint16_t* Q = static_cast<const uint16_t*>(a.q);
+    const uint16_t* K = static_cast<const uint16_t*>(a.k);
+    const uint16_t* V = static_cast<const uint16_t*>(a.v);
+    const size_t qbase = static_cast<size_t>(b) * a.q_batch_stride + static_cast<size_t>(h) * D;
+    const size_t kbase = static_cast<size_t>(b) * a.k_batch_stride + static_cast<size_t>(kvh) * D;
+    const size_t vbase = static_cast<size_t>(b) * a.v_batch_stride + static_cast<size_t>(kvh) * D;
+
+    uint32_t qf[KS][4];
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        const int c = kk * 16 + 2 * t;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int row = (e & 1) ? r1 : r0, col = c + ((e & 2) ? 8 : 0);
+            qf[kk][e] = row < a.q_len ? *reinterpret_cast<const uint32_t*>(
+                Q + qbase + static_cast<size_t>(row) * a.q_row_stride + col) : 0u;
+        }
+    }
+    float o[DN][4];
+#pragma unroll
+    for (int dn = 0; dn < DN; dn++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[dn][e] = 0.0f;
+    }
+    // Row statistics in the log2 domain (scores times scale·log2 e); l0, l1 are this lane's
+    // share of the row sums.
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const float sl2 = a.scale * 1.4426950408889634f;
+
+    const int kv_valid = fa_valid_keys(a.kv_lens, b, a.kv_len);
+    int k_begin, k_end;
+    fa_key_range(q0, min(q0 + FM_BR, a.q_len) - 1, a.q_offset, kv_valid, a.window, a.causal,
+                 FM_BC, &k_begin, &k_end);
+    for (int k0 = k_begin; k0 < k_end; k0 += FM_BC) {
+        __syncthreads();  // the previous tile's P·V is done with sK, sV
+        for (int idx = threadIdx.x; idx < FM_BC * (D / 8); idx += FM_THREADS) {
+            const int row = idx / (D / 8), ch = idx - row * (D / 8);
+            const int key = k0 + row;
+            uint4 kv = make_uint4(0u, 0u, 0u, 0u), vv = kv;
+            if (key < a.kv_len) {
+                kv = *reinterpret_cast<const uint4*>(
+                    K + kbase + static_cast<size_t>(key) * a.k_row_stride + ch * 8);
+                vv = *reinterpret_cast<const uint4*>(
+                    V + vbase + static_cast<size_t>(key) * a.v_row_stride + ch * 8);
+            }
+            *reinterpret_cast<uint4*>(sK + row * LD + ch * 8) = kv;
+            *reinterpret_cast<uint4*>(sV + row * LD + ch * 8) = vv;
+        }
+        __syncthreads();
+
+        float s[NT][4];
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[j][e] = 0.0f;
+        }
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const uint16_t* kr = sK + (j * 8 + g) * LD + kk * 16 + 2 * t;
+                fm_mma(s[j], qf[kk], *reinterpret_cast<const uint32_t*>(kr),
+                       *reinterpret_cast<const uint32_t*>(kr + 8));
+            }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = e < 2 ? r0 : r1, key = k0 + j * 8 + 2 * t + (e & 1);
+                const float v = fa_visible(row, key, a.q_len, kv_valid, a.q_offset, a.window,
+                                           a.causal) ? s[j][e] * sl2 : -INFINITY;
+                s[j][e] = v;
+                if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xFFFFFFFFu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xFFFFFFFFu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xFFFFFFFFu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xFFFFFFFFu, mx1, 2));
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        // A row with nothing visible yet keeps m = −inf, corr = 0 and every p = 0.
+        const float c0 = m0 == -INFINITY ? 0.0f : exp2f(m0 - n0);
+        const float c1 = m1 == -INFINITY ? 0.0f : exp2f(m1 - n1);
+        float ps0 = 0.0f, ps1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float base = e < 2 ? n0 : n1;
+                const float p = s[j][e] == -INFINITY ? 0.0f : exp2f(s[j][e] - base);
+                s[j][e] = p;
+                if (e < 2) ps0 += p; else ps1 += p;
+            }
+        }
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = n0;
+        m1 = n1;
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) {
+            o[dn][0] *= c0;
+            o[dn][1] *= c0;
+            o[dn][2] *= c1;
+            o[dn][3] *= c1;
+        }
+#pragma unroll
+        for (int kk = 0; kk < FM_BC / 16; kk++) {
+            const uint32_t pa[4] = {fm_pack(s[2 * kk][0], s[2 * kk][1]),
+                                    fm_pack(s[2 * kk][2], s[2 * kk][3]),
+                                    fm_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    fm_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dn = 0; dn < DN; dn++) {
+                const uint16_t* vr = sV + (kk * 16 + 2 * t) * LD + dn * 8 + g;
+                const uint32_t b0 = static_cast<uint32_t>(vr[0])
+                    | (static_cast<uint32_t>(vr[LD]) << 16);
+                const uint32_t b1 = static_cast<uint32_t>(vr[8 * LD])
+                    | (static_cast<uint32_t>(vr[9 * LD]) << 16);
+                fm_mma(o[dn], pa, b0, b1);
+            }
+        }
+    }
+
+    l0 += __shfl_xor_sync(0xFFFFFFFFu, l0, 1);
+    l0 += __shfl_xor_sync(0xFFFFFFFFu, l0, 2);
+    l1 += __shfl_xor_sync(0xFFFFFFFFu, l1, 1);
+    l1 += __shfl_xor_sync(0xFFFFFFFFu, l1, 2);
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int row = half ? r1 : r0;
+        const float l = half ? l1 : l0, m = half ? m1 : m0;
+        if (row >= a.q_len) continue;
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const size_t obase = static_cast<size_t>(b) * a.o_batch_stride
+            + static_cast<size_t>(row) * a.o_row_stride + static_cast<size_t>(h) * D;
+#pragma unroll
+        for (int dn = 0; dn < DN; dn++) {
+            const int d = dn * 8 + 2 * t;
+            zett_store(a.out, a.out_dtype, obase + d, o[dn][half * 2] * inv);
+            zett_store(a.out, a.out_dtype, obase + d + 1, o[dn][half * 2 + 1] * inv);
+        }
+        if (t == 0) {
+            a.lse[static_cast<size_t>(bh) * a.q_len + row] =
+                l > 0.0f ? (m + log2f(l)) * 0.6931471805599453f : -INFINITY;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(FM_THREADS)
+zett_flash_attn_forward_mma64(const FlashFwdArgs a) {
+    extern __shared__ __align__(16) uint16_t fm_sm64[];
+    fm_forward<64>(a, fm_sm64);
+}
+
+extern "C" __global__ void __launch_bounds__(FM_THREADS)
+zett_flash_attn_forward_mma128(const FlashFwdArgs a) {
+    extern __shared__ __align__(16) uint16_t fm_sm128[];
+    fm_forward<128>(a, fm_sm128);
+}

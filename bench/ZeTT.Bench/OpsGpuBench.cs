@@ -76,12 +76,16 @@ internal static class OpsGpuBench
                 AttentionOperand.Dense(x.View, t, KvHeads, HeadDim);
             double fwd = Median(() => FlashAttentionKernels.Forward(kernels, stream, shape, Q(q),
                 K(k), K(v), Q(o), lse.View));
+            // The fp32-FMA kernel on the same bf16 inputs: the tensor-core kernel's anchor.
+            double fwdFma = Median(() => FlashAttentionKernels.Forward(kernels, stream, shape,
+                Q(q), K(k), K(v), Q(o), lse.View, tensorCores: false));
             double bwd = Median(() => FlashAttentionKernels.Backward(kernels, stream, shape, Q(q),
                 K(k), K(v), Q(o), Q(dO), lse.View, delta.View, Q(dq), K(dk), K(dv)));
             double flops = 4.0 * b * Heads * (double)t * t * HeadDim / 2;
             double fT = flops / fwd / 1e12, bT = 2.5 * flops / bwd / 1e12;
             Console.WriteLine($"attention T {t,5} x {b,2}: forward {fwd * 1e3,8:F2} ms "
-                + $"{fT,6:F1} TFLOP/s ({100 * fT / peak:F1} % of peak), backward "
+                + $"{fT,6:F1} TFLOP/s ({100 * fT / peak:F1} % of peak; fp32-FMA kernel "
+                + $"{fwdFma * 1e3:F2} ms, {fwdFma / fwd:F2}x slower), backward "
                 + $"{bwd * 1e3,8:F2} ms {bT,6:F1} TFLOP/s ({100 * bT / peak:F1} %)");
             attention.Add(new JsonObject
             {
@@ -89,6 +93,10 @@ internal static class OpsGpuBench
                 ["batch"] = b,
                 ["forward_ms"] = Math.Round(fwd * 1e3, 3),
                 ["forward_tflops"] = Math.Round(fT, 2),
+                ["forward_kernel"] = FlashAttentionKernels.TensorCoreHeadDim(shape, Q(q), K(k),
+                    K(v)) > 0 ? "tensor cores (mma.sync bf16)" : "fp32 FMA",
+                ["forward_fp32_fma_ms"] = Math.Round(fwdFma * 1e3, 3),
+                ["forward_fp32_fma_tflops"] = Math.Round(flops / fwdFma / 1e12, 2),
                 ["backward_ms"] = Math.Round(bwd * 1e3, 3),
                 ["backward_tflops"] = Math.Round(bT, 2),
             });

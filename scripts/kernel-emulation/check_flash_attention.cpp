@@ -1,6 +1,8 @@
 // kernels/flash_attention.cu under the CPU emulation (run.sh) against float64 loops: forward
 // output and lse, then dq/dk/dv, causal with and without a window, GQA, fewer queries than keys,
-// bidirectional with key lengths (one sequence empty), head dims 7-128, tails of every tile.
+// bidirectional with key lengths (one sequence empty), head dims 7-128, tails of every tile;
+// then the tensor-core forward (zett_flash_attn_forward_mma64/_mma128, fm_mma from shim.h) on
+// bf16 Q/K/V read as column windows of one fused row, fp32 and bf16 outputs.
 #include "flash_attention.emu.cpp"
 #include <cstdio>
 #include <random>
@@ -59,6 +61,44 @@ void run(int B, int Tq, int Tk, int H, int Hkv, int D, int causal, int window, b
   emu_launch(zett_flash_attn_bwd_dkdv, {(unsigned)((Tk + 63) / 64), (unsigned)(B * Hkv)}, 256, dkvsm, g);
   check("  dq", dq, gq, 5e-5, 5e-5); check("  dk", dk, gk, 5e-5, 5e-5); check("  dv", dv, gv, 5e-5, 5e-5);
 }
+static uint16_t to_bf16(float f) { return zett_f32_to_bf16(f); }
+static double from_bf16(uint16_t v) { return __uint_as_float((uint32_t)v << 16); }
+// The tensor-core forward against float64 over the same bf16 inputs. Bound: the probabilities
+// are rounded to bf16 for P·V (≤ 2⁻⁹ relative each: |err| ≤ 2⁻⁹·max|v|, |v| ≤ 2 here), plus
+// a bf16 output's rounding: 2e-2 + 8e-3·|ref|; lse within 1e-5.
+void run_mma(int B, int Tq, int Tk, int H, int Hkv, int D, int causal, int window, bool lens,
+             bool bf16_out) {
+  int off = Tk - Tq, rows = max(Tq, Tk), ld = (H + 2 * Hkv) * D + 8; float scale = 1.0f / sqrtf(D);
+  auto src = rnd((size_t)B * rows * ld, 11, 2);
+  vector<uint16_t> buf(src.size()); for (size_t i = 0; i < src.size(); i++) buf[i] = to_bf16(src[i]);
+  vector<int> kl(B); for (int b = 0; b < B; b++) kl[b] = b == 1 ? 0 : Tk - 2 * b;
+  auto X = [&](int b, int row, int col) { return from_bf16(buf[((size_t)b * rows + row) * ld + col]); };
+  vector<double> O((size_t)B * Tq * H * D), L((size_t)B * H * Tq);
+  int G = H / Hkv;
+  for (int b = 0; b < B; b++) for (int h = 0; h < H; h++) for (int i = 0; i < Tq; i++) {
+    int kh = h / G, pos = i + off, valid = lens ? min(kl[b], Tk) : Tk;
+    vector<double> s(Tk, -INFINITY); double m = -INFINITY;
+    for (int j = 0; j < Tk; j++) { bool vis = j < valid && (!causal || (j <= pos && (window <= 0 || pos - j < window))); if (!vis) continue; double d = 0; for (int e = 0; e < D; e++) d += X(b, i, h * D + e) * X(b, j, (H + kh) * D + e); s[j] = d * scale; m = fmax(m, s[j]); }
+    double l = 0; for (int j = 0; j < Tk; j++) if (s[j] != -INFINITY) l += exp(s[j] - m);
+    L[((size_t)b * H + h) * Tq + i] = l > 0 ? m + log(l) : -INFINITY;
+    for (int e = 0; e < D; e++) { double o = 0; for (int j = 0; j < Tk; j++) if (s[j] != -INFINITY) o += exp(s[j] - m) / l * X(b, j, (H + Hkv + kh) * D + e); O[(((size_t)b * Tq + i) * H + h) * D + e] = o; }
+  }
+  vector<float> of(O.size(), 777), lse(L.size(), 777); vector<uint16_t> ob(O.size(), 0);
+  FlashFwdArgs a{}; a.q = buf.data(); a.k = buf.data() + H * D; a.v = buf.data() + (H + Hkv) * D;
+  a.out = bf16_out ? (void*)ob.data() : (void*)of.data(); a.lse = lse.data(); a.kv_lens = lens ? kl.data() : nullptr;
+  a.q_batch_stride = a.k_batch_stride = a.v_batch_stride = (long long)rows * ld; a.o_batch_stride = (long long)Tq * H * D;
+  a.q_row_stride = a.k_row_stride = a.v_row_stride = ld; a.o_row_stride = H * D; a.batch = B; a.q_len = Tq; a.kv_len = Tk; a.q_offset = off;
+  a.heads = H; a.kv_heads = Hkv; a.head_dim = D; a.window = window; a.scale = scale; a.causal = causal;
+  a.in_dtype = ZETT_BF16; a.out_dtype = bf16_out ? ZETT_BF16 : ZETT_F32;
+  size_t smem = 2 * 64 * (D + 8) * 2;
+  emu_launch(D == 64 ? zett_flash_attn_forward_mma64 : zett_flash_attn_forward_mma128, {(unsigned)((Tq + 63) / 64), (unsigned)(B * H)}, 128, smem, a);
+  vector<float> o(O.size()); for (size_t i = 0; i < o.size(); i++) o[i] = bf16_out ? (float)from_bf16(ob[i]) : of[i];
+  char name[200]; snprintf(name, 200, "mma B%d Tq%d Tk%d H%d/%d D%d c%d w%d l%d bf16out%d", B, Tq, Tk, H, Hkv, D, causal, window, lens, bf16_out);
+  printf("== %s\n", name);
+  check("  out", O, o, 2e-2, 8e-3);
+  vector<double> Lf(L); vector<float> lf(lse); for (size_t i = 0; i < L.size(); i++) if (std::isinf(L[i])) { if (!std::isinf(lf[i])) { printf("  lse inf mismatch %zu\n", i); fails++; } Lf[i] = 0; lf[i] = 0; }
+  check("  lse", Lf, lf, 1e-5, 1e-5);
+}
 int main() {
   run(1, 77, 77, 2, 2, 64, 1, 0, false);
   run(2, 130, 130, 4, 2, 32, 1, 0, false);
@@ -67,5 +107,12 @@ int main() {
   run(3, 9, 9, 2, 2, 24, 0, 0, true);
   run(1, 150, 150, 2, 2, 128, 1, 0, false);
   run(2, 70, 90, 4, 1, 7, 1, 0, true);
+  run_mma(1, 70, 70, 2, 2, 64, 1, 0, false, false);     // causal, partial tiles
+  run_mma(2, 130, 130, 4, 2, 128, 1, 0, false, true);   // GQA, bf16 out, three key tiles
+  run_mma(1, 5, 150, 2, 1, 64, 1, 0, false, false);     // KV cache: five queries after 145
+  run_mma(1, 1, 77, 2, 2, 128, 1, 0, false, false);     // decoding: one query
+  run_mma(1, 140, 140, 2, 2, 64, 1, 40, false, false);  // sliding window
+  run_mma(3, 9, 9, 2, 2, 64, 0, 0, true, false);        // bidirectional, key lengths, one empty
+  run_mma(2, 100, 100, 2, 2, 64, 0, 0, false, true);    // bidirectional, bf16 out
   printf("fails: %d\n", fails); return fails != 0;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the op layer's CUDA kernels (kernels/*.cu, unchanged but for two mechanical rewrites) on
+# Runs the op layer's CUDA kernels (kernels/*.cu, unchanged but for three mechanical rewrites) on
 # the CPU under a small emulation of the CUDA execution model — one std::thread per CUDA thread,
 # blocks one after another, std::barrier for __syncthreads/__syncwarp/shuffles, dynamic shared
 # memory as a host buffer — and compares them with plain float64 loops. A pre-device smoke check
@@ -20,6 +20,7 @@ for f in flash_attention cross_entropy norm activation rotary gather residual; d
     # extern __shared__ arrays become the emulator's dynamic shared memory; extern "C" goes
     # (the emulation links one translation unit per check).
     sed -e 's/extern __shared__ float \([a-z]*\)\[\];/float* \1 = reinterpret_cast<float*>(emu_dyn_smem);/' \
+        -e 's/extern __shared__ __align__(16) uint16_t \([a-z0-9_]*\)\[\];/uint16_t* \1 = reinterpret_cast<uint16_t*>(emu_dyn_smem);/' \
         -e 's/extern "C" //' "$ROOT/kernels/$f.cu" >"$WORK/$f.emu.cpp"
 done
 status=0

@@ -37,6 +37,8 @@ public sealed class KernelSet : IDisposable
             CopyStrided = residual.GetFunction("zett_copy_strided");
             CudaModule flash = Load("flash_attention");
             FlashForward = flash.GetFunction("zett_flash_attn_forward");
+            FlashForwardMma64 = flash.GetFunction("zett_flash_attn_forward_mma64");
+            FlashForwardMma128 = flash.GetFunction("zett_flash_attn_forward_mma128");
             FlashBwdPreprocess = flash.GetFunction("zett_flash_attn_bwd_preprocess");
             FlashBwdDq = flash.GetFunction("zett_flash_attn_bwd_dq");
             FlashBwdDkdv = flash.GetFunction("zett_flash_attn_bwd_dkdv");
@@ -91,6 +93,10 @@ public sealed class KernelSet : IDisposable
     internal CudaFunction CopyStrided { get; }
 
     internal CudaFunction FlashForward { get; }
+
+    internal CudaFunction FlashForwardMma64 { get; }
+
+    internal CudaFunction FlashForwardMma128 { get; }
 
     internal CudaFunction FlashBwdPreprocess { get; }
 

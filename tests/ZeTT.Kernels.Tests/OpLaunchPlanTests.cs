@@ -51,6 +51,31 @@ public sealed class OpLaunchPlanTests
     }
 
     [Fact]
+    public void Tensor_core_forward_applies_to_aligned_bf16_heads_of_64_and_128()
+    {
+        AttentionOperand q = Dense(2, 2048, 32, 128), kv = Dense(2, 2048, 8, 128);
+        Assert.Equal(128, FlashAttentionKernels.TensorCoreHeadDim(Shape(), q, kv, kv));
+        AttentionOperand q64 = Dense(1, 300, 4, 64), kv64 = Dense(1, 300, 4, 64);
+        Assert.Equal(64, FlashAttentionKernels.TensorCoreHeadDim(Shape(1, 300, 300, 4, 4, 64),
+            q64, kv64, kv64));
+        // Four warps per 64 queries; K and V tiles of 64 rows of 128 + 8 bf16: 34,816 bytes.
+        Assert.Equal(new LaunchConfig(32, 64, 128, 34816),
+            FlashAttentionKernels.MmaForwardConfig(Shape()));
+        // fp32 inputs, other head sizes and misaligned rows take the fp32-FMA kernel.
+        AttentionOperand f = Dense(2, 2048, 32, 128, KernelDType.F32);
+        Assert.Equal(0, FlashAttentionKernels.TensorCoreHeadDim(Shape(), f, kv, kv));
+        AttentionOperand q80 = Dense(1, 100, 4, 80), kv80 = Dense(1, 100, 2, 80);
+        Assert.Equal(0, FlashAttentionKernels.TensorCoreHeadDim(
+            Shape(1, 100, 100, 4, 2, 80), q80, kv80, kv80));
+        DeviceView raw = Fake(2L * 2048 * 8 * 132, KernelDType.BF16);
+        var oddRows = new AttentionOperand(raw, 2048L * 8 * 132, 8 * 132 + 4);
+        Assert.Equal(0, FlashAttentionKernels.TensorCoreHeadDim(Shape(), q, oddRows, kv));
+        var shifted = new AttentionOperand(raw.Slice(4, raw.Length - 4), 2048L * 8 * 128,
+            8 * 128);
+        Assert.Equal(0, FlashAttentionKernels.TensorCoreHeadDim(Shape(), q, kv, shifted));
+    }
+
+    [Fact]
     public void Backward_plans_preprocess_dq_and_dkdv_grids()
     {
         AttentionShape s = Shape(b: 1, tq: 100, tk: 100, hq: 4, hkv: 2, dh: 80, window: 37);

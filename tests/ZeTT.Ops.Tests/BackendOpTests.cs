@@ -266,6 +266,10 @@ public abstract class BackendOpTests : IDisposable
     {
     }
 
+    /// <summary>Turns a backend's tensor-core attention forward on or off; false where it has
+    /// none.</summary>
+    protected virtual bool SetTensorCoreAttention(bool on) => false;
+
     // ---- transfers --------------------------------------------------------------------------
 
     /// <summary>CopyFromHost and BeginDownload keep queue order without waiting: an op queued
@@ -478,6 +482,13 @@ public abstract class BackendOpTests : IDisposable
             { 3, 9, 9, 2, 2, 24, false, 0, true, DType.F32 },
             { 1, 150, 150, 4, 4, 128, true, 0, false, DType.F32 },
             { 2, 90, 90, 4, 2, 64, true, 0, false, DType.BF16 },
+            // bf16 at head sizes 64 and 128: the tensor-core forward on CUDA (GQA, a KV-cache
+            // offset, a window, key lengths with a fully masked sequence, one query).
+            { 1, 5, 150, 2, 1, 128, true, 0, false, DType.BF16 },
+            { 1, 140, 140, 2, 2, 64, true, 40, false, DType.BF16 },
+            { 3, 9, 9, 2, 2, 64, false, 0, true, DType.BF16 },
+            { 2, 130, 130, 4, 2, 128, true, 0, false, DType.BF16 },
+            { 1, 1, 77, 2, 2, 128, true, 0, false, DType.BF16 },
             // Narrow heads (the CPU's transposed-key-block path) across key blocks of 128 and
             // query blocks of 16: stories260K's 8 dimensions, a window, Tq < Tk.
             { 1, 300, 300, 8, 4, 8, true, 0, false, DType.F32 },
@@ -505,7 +516,32 @@ public abstract class BackendOpTests : IDisposable
         Ops.AttentionForward(tq_, tk_, tv, o, y, lse);
         using Tensor rq = R(q, qs), rk = R(k, ks), rv = R(v, ks), ry = RZ(qs), rl = RZ(b, hq, tq);
         _ref.AttentionForward(rq, rk, rv, ro, ry, rl);
-        Close(ry, y, true, "attention output");
+        if (dtype == DType.BF16)
+        {
+            // The tensor-core forward rounds the probabilities to bf16 for P·V (as
+            // FlashAttention-2): each weight carries ≤ 2⁻⁹ relative error, so the output moves by
+            // ≤ 2⁻⁹·Σp·|v| ≤ 2⁻⁹·max|v| (|v| ≤ 1 here), twice that for margin, plus the output's
+            // own rounding (rtol 2⁻⁷).
+            Close(ry, Down(y), 1.0 / 256, Bf16Rtol, "attention output (bf16)");
+            if (SetTensorCoreAttention(false))
+            {
+                // The fp32-FMA kernel on the same bf16 inputs keeps fp32 probabilities.
+                try
+                {
+                    Tensor yFma = Out(dtype, qs), lseFma = Out(DType.F32, b, hq, tq);
+                    Ops.AttentionForward(tq_, tk_, tv, o, yFma, lseFma);
+                    Close(ry, yFma, true, "attention output (fp32-FMA kernel)");
+                }
+                finally
+                {
+                    SetTensorCoreAttention(true);
+                }
+            }
+        }
+        else
+        {
+            Close(ry, y, true, "attention output");
+        }
         // A query with no visible key has lse −∞ on both sides; compare the rest.
         double[] lg = Down(lse), le = rl.ToDoubles();
         for (int i = 0; i < le.Length; i++)
@@ -877,4 +913,11 @@ public sealed class CudaBackendOpTests(CudaOpFixture fixture) : BackendOpTests,
 
     /// <inheritdoc />
     protected override void SetFusedLinear(bool on) => fixture.Backend.FusedLinearEpilogues = on;
+
+    /// <inheritdoc />
+    protected override bool SetTensorCoreAttention(bool on)
+    {
+        fixture.Backend.TensorCoreAttention = on;
+        return true;
+    }
 }

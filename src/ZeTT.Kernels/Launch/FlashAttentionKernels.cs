@@ -164,14 +164,57 @@ public static class FlashAttentionKernels
     /// <param name="lse">[batch·heads·qLen] F32.</param>
     /// <param name="kvLens">[batch] I32 valid keys per sequence (device data, clamped to
     /// kvLen), or none.</param>
+    /// <param name="tensorCores">Take the tensor-core kernel where it applies
+    /// (<see cref="TensorCoreHeadDim"/>).</param>
     public static void Forward(KernelSet kernels, CudaStream stream, in AttentionShape shape,
         in AttentionOperand q, in AttentionOperand k, in AttentionOperand v,
-        in AttentionOperand output, DeviceView lse, DeviceView kvLens = default)
+        in AttentionOperand output, DeviceView lse, DeviceView kvLens = default,
+        bool tensorCores = true)
     {
         ArgumentNullException.ThrowIfNull(kernels);
         var (config, args) = PlanForward(shape, q, k, v, output, lse, kvLens);
-        kernels.FlashForward.Launch(config, stream, args);
+        int mma = tensorCores ? TensorCoreHeadDim(shape, q, k, v) : 0;
+        if (mma == 0)
+        {
+            kernels.FlashForward.Launch(config, stream, args);
+            return;
+        }
+        (mma == 64 ? kernels.FlashForwardMma64 : kernels.FlashForwardMma128)
+            .Launch(MmaForwardConfig(shape), stream, args);
     }
+
+    /// <summary>Query rows per block of the tensor-core forward.</summary>
+    internal const int MmaBr = 64;
+
+    /// <summary>Key rows per staged tile of the tensor-core forward.</summary>
+    internal const int MmaBc = 64;
+
+    /// <summary>
+    /// The head dimension (64 or 128) when the tensor-core forward (mma.sync bf16, fp32
+    /// accumulation, probabilities rounded to bf16 for P·V as FlashAttention-2 does) applies,
+    /// else 0: bf16 Q, K and V; head_dim 64 or 128; Q read in 4-byte pairs (address and
+    /// strides even), K and V rows in 16-byte chunks (addresses 16-byte aligned, strides
+    /// multiples of 8 elements).
+    /// </summary>
+    public static int TensorCoreHeadDim(in AttentionShape shape, in AttentionOperand q,
+        in AttentionOperand k, in AttentionOperand v)
+    {
+        if (q.View.DType != KernelDType.BF16 || shape.HeadDim is not (64 or 128))
+        {
+            return 0;
+        }
+        static bool Aligned(in AttentionOperand o, ulong bytes, long elements) =>
+            o.View.Address % bytes == 0 && o.RowStride % elements == 0
+            && o.BatchStride % elements == 0;
+        return Aligned(q, 4, 2) && Aligned(k, 16, 8) && Aligned(v, 16, 8) ? shape.HeadDim : 0;
+    }
+
+    /// <summary>Grid, block and shared memory of the tensor-core forward: one block of four
+    /// warps per (64-query tile, batch·head); K and V tiles of 64 rows in bf16, rows padded by
+    /// 8 elements.</summary>
+    internal static LaunchConfig MmaForwardConfig(in AttentionShape shape) =>
+        new((uint)((shape.QLen + MmaBr - 1) / MmaBr), (uint)(shape.Batch * shape.Heads), 128,
+            (uint)(2 * MmaBc * (shape.HeadDim + 8) * sizeof(ushort)));
 
     /// <summary>
     /// Queues the backward of <see cref="Forward"/>: dQ, dK, dV (each with strides of its own:

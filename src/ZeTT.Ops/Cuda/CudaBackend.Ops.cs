@@ -505,9 +505,14 @@ public sealed partial class CudaBackend
         var writeBack = new List<(DeviceView, Tensor)>();
         FlashAttentionKernels.Forward(_kernels, _stream, s, In(q, "attn-q"), In(k, "attn-k"),
             In(v, "attn-v"), Out(output, "attn-o", writeBack), View(logSumExp),
-            KeyLengths(options, s.Batch));
+            KeyLengths(options, s.Batch), TensorCoreAttention);
         WriteBack(writeBack);
     }
+
+    /// <summary>Whether the attention forward takes the tensor-core kernel for bf16 inputs
+    /// with 64- or 128-dimensional heads (on by default; the tests and benchmarks switch it
+    /// off to compare against the fp32-FMA kernel).</summary>
+    public bool TensorCoreAttention { get; set; } = true;
 
     /// <inheritdoc />
     public void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output,
