@@ -126,8 +126,9 @@ internal static class LmBench
             ["benchmark"] = "lm-gpu",
             ["date"] = Today(),
             ["gpu"] = device,
-            ["dtype"] = "bf16 weights; ours: fp32 activations, each product rounds its fp32 "
-                + "operand to bf16 (cuBLASLt, fp32 accumulation); transformers: bf16 throughout",
+            ["dtype"] = "bf16 weights; ours: bf16 activations and KV cache, fp32 accumulation, "
+                + "statistics, logits and losses (cuBLASLt; tensor-core attention for heads of "
+                + "64 and 128); transformers: bf16 throughout",
             ["anchor"] = "scripts/bench_lm_pytorch.py --impl transformers: "
                 + "AutoModelForCausalLM(torch_dtype=bfloat16, attn_implementation=\"sdpa\"), "
                 + "labels=ids for eval, generate(do_sample=False, min_new_tokens=N) for decoding",
@@ -141,9 +142,12 @@ internal static class LmBench
     private static JsonObject Measure(Case c, IOpBackend backend, string device, string impl)
     {
         JsonObject ours;
-        using (LanguageModel model = LanguageModel.Open(c.Directory, backend))
+        // On CUDA bf16 activations, as the anchor's bf16 model; the CPU computes in fp32.
+        using (LanguageModel model = LanguageModel.Open(c.Directory, backend,
+            backend.Device == TensorDevice.Cuda ? DType.BF16 : DType.F32))
         {
             ours = MeasureOurs(model, c);
+            ours["activations"] = model.ActivationType.ToString();
         }
         Console.WriteLine($"{c.Model}: ours eval {ours["eval_tokens_per_second"]} tokens/s "
             + $"(batch {c.Batch} x {c.Tokens}), generation {ours["generate_tokens_per_second"]} "

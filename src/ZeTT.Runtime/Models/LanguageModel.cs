@@ -104,7 +104,11 @@ public sealed class LanguageModel : IDisposable
 {
     private readonly HfModelDirectory? _owned;
     private readonly LmWeights _w;
-    private readonly DType _dt;
+
+    // _dt: the arithmetic's dtype, kept by statistics (norm mean and rstd, attention
+    // log-sum-exp), logits and losses; _act: what activations are stored in — _dt, or bf16 for
+    // inference on a backend whose kernels read bf16 (as a bf16 model in PyTorch).
+    private readonly DType _dt, _act;
 
     private LanguageModel(HfModelDirectory? owned, LmArchitecture architecture, LmWeights weights,
         IOpBackend backend, string path, DType activations)
@@ -114,7 +118,8 @@ public sealed class LanguageModel : IDisposable
         _w = weights;
         Ops = backend;
         Path = path;
-        _dt = activations;
+        _act = activations;
+        _dt = activations == DType.BF16 ? DType.F32 : activations;
     }
 
     /// <summary>The family's settings.</summary>
@@ -126,8 +131,9 @@ public sealed class LanguageModel : IDisposable
     /// <summary>The model directory.</summary>
     public string Path { get; }
 
-    /// <summary>The activation dtype (F32; F64 on the CPU test path).</summary>
-    public DType ActivationType => _dt;
+    /// <summary>The activation dtype (F32; F64 on the CPU test path; BF16 for inference on
+    /// CUDA).</summary>
+    public DType ActivationType => _act;
 
     /// <summary>The input embedding matrix [vocab, hidden] as the model reads it.</summary>
     public Tensor InputEmbeddings => _w.Embed;
@@ -140,7 +146,9 @@ public sealed class LanguageModel : IDisposable
     /// CPU backend's float64 test path (weights widened to float64 copies).</summary>
     /// <param name="directory">The model directory.</param>
     /// <param name="backend">Where to compute.</param>
-    /// <param name="activations">F32, or F64 (the test path).</param>
+    /// <param name="activations">F32; F64 (the test path); or BF16, inference only (no tape,
+    /// not trainable), on a backend whose ops take bf16 activations (CUDA): every activation
+    /// between two ops and the KV cache in bf16, statistics, logits and losses in fp32.</param>
     /// <param name="trainable">Copy the backbone (every weight but the embeddings) into
     /// writable tensors of the activation dtype (<see cref="TrainableWeights"/>), for
     /// training it.</param>
@@ -174,12 +182,19 @@ public sealed class LanguageModel : IDisposable
         DType activations, bool trainable)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (activations is not (DType.F32 or DType.F64))
+        if (activations is not (DType.F32 or DType.F64 or DType.BF16))
         {
-            throw new ArgumentException($"activations must be F32 or F64, not {activations}");
+            throw new ArgumentException($"activations must be F32, F64 or BF16, not {activations}");
+        }
+        if (activations == DType.BF16 && (trainable || backend is Ops.Cpu.CpuBackend))
+        {
+            throw new ArgumentException(trainable
+                ? "bf16 activations are for inference; a trainable model computes in F32"
+                : "the CPU backend computes activations in F32: bf16 activations need CUDA");
         }
         LmArchitecture a = LmArchitecture.FromConfig(model);
-        LmWeights w = LmWeights.Load(model, a, backend, activations, trainable);
+        LmWeights w = LmWeights.Load(model, a, backend,
+            activations == DType.BF16 ? DType.F32 : activations, trainable);
         return new LanguageModel(owns ? model : null, a, w, backend, model.Directory, activations);
     }
 
@@ -232,8 +247,8 @@ public sealed class LanguageModel : IDisposable
         var values = new Tensor[a.Layers];
         for (int i = 0; i < a.Layers; i++)
         {
-            keys[i] = Ops.Zeros(_dt, [batch, capacity, a.KvHeads, a.HeadDim], $"keys {i}");
-            values[i] = Ops.Zeros(_dt, [batch, capacity, a.KvHeads, a.HeadDim], $"values {i}");
+            keys[i] = Ops.Zeros(_act, [batch, capacity, a.KvHeads, a.HeadDim], $"keys {i}");
+            values[i] = Ops.Zeros(_act, [batch, capacity, a.KvHeads, a.HeadDim], $"values {i}");
         }
         return new KvCache(keys, values, capacity);
     }
@@ -269,7 +284,7 @@ public sealed class LanguageModel : IDisposable
         }
         CheckLength((cache?.Length ?? 0) + ids.Length / batch);
         using Tensor idT = Ops.Upload(Tensor.FromInts(ids));
-        using Tensor rows = Ops.Empty(_dt, [ids.Length, a.Hidden], "embedding rows");
+        using Tensor rows = Ops.Empty(_act, [ids.Length, a.Hidden], "embedding rows");
         Ops.EmbeddingForward(_w.Embed, idT, rows);
         return ForwardFromEmbeddings(rows, batch, cache, tape);
     }
@@ -295,6 +310,11 @@ public sealed class LanguageModel : IDisposable
         if (tape is not null && cache is not null)
         {
             throw new ArgumentException("a recorded forward pass takes no KV cache");
+        }
+        if (tape is not null && _act != _dt)
+        {
+            throw new ArgumentException($"a recorded forward pass computes in {_dt}; this model "
+                + $"stores {_act} activations (inference only)");
         }
         int tokens = (int)(n / batch);
         int start = cache?.Length ?? 0;
@@ -324,7 +344,7 @@ public sealed class LanguageModel : IDisposable
                     + "rows");
             }
             using Tensor lpT = Ops.Upload(Tensor.FromInts(learned));
-            using Tensor pe = Ops.Empty(_dt, [n, d]);
+            using Tensor pe = Ops.Empty(_act, [n, d]);
             Ops.EmbeddingForward(_w.Positions, lpT, pe);
             Ops.Add(x, pe, x);
             if (tape is not null)
@@ -335,7 +355,7 @@ public sealed class LanguageModel : IDisposable
         if (_w.TokenTypes is not null)
         {
             using Tensor zeros = Ops.Zeros(DType.I32, [n]);
-            using Tensor te = Ops.Empty(_dt, [n, d]);
+            using Tensor te = Ops.Empty(_act, [n, d]);
             Ops.EmbeddingForward(_w.TokenTypes, zeros, te);
             Ops.Add(x, te, x);
         }
@@ -554,7 +574,12 @@ public sealed class LanguageModel : IDisposable
     public Tensor HeadInput(Tensor hidden, HeadTape? tape = null)
     {
         ArgumentNullException.ThrowIfNull(hidden);
-        Tensor y = Ops.Empty(_dt, hidden.Shape, "head input");
+        if (tape is not null && _act != _dt)
+        {
+            throw new ArgumentException($"a recorded head computes in {_dt}; this model stores "
+                + $"{_act} activations (inference only)");
+        }
+        Tensor y = Ops.Empty(_act, hidden.Shape, "head input");
         if (_w.MlmDense is null)
         {
             Ops.Copy(hidden, y);
@@ -654,6 +679,15 @@ public sealed class LanguageModel : IDisposable
 
     private Tensor New(List<Tensor> scope, params long[] shape)
     {
+        Tensor t = Ops.Empty(_act, shape);
+        scope.Add(t);
+        return t;
+    }
+
+    /// <summary>A statistic (norm mean or rstd, attention log-sum-exp): in the arithmetic's
+    /// dtype whatever the activations' storage.</summary>
+    private Tensor Stat(List<Tensor> scope, params long[] shape)
+    {
         Tensor t = Ops.Empty(_dt, shape);
         scope.Add(t);
         return t;
@@ -684,13 +718,13 @@ public sealed class LanguageModel : IDisposable
         LmArchitecture a = Architecture;
         long rows = x.Shape[0];
         Tensor y = New(scope, x.Shape);
-        Tensor rstd = New(scope, rows);
+        Tensor rstd = Stat(scope, rows);
         if (a.Norm == NormKind.Rms)
         {
             Ops.RmsNormForward(x, w, a.NormEps, a.NormUnitOffset, y, rstd);
             return (y, new NormStats(null, rstd));
         }
-        Tensor mean = New(scope, rows);
+        Tensor mean = Stat(scope, rows);
         Ops.LayerNormForward(x, w, b, a.NormEps, y, mean, rstd);
         return (y, new NormStats(mean, rstd));
     }
@@ -764,7 +798,7 @@ public sealed class LanguageModel : IDisposable
             values = Split(v, batch, tokens);
         }
         Tensor attn = New(scope, n, (long)hq * dh);
-        Tensor lse = New(scope, batch, hq, tokens);
+        Tensor lse = Stat(scope, batch, hq, tokens);
         Ops.AttentionForward(Split(q, batch, tokens), keys, values, AttentionOptions(),
             attn.View(batch, tokens, hq, dh), lse);
         Tensor output = New(scope, n, a.Hidden);

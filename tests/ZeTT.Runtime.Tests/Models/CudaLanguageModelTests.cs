@@ -57,6 +57,37 @@ public sealed class CudaLanguageModelTests
             $"{family}: max |diff| {worst:E2}, scale {scale:F3}, bound {bound}");
     }
 
+    /// <summary>bf16 activations on CUDA (the tensor-core attention where heads are 64 or 128
+    /// wide), within the bound of <see cref="Bf16ActivationLanguageModelTests"/> (4e-2 of the
+    /// logit scale), which checks the same numerics on the CPU model of the bf16 path.</summary>
+    [Theory]
+    [MemberData(nameof(GoldenLogitsTests.Families), MemberType = typeof(GoldenLogitsTests))]
+    public void Cuda_bf16_activation_logits_stay_within_the_bf16_bound(string family)
+    {
+        using CudaBackend backend = Backend();
+        string dir = GoldenLogitsTests.FixtureDir(family);
+        using SafetensorsFile golden = SafetensorsFile.Open(Path.Combine(dir, "golden.safetensors"));
+        int[] ids = golden.ReadInt32("input_ids", out _);
+        float[] expected = golden.ReadFloat32("logits").Data;
+        float[] actual;
+        using (var model = LanguageModel.Open(dir, backend, DType.BF16))
+        {
+            using Tensor hidden = model.Forward(ids, 1);
+            using Tensor head = model.HeadInput(hidden);
+            using Tensor logits = model.Logits(head);
+            using Tensor host = Tensor.Host(DType.F32, logits.Shape);
+            backend.Download(logits, host);
+            actual = host.ToFloats();
+        }
+        double scale = expected.Max(Math.Abs), worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        }
+        Assert.True(worst <= 4e-2 * scale,
+            $"{family}: max |diff| {worst:E2}, scale {scale:F3}, bound 4e-2 of the scale");
+    }
+
     [Fact]
     public void Stories260K_reproduces_its_256_greedy_reference_tokens_with_cuda()
     {
@@ -77,7 +108,7 @@ public sealed class CudaLanguageModelTests
         Assert.Equal(expected, generated);
     }
 
-    private static string RepoPath(string relative)
+    internal static string RepoPath(string relative)
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
