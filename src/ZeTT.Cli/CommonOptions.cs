@@ -140,7 +140,7 @@ internal sealed class ComputeOptions
 {
     /// <summary><c>--device auto|cpu|cuda</c>.</summary>
     public Option<string> Device { get; } = CommonOptions.Choice("--device",
-        "where the hypernetwork runs: cuda when a usable device is found, else the cpu (auto)",
+        "where it computes: cuda when a usable device is found, else the cpu (auto)",
         "auto", "auto", "cpu", "cuda");
 
     /// <summary><c>--gpu N</c>.</summary>
@@ -186,4 +186,63 @@ internal sealed class ComputeOptions
     /// <summary>The precision chosen.</summary>
     public HypernetPrecision Precision(ParseResult parse) =>
         parse.GetValue(Dtype) == "fp32" ? HypernetPrecision.Float32 : HypernetPrecision.BFloat16;
+}
+
+/// <summary>Where a language model runs, for <c>zett eval</c> and <c>zett generate</c>:
+/// <c>--device</c>, <c>--gpu</c> and <c>--dtype</c> (the activations').</summary>
+internal sealed class LmComputeOptions
+{
+    /// <summary><c>--device auto|cpu|cuda</c>.</summary>
+    public Option<string> Device { get; } = CommonOptions.Choice("--device",
+        "where it computes: cuda when a usable device is found, else the cpu (auto)",
+        "auto", "auto", "cpu", "cuda");
+
+    /// <summary><c>--gpu N</c>.</summary>
+    public Option<int> Gpu { get; } = CommonOptions.Integer("--gpu",
+        "CUDA device ordinal, counted after CUDA_VISIBLE_DEVICES [default: 0]; only with "
+        + "--device cuda or auto", min: 0);
+
+    /// <summary><c>--dtype fp32|bf16</c>.</summary>
+    public Option<string> Dtype { get; } = CommonOptions.Choice("--dtype",
+        "activations: fp32 (weights stay in their stored dtype), or bf16 activations and KV "
+        + "cache with fp32 statistics, logits and losses (CUDA only; as a bf16 PyTorch model)",
+        "fp32", "fp32", "bf16");
+
+    /// <summary>Adds the options to <paramref name="command"/>, with the rule that --gpu needs a
+    /// device that can be CUDA.</summary>
+    public void AddTo(Command command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        command.Options.Add(Device);
+        command.Options.Add(Gpu);
+        command.Options.Add(Dtype);
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(Gpu) is { Implicit: false } && result.GetValue(Device) == "cpu")
+            {
+                result.AddError("--gpu selects a CUDA device; it does not apply to --device cpu");
+            }
+        });
+    }
+
+    /// <summary>The backend the options choose (the caller disposes it) and the activation
+    /// dtype; says which backend and why on stderr. bf16 on the CPU is an error.</summary>
+    public (ZeTT.Ops.IOpBackend Backend, ZeTT.Ops.DType Activations) Open(ParseResult parse,
+        CliConsole console)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        ArgumentNullException.ThrowIfNull(console);
+        ZeTT.Ops.IOpBackend backend = HypernetPredictor.OpenBackend(
+            parse.GetValue(Device) ?? "auto", parse.GetValue(Gpu), out string why);
+        bool bf16 = parse.GetValue(Dtype) == "bf16";
+        if (bf16 && backend.Device != ZeTT.Ops.TensorDevice.Cuda)
+        {
+            backend.Dispose();
+            throw new Runtime.ZettException($"--dtype bf16 needs a CUDA device ({why}): the CPU "
+                + "computes activations in fp32");
+        }
+        string name = backend is ZeTT.Ops.Cuda.CudaBackend gpu ? $"cuda: {gpu.DeviceName}" : "cpu";
+        console.Error.WriteLine($"backend: {name} ({why}), {(bf16 ? "bf16" : "fp32")} activations");
+        return (backend, bf16 ? ZeTT.Ops.DType.BF16 : ZeTT.Ops.DType.F32);
+    }
 }

@@ -35,6 +35,38 @@ public class LanguageModelCommandTests
         Assert.StartsWith(printed, text, StringComparison.Ordinal);
     }
 
+    /// <summary>The device options: --device cpu says so on stderr and prints the same story;
+    /// bf16 activations on the CPU, and cuda where there is none, are one clear error each (exit
+    /// 2, nothing on stdout).</summary>
+    [Fact]
+    public void Device_options_choose_the_backend_or_say_why_not()
+    {
+        string model = Repo("assets/stories260K");
+        (int code, string output, string error) = Zett.Run("generate", "--model", model,
+            "--max-new-tokens", "30", "--device", "cpu");
+        Assert.True(code == 0, error);
+        Assert.Contains("backend: cpu (--device cpu), fp32 activations", error,
+            StringComparison.Ordinal);
+        (int c0, string o0, _) = Zett.Run("generate", "--model", model, "--max-new-tokens", "30");
+        Assert.Equal(0, c0);
+        Assert.Equal(o0, output);
+        string data = Repo("tests/fixtures/lm/eval/tinystories-dev-25.jsonl");
+        (int c1, string o1, string e1) = Zett.Run("eval", "--model", model, "--data", data,
+            "--device", "cpu", "--dtype", "bf16");
+        Assert.Equal(2, c1);
+        Assert.Equal("", o1);
+        Assert.Contains("--dtype bf16 needs a CUDA device (--device cpu)", e1,
+            StringComparison.Ordinal);
+        if (!ZeTT.Kernels.Cuda.IsAvailable)
+        {
+            (int c2, string o2, string e2) = Zett.Run("generate", "--model", model, "--device",
+                "cuda");
+            Assert.Equal(2, c2);
+            Assert.Equal("", o2);
+            Assert.Contains("--device cuda: no usable CUDA device", e2, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public void Sampling_with_a_seed_is_reproducible()
     {

@@ -56,15 +56,22 @@ public sealed class ProgramTests : IDisposable
                 }
                 string text = string.Join(' ', line.Trim()[name.Length..]
                     .Split(' ', StringSplitOptions.RemoveEmptyEntries));
-                if (seen.TryGetValue(name, out string? before))
+                // --dtype is the hypernetwork's precision in the commands that run it and the
+                // activations' in those that run a language model (eval, generate).
+                string key = name == "--dtype" && c.Name is "eval" or "generate"
+                    ? "--dtype (language model)" : name;
+                if (seen.TryGetValue(key, out string? before))
                 {
                     Assert.Equal(before, text);
                 }
-                seen[name] = text;
+                seen[key] = text;
             }
         }
         Assert.Contains("[default: bf16]", seen["--dtype"], StringComparison.Ordinal);
-        Assert.Equal(shared.Order(), seen.Keys.Order());
+        Assert.Contains("[default: fp32]", seen["--dtype (language model)"],
+            StringComparison.Ordinal);
+        Assert.Equal(shared.Append("--dtype (language model)").Order(StringComparer.Ordinal),
+            seen.Keys.Order(StringComparer.Ordinal));
     }
 
     [Fact]
@@ -94,6 +101,9 @@ public sealed class ProgramTests : IDisposable
     [InlineData("transfer --model m --tokenizer t --out o --device cpu --gpu 1",
         "--gpu selects a CUDA device; it does not apply to --device cpu")]
     [InlineData("transfer --model m --tokenizer t --out o --dtype fp16", "--dtype must be one of bf16, fp32; got 'fp16'")]
+    [InlineData("eval --model m --data d --device cpu --gpu 1",
+        "--gpu selects a CUDA device; it does not apply to --device cpu")]
+    [InlineData("generate --model m --dtype fp16", "--dtype must be one of fp32, bf16; got 'fp16'")]
     [InlineData("apply-to-ft --base b --ft f --transferred-base t --out o --lambdas 0.5 x", "--lambdas: 'x' is not a number")]
     [InlineData("inspect", "inspect needs PATH")]
     [InlineData("inspect a b", "unexpected argument 'b'")]

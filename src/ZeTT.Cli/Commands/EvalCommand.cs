@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using ZeTT.Ops.Cpu;
+using ZeTT.Ops;
 using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.IO;
 using ZeTT.Runtime.Models;
@@ -45,6 +45,8 @@ internal sealed class EvalCommand : ZettCommand
 
     private readonly Option<bool> _overwrite = CommonOptions.Overwrite();
 
+    private readonly LmComputeOptions _compute = new();
+
     public EvalCommand() : base("eval",
         "bits per byte, tokens per byte and perplexity of language models on text")
     {
@@ -55,6 +57,7 @@ internal sealed class EvalCommand : ZettCommand
         Options.Add(_seed);
         Options.Add(_json);
         Options.Add(_overwrite);
+        _compute.AddTo(this);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -83,9 +86,14 @@ internal sealed class EvalCommand : ZettCommand
         {
             throw new Runtime.ZettException($"{string.Join(", ", data)}: no text to evaluate");
         }
-        IReadOnlyList<LmEvalResult> results = LmEvaluation.Run(models, docs, context,
-            parse.GetValue(_seed), new CpuBackend(), ProgressBar.ForConsole(console))
-            .Select((r, i) => r with { Model = typed[i] }).ToList();
+        (IOpBackend backend, DType activations) = _compute.Open(parse, console);
+        IReadOnlyList<LmEvalResult> results;
+        using (backend)
+        {
+            results = [.. LmEvaluation.Run(models, docs, context, parse.GetValue(_seed), backend,
+                ProgressBar.ForConsole(console), activations)
+                .Select((r, i) => r with { Model = typed[i] })];
+        }
         TextWriter o = console.Out;
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{docs.Count} documents, {docs.Sum(d => d.Bytes)} bytes"));

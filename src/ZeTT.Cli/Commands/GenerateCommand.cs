@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using ZeTT.Ops.Cpu;
+using ZeTT.Ops;
 using ZeTT.Runtime.Hub;
 using ZeTT.Runtime.Models;
 using ZeTT.Runtime.Tokenizers;
@@ -45,6 +45,8 @@ internal sealed class GenerateCommand : ZettCommand
     private readonly Option<int> _seed = CommonOptions.Integer("--seed",
         "seed of the sampler [default: 0]", min: 0);
 
+    private readonly LmComputeOptions _compute = new();
+
     public GenerateCommand() : base("generate",
         "continue a prompt with a causal language model (KV cache, text streamed)")
     {
@@ -54,6 +56,7 @@ internal sealed class GenerateCommand : ZettCommand
         Options.Add(_temperature);
         Options.Add(_topP);
         Options.Add(_seed);
+        _compute.AddTo(this);
     }
 
     protected override int Run(ParseResult parse, CliConsole console)
@@ -68,7 +71,9 @@ internal sealed class GenerateCommand : ZettCommand
                 $"--max-new-tokens must be ≥ 1, --temperature ≥ 0 and --top-p in (0, 1]; got "
                 + $"{maxNew}, {temperature}, {topP}"));
         }
-        using LanguageModel model = LanguageModel.Open(dir, new CpuBackend());
+        (IOpBackend backend, DType activations) = _compute.Open(parse, console);
+        using IOpBackend owned = backend;
+        using LanguageModel model = LanguageModel.Open(dir, backend, activations);
         HfTokenizer tokenizer = HfTokenizer.Load(dir);
         string prompt = parse.GetValue(_prompt) ?? "";
         console.Out.Write(prompt);

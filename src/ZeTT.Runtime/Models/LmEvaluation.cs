@@ -225,16 +225,17 @@ public static class LmEvaluation
     }
 
     /// <summary>Evaluates each model directory on the same documents, one after another (each
-    /// with its own tokenizer, loaded from its directory), on the CPU backend.</summary>
+    /// with its own tokenizer, loaded from its directory), on <paramref name="backend"/> with
+    /// <paramref name="activations"/> (F32, or BF16 on CUDA).</summary>
     public static IReadOnlyList<LmEvalResult> Run(IReadOnlyList<string> models,
         IReadOnlyList<EvalDocument> documents, int? context, int seed, IOpBackend backend,
-        IProgress<ProgressUpdate>? progress = null)
+        IProgress<ProgressUpdate>? progress = null, DType activations = DType.F32)
     {
         ArgumentNullException.ThrowIfNull(models);
         var results = new List<LmEvalResult>();
         foreach (string dir in models)
         {
-            using LanguageModel model = LanguageModel.Open(dir, backend);
+            using LanguageModel model = LanguageModel.Open(dir, backend, activations);
             HfTokenizer tokenizer = HfTokenizer.Load(dir);
             results.Add(Evaluate(model, tokenizer, documents, context, seed, progress));
         }
