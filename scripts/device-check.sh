@@ -133,6 +133,13 @@ print('default transfer loads:', type(t).__name__, len(t), 'tokens', t.convert_i
 if [ -d .ref/zett ]; then
     bg hf-interop 240 bash scripts/interop.sh "$ZETT" "$RES"
 fi
+# zett eval of the default model on the CPU, on CUDA in fp32 and on CUDA with bf16 activations,
+# same text (bench/results/eval-{cpu,cuda-fp32,cuda-bf16}.json: bits per byte side by side).
+bg eval-devices 120 bash -c "for v in 'cpu fp32' 'cuda fp32' 'cuda bf16'; do set -- \$v; \
+    '$ZETT' eval --model assets/stories260K --data tests/fixtures/lm/eval/tinystories-dev-25.jsonl \
+    --device \$1 --dtype \$2 --json '$RES'/eval-\$1\$( [ \$1 = cuda ] && echo -\$2 ).json --overwrite \
+    || exit 1; done"
+
 
 # All tests (GPU tests included) from the self-contained runners, with the fresh fixtures.
 for name in ZeTT.Kernels.Tests ZeTT.Ops.Tests ZeTT.Runtime.Tests; do
